@@ -1,0 +1,34 @@
+# Two entry points for people: `make demo` (the main job) and `make test`.
+# Both create the virtual environment in .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/agentrt demo
+
+lint: setup
+	$(PY) -m ruff check agentrt streams policies sims tests
+
+typecheck: setup
+	$(PY) -m mypy agentrt streams policies sims
+
+test: lint typecheck
+	$(PY) -m pytest -q
+
+bench: setup
+	$(VENV)/bin/agentrt bench transport --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Benchmarks behind `agentrt bench NAME`; each module exposes run(quick) and print_table(result)."""

@@ -1,0 +1,84 @@
+"""Shared pieces of every benchmark: statistics, machine description, JSON output, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["percentile", "summarize_us", "machine_info", "write_json", "print_rows"]
+
+_VERSIONED = ("numpy", "pyzmq", "torch", "transformers", "pybullet", "av", "opencv-python-headless", "msgpack")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize_us(samples_ns: Iterable[int | float]) -> dict[str, float]:
+    """p50 / p99 / mean in microseconds from nanosecond samples."""
+    values = [s / 1e3 for s in samples_ns]
+    return {
+        "p50_us": percentile(values, 50),
+        "p99_us": percentile(values, 99),
+        "mean_us": statistics.fmean(values) if values else float("nan"),
+        "n": float(len(values)),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    versions: dict[str, str] = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+    }
+
+
+def write_json(path: str | os.PathLike[str], benchmark: str, result: dict[str, Any], *, quick: bool) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    document = {"benchmark": benchmark, "quick": quick, "machine": machine_info(), **result}
+    out.write_text(json.dumps(document, indent=2, sort_keys=False, default=float) + "\n")
+    return out
+
+
+def print_rows(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a table with rich (falls back to plain text when stdout is not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column != columns[0] else "left")
+    for row in rows:
+        table.add_row(*[_fmt(cell) for cell in row])
+    Console(width=max(100, len(columns) * 14)).print(table)
+
+
+def _fmt(cell: Any) -> str:
+    if isinstance(cell, float):
+        if cell != cell:  # NaN
+            return "-"
+        return f"{cell:,.3g}" if abs(cell) < 100 else f"{cell:,.0f}"
+    return str(cell)

@@ -1,0 +1,1 @@
+"""The `agentrt` command line: one module per subcommand (see COMMANDS in __main__)."""

@@ -1,0 +1,73 @@
+"""`agentrt`: the command line.
+
+Each subcommand lives in its own module with two functions:
+``add_arguments(parser)`` and ``run(args) -> int``. Modules import heavy
+backends (torch, pybullet, cv2) inside ``run`` so `agentrt --help` stays fast.
+
+    agentrt demo
+    agentrt bench transport --quick
+    agentrt bench engine --quick --json engine.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from agentrt.errors import AgentRTError
+
+# subcommand -> (module, one-line help). The one table that maps names to code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("agentrt.cli.demo", "run the main demo (see README)"),
+    "bench": ("agentrt.cli.bench", "run a benchmark and print a side-by-side table"),
+    "sim": ("agentrt.cli.sim", "run a PyBullet task with its scripted expert"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentrt", description="A real-time runtime for agents that see.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a subcommand whose module is not installed in this build
+        command_parser = sub.add_parser(
+            name,
+            help=help_text,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except AgentRTError as exc:
+        print(f"agentrt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"agentrt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
