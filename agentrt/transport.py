@@ -131,7 +131,9 @@ class Publisher:
             if lossless:
                 self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)
             else:
-                self._socket.setsockopt(zmq.SNDHWM, 4)  # bounded memory if a subscriber stalls
+                # Keep only the newest outgoing message per subscriber: a burst or a stalled
+                # subscriber never queues stale frames, and the newest is never the one dropped.
+                self._socket.setsockopt(zmq.CONFLATE, 1)
             if socket_setup:
                 socket_setup(self._socket)
             (self._socket.bind if bind else self._socket.connect)(address)
