@@ -1,0 +1,1 @@
+"""Nodes that ship with agentrt: a synthetic source, a stand-in policy, an actuator stand-in, fault injectors."""
