@@ -1,0 +1,107 @@
+"""Hugging Face adapters: SigLIP / CLIP vision towers for the feature cache, causal LMs for decoding.
+
+Only the structure is borrowed, never weights from a hub: the adapters read the
+modules a loaded model already has. transformers is imported lazily, inside
+the functions that need it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from agentrt.engine.vit_cache import VisionTower
+from agentrt.errors import MissingDependencyError, ModelError
+
+__all__ = ["hf_vision_tower", "HFCausalLMRunner"]
+
+
+def hf_vision_tower(model: nn.Module) -> VisionTower:
+    """A SiglipVisionModel / CLIPVisionModel (or its inner vision transformer) as a VisionTower.
+
+    Reproduces the model's ``last_hidden_state``: SigLIP applies its
+    post-LayerNorm to every token; CLIP applies a pre-LayerNorm after the
+    embeddings and leaves the tokens un-normalised (its post-LayerNorm is for
+    the pooled class token only).
+    """
+    inner = getattr(model, "vision_model", model)
+    embeddings = getattr(inner, "embeddings", None)
+    encoder = getattr(inner, "encoder", None)
+    layers = getattr(encoder, "layers", None)
+    if embeddings is None or layers is None:
+        raise ModelError(
+            f"hf_vision_tower: expected a SigLIP or CLIP vision model (embeddings + encoder.layers), "
+            f"given {type(model).__name__}"
+        )
+    for layer in layers:
+        attn = getattr(layer, "self_attn", None)
+        if attn is None or not all(hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj", "out_proj")):
+            raise ModelError(
+                f"hf_vision_tower: layer {type(layer).__name__} is not a pre-LN CLIP/SigLIP layer"
+            )
+    family = type(inner).__name__.lower()
+    pre_norm = getattr(inner, "pre_layrnorm", None)  # CLIP's spelling
+    post_norm = getattr(inner, "post_layernorm", None)
+
+    def embed(pixels: torch.Tensor) -> torch.Tensor:
+        x = embeddings(pixels)
+        return pre_norm(x) if pre_norm is not None else x
+
+    if "clip" in family or pre_norm is not None:
+        finish = _identity
+    elif post_norm is not None:
+        finish = post_norm
+    else:
+        finish = _identity
+    return VisionTower(embed=embed, layers=list(layers), finish=finish)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+class HFCausalLMRunner:
+    """A transformers causal LM (Llama family) with its DynamicCache, for ``greedy_decode`` / ``jacobi_decode``.
+
+    Positions are passed explicitly (``position_ids``), and rollback uses
+    ``DynamicCache.crop`` with a negative count, the form transformers 5
+    accepts for dropping rows (REFERENCES §8).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model: Any = (
+            model  # a transformers PreTrainedModel (typed loosely: transformers is optional here)
+        )
+        self.device = next(model.parameters()).device
+        # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns); accept both
+        parameters = inspect.signature(model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
+
+    def new_cache(self) -> Any:
+        try:
+            from transformers import DynamicCache
+        except ImportError as exc:  # pragma: no cover - transformers is a core dependency
+            raise MissingDependencyError("transformers", "Hugging Face decoding") from exc
+        return DynamicCache(config=self.model.config)
+
+    def forward(self, inputs: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
+        key = "inputs_embeds" if inputs.is_floating_point() else "input_ids"
+        out = self.model(
+            **{key: inputs}, position_ids=positions[None], use_cache=True, **{self._cache_kwarg: cache}
+        )
+        return out.logits
+
+    def cache_length(self, cache: Any) -> int:
+        return int(cache.get_seq_length())
+
+    def crop(self, cache: Any, length: int) -> None:
+        drop = int(cache.get_seq_length()) - length
+        if drop < 0:
+            raise ModelError(
+                f"HFCausalLMRunner.crop: the cache holds {cache.get_seq_length()} rows, asked {length}"
+            )
+        if drop:
+            cache.crop(-drop)

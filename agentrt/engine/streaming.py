@@ -1,0 +1,158 @@
+"""A streaming KV cache: frame tokens appended as they arrive, memory flat on an endless stream.
+
+The cache keeps the first ``sink_tokens`` rows of the stream for good
+(attention sinks: softmax needs somewhere to put its mass, StreamingLLM) and
+the newest ``window_tokens`` rows behind them. Before an append would pass
+``sink_tokens + window_tokens`` rows, the oldest rows after the sinks are
+dropped. Positions are then made contiguous again, as StreamingVLM does: the
+kept rows' keys are rotated back by the number of rows dropped (rotary
+rotations compose, so this is exact and needs no recompute), and the next
+token goes at position ``length``. Positions therefore never grow past the
+bound either.
+
+A question reuses the cached prefix: only the question's tokens (and the
+answer's) run through the model; afterwards the cache is cropped back to the
+stream, so asking leaves no trace. With nothing evicted, the question's logits
+equal those of a full prefill of stream + question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from agentrt.engine.decoder import Decoder, rope_rotate
+from agentrt.engine.decoding import NativeRunner, greedy_decode
+from agentrt.engine.kv_cache import KVCache
+from agentrt.errors import ConfigError, ModelError
+
+__all__ = ["StreamingConfig", "StreamingKVCache"]
+
+
+@dataclass
+class StreamingConfig:
+    sink_tokens: int = 4  # first rows never evicted (a system prompt fits here too)
+    window_tokens: int = 512  # newest rows kept behind the sinks
+
+    def __post_init__(self) -> None:
+        if self.sink_tokens < 0:
+            raise ConfigError(f"StreamingConfig.sink_tokens: expected >= 0, given {self.sink_tokens}")
+        if self.window_tokens < 1:
+            raise ConfigError(f"StreamingConfig.window_tokens: expected >= 1, given {self.window_tokens}")
+
+    @property
+    def max_tokens(self) -> int:
+        return self.sink_tokens + self.window_tokens
+
+
+class StreamingKVCache:
+    """Our ``Decoder`` over an endless stream within ``sink_tokens + window_tokens`` cached rows.
+
+    >>> stream = StreamingKVCache(decoder, StreamingConfig(sink_tokens=4, window_tokens=256))
+    >>> stream.append(ids=prompt_ids)             # a system prompt lands in the sinks
+    >>> for frame_tokens in frames:               # [T, C] embeddings per frame
+    ...     stream.append(embeds=frame_tokens)
+    >>> stream.ask(question_ids, max_new_tokens=8)
+    """
+
+    def __init__(self, model: Decoder, config: StreamingConfig | None = None) -> None:
+        self.model = model
+        self.config = config or StreamingConfig()
+        self.cache: KVCache = model.new_cache()
+        self.evicted = 0  # rows dropped since the start of the stream
+        self.appended = 0  # rows ever appended
+        self.peak_length = 0
+        self._last_logits: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return self.cache.length
+
+    def reset(self) -> None:
+        self.cache = self.model.new_cache()
+        self.evicted = self.appended = self.peak_length = 0
+        self._last_logits = None
+
+    @torch.no_grad()
+    def append(self, ids: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """Append tokens (ids [T] or embeddings [T, C]); returns the logits after the last one [V]."""
+        x = self._as_batch(ids, embeds)
+        T = x.shape[1]
+        if T > self.config.window_tokens:
+            raise ModelError(
+                f"StreamingKVCache.append: a chunk of {T} tokens does not fit the window of "
+                f"{self.config.window_tokens}; append it in smaller pieces or widen the window"
+            )
+        self._make_room(T)
+        positions = torch.arange(self.length, self.length + T, device=x.device)
+        if x.is_floating_point():
+            logits = self.model(embeds=x, positions=positions, cache=self.cache)
+        else:
+            logits = self.model(x, positions=positions, cache=self.cache)
+        self.appended += T
+        self.peak_length = max(self.peak_length, self.length)
+        self._last_logits = logits[0, -1]
+        return self._last_logits
+
+    def _make_room(self, incoming: int) -> None:
+        """Drop the oldest rows after the sinks so that ``incoming`` more fit, then renumber the rest."""
+        cfg = self.config
+        excess = self.length + incoming - cfg.max_tokens
+        if excess <= 0:
+            return
+        sink = min(cfg.sink_tokens, self.length)
+        excess = min(excess, self.length - sink)
+        self.cache.drop(sink, sink + excess)
+        theta = self.model.config.rope_theta
+        shift = torch.tensor([-float(excess)])
+        # rows behind the dropped span move up by `excess` positions: rotate their keys back by as much
+        self.cache.map_keys(sink, self.length, lambda k: rope_rotate(k, shift.expand(k.shape[2]), theta))
+        self.evicted += excess
+
+    @torch.no_grad()
+    def question_logits(self, question: torch.Tensor) -> torch.Tensor:
+        """Logits [T, V] at each question token, reusing the cached stream; the cache is left unchanged."""
+        x = self._as_batch(question, None)
+        keep = self.length
+        try:
+            logits = self.model(
+                x, positions=torch.arange(keep, keep + x.shape[1], device=x.device), cache=self.cache
+            )
+        finally:
+            self.cache.crop(keep)
+        return logits[0]
+
+    @torch.no_grad()
+    def ask(self, question: torch.Tensor, max_new_tokens: int, *, stop_ids: Sequence[int] = ()) -> list[int]:
+        """Greedy answer to a question about the stream so far; the cache is cropped back afterwards."""
+        x = self._as_batch(question, None)
+        keep = self.length
+        runner = NativeRunner(self.model)
+        try:
+            logits = self.model(
+                x, positions=torch.arange(keep, keep + x.shape[1], device=x.device), cache=self.cache
+            )
+            answer = greedy_decode(
+                runner, None, max_new_tokens, cache=self.cache, last_logits=logits[0, -1]
+            ).tokens
+        finally:
+            self.cache.crop(keep)
+        for i, token in enumerate(answer):
+            if token in stop_ids:
+                return answer[: i + 1]
+        return answer
+
+    def _as_batch(self, ids: torch.Tensor | None, embeds: torch.Tensor | None) -> torch.Tensor:
+        if (ids is None) == (embeds is None):
+            raise ModelError("StreamingKVCache: give exactly one of ids or embeds")
+        x = ids if ids is not None else embeds
+        assert x is not None
+        if x.dim() == (1 if ids is not None else 2):
+            x = x[None]
+        if x.shape[0] != 1 or x.shape[1] < 1:
+            raise ModelError(
+                f"StreamingKVCache: expected one non-empty sequence, given shape {tuple(x.shape)}"
+            )
+        return x
