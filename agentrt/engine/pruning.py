@@ -101,7 +101,7 @@ class TokenPruner:
         zf = z.float()
         C = zf.shape[-1]
         n_channels = max(1, int(C * cfg.channel_fraction))
-        channels = zf.reshape(-1, C).var(dim=0).topk(n_channels, largest=False).indices  # [C']
+        channels = zf.reshape(-1, C).var(dim=0, correction=0).topk(n_channels, largest=False).indices  # [C']
         u = zf[..., channels]  # [F, N, C']
         a_s = u.mean(dim=1, keepdim=True)  # [F, 1, C'] spatial anchor: the frame's mean token
         a_t = temporal_anchor.to(zf.device)[channels].expand_as(a_s)  # [F, 1, C']

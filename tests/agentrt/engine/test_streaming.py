@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agentrt.engine import NativeRunner, StreamingConfig, StreamingKVCache, greedy_decode
+from agentrt.errors import ConfigError, ModelError
+from tests.agentrt.engine._models import random_decoder
+
+
+def test_window_stays_within_its_bound_on_a_long_stream() -> None:
+    model = random_decoder()
+    stream = StreamingKVCache(model, StreamingConfig(sink_tokens=4, window_tokens=24))
+    sizes = []
+    g = torch.Generator().manual_seed(0)
+    for _ in range(60):  # 60 frames of 5 tokens: 300 rows through a 28-row cache
+        stream.append(embeds=torch.randn(5, 32, generator=g))
+        assert stream.length <= 28
+        sizes.append(stream.cache.nbytes())
+    assert stream.peak_length == 28
+    assert stream.appended == 300 and stream.evicted == 300 - stream.length
+    assert len(set(sizes[10:])) == 1  # memory flat once the window is full
+
+
+def test_question_reuses_the_prefix_and_matches_a_full_prefill() -> None:
+    model = random_decoder(1)
+    stream = StreamingKVCache(model, StreamingConfig(sink_tokens=4, window_tokens=200))
+    ids = torch.randint(0, 48, (30,))
+    for chunk in ids.split(7):
+        stream.append(ids=chunk)
+    question = torch.randint(0, 48, (5,))
+    reused = stream.question_logits(question)
+    assert stream.length == 30  # asking leaves no trace
+    with torch.no_grad():
+        full = model(torch.cat([ids, question])[None])[0, 30:]
+    torch.testing.assert_close(reused, full, rtol=1e-4, atol=1e-4)
+    answer = stream.ask(question, 6)
+    assert answer == greedy_decode(NativeRunner(model), torch.cat([ids, question]), 6).tokens
+    assert stream.length == 30
+
+
+def test_ask_stops_at_a_stop_token() -> None:
+    model = random_decoder(2)
+    stream = StreamingKVCache(model)
+    stream.append(ids=torch.randint(0, 48, (10,)))
+    question = torch.randint(0, 48, (3,))
+    full = stream.ask(question, 8)
+    assert stream.ask(question, 8, stop_ids=[full[2]]) == full[: full.index(full[2]) + 1]
+
+
+def test_eviction_keeps_sinks_and_renumbers_positions_contiguously() -> None:
+    """After eviction, every layer-0 key equals a fresh prefill of the kept tokens at positions 0..L-1.
+
+    Layer-0 keys depend only on the token and its position, so this checks both
+    which rows were kept and that their rotations were moved to the new positions.
+    """
+    model = random_decoder(3)
+    stream = StreamingKVCache(model, StreamingConfig(sink_tokens=3, window_tokens=10))
+    ids = torch.randint(0, 48, (29,))
+    for chunk in ids.split(4):
+        stream.append(ids=chunk)
+    kept = torch.cat([ids[:3], ids[-10:]])
+    assert stream.length == 13 and stream.evicted == 16
+    with torch.no_grad():
+        fresh = model.new_cache()
+        model(kept[None], cache=fresh)
+    torch.testing.assert_close(stream.cache.keys(0), fresh.keys(0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stream.cache.values(0), fresh.values(0), rtol=1e-5, atol=1e-5)
+
+
+def test_no_sinks_is_a_plain_sliding_window() -> None:
+    model = random_decoder(4)
+    stream = StreamingKVCache(model, StreamingConfig(sink_tokens=0, window_tokens=6))
+    for chunk in torch.randint(0, 48, (20,)).split(3):
+        stream.append(ids=chunk)
+    assert stream.length <= 6
+
+
+def test_misuse() -> None:
+    model = random_decoder()
+    stream = StreamingKVCache(model, StreamingConfig(sink_tokens=2, window_tokens=4))
+    with pytest.raises(ModelError, match="does not fit the window"):
+        stream.append(ids=torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ModelError, match="exactly one"):
+        stream.append()
+    with pytest.raises(ConfigError, match="window_tokens"):
+        StreamingConfig(window_tokens=0)
+    stream.append(ids=torch.zeros(3, dtype=torch.long))
+    stream.reset()
+    assert stream.length == 0 and stream.appended == 0
