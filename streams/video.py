@@ -1,0 +1,195 @@
+"""Video files and network streams (rtsp://, http(s)://, rtmp://, udp://...) through PyAV.
+
+    with VideoSource(VideoConfig(path="clip.mp4", loop=True)) as source:       # paced at the file's rate
+        frame = source.read()
+    VideoSource(VideoConfig(path="clip.mp4", realtime=False))                  # as fast as it is read
+    VideoSource(VideoConfig(path="rtsp://192.168.1.10:554/stream1"))           # reconnects with backoff
+
+Files are paced at their own timestamps (``realtime``, default on); a frame
+that is already more than one frame period late is decoded but not converted
+and is counted in ``stats.skipped``. With ``realtime=False`` every frame is
+delivered, as fast as the reader takes them. Live network streams are not
+paced (they arrive at their own rate); when one drops, stalls past
+``timeout_ms`` or ends, it is reconnected with exponential backoff. A missing
+or corrupt file is a SourceError that says which file and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agentrt.errors import ConfigError, SourceError
+from agentrt.messages import now_ns
+from streams._deps import import_av
+from streams.config import SourceConfig
+from streams.source import Source, SourceLost, StreamEnded
+
+__all__ = ["VideoConfig", "VideoSource", "NETWORK_SCHEMES", "LIVE_SCHEMES", "is_network"]
+
+log = logging.getLogger(__name__)
+
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "udp://", "tcp://",
+                   "srt://", "rtp://")
+LIVE_SCHEMES = tuple(s for s in NETWORK_SCHEMES if not s.startswith("http"))  # never paced
+
+
+def is_network(path: str) -> bool:
+    return path.lower().startswith(NETWORK_SCHEMES)
+
+
+@dataclass
+class VideoConfig(SourceConfig):
+    path: str = ""  # a video file, or a network URL (rtsp://, http(s)://, rtmp://, udp://, ...)
+    realtime: bool = True  # pace at the file's own timestamps; False = as fast as read (no drops)
+    loop: bool = False  # files: start over at the end
+    rtsp_transport: str = "tcp"  # "tcp" (reliable) or "udp"
+    options: dict[str, str] = field(default_factory=dict)  # extra FFmpeg demuxer options
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        name = type(self).__name__
+        if not self.path:
+            raise ConfigError(f"{name}.path: expected a video file or a stream URL, got nothing")
+        if self.rtsp_transport not in ("tcp", "udp"):
+            raise ConfigError(f"{name}.rtsp_transport: expected 'tcp' or 'udp', got {self.rtsp_transport!r}")
+        if self.loop and is_network(self.path) and self.path.lower().startswith(LIVE_SCHEMES):
+            raise ConfigError(f"{name}.loop: a live stream ({self.path}) cannot loop; it reconnects instead")
+
+
+class VideoSource(Source):
+    """Frames decoded by PyAV from a file or a network stream."""
+
+    config_class: type[SourceConfig] = VideoConfig
+    config: VideoConfig
+
+    def __init__(self, config: VideoConfig | None = None) -> None:
+        super().__init__(config)
+        self._container: Any = None
+        self._frames: Iterator[Any] | None = None
+        self._index = 0  # frames decoded so far (over all loops)
+        self._loop_index = 0  # frames decoded in this pass
+        self._loop_offset_s = 0.0  # stream time added by earlier loops
+        self._last_time_s = 0.0
+        self._first_time_s = 0.0
+        self._period_s = 1 / 30
+
+    @property
+    def network(self) -> bool:
+        return is_network(self.config.path)
+
+    def describe(self) -> str:
+        return f"stream {self.config.path}" if self.network else f"file {self.config.path}"
+
+    @property
+    def _paced(self) -> bool:
+        live = self.config.path.lower().startswith(LIVE_SCHEMES)
+        return self.config.realtime and not live
+
+    def _open(self) -> None:
+        av = import_av()
+        path = self.config.path
+        if not self.network and not os.path.isfile(path):
+            what = "a folder, not a video file" if os.path.isdir(path) else "no such file"
+            raise SourceError(f"{self.describe()}: {what} (cwd {os.getcwd()})")
+        options = dict(self.config.options)
+        if path.lower().startswith(("rtsp://", "rtsps://")):
+            options.setdefault("rtsp_transport", self.config.rtsp_transport)
+        timeout_s = self.config.timeout_ms / 1000
+        try:
+            self._container = av.open(path, options=options, timeout=(timeout_s, timeout_s))
+        except av.error.FFmpegError as exc:
+            raise self._error_from(exc, "cannot open") from None
+        try:
+            if not self._container.streams.video:
+                raise SourceError(f"{self.describe()}: has no video stream")
+            stream = self._container.streams.video[0]
+            if not self.network:
+                stream.thread_type = "AUTO"  # frame threads: throughput for files (adds latency, so not live)
+            rate = stream.average_rate or stream.guessed_rate
+            self.fps = float(rate) if rate else None
+            self._period_s = 1 / self.fps if self.fps else 1 / 30
+            self._frames = self._container.decode(stream)
+        except BaseException:
+            self._close()
+            raise
+        self._loop_index = 0
+        self.backpressure = not self._paced
+        self._on_open_container()
+
+    def _on_open_container(self) -> None:
+        """Hook for subclasses (the player reads its sidecar here)."""
+
+    def _close(self) -> None:
+        self._frames = None
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
+
+    def _error_from(self, exc: Exception, doing: str) -> SourceError:
+        av = import_av()
+        text = f"{self.describe()}: {doing}: {exc}"
+        if self.network:
+            return SourceLost(text)  # the network may come back
+        if isinstance(exc, av.error.InvalidDataError):
+            return SourceError(f"{self.describe()}: {doing}: not a video file or corrupt ({exc})")
+        return SourceError(text)
+
+    def _next_av_frame(self) -> Any:
+        av = import_av()
+        assert self._frames is not None
+        try:
+            return next(self._frames)
+        except StopIteration:
+            pass
+        except av.error.FFmpegError as exc:
+            raise self._error_from(exc, f"decoding failed after {self._index} frames") from None
+        if self.network:
+            raise SourceLost(f"{self.describe()}: stream ended after {self._index} frames")
+        if not self.config.loop or self._loop_index == 0:
+            raise StreamEnded(f"{self.describe()}: end of file after {self._index} frames")
+        self._loop_offset_s += self._last_time_s + self._period_s
+        self._restart()
+        try:
+            return next(self._frames)
+        except (StopIteration, av.error.FFmpegError) as exc:
+            raise SourceError(f"{self.describe()}: cannot loop back to the start: {exc}") from None
+
+    def _restart(self) -> None:
+        """Back to the first frame (loop): reopen, which is exact for every container."""
+        self._close()
+        self._open()
+
+    def _frame_time_s(self, av_frame: Any) -> float:
+        """Seconds into this pass at which the frame is due."""
+        t = av_frame.time
+        return float(t) if t is not None else self._loop_index * self._period_s
+
+    def _to_image(self, av_frame: Any) -> np.ndarray:
+        return av_frame.to_ndarray(format="bgr24" if self.config.pixel_format == "bgr" else "rgb24")
+
+    def _grab(self) -> tuple[np.ndarray, int]:
+        while True:
+            av_frame = self._next_av_frame()
+            if self._loop_index == 0:
+                self._first_time_s = self._frame_time_s(av_frame)
+            t_s = self._frame_time_s(av_frame) - self._first_time_s
+            self._last_time_s = t_s
+            self._loop_index += 1
+            self._index += 1
+            if self._paced:
+                due_ns = int((self._loop_offset_s + t_s) * 1e9)
+                if not self._pace(due_ns, int(self._period_s * 1e9)):
+                    self._skip()
+                    continue
+            t_ns = now_ns()
+            return self._to_image(av_frame), t_ns
+
+    def _on_reopen(self) -> None:
+        super()._on_reopen()
+        self._loop_offset_s = 0.0
