@@ -62,7 +62,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_SIDE = 16384
 MAX_STR = 4096
 MAX_LIST = 1024
-DTYPES = {"uint8": np.dtype(np.uint8), "uint16": np.dtype("<u2"), "float32": np.dtype("<f4")}
+DTYPES: dict[str, np.dtype] = {"uint8": np.dtype(np.uint8), "uint16": np.dtype("<u2"), "float32": np.dtype("<f4")}
 ENCODINGS = ("raw", "jpeg", "shm")
 PIXEL_FORMATS = ("gray", "rgb", "bgr", "rgba", "bgra", "depth")
 ACTION_KINDS = ("ee_delta", "joint_target")
@@ -85,7 +85,10 @@ def _pack(kind: Kind, header: dict[str, Any], payload: Any = b"") -> bytearray:
     buffer = bytearray(start + view.nbytes)  # zero-filled, so the padding is zero
     PREFIX.pack_into(buffer, 0, MAGIC, VERSION, int(kind), 0, len(header_bytes), view.nbytes)
     buffer[PREFIX.size : PREFIX.size + len(header_bytes)] = header_bytes
-    buffer[start:] = view  # the one copy of the payload
+    if view.nbytes:
+        # The one copy of the payload. np.copyto runs at memcpy speed; bytearray slice
+        # assignment from a memoryview was 20x slower for a 1080p frame.
+        np.copyto(np.frombuffer(buffer, dtype=np.uint8, offset=start), np.frombuffer(view, dtype=np.uint8))
     return buffer
 
 

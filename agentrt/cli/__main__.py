@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("agentrt.cli.demo", "run the main demo (see README)"),
     "bench": ("agentrt.cli.bench", "run a benchmark and print a side-by-side table"),
     "sim": ("agentrt.cli.sim", "run a PyBullet task with its scripted expert"),
+    "run": ("agentrt.cli.run", "run the nodes of a launch file, supervised, with a live status and a report"),
+    "node": ("agentrt.cli.node", "run the nodes a launch file places on this host (multi-host)"),
+    "keys": ("agentrt.cli.keys", "make CURVE key pairs for wires between hosts"),
 }
 
 
@@ -56,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
