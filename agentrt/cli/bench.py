@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "transport": "agentrt.bench.transport",
     "engine": "agentrt.bench.engine",
     "sim": "agentrt.bench.sim",
+    "loop": "agentrt.bench.loop",
 }
 
 

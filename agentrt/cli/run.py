@@ -1,0 +1,93 @@
+"""`agentrt run`: run the nodes of a launch file on this host, with a live status line and a report.
+
+    agentrt run launch/pipeline_demo.yaml
+    agentrt run launch/pipeline_demo.yaml --duration 10 --set camera.rate_hz=30 --set policy.work_ms=5
+    agentrt run launch/pipeline_demo.yaml --check          # validate only, start nothing
+
+Ctrl-C (or SIGTERM) stops every node within 2 s. At exit the report is written to
+runs/<name>-<time>/report.json and latency.png (``--report-dir`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from agentrt.launch import LOCAL_HOST, load_launch
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("launch", help="launch file (YAML)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                        help="override a node parameter (repeatable); the value is parsed as YAML")
+    parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    parser.add_argument("--check", action="store_true", help="validate the launch file and exit")
+    parser.add_argument("--host", default=LOCAL_HOST, help=argparse.SUPPRESS)
+    parser.add_argument("--report-dir", default="runs", help="where the report folder goes (default: runs)")
+    parser.add_argument("--no-status", action="store_true", help="no live status line")
+
+
+class _StatusLine:
+    """One live line on a terminal (\\r), or a line every few seconds when not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+        self.last_plain = 0.0
+
+    def show(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K" + text[:200])
+            sys.stderr.flush()
+            self.shown = True
+        elif time.monotonic() - self.last_plain > 5:
+            self.last_plain = time.monotonic()
+            print(f"status: {text}", file=sys.stderr, flush=True)
+
+    def line(self, text: str) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[2K")
+            self.shown = False
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            self.shown = False
+
+
+def run(args: argparse.Namespace) -> int:
+    from agentrt.supervisor import Supervisor
+
+    spec = load_launch(args.launch, args.overrides)
+    if args.check:
+        print(f"{args.launch}: ok ({len(spec.nodes)} nodes: {', '.join(spec.nodes)})")
+        return 0
+    status = _StatusLine(not args.no_status)
+    supervisor = Supervisor(spec, host=args.host, output=status.line, status=status.show)
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        supervisor.request_stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = supervisor.run(duration_s=args.duration)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        status.close()
+    folder = Path(args.report_dir) / f"{spec.name}-{args.host}-{time.strftime('%Y%m%d-%H%M%S')}"
+    json_path, png_path = supervisor.telemetry.write_report(folder)
+    print(f"{supervisor.telemetry.status_line()}")
+    print(f"report: {json_path}" + (f", {png_path}" if png_path else ""))
+    if supervisor.failure:
+        print(f"agentrt run: error: {supervisor.failure}", file=sys.stderr)
+    return code

@@ -1,0 +1,389 @@
+"""Launch files: YAML that names nodes, their parameters, wiring, restart policy and host placement.
+
+Everything is validated before anything starts; the first problem raises one
+`LaunchError` naming ``file:line``. A launch file::
+
+    name: pipeline_demo            # optional, default: the file name
+    hosts:                         # optional: where nodes placed off this host run (`agentrt node`)
+      robot: {address: 10.0.0.7}
+    keys: keys/                    # CURVE keys (`agentrt keys keys/`), needed when hosts are used
+    base_port: 7600                # tcp ports for wires between hosts: base_port, base_port + 1, ...
+    nodes:
+      camera:
+        class: agentrt.nodes.synthetic:SyntheticSource    # module:Class, a subclass of agentrt.node.Node
+        rate_hz: 100                                      # timed nodes: overrides the class default
+        params: {width: 64, height: 48}                   # fields of the node's Config dataclass
+      policy:
+        class: agentrt.nodes.echo:EchoPolicy
+        inputs: {frames: camera.frames}                   # input: node.output
+        restart: on-failure                               # never | on-failure | always
+        max_restarts: 5                                   # then the run fails with one clear line
+        backoff_s: 0.2                                    # first restart delay, doubled each time
+        host: robot                                       # a name under hosts:, default: this host
+      robot:
+        class: agentrt.nodes.sink:ActionSink
+        inputs: {actions: policy.actions}
+        arm_after: [actions]                              # receives actions once these are ready
+
+Relative ``keys`` paths are relative to the launch file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentrt.errors import AgentRTError, ConfigError, LaunchError
+from agentrt.node import Node, Port, check_node
+
+__all__ = ["NodeSpec", "LaunchSpec", "load_launch", "resolve_class", "build_config", "apply_overrides",
+           "RESTART_POLICIES", "LOCAL_HOST"]
+
+RESTART_POLICIES = ("never", "on-failure", "always")
+LOCAL_HOST = "local"
+
+# node key -> (python type, default). The one table of what a node entry may hold.
+NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "class": (str, None),
+    "params": (dict, None),
+    "inputs": (dict, None),
+    "rate_hz": ((int, float), None),
+    "restart": (str, "on-failure"),
+    "max_restarts": (int, 5),
+    "backoff_s": ((int, float), 0.2),
+    "backoff_max_s": ((int, float), 5.0),
+    "host": (str, LOCAL_HOST),
+    "arm_after": (list, None),
+    "trace": (bool, None),
+    "ready_timeout_s": ((int, float), 60.0),
+    "heartbeat_timeout_s": ((int, float), 3.0),
+}
+TOP_KEYS = ("name", "nodes", "hosts", "keys", "base_port")
+
+
+@dataclass
+class NodeSpec:
+    """One node of a launch file, resolved and validated."""
+
+    name: str
+    class_path: str
+    cls: type[Node]
+    params: dict[str, Any]
+    config: Any
+    inputs: dict[str, tuple[str, str]]  # input -> (node, output)
+    rate_hz: float | None = None
+    restart: str = "on-failure"
+    max_restarts: int = 5
+    backoff_s: float = 0.2
+    backoff_max_s: float = 5.0
+    host: str = LOCAL_HOST
+    arm_after: tuple[str, ...] = ()
+    trace: bool | None = None
+    ready_timeout_s: float = 60.0
+    heartbeat_timeout_s: float = 3.0
+    line: int = 0
+
+
+@dataclass
+class LaunchSpec:
+    path: Path
+    name: str
+    nodes: dict[str, NodeSpec]
+    hosts: dict[str, str] = field(default_factory=dict)  # host name -> address
+    keys_dir: Path | None = None
+    base_port: int = 7600
+
+    def where(self, node: str) -> str:
+        return f"{self.path}:{self.nodes[node].line}"
+
+    def consumers(self, node: str, output: str) -> list[tuple[str, str]]:
+        """(node, input) pairs wired to ``node.output``."""
+        return [(n.name, i) for n in self.nodes.values() for i, src in n.inputs.items() if src == (node, output)]
+
+    def output_port(self, node: str, output: str) -> Port:
+        return self.nodes[node].cls.outputs[output]
+
+    def all_outputs(self) -> list[tuple[str, str]]:
+        return [(n, o) for n in sorted(self.nodes) for o in sorted(self.nodes[n].cls.outputs)]
+
+    def crosses_hosts(self, node: str, output: str) -> bool:
+        host = self.nodes[node].host
+        return any(self.nodes[c].host != host for c, _ in self.consumers(node, output))
+
+
+def resolve_class(path: str) -> type[Node]:
+    """``module:Class`` -> the class; ConfigError if it cannot be imported or is not a node."""
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise ConfigError(f"class must be 'module:Class', got {path!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import module '{module_name}' for {path!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ConfigError(f"module '{module_name}' has no class '{class_name}'")
+    check_node(cls)
+    return typing.cast(type[Node], cls)
+
+
+def _type_ok(value: Any, hint: Any) -> tuple[bool, Any]:
+    """Is ``value`` of type ``hint``? Returns (ok, value coerced: int -> float, list -> tuple)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any or hint is object:
+        return True, value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for option in args:
+            ok, coerced = _type_ok(value, option)
+            if ok:
+                return True, coerced
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if origin is typing.Literal:
+        return value in args, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if hint is str:
+        return isinstance(value, str), value
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        item = args[0] if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else None
+        items = []
+        for i, v in enumerate(value):
+            elem = item if item is not None else (args[i] if i < len(args) else Any)
+            ok, coerced = _type_ok(v, elem)
+            if not ok:
+                return False, value
+            items.append(coerced)
+        return True, tuple(items) if (origin is tuple or hint is tuple) else items
+    if origin is dict or hint is dict:
+        return isinstance(value, dict), value
+    if isinstance(hint, type):
+        return isinstance(value, hint), value
+    return True, value
+
+
+def build_config(cls: type[Node], params: dict[str, Any]) -> Any:
+    """``cls.Config(**params)`` after checking names and types; ConfigError names the bad parameter."""
+    config_cls = cls.Config
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:  # unresolvable annotations: check names only
+        hints = {}
+    coerced: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in fields:
+            raise ConfigError(f"unknown parameter '{key}' for {cls.__name__}: expected one of "
+                              f"{', '.join(sorted(fields)) or '(none)'}")
+        ok, coerced[key] = _type_ok(value, hints.get(key, Any))
+        if not ok:
+            expected = getattr(hints[key], "__name__", str(hints[key]))
+            raise ConfigError(f"parameter '{key}' of {cls.__name__} must be {expected}, got {value!r}")
+    try:
+        return config_cls(**coerced)
+    except AgentRTError as exc:
+        raise ConfigError(f"{cls.__name__} config: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cls.__name__} config rejected {params!r}: {exc}") from None
+
+
+def apply_overrides(raw_params: dict[str, dict[str, Any]], overrides: list[str]) -> None:
+    """Apply ``node.param=value`` strings (values parsed as YAML scalars) to ``raw_params`` in place."""
+    for item in overrides:
+        target, eq, text = item.partition("=")
+        node, dot, param = target.partition(".")
+        if not eq or not dot or not node or not param:
+            raise ConfigError(f"--set expects node.param=value, got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        raw_params.setdefault(node, {})[param] = value
+
+
+def _fail(path: Path, node: yaml.Node | None, message: str) -> LaunchError:
+    line = node.start_mark.line + 1 if node is not None else 1
+    return LaunchError(f"{path}:{line}: {message}")
+
+
+def _mapping(path: Path, node: yaml.Node, what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    if not isinstance(node, yaml.MappingNode):
+        raise _fail(path, node, f"{what} must be a mapping (key: value), got {node.tag.rsplit(':', 1)[-1]}")
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        if key in out:
+            raise _fail(path, key_node, f"duplicate key '{key}' in {what}")
+        out[key] = (key_node, value_node)
+    return out
+
+
+def _value(node: yaml.Node) -> Any:
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def load_launch(path: str | Path, overrides: list[str] | None = None) -> LaunchSpec:
+    """Read, resolve and validate a launch file; ``overrides`` are ``--set node.param=value`` strings."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise LaunchError(f"{path}: cannot read the launch file: {exc.strerror}") from None
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise LaunchError(f"{path}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if root is None:
+        raise LaunchError(f"{path}:1: the launch file is empty: expected a mapping with 'nodes:'")
+    top = _mapping(path, root, "the launch file")
+    for key, (key_node, _) in top.items():
+        if key not in TOP_KEYS:
+            raise _fail(path, key_node, f"unknown key '{key}': expected one of {', '.join(TOP_KEYS)}")
+    if "nodes" not in top:
+        raise _fail(path, root, "no 'nodes:' section: a launch file needs at least one node")
+    name = str(_value(top["name"][1])) if "name" in top else path.stem
+    hosts: dict[str, str] = {}
+    if "hosts" in top:
+        for host, (_hk, hv) in _mapping(path, top["hosts"][1], "hosts").items():
+            entry = _mapping(path, hv, f"host '{host}'")
+            if set(entry) != {"address"}:
+                raise _fail(path, hv, f"host '{host}' takes exactly one key 'address', got {sorted(entry)}")
+            hosts[host] = str(_value(entry["address"][1]))
+    keys_dir = None
+    if "keys" in top:
+        keys_value = _value(top["keys"][1])
+        if not isinstance(keys_value, str):
+            raise _fail(path, top["keys"][1], f"keys must be a directory path, got {keys_value!r}")
+        keys_dir = (path.parent / keys_value).resolve()
+    base_port = _value(top["base_port"][1]) if "base_port" in top else 7600
+    if not isinstance(base_port, int) or not 1024 <= base_port <= 65000:
+        raise _fail(path, top.get("base_port", (None, root))[1], f"base_port must be 1024..65000, got {base_port!r}")
+
+    raw_nodes = _mapping(path, top["nodes"][1], "nodes")
+    if not raw_nodes:
+        raise _fail(path, top["nodes"][1], "'nodes:' is empty: a launch file needs at least one node")
+    overrides_by_node: dict[str, dict[str, Any]] = {}
+    apply_overrides(overrides_by_node, overrides or [])
+    for target in overrides_by_node:
+        if target not in raw_nodes:
+            raise LaunchError(f"{path}: --set names node '{target}', which is not in the file "
+                              f"(nodes: {', '.join(raw_nodes)})")
+    nodes = {n: _node(path, n, kn, vn, overrides_by_node.get(n, {}), hosts) for n, (kn, vn) in raw_nodes.items()}
+    spec = LaunchSpec(path, name, nodes, hosts, keys_dir, base_port)
+    _check_wiring(spec, raw_nodes)
+    if any(n.host != LOCAL_HOST for n in nodes.values()) and keys_dir is None:
+        raise LaunchError(f"{path}: nodes are placed on other hosts but there is no 'keys:' directory; "
+                          f"run `agentrt keys keys/` and add 'keys: keys/'")
+    return spec
+
+
+def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, overrides: dict[str, Any],
+          hosts: dict[str, str]) -> NodeSpec:
+    entry = _mapping(path, value_node, f"node '{name}'")
+    values: dict[str, Any] = {}
+    for key, (kn, vn) in entry.items():
+        if key not in NODE_KEYS:
+            raise _fail(path, kn, f"unknown key '{key}' in node '{name}': expected one of {', '.join(NODE_KEYS)}")
+        value = _value(vn)
+        expected = NODE_KEYS[key][0]
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+            names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+            raise _fail(path, vn, f"'{key}' of node '{name}' must be {names}, got {value!r}")
+        values[key] = value
+    if "class" not in values:
+        raise _fail(path, key_node, f"node '{name}' has no 'class:' (module:Class)")
+    where = entry.get("params", entry["class"])[1]
+    try:
+        cls = resolve_class(values["class"])
+    except ConfigError as exc:
+        raise _fail(path, entry["class"][1], str(exc)) from None
+    params = dict(values.get("params") or {})
+    for key, value in overrides.items():  # --set: a Config field, else a node key such as rate_hz
+        if key in {f.name for f in dataclasses.fields(cls.Config)} or key not in NODE_KEYS:
+            params[key] = value
+        else:
+            values[key] = value
+    try:
+        config = build_config(cls, params)
+    except ConfigError as exc:
+        raise _fail(path, where, f"node '{name}': {exc}") from None
+    restart = values.get("restart", "on-failure")
+    if restart not in RESTART_POLICIES:
+        raise _fail(path, entry["restart"][1], f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
+    for key in ("rate_hz", "backoff_s", "backoff_max_s", "ready_timeout_s", "heartbeat_timeout_s", "max_restarts"):
+        number = values.get(key)
+        if number is not None and (not isinstance(number, (int, float)) or number < 0):
+            raise _fail(path, entry.get(key, (key_node, value_node))[1],
+                        f"'{key}' of node '{name}' must be a number >= 0, got {number!r}")
+    host = values.get("host", LOCAL_HOST)
+    if host != LOCAL_HOST and host not in hosts:
+        raise _fail(path, entry["host"][1], f"node '{name}' is placed on host '{host}', which is not under "
+                    f"'hosts:' ({', '.join(hosts) or 'none defined'})")
+    inputs: dict[str, tuple[str, str]] = {}
+    for input_name, source in (values.get("inputs") or {}).items():
+        src_node, dot, src_output = str(source).partition(".")
+        if not dot or not src_node or not src_output:
+            raise _fail(path, entry["inputs"][1], f"input '{input_name}' of node '{name}' must be wired as "
+                        f"node.output, got {source!r}")
+        if input_name not in cls.inputs:
+            raise _fail(path, entry["inputs"][1], f"node '{name}' ({cls.__name__}) has no input '{input_name}': "
+                        f"it declares {', '.join(sorted(cls.inputs)) or 'none'}")
+        inputs[input_name] = (src_node, src_output)
+    arm_after = tuple(str(a) for a in values["arm_after"]) if "arm_after" in values else None
+    if arm_after is not None and any(a not in cls.inputs for a in arm_after):
+        raise _fail(path, entry["arm_after"][1], f"arm_after of node '{name}' names {list(arm_after)}, but its "
+                    f"inputs are {', '.join(sorted(cls.inputs)) or 'none'}")
+    return NodeSpec(
+        name, values["class"], cls, params, config, inputs,
+        rate_hz=float(values["rate_hz"]) if "rate_hz" in values else None, restart=restart,
+        max_restarts=int(values.get("max_restarts", 5)), backoff_s=float(values.get("backoff_s", 0.2)),
+        backoff_max_s=float(values.get("backoff_max_s", 5.0)), host=host,
+        arm_after=arm_after if arm_after is not None else tuple(cls.arm_after), trace=values.get("trace"),
+        ready_timeout_s=float(values.get("ready_timeout_s", 60.0)),
+        heartbeat_timeout_s=float(values.get("heartbeat_timeout_s", 3.0)), line=key_node.start_mark.line + 1,
+    )
+
+
+def _check_wiring(spec: LaunchSpec, raw_nodes: dict[str, tuple[yaml.Node, yaml.Node]]) -> None:
+    path = spec.path
+    for node in spec.nodes.values():
+        inputs_node = _mapping(path, raw_nodes[node.name][1], node.name).get("inputs", (None, None))[1]
+        for input_name, (src, output) in node.inputs.items():
+            if src not in spec.nodes:
+                raise _fail(path, inputs_node, f"input '{input_name}' of node '{node.name}' is wired to "
+                            f"'{src}.{output}', but there is no node '{src}' (nodes: {', '.join(spec.nodes)})")
+            src_cls = spec.nodes[src].cls
+            if output not in src_cls.outputs:
+                raise _fail(path, inputs_node, f"input '{input_name}' of node '{node.name}' is wired to "
+                            f"'{src}.{output}', but {src_cls.__name__} has outputs "
+                            f"{', '.join(sorted(src_cls.outputs)) or 'none'}")
+            out_port, in_port = src_cls.outputs[output], node.cls.inputs[input_name]
+            if out_port.message and in_port.message and out_port.message != in_port.message:
+                raise _fail(path, inputs_node, f"input '{input_name}' of node '{node.name}' takes "
+                            f"{in_port.message}, but '{src}.{output}' sends {out_port.message}")
+        for input_name in node.arm_after:
+            if input_name not in node.inputs:
+                raise _fail(path, raw_nodes[node.name][0], f"node '{node.name}' arms after input "
+                            f"'{input_name}', which is not wired: add it under inputs:")
+    for src, output in spec.all_outputs():
+        consumers = spec.consumers(src, output)
+        if spec.output_port(src, output).lossless and len(consumers) > 1:
+            raise _fail(path, raw_nodes[src][0], f"lossless output '{src}.{output}' is wired to "
+                        f"{len(consumers)} inputs ({consumers}); a lossless output feeds exactly one input")

@@ -1,0 +1,248 @@
+"""One node in its own process: ``python -m agentrt.nodehost`` with its plan in $AGENTRT_NODE (JSON).
+
+The supervisor writes the plan; nobody runs this by hand. The plan::
+
+    {"name": "policy", "class": "agentrt.nodes.echo:EchoPolicy", "params": {...},
+     "rate_hz": null, "arm_after": ["frames"], "trace": null,
+     "inputs":  {"frames":  {"address": "ipc://.../camera.frames", "lossless": false, "curve": false}},
+     "outputs": {"actions": {"address": "ipc://.../policy.actions", "lossless": true, "curve": false}},
+     "control": "ipc://.../control", "keys_dir": null, "heartbeat_ms": 200, "telemetry_ms": 500}
+
+It reports over the control socket (a PUSH to the supervisor's PULL): Heartbeat
+"starting" at launch, "ready" after ``setup()``, "running" once armed (at once
+without ``arm_after``), then every ``heartbeat_ms`` from the event loop (so a
+hung loop stops heartbeats and the supervisor restarts it); Telemetry counters
+every ``telemetry_ms`` and one Telemetry per latency trace. SIGTERM / SIGINT
+request a stop (the node gets a `Stop` event); SIGUSR1 arms the node.
+Exit status: 0 stopped or finished, 1 the node raised, 2 bad plan or config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from types import FrameType
+from typing import Any
+
+import zmq
+
+from agentrt import wire
+from agentrt.errors import AgentRTError
+from agentrt.launch import build_config, resolve_class
+from agentrt.messages import Heartbeat, Message, Telemetry, now_ns
+from agentrt.node import Node
+from agentrt.transport import Publisher, Subscriber
+
+__all__ = ["NodeHost", "main", "PLAN_ENV"]
+
+PLAN_ENV = "AGENTRT_NODE"
+log = logging.getLogger("agentrt.nodehost")
+
+
+class NodeHost:
+    """The process-side `NodeIO`: transport sockets, the control socket, signals."""
+
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.plan = plan
+        self.name: str = plan["name"]
+        self.node: Node | None = None
+        self._stop = ""
+        self._armed = not plan.get("arm_after")
+        self._seq = 0
+        self._state = "starting"
+        self._heartbeat_ns = int(plan.get("heartbeat_ms", 200)) * 1_000_000
+        self._telemetry_ns = int(plan.get("telemetry_ms", 500)) * 1_000_000
+        self._next_heartbeat = 0
+        self._next_telemetry = 0
+        self._subs: dict[str, Subscriber] = {}
+        self._pubs: dict[str, Publisher] = {}
+        self._poller = zmq.Poller()
+        self._by_socket: dict[zmq.Socket, tuple[str, Subscriber]] = {}
+        self._control: zmq.Socket = zmq.Context.instance().socket(zmq.PUSH)
+        self._control.setsockopt(zmq.LINGER, 500)
+        self._control.setsockopt(zmq.SNDHWM, 10000)
+        self._control.connect(plan["control"])
+
+    def open(self) -> None:
+        keys = str(self.plan.get("keys_dir") or "keys")
+        for name, wire_plan in self.plan["outputs"].items():
+            setup = None
+            if wire_plan.get("curve"):
+                from agentrt.curve import server_setup
+                setup = server_setup(keys)
+            self._pubs[name] = Publisher(wire_plan["address"], lossless=wire_plan["lossless"], socket_setup=setup)
+        for name, wire_plan in self.plan["inputs"].items():
+            setup = None
+            if wire_plan.get("curve"):
+                from agentrt.curve import client_setup
+                setup = client_setup(keys, client_key=wire_plan.get("client_key"))
+            sub = Subscriber(wire_plan["address"], lossless=wire_plan["lossless"], socket_setup=setup)
+            self._subs[name] = sub
+            self._poller.register(sub.socket, zmq.POLLIN)
+            self._by_socket[sub.socket] = (name, sub)
+
+    # ---- NodeIO -------------------------------------------------------------------------------
+
+    def clock_ns(self) -> int:
+        return now_ns()
+
+    def poll(self, timeout_ns: int) -> list[tuple[str, Message]]:
+        self._beat()
+        timeout_ms = max(0, timeout_ns) / 1e6
+        if not self._subs:
+            if timeout_ms > 0:
+                time.sleep(timeout_ms / 1e3)
+            return []
+        ready = dict(self._poller.poll(math.ceil(timeout_ms)))
+        out: list[tuple[str, Message]] = []
+        for socket in ready:
+            name, sub = self._by_socket[socket]
+            while True:  # drain what is there without waiting: lossless inputs may hold several
+                message = sub.recv(timeout_ms=0)
+                if message is None:
+                    break
+                out.append((name, message))
+                if not sub.lossless:
+                    break
+        return out
+
+    def send(self, output: str, message: Message) -> None:
+        self._pubs[output].send(message)
+
+    def stop_reason(self) -> str:
+        self._beat()
+        return self._stop
+
+    def armed(self) -> bool:
+        return self._armed
+
+    def report(self, state: str) -> None:
+        self._state = state
+        self._control_send(Heartbeat(self.name, self._next_seq(), now_ns(), state, os.getpid()))
+
+    # ---- signals and reports ------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        if self._stop and reason.startswith("SIG"):
+            raise KeyboardInterrupt  # a second signal: stop now
+        self._stop = reason
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _control_send(self, message: Message) -> None:
+        try:
+            self._control.send(wire.encode(message), zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            pass  # the supervisor is gone or stuck: never block the node for it
+
+    def _beat(self) -> None:
+        now = now_ns()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self._heartbeat_ns
+            state = self._state
+            if state == "ready" and self._armed:
+                state = self._state = "running"
+            self._control_send(Heartbeat(self.name, self._next_seq(), now, state, os.getpid()))
+        if self.node is not None and now >= self._next_telemetry:
+            self._next_telemetry = now + self._telemetry_ns
+            self.flush_telemetry()
+
+    def flush_telemetry(self) -> None:
+        if self.node is None:
+            return
+        stats = self.node.stats
+        metrics: dict[str, float] = {
+            "ticks": stats.ticks, "over_budget": stats.over_budget, "missed_ticks": stats.missed_ticks,
+            "target_hz": self.node.rate_hz, "held_unarmed": stats.held_unarmed, "pid": os.getpid(),
+        }
+        for name, sub in self._subs.items():
+            metrics[f"in.{name}.received"] = stats.received.get(name, 0)
+            metrics[f"in.{name}.skipped"] = sub.stats.skipped
+            metrics[f"in.{name}.gaps"] = sub.stats.gaps
+            metrics[f"in.{name}.bad"] = sub.stats.bad
+        for name, pub in self._pubs.items():
+            metrics[f"out.{name}.sent"] = pub.stats.sent
+            metrics[f"out.{name}.dropped"] = pub.stats.send_dropped
+        now = now_ns()
+        self._control_send(Telemetry(self.name, self._next_seq(), now, metrics))
+        while stats.traces:
+            trace = stats.traces.popleft()[:200]
+            points = {f"{i}:{name}"[:128]: float(t) for i, (name, t) in enumerate(trace)}
+            self._control_send(Telemetry(self.name, self._next_seq(), now, {"trace": 1.0, **points}))
+
+    def close(self) -> None:
+        for sub in self._subs.values():
+            sub.close()
+        for pub in self._pubs.values():
+            pub.close()
+        self._control.close(linger=500)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        plan = json.loads(os.environ[PLAN_ENV])
+    except (KeyError, json.JSONDecodeError) as exc:
+        print(f"agentrt.nodehost: no valid plan in ${PLAN_ENV} ({exc}); it is started by `agentrt run`",
+              file=sys.stderr)
+        return 2
+    host = NodeHost(plan)
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        host.request_stop(signal.Signals(signum).name)
+
+    def on_arm(_signum: int, _frame: FrameType | None) -> None:
+        host.arm()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGUSR1, on_arm)
+    host.report("starting")
+    node: Node | None = None
+    try:
+        cls = resolve_class(plan["class"])
+        config = build_config(cls, plan.get("params") or {})
+        node = cls(config, name=host.name, io=host, rate_hz=plan.get("rate_hz"),
+                   arm_after=tuple(plan["arm_after"]) if plan.get("arm_after") is not None else None,
+                   trace=plan.get("trace"))
+        host.open()
+        node.setup()
+        host.node = node
+        host.report("ready")
+        node.run()
+        host.flush_telemetry()
+        host.report("stopping")
+        return 0
+    except KeyboardInterrupt:
+        host.report("stopping")
+        return 0
+    except AgentRTError as exc:
+        log.error("%s", exc)
+        host.report("failed")
+        return 1
+    except Exception:
+        log.error("node raised:\n%s", traceback.format_exc().rstrip())
+        host.report("failed")
+        return 1
+    finally:
+        if node is not None:
+            try:
+                node.teardown()
+            except Exception:
+                log.exception("teardown failed")
+        host.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Run telemetry: per-frame traces capture -> actuation, rates, over-budget cycles, drops, restarts.
+
+Nodes report counters and traces over the supervisor's control socket (see
+`agentrt.nodehost`); `TelemetryCollector` keeps them, renders the live status
+line and writes the report at exit::
+
+    runs/<name>-<time>/report.json   figures (the field names below)
+    runs/<name>-<time>/latency.png   end-to-end latency over time and its distribution
+
+A trace is ``[("capture", t), (node, t_send), ..., (last node, t_recv)]``; a
+hop is one step between consecutive nodes (send -> next send or receipt).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentrt.bench.report import machine_info, percentile
+from agentrt.messages import Hop, Telemetry, now_ns
+
+__all__ = ["TelemetryCollector", "NodeFigures", "parse_trace"]
+
+log = logging.getLogger(__name__)
+
+MAX_TRACES = 200_000
+
+
+def parse_trace(metrics: dict[str, float]) -> list[Hop]:
+    """The trace in a trace Telemetry message (keys ``"<index>:<name>"``)."""
+    points = []
+    for key, value in metrics.items():
+        index, sep, name = key.partition(":")
+        if sep and index.isdigit():
+            points.append((int(index), name, int(value)))
+    return [(name, t) for _, name, t in sorted(points)]
+
+
+@dataclass
+class NodeFigures:
+    """What one node reported, accumulated over its restarts (one entry per process id)."""
+
+    name: str
+    state: str = "starting"
+    restarts: int = 0
+    target_hz: float = 0.0
+    per_pid: dict[int, dict[str, Any]] = field(default_factory=dict)  # pid -> first/last samples
+
+    def update(self, t_ns: int, metrics: dict[str, float]) -> None:
+        pid = int(metrics.get("pid", 0))
+        self.target_hz = metrics.get("target_hz", self.target_hz)
+        entry = self.per_pid.setdefault(pid, {"first_t": t_ns, "first_ticks": metrics.get("ticks", 0.0)})
+        entry["last_t"] = t_ns
+        entry["last"] = dict(metrics)
+
+    def total(self, key: str) -> float:
+        return sum(e["last"].get(key, 0.0) for e in self.per_pid.values())
+
+    def total_prefix(self, suffixes: tuple[str, ...]) -> float:
+        return sum(v for e in self.per_pid.values() for k, v in e["last"].items() if k.endswith(suffixes))
+
+    def rate_hz(self) -> float:
+        ticks = sum(e["last"].get("ticks", 0.0) - e["first_ticks"] for e in self.per_pid.values())
+        seconds = sum((e["last_t"] - e["first_t"]) / 1e9 for e in self.per_pid.values())
+        return ticks / seconds if seconds > 0 else 0.0
+
+
+class TelemetryCollector:
+    """Accumulates what nodes report during one run."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started_ns = now_ns()
+        self.nodes: dict[str, NodeFigures] = {}
+        self.traces: deque[list[Hop]] = deque(maxlen=MAX_TRACES)
+        self.events: list[str] = []
+
+    def node(self, name: str) -> NodeFigures:
+        return self.nodes.setdefault(name, NodeFigures(name))
+
+    def on_telemetry(self, message: Telemetry) -> None:
+        if message.metrics.get("trace"):
+            trace = parse_trace(message.metrics)
+            if len(trace) >= 2:
+                self.traces.append(trace)
+        else:
+            self.node(message.node).update(message.t_ns, message.metrics)
+
+    def on_state(self, node: str, state: str) -> None:
+        self.node(node).state = state
+
+    def on_restart(self, node: str, reason: str) -> None:
+        self.node(node).restarts += 1
+        self.events.append(f"{(now_ns() - self.started_ns) / 1e9:.1f}s restart {node}: {reason}")
+
+    # ---- figures -------------------------------------------------------------------------------
+
+    def latencies_ms(self, last: int | None = None) -> list[float]:
+        traces = list(self.traces)[-last:] if last else self.traces
+        return [(t[-1][1] - t[0][1]) / 1e6 for t in traces]
+
+    def hops_us(self) -> dict[str, list[float]]:
+        hops: dict[str, list[float]] = {}
+        for trace in self.traces:
+            for (a, ta), (b, tb) in zip(trace, trace[1:], strict=False):
+                if a != "capture":
+                    hops.setdefault(f"{a}->{b}", []).append((tb - ta) / 1e3)
+        return hops
+
+    def summary(self) -> dict[str, Any]:
+        timed = [n for n in self.nodes.values() if n.target_hz > 0]
+        ticks = sum(n.total("ticks") for n in timed)
+        over = sum(n.total("over_budget") for n in timed)
+        latencies = self.latencies_ms()
+        all_hops = [v for values in self.hops_us().values() for v in values]
+        return {
+            "name": self.name,
+            "duration_s": (now_ns() - self.started_ns) / 1e9,
+            "traces": len(latencies),
+            "latency_ms": _stats(latencies),
+            "hop_us": _stats(all_hops),
+            "hops_us": {hop: _stats(values) for hop, values in self.hops_us().items()},
+            "over_budget_share": over / ticks if ticks else 0.0,
+            "dropped": sum(n.total_prefix((".skipped", ".dropped", ".gaps")) for n in self.nodes.values()),
+            "restarts": sum(n.restarts for n in self.nodes.values()),
+            "nodes": {
+                n.name: {
+                    "state": n.state, "restarts": n.restarts, "target_hz": n.target_hz,
+                    "rate_hz": n.rate_hz(), "ticks": n.total("ticks"), "over_budget": n.total("over_budget"),
+                    "missed_ticks": n.total("missed_ticks"),
+                    "dropped": n.total_prefix((".skipped", ".dropped", ".gaps")),
+                    "received": n.total_prefix((".received",)), "sent": n.total_prefix((".sent",)),
+                }
+                for n in self.nodes.values()
+            },
+            "events": self.events[-50:],
+        }
+
+    def status_line(self) -> str:
+        parts = [f"{(now_ns() - self.started_ns) / 1e9:6.1f}s"]
+        for n in self.nodes.values():
+            if n.target_hz > 0:
+                parts.append(f"{n.name} {n.rate_hz():.1f}/{n.target_hz:g} Hz")
+        recent = self.latencies_ms(last=500)
+        if recent:
+            parts.append(f"e2e p50 {percentile(recent, 50):.2f} ms p99 {percentile(recent, 99):.2f} ms")
+        timed_ticks = sum(n.total("ticks") for n in self.nodes.values() if n.target_hz > 0)
+        over = sum(n.total("over_budget") for n in self.nodes.values() if n.target_hz > 0)
+        if timed_ticks:
+            parts.append(f"over budget {100 * over / timed_ticks:.1f}%")
+        dropped = sum(n.total_prefix((".skipped", ".dropped", ".gaps")) for n in self.nodes.values())
+        parts.append(f"dropped {dropped:.0f}")
+        parts.append(f"restarts {sum(n.restarts for n in self.nodes.values())}")
+        parts.append(" ".join(f"{n.name}:{n.state}" for n in self.nodes.values()))
+        return "  ".join(parts)
+
+    # ---- report --------------------------------------------------------------------------------
+
+    def write_report(self, directory: str | Path) -> tuple[Path, Path | None]:
+        """Write report.json and latency.png into ``directory``; the PNG is skipped without traces."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = self.summary()
+        summary["machine"] = machine_info()
+        json_path = out / "report.json"
+        json_path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        png_path = self._plot(out / "latency.png") if self.traces else None
+        return json_path, png_path
+
+    def _plot(self, path: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        t0 = self.traces[0][0][1]
+        times = [(t[-1][1] - t0) / 1e9 for t in self.traces]
+        latencies = self.latencies_ms()
+        fig, (over_time, hist) = plt.subplots(1, 2, figsize=(11, 4))
+        over_time.plot(times, latencies, ".", markersize=2)
+        over_time.set_xlabel("time (s)")
+        over_time.set_ylabel("capture -> actuation (ms)")
+        over_time.set_title(f"{self.name}: latency over time")
+        hist.hist(latencies, bins=60)
+        hist.set_xlabel("capture -> actuation (ms)")
+        hist.set_ylabel("frames")
+        p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+        for value, label in ((p50, "p50"), (p99, "p99")):
+            hist.axvline(value, color="k", linestyle="--", linewidth=1)
+            hist.text(value, hist.get_ylim()[1] * 0.9, f" {label} {value:.2f}", fontsize=8)
+        hist.set_title(f"distribution ({len(latencies)} frames)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50": percentile(values, 50), "p90": percentile(values, 90),
+            "p99": percentile(values, 99), "max": max(values)}
