@@ -1,0 +1,126 @@
+"""Rendered cameras: a fixed scene camera and a wrist camera, any resolution.
+
+Renderers: the EGL plugin that ships with pybullet (``eglRenderer``; GPU or Mesa
+llvmpipe) when it loads, else PyBullet's CPU TinyRenderer. ``renderer="auto"``
+tries EGL and falls back; ``Cameras.renderer`` says which one is in use.
+Rendering dominates a sim step's cost (~15-35 ms per image on 2 cores), so the
+sim renders at the policy's rate, never inside expert success tests.
+
+The scene camera stands in front of the robot, above the workspace, facing the
+robot (the robot appears at the top of the image). Task language uses this
+view: "left" is the image's left, which is the robot's right (-y).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from agentrt.errors import ConfigError
+from sims.world import World, quiet_stdout
+
+__all__ = ["CameraConfig", "Cameras", "RENDERERS"]
+
+log = logging.getLogger(__name__)
+
+RENDERERS = ("auto", "egl", "tiny")
+
+
+@dataclass
+class CameraConfig:
+    width: int = 128
+    height: int = 128
+    fov_deg: float = 50.0
+    near_m: float = 0.01
+    far_m: float = 3.0
+    renderer: str = "auto"  # auto | egl | tiny
+    scene_eye_m: tuple[float, float, float] = (0.95, 0.0, 0.5)  # in front of the robot, facing it
+    scene_target_m: tuple[float, float, float] = (0.45, 0.0, 0.05)
+    wrist_offset_m: float = 0.02  # camera sits this far in front of the end-effector point, looking along the tool
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and 8 <= value <= 4096):
+                raise ConfigError(f"CameraConfig.{name}: expected an int in 8..4096 pixels, got {value!r}")
+        if self.renderer not in RENDERERS:
+            raise ConfigError(f"CameraConfig.renderer: expected one of {', '.join(RENDERERS)}, got {self.renderer!r}")
+        if not (0 < self.near_m < self.far_m):
+            raise ConfigError(f"CameraConfig.near_m/far_m: expected 0 < near < far, got {self.near_m}, {self.far_m}")
+
+
+class Cameras:
+    """The scene and wrist cameras of one world; ``setup()`` after every world reset."""
+
+    def __init__(self, world: World, config: CameraConfig | None = None) -> None:
+        self.world = world
+        self.config = config or CameraConfig()
+        self.renderer = "none"  # egl | tiny once set up
+        self._egl_plugin = -1
+
+    def setup(self) -> str:
+        """Choose the renderer (loading the EGL plugin once per client); returns its name."""
+        p, c = self.world.p, self.world.client
+        if self.config.renderer in ("auto", "egl") and self._egl_plugin < 0:
+            self._egl_plugin = self._load_egl()
+            if self._egl_plugin < 0 and self.config.renderer == "egl":
+                raise ConfigError("CameraConfig.renderer='egl' but the eglRenderer plugin did not load: use 'auto' or 'tiny'")
+        self.renderer = "egl" if self._egl_plugin >= 0 else "tiny"
+        self._renderer_flag = p.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl" else p.ER_TINY_RENDERER
+        cfg = self.config
+        self._proj = p.computeProjectionMatrixFOV(cfg.fov_deg, cfg.width / cfg.height, cfg.near_m, cfg.far_m, physicsClientId=c)
+        self._scene_view = p.computeViewMatrix(cfg.scene_eye_m, cfg.scene_target_m, [0, 0, 1], physicsClientId=c)
+        return self.renderer
+
+    def _load_egl(self) -> int:
+        if self.world.config.gui:
+            return -1  # the GUI already renders with OpenGL
+        try:
+            import importlib.util
+
+            spec = importlib.util.find_spec("eglRenderer")
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or spec.origin is None:
+            log.info("eglRenderer plugin not found; rendering with TinyRenderer (CPU)")
+            return -1
+        p, c = self.world.p, self.world.client
+        with quiet_stdout():
+            plugin = int(p.loadPlugin(spec.origin, "_eglRendererPlugin", physicsClientId=c))
+        if plugin < 0:
+            log.info("eglRenderer plugin did not load; rendering with TinyRenderer (CPU)")
+        else:
+            self.world.plugins.append(plugin)
+            log.debug("rendering with the EGL plugin")
+        return plugin
+
+    def scene(self) -> np.ndarray:
+        """The fixed scene camera: (height, width, 3) uint8 RGB."""
+        return self._render(self._scene_view)
+
+    def wrist(self, body: int, ee_link: int) -> np.ndarray:
+        """The wrist camera on ``ee_link`` of ``body``, looking along the tool axis: (H, W, 3) uint8."""
+        p, c = self.world.p, self.world.client
+        state = p.getLinkState(body, ee_link, computeForwardKinematics=True, physicsClientId=c)
+        position, orientation = np.array(state[4]), state[5]
+        rot = np.array(p.getMatrixFromQuaternion(orientation)).reshape(3, 3)
+        forward, up = rot[:, 2], rot[:, 0]  # tool z points out of the hand; x is "up" in the image
+        eye = position + forward * self.config.wrist_offset_m
+        view = p.computeViewMatrix(eye.tolist(), (eye + forward).tolist(), up.tolist(), physicsClientId=c)
+        return self._render(view)
+
+    def _render(self, view: object) -> np.ndarray:
+        p, c, cfg = self.world.p, self.world.client, self.config
+        _, _, rgba, _, _ = p.getCameraImage(
+            cfg.width,
+            cfg.height,
+            viewMatrix=view,
+            projectionMatrix=self._proj,
+            renderer=self._renderer_flag,
+            flags=p.ER_NO_SEGMENTATION_MASK,
+            physicsClientId=c,
+        )
+        image = np.asarray(rgba, dtype=np.uint8).reshape(cfg.height, cfg.width, 4)
+        return np.ascontiguousarray(image[:, :, :3])
