@@ -37,7 +37,7 @@ from streams.source import Source
 from streams.synthetic import PATTERNS, SyntheticSource
 from streams.video import VideoSource, is_network
 
-__all__ = ["SOURCES", "parse_source", "make_config", "make_source", "type_of"]
+__all__ = ["SOURCES", "parse_source", "parse_overrides", "make_config", "make_source", "type_of"]
 
 # type name -> class. The one table; each class names its config in `config_class`.
 SOURCES: dict[str, type[Source]] = {
@@ -136,3 +136,19 @@ def type_of(config: SourceConfig) -> str:
             return name
     raise ConfigError(f"no source type for {type(config).__name__}")
 
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["fps=15", "loop=true", "device=/dev/video2"]`` -> {"fps": 15, "loop": True, ...} (values read as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set: expected KEY=VALUE like fps=15, got {pair!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
