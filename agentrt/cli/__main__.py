@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("agentrt.cli.run", "run the nodes of a launch file, supervised, with a live status and a report"),
     "node": ("agentrt.cli.node", "run the nodes a launch file places on this host (multi-host)"),
     "keys": ("agentrt.cli.keys", "make CURVE key pairs for wires between hosts"),
+    "stream": ("agentrt.cli.stream", "publish a camera, file, network stream, folder or synthetic source"),
+    "record": ("agentrt.cli.record", "record a stream to MP4 with a sidecar of capture times"),
+    "view": ("agentrt.cli.view", "look at a stream: a window, an MJPEG page on localhost, or saved frames"),
 }
 
 
