@@ -16,8 +16,10 @@ as (output name, message). ``close()`` runs ``teardown()``.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from agentrt.errors import ConfigError
@@ -25,7 +27,7 @@ from agentrt.messages import Frame, Message
 from agentrt.node import Node, check_node
 from agentrt.nodes.synthetic import SyntheticSource, synthetic_image
 
-__all__ = ["MockIO", "MockNode", "fake_frame", "frames_of", "FakeFrameSource"]
+__all__ = ["MockIO", "MockNode", "fake_frame", "frames_of", "FakeFrameSource", "child_pids", "process_alive"]
 
 FakeFrameSource = SyntheticSource
 """A frame source node for tests: synthetic moving-pattern frames at ``rate_hz``."""
@@ -143,3 +145,33 @@ class MockNode:
 def frames_of(sent: Iterable[tuple[str, Message]], output: str) -> list[Any]:
     """The messages sent on ``output``."""
     return [m for name, m in sent if name == output]
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux, from /proc): to check a run leaves no orphan."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def process_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
