@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "engine": "agentrt.bench.engine",
     "sim": "agentrt.bench.sim",
     "loop": "agentrt.bench.loop",
+    "streams": "agentrt.bench.streams",
 }
 
 
