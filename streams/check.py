@@ -37,8 +37,6 @@ def _check_frame(source: Source, frame: Any, previous: Frame | None) -> Frame:
                             f"{getattr(image, 'dtype', type(image).__name__)}")
     if frame.pixel_format != source.config.pixel_format:
         raise _fail(source, f"frame.pixel_format is {frame.pixel_format!r}, expected {source.config.pixel_format!r}")
-    if (source.width, source.height) != (frame.width, frame.height) and source.width is not None:
-        raise _fail(source, f"frame is {frame.width}x{frame.height} but the source reports {source.width}x{source.height}")
     now = now_ns()
     if frame.t_capture_ns > now:
         raise _fail(source, f"t_capture_ns is {(frame.t_capture_ns - now) / 1e6:.1f} ms in the future: not CLOCK_MONOTONIC?")

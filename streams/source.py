@@ -101,7 +101,7 @@ class Source:
         if not isinstance(self.config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.stats = SourceStats()
-        self.width: int | None = None  # actual values, known after connect()
+        self.width: int | None = None  # actual size of the newest frame, known after connect()
         self.height: int | None = None
         self.fps: float | None = None  # nominal rate the device or file reports (None = unknown)
         self.state = "disconnected"  # connecting | running | reconnecting | ended | failed | disconnected
@@ -175,7 +175,6 @@ class Source:
             if isinstance(exc, Exception):
                 raise SourceError(f"{self.describe()}: cannot connect: {type(exc).__name__}: {exc}") from exc
             raise
-        self.height, self.width = int(image.shape[0]), int(image.shape[1])
         self._publish(image, t_ns)
         self.state = "running"
         self._thread = threading.Thread(target=self._loop, name=f"grab-{self.describe()}", daemon=True)
@@ -281,6 +280,7 @@ class Source:
     def _publish(self, image: np.ndarray, t_ns: int) -> None:
         frame = Frame(self.config.stream, self._seq, t_ns, image, self.config.pixel_format)
         self._seq += 1
+        self.height, self.width = int(image.shape[0]), int(image.shape[1])
         with self._cond:
             previous = self._latest
             if previous is not None and previous.seq > self._last_read_seq:

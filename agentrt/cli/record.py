@@ -36,13 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agentrt.cli.stream import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from streams.feed import open_feed
     from streams.recorder import Recorder, RecorderConfig
     from streams.registry import parse_overrides
 
     if args.stream is None and args.source is None:
         raise ConfigError("agentrt record: give a stream (name or endpoint) or --source SOURCE")
-    sigterm_as_interrupt()
     recorder = Recorder(RecorderConfig(path=args.out, codec=args.codec, crf=args.crf))
     feed = open_feed(args.stream, source=args.source, overrides=parse_overrides(args.set) if args.source else None)
     print(f"recording {feed.label} to {args.out}", flush=True)

@@ -21,8 +21,11 @@ Look at it with `agentrt view camera`, record it with `agentrt record camera --o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from agentrt.errors import SourceError
@@ -56,21 +59,33 @@ def source_overrides(args: argparse.Namespace, type_name: str) -> dict[str, Any]
     return overrides
 
 
-def sigterm_as_interrupt() -> None:
-    """So a supervisor's SIGTERM runs the same teardown as Ctrl-C."""
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM (a supervisor, `kill`) runs the same teardown as Ctrl-C. Main thread only."""
 
     def _raise(*_: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _raise)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace) -> int:
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from agentrt.transport import Publisher, endpoint
     from streams.registry import make_source, parse_source
     from streams.source import StreamEnded
 
-    sigterm_as_interrupt()
     spec = parse_source(args.source)
     source = make_source(spec, **source_overrides(args, spec["type"]))
     address = args.endpoint or endpoint(args.name)

@@ -119,12 +119,17 @@ class _Page:
 
 def run(args: argparse.Namespace) -> int:
     from agentrt.cli.stream import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from streams.feed import open_feed
     from streams.registry import parse_overrides
 
     if args.stream is None and args.source is None:
         raise ConfigError("agentrt view: give a stream (name or endpoint) or --source SOURCE")
-    sigterm_as_interrupt()
     feed = open_feed(args.stream, source=args.source, overrides=parse_overrides(args.set) if args.source else None)
     sink: Any = None
     t_start = time.monotonic()
