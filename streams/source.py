@@ -179,7 +179,7 @@ class Source:
         self.state = "running"
         self._thread = threading.Thread(target=self._loop, name=f"grab-{self.describe()}", daemon=True)
         self._thread.start()
-        log.info("%s connected: %dx%d, %s fps", self.describe(), self.width, self.height,
+        log.debug("%s connected: %dx%d, %s fps", self.describe(), self.width, self.height,
                  f"{self.fps:.3g}" if self.fps else "unknown")
 
     def disconnect(self) -> None:

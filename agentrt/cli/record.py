@@ -72,6 +72,8 @@ def _run(args: argparse.Namespace) -> int:
                 continue
             recorder.write(frame)
             last_frame = time.monotonic()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop; finish cleanly
+        print("stopping", flush=True)
     finally:
         feed.close()
         recorder.close()

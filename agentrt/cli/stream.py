@@ -117,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
                 continue
             publisher.send(frame)
             sent += 1
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop; finish cleanly
+        print("stopping", flush=True)
     finally:
         source.disconnect()
         publisher.close()

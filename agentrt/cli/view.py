@@ -152,6 +152,8 @@ def _run(args: argparse.Namespace) -> int:
                 continue
             if not sink.show(frame):
                 break
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop; finish cleanly
+        print("stopping", flush=True)
     finally:
         if sink is not None:
             sink.close()

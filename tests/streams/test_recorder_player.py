@@ -1,0 +1,110 @@
+"""The recorder (MP4 + sidecar of capture times) and the player that replays with the original timing."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentrt.errors import ConfigError
+from agentrt.messages import Frame, now_ns
+from streams import (
+    PlayerConfig,
+    PlayerSource,
+    Recorder,
+    RecorderConfig,
+    StreamEnded,
+    check_source,
+    read_sidecar,
+    read_stamp,
+    sidecar_path,
+)
+
+from .conftest import stamped_images
+
+
+def recorded(path: Path, seqs: list[int], gaps_ms: list[float], width: int = 161, height: int = 129,
+             pixel_format: str = "rgb") -> list[Frame]:
+    """Record frames with the given seqs, captured gaps_ms apart (synthetic times), to ``path``."""
+    images = stamped_images(len(seqs), width, height)
+    t = 10_000_000_000
+    frames = []
+    with Recorder(RecorderConfig(path=str(path))) as recorder:
+        for i, (seq, image) in enumerate(zip(seqs, images, strict=True)):
+            t += int(gaps_ms[i - 1] * 1e6) if i else 0
+            pixels = np.ascontiguousarray(image[..., ::-1]) if pixel_format == "bgr" else image
+            frame = Frame("cam", seq, t, pixels, pixel_format)
+            recorder.write(frame)
+            frames.append(frame)
+    return frames
+
+
+def test_recording_has_a_sidecar_with_every_seq_and_capture_time(tmp_path: Path) -> None:
+    path = tmp_path / "run1.mp4"
+    frames = recorded(path, [3, 4, 5, 8, 9], [20, 20, 60, 20])  # 6 and 7 were never seen
+    assert path.stat().st_size > 0 and sidecar_path(path) == tmp_path / "run1.frames.csv"
+    assert read_sidecar(path) == [(f.seq, f.t_capture_ns) for f in frames]
+    with sidecar_path(path).open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["pts_us"]) for r in rows] == [0, 20_000, 40_000, 100_000, 120_000]  # capture times as pts
+
+
+def test_player_replays_with_the_original_timing(tmp_path: Path) -> None:
+    path = tmp_path / "run.mp4"
+    gaps_ms = [10, 10, 250, 10, 10]  # a quarter-second hole after the third frame
+    recorded(path, list(range(6)), gaps_ms)
+    with PlayerSource(PlayerConfig(path=str(path))) as player:
+        assert (player.width, player.height) == (161, 129)  # odd size padded by the recorder, cropped back
+        frames = []
+        with pytest.raises(StreamEnded):
+            while True:
+                frames.append(player.read())
+    assert [read_stamp(f.image) for f in frames] == list(range(6))
+    replay_gaps_ms = np.diff([f.t_capture_ns for f in frames]) / 1e6
+    assert replay_gaps_ms[2] >= 240  # the hole is kept: pacing can only be late, never early
+    assert player._times_s is not None
+    assert np.allclose(np.diff(player._times_s) * 1e3, gaps_ms)
+
+
+def test_player_fast_and_looping(tmp_path: Path) -> None:
+    path = tmp_path / "run.mp4"
+    recorded(path, list(range(4)), [500, 500, 500])
+    with PlayerSource(PlayerConfig(path=str(path), speed=0)) as player:  # as fast as read: no waiting
+        assert [read_stamp(player.read().image) for _ in range(4)] == [0, 1, 2, 3]
+    check_source(PlayerSource(PlayerConfig(path=str(path), speed=0, loop=True)), frames=9)
+
+
+def test_player_without_sidecar_uses_the_mp4_timestamps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "run.mp4"
+    recorded(path, list(range(3)), [40, 80])
+    sidecar_path(path).unlink()
+    with caplog.at_level(logging.WARNING), PlayerSource(PlayerConfig(path=str(path), speed=0)) as player:
+        player.read()
+        assert player._times_s == []
+    assert "no sidecar" in caplog.text
+
+
+def test_recorder_takes_bgr_gray_and_resizes_odd_frames(tmp_path: Path) -> None:
+    path = tmp_path / "bgr.mp4"
+    recorded(path, [0, 1], [30], pixel_format="bgr")
+    with PlayerSource(PlayerConfig(path=str(path), speed=0)) as player:
+        assert read_stamp(player.read().image) == 0
+    gray_path = tmp_path / "gray.mp4"
+    with Recorder(RecorderConfig(path=str(gray_path))) as recorder:
+        recorder.write(Frame("g", 0, now_ns(), np.full((32, 48, 1), 200, np.uint8)))
+        recorder.write(Frame("g", 1, now_ns(), np.full((64, 96, 3), 100, np.uint8)))  # another size: resized
+    assert recorder.frames == 2
+    with PlayerSource(PlayerConfig(path=str(gray_path), speed=0)) as player:
+        image = player.read().image
+    assert image.shape == (32, 48, 3) and abs(int(image.mean()) - 200) < 8
+
+
+def test_recorder_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        Recorder(RecorderConfig(path=str(tmp_path / "no" / "x.mp4"))).write(
+            Frame("c", 0, now_ns(), np.zeros((8, 8, 3), np.uint8)))
+    with pytest.raises(ConfigError, match="crf"):
+        RecorderConfig(crf=99)
