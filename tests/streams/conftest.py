@@ -66,7 +66,9 @@ def photos(tmp_path: Path) -> Path:
 
 class _QuietHandler(SimpleHTTPRequestHandler):
     truncate_first: dict[str, int] = {}  # path -> bytes to send before cutting the first request
+    stall_first_s: float = 0.0  # > 0: after those bytes, hang this long instead of closing (a stall)
     served: dict[str, int] = {}
+    release = threading.Event()  # set at teardown: a stalled handler stops waiting
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
@@ -82,6 +84,8 @@ class _QuietHandler(SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             self.wfile.flush()
+            if self.stall_first_s:
+                self.release.wait(self.stall_first_s)
             self.close_connection = True
             return
         super().do_GET()
@@ -94,6 +98,7 @@ def http_server(tmp_path: Path) -> Iterator[tuple[str, type[_QuietHandler]]]:
     class Handler(_QuietHandler):
         truncate_first: dict[str, int] = {}
         served: dict[str, int] = {}
+        release = threading.Event()
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=str(tmp_path), **kwargs)
@@ -105,6 +110,7 @@ def http_server(tmp_path: Path) -> Iterator[tuple[str, type[_QuietHandler]]]:
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", Handler
     finally:
+        Handler.release.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

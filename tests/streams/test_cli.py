@@ -87,7 +87,7 @@ def test_stream_a_file_and_a_recording_from_the_cli(run_dir: Path, clip: Path, t
     assert "publishing file" in text and "end of file after 30 frames" in text and "sent 30" in text
     rec = tmp_path / "rec.mp4"
     assert main(["record", "--source", "synthetic:160x128@200", "--out", str(rec), "--frames", "10", "--quiet"]) == 0
-    assert main(["stream", str(rec), "--name", "p", "--quiet"]) == 0  # a recording plays as `player`
+    assert main(["stream", str(rec), "--name", "p", "--fast", "--quiet"]) == 0  # a recording plays as `player`
     text = capsys.readouterr().out
     assert "publishing player" in text and "sent 10" in text
 

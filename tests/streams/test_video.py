@@ -39,7 +39,8 @@ def test_file_paced_passes_check_source_and_loops(clip: Path) -> None:
     seqs = [f.seq for f in frames]
     assert seqs == sorted(seqs) and len(set(seqs)) == 10
     stamps = [read_stamp(f.image) for f in frames]
-    assert set(stamps) <= {0, 1, 2, 3} and stamps.count(0) >= 2  # went round at least twice
+    wraps = sum(b < a for a, b in zip(stamps, stamps[1:], strict=False))
+    assert set(stamps) <= {0, 1, 2, 3} and wraps >= 2  # 10 frames of a 4-frame clip: round at least twice
 
 
 def test_bgr_frames_are_marked_bgr(clip: Path) -> None:
@@ -100,6 +101,25 @@ def test_flaky_network_stream_reconnects(clip: Path, http_server: tuple) -> None
     assert handler.served["/flaky.ts"] >= 2
     restart = stamps.index(0, 1)  # after the reconnect the stream starts over
     assert stamps[:restart] == list(range(restart)) and stamps[restart:restart + 10] == list(range(10))
+
+
+def test_stalled_network_stream_is_caught_by_the_timeout_and_reconnected(clip: Path, http_server: tuple) -> None:
+    url, handler = http_server
+    ts = write_clip(clip.with_name("stall.ts"), count=40, container_format="mpegts")
+    handler.truncate_first["/stall.ts"] = ts.stat().st_size // 3
+    handler.stall_first_s = 4.0  # the first connection goes silent, without closing
+    source = VideoSource(VideoConfig(path=f"{url}/stall.ts", realtime=False, reconnect_backoff_s=0.05,
+                                     timeout_ms=400))
+    stamps, errors = [], []
+    with source:
+        while len(stamps) < 45:
+            try:
+                stamps.append(read_stamp(source.async_read(timeout_ms=3000).image))
+            except SourceError as exc:
+                assert source.alive, source.stats.last_error
+                errors.append(str(exc))
+    assert source.stats.reconnects >= 1 and handler.served["/stall.ts"] >= 2
+    assert stamps.index(0, 1) > 0  # played part, stalled, reconnected, started over
 
 
 def test_unreachable_stream_fails_after_bounded_retries() -> None:
