@@ -360,11 +360,11 @@ class Source:
                         with self._cond:
                             self.state = "running"
                         log.info("%s reconnected", self.describe())
-                    if self.backpressure:
-                        self._wait_until_read()
                     self._busy_since_ns = now_ns()
                     image, t_ns = self._grab()
                     self._busy_since_ns = 0
+                    if self.backpressure:  # one frame of lookahead: grab the next while the last is unread
+                        self._wait_until_read()
                     self._publish(image, t_ns)
                     failures = 0
                 except _Stopping:
