@@ -73,7 +73,9 @@ class _Window:
     def show(self, frame: Frame) -> bool:
         self.count += 1
         self.cv2.imshow(self.title, to_bgr(frame))
-        return self.cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
+        key = self.cv2.waitKey(1) & 0xFF
+        closed = self.cv2.getWindowProperty(self.title, self.cv2.WND_PROP_VISIBLE) < 1  # the window's X
+        return key not in (ord("q"), 27) and not closed
 
     def close(self) -> None:
         self.cv2.destroyWindow(self.title)

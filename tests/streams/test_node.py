@@ -13,7 +13,7 @@ from agentrt.errors import ConfigError, SourceError
 from agentrt.launch import load_launch
 from agentrt.messages import Frame, Message, now_ns
 from agentrt.testing import MockNode
-from streams import read_sidecar, read_stamp
+from streams import Recorder, RecorderConfig, read_sidecar, read_stamp
 from streams.node import RecorderNode, SourceNode, SourceNodeConfig
 
 from .conftest import stamped_images
@@ -58,7 +58,7 @@ def run_source_node(limit: int, **params: object) -> tuple[SourceNode, list[Fram
     return node, [m for _, m in io.sent if isinstance(m, Frame)]
 
 
-def test_source_node_publishes_any_source_by_config(clip: Path, photos: Path) -> None:
+def test_source_node_publishes_any_source_by_config(clip: Path, photos: Path, tmp_path: Path) -> None:
     _, frames = run_source_node(5, source={"type": "synthetic", "width": 160, "height": 128, "fps": 200},
                                 stream="cam0")
     assert len(frames) == 5 and frames[0].stream == "cam0" and frames[0].hops[0][0] == "camera"
@@ -69,6 +69,12 @@ def test_source_node_publishes_any_source_by_config(clip: Path, photos: Path) ->
     assert frames[0].image.shape == (128, 128, 3)
     _, frames = run_source_node(3, source={"type": "camera", "device": str(clip)})
     assert frames[0].image.shape == (128, 160, 3)
+    recording = tmp_path / "rec.mp4"
+    with Recorder(RecorderConfig(path=str(recording))) as recorder:
+        for frame in frames:
+            recorder.write(frame)
+    _, replayed = run_source_node(10, source=f"player:{recording}")
+    assert len(replayed) == 3 and replayed[0].image.shape == (128, 160, 3)
 
 
 def test_source_node_config_is_validated_before_anything_starts(tmp_path: Path) -> None:
