@@ -11,7 +11,9 @@ in one run (alternating rounds, medians):
   thread, every frame delivered) and `read()`;
 - ``publish_fps``: the same again, each frame sent with `Publisher` on an ipc
   endpoint (shared memory) to a subscriber in another process;
-- ``overhead_ratio`` = decode_fps / publish_fps (target <= 1.2).
+- ``overhead_ratio``: decode / publish throughput, the median of the per-round
+  ratios (each round measures both back to back, so slow phases of a shared
+  machine cancel); target <= 1.2.
 
 Then the clip plays at its own rate (30 fps, looping) through `agentrt
 stream`'s path and a subscriber process measures capture-to-receive latency
@@ -202,7 +204,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     logging.getLogger("streams").setLevel(logging.WARNING)  # no "connected" line per round
     frames = 300 if quick else 900
-    rounds = 3 if quick else 5
+    rounds = 5 if quick else 9
     latency_s = 4.0 if quick else 15.0
     with tempfile.TemporaryDirectory(prefix="agentrt-bench-streams-") as tmp:
         folder = Path(tmp)
@@ -231,7 +233,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "decode_fps": decode_fps,
         "source_fps": source_fps,
         "naive_decode_fps": naive_fps,
-        "overhead_ratio": decode_fps / publish_fps,
+        "overhead_ratio": statistics.median(d / p for d, p in zip(decode, publish, strict=True)),
         "target_overhead_ratio": TARGET_OVERHEAD,
         "latency_p50_ms": percentile(latencies, 50),
         "latency_p99_ms": percentile(latencies, 99),
@@ -261,11 +263,12 @@ def print_table(result: dict[str, Any]) -> None:
             ["PyAV decode + RGB, to_ndarray per frame (naive)", result["naive_decode_fps"], d / result["naive_decode_fps"]],
             ["PyAV decode + RGB, one swscale context (floor)", d, 1.0],
             ["VideoSource read()", result["source_fps"], d / result["source_fps"]],
-            ["VideoSource read() + publish (ipc, shm)", result["publish_fps"], result["overhead_ratio"]],
+            ["VideoSource read() + publish (ipc, shm)", result["publish_fps"], d / result["publish_fps"]],
         ],
     )
     verdict = "meets" if result["overhead_ratio"] <= result["target_overhead_ratio"] else "MISSES"
-    print(f"overhead_ratio {result['overhead_ratio']:.2f} {verdict} the target <= {result['target_overhead_ratio']}")
+    print(f"overhead_ratio {result['overhead_ratio']:.2f} (median of per-round ratios) {verdict} the target "
+          f"<= {result['target_overhead_ratio']}")
     print_rows(
         f"streams: capture-to-receive latency, {result['fps']} fps file source -> subscriber process",
         ["frames received", "p50 ms", "p99 ms", "max ms", "dropped at source"],
