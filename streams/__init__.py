@@ -14,11 +14,14 @@ line: `agentrt stream`, `agentrt record`, `agentrt view`. See docs/streams.md.
 from streams.camera import CameraConfig, OpenCVCamera
 from streams.check import check_source
 from streams.config import SourceConfig
+from streams.feed import FrameFeed, open_feed
 from streams.folder import FolderConfig, FolderSource
+from streams.mjpeg import MJPEGServer
 from streams.player import PlayerConfig, PlayerSource
 from streams.recorder import Recorder, RecorderConfig, read_sidecar, sidecar_path
 from streams.registry import SOURCES, make_config, make_source, parse_source, type_of
-from streams.source import Source, SourceLost, SourceStats, StreamEnded
+from streams.source import Source, SourceLost, StreamEnded
+from streams.stats import SourceStats
 from streams.synthetic import SyntheticConfig, SyntheticSource, read_stamp
 from streams.video import VideoConfig, VideoSource
 
@@ -49,4 +52,7 @@ __all__ = [
     "parse_source",
     "type_of",
     "check_source",
+    "FrameFeed",
+    "open_feed",
+    "MJPEGServer",
 ]

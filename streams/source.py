@@ -42,16 +42,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from agentrt.errors import SourceError
+from agentrt.errors import ConfigError, SourceError
 from agentrt.messages import Frame, now_ns
 from streams.config import SourceConfig
+from streams.stats import SourceStats
 
-__all__ = ["Source", "SourceStats", "SourceLost", "StreamEnded"]
+__all__ = ["Source", "SourceStats", "SourceLost", "StreamEnded"]  # SourceStats lives in streams.stats
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +69,6 @@ class _Stopping(Exception):
     """Raised inside the grab thread when disconnect() asks it to stop."""
 
 
-@dataclass
-class SourceStats:
-    captured: int = 0  # frames captured
-    delivered: int = 0  # frames returned by the read modes
-    replaced: int = 0  # captured, then overwritten before anyone read them
-    skipped: int = 0  # passed over by the source itself (late frames, missing camera frames)
-    gaps: int = 0  # seq numbers the reader never saw
-    reconnects: int = 0  # reconnect attempts
-    stalls: int = 0  # reads that gave up because the source produced nothing for timeout_ms
-    fps: float = 0.0  # measured capture rate (smoothed)
-    last_error: str = ""
-
-    @property
-    def dropped(self) -> int:
-        """Frames lost between the source and the reader: replaced + skipped."""
-        return self.replaced + self.skipped
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "dropped": self.dropped}
-
-
 class Source:
     """Base class of frame sources; see the module docstring for the contract."""
 
@@ -99,7 +77,7 @@ class Source:
     def __init__(self, config: SourceConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+            raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
         self.stats = SourceStats()
         self.width: int | None = None  # actual size of the newest frame, known after connect()
         self.height: int | None = None
@@ -109,6 +87,7 @@ class Source:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stuck: threading.Thread | None = None  # a grab thread that did not stop in time
         self._opened = False
         self._latest: Frame | None = None
         self._last_read_seq = -1
@@ -153,6 +132,8 @@ class Source:
         """Open the source, capture the first frame, start the grab thread. SourceError if that fails."""
         if self._thread is not None:
             raise SourceError(f"{self.describe()}: already connected")
+        if self._stuck is not None and self._stuck.is_alive():
+            raise SourceError(f"{self.describe()}: the last connection is still blocked in the device; try again later")
         self._stop.clear()
         self._latest, self._last_read_seq, self._seq, self._error = None, -1, 0, None
         self._t0_ns, self._skips_in_row = None, 0
@@ -191,6 +172,7 @@ class Source:
         if thread is not None:
             thread.join(timeout=self.config.timeout_ms / 1000 + 2.0)
             if thread.is_alive():
+                self._stuck = thread
                 log.warning("%s: grab thread still blocked in the device after disconnect; left to finish", self.describe())
         else:
             self._release()

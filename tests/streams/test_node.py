@@ -73,7 +73,7 @@ def test_source_node_publishes_any_source_by_config(clip: Path, photos: Path, tm
     with Recorder(RecorderConfig(path=str(recording))) as recorder:
         for frame in frames:
             recorder.write(frame)
-    _, replayed = run_source_node(10, source=f"player:{recording}")
+    _, replayed = run_source_node(10, source=f"player:{recording}", params={"speed": 0})  # all, no pacing
     assert len(replayed) == 3 and replayed[0].image.shape == (128, 160, 3)
 
 
