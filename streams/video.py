@@ -90,6 +90,7 @@ class VideoSource(Source):
         self._first_time_s = 0.0
         self._period_s = 1 / 30
         self._reformatter: Any = None
+        self._live_http = False
 
     @property
     def network(self) -> bool:
@@ -99,9 +100,17 @@ class VideoSource(Source):
         return f"stream {self.config.path}" if self.network else f"file {self.config.path}"
 
     @property
+    def live(self) -> bool:
+        """A live stream: rtsp/rtmp/udp/..., or an http(s) stream without a duration (known after connect).
+
+        Live streams are neither paced nor held back for a slow reader: the newest frame replaces an
+        unread one (counted in ``stats.replaced``), so the reader never falls behind the camera.
+        """
+        return self.config.path.lower().startswith(LIVE_SCHEMES) or self._live_http
+
+    @property
     def _paced(self) -> bool:
-        live = self.config.path.lower().startswith(LIVE_SCHEMES)
-        return self.config.realtime and not live
+        return self.config.realtime and not self.live
 
     def _open(self) -> None:
         av = import_av()
@@ -123,6 +132,7 @@ class VideoSource(Source):
             stream = self._container.streams.video[0]
             if not self.network:
                 stream.thread_type = "AUTO"  # frame threads: throughput for files (adds latency, so not live)
+            self._live_http = self.network and self._container.duration is None
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else None
             self._period_s = 1 / self.fps if self.fps else 1 / 30
@@ -132,7 +142,7 @@ class VideoSource(Source):
             raise
         self._loop_index = 0
         self._reformatter = av.video.reformatter.VideoReformatter()
-        self.backpressure = not self._paced
+        self.backpressure = not self.config.realtime and not self.live  # as fast as read, nothing dropped
         self._on_open_container()
 
     def _on_open_container(self) -> None:

@@ -136,3 +136,10 @@ def test_real_camera_clips() -> None:
     with VideoSource(VideoConfig(path=str(REAL_VIDEOS / "car-detection.mp4"), realtime=False)) as source:
         assert source.fps == pytest.approx(12.5)
         assert source.read().image.shape == (432, 768, 3)
+
+
+def test_live_streams_are_latest_only_never_paced_or_held_back() -> None:
+    live = VideoSource(VideoConfig(path="rtsp://127.0.0.1:8554/cam", realtime=False))
+    assert live.live and not live._paced  # decided by the scheme, before any I/O
+    http = VideoSource(VideoConfig(path="http://127.0.0.1/clip.mp4"))
+    assert not http.live  # until connect() finds no duration
