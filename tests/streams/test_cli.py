@@ -144,3 +144,17 @@ def test_stream_over_tcp_with_jpeg(tmp_path: Path, run_dir: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_view_window_without_a_display_says_what_to_do(run_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["view", "--source", "synthetic:64x48@30", "--window", "--frames", "1"]) == 2
+    assert "no display" in capsys.readouterr().err
+
+
+def test_record_gives_up_on_a_silent_stream(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["record", "nobody", "--out", str(tmp_path / "x.mp4"), "--wait", "0.5", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "no frame from" in out and "wrote 0 frames" in out
