@@ -59,6 +59,7 @@ class Cameras:
         self.config = config or CameraConfig()
         self.renderer = "none"  # egl | tiny once set up
         self._egl_plugin = -1
+        self._quiet_renders = 2  # the EGL plugin announces its GL vendor during the first images
 
     def setup(self) -> str:
         """Choose the renderer (loading the EGL plugin once per client); returns its name."""
@@ -112,6 +113,13 @@ class Cameras:
         return self._render(view)
 
     def _render(self, view: object) -> np.ndarray:
+        if self._quiet_renders > 0 and self.renderer == "egl":
+            self._quiet_renders -= 1
+            with quiet_stdout():
+                return self._render_now(view)
+        return self._render_now(view)
+
+    def _render_now(self, view: object) -> np.ndarray:
         p, c, cfg = self.world.p, self.world.client, self.config
         _, _, rgba, _, _ = p.getCameraImage(
             cfg.width,

@@ -21,7 +21,9 @@ class RobotDescription:
 
     Joint indices are PyBullet joint indices. ``gripper_open`` / ``gripper_closed``
     are the finger joint positions at gripper command 0 and 1; a robot without a
-    gripper has ``gripper_joints == ()`` and always reports gripper 0.
+    gripper has ``gripper_joints == ()`` and always reports gripper 0. The
+    end-effector pose everywhere is the tool point: ``ee_link`` moved by
+    ``tcp_offset_m`` in that link's frame.
     """
 
     name: str
@@ -35,6 +37,7 @@ class RobotDescription:
     gripper_closed: float = 0.0
     gripper_force_n: float = 0.0
     arm_force_n: float = 200.0  # motor force cap for position control
+    tcp_offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)  # tool point in the ee link's frame
     base_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
     reach_m: float = 0.8  # comfortable horizontal reach from the base, for scene sampling
 
@@ -72,7 +75,8 @@ ROBOTS: dict[str, RobotDescription] = {
         name="xarm6",
         urdf="xarm/xarm6_with_gripper.urdf",
         arm_joints=(1, 2, 3, 4, 5, 6),
-        ee_link=7,  # gripper base
+        ee_link=7,  # gripper base; the tool point is between the finger pads, below it
+        tcp_offset_m=(0.0, 0.0, 0.15),
         home=(0.0, 0.0, -0.8, 0.0, 0.8, 0.0),
         ee_down_euler=(math.pi, 0.0, 0.0),
         # The xArm gripper is a closed linkage that URDF cannot express; driving all

@@ -125,9 +125,10 @@ def run_episode(
     obs, _ = env.reset(seed=seed)
     stats0 = _stats(env)
     started = time.monotonic()
-    clock.start()
     success = False
     source.observe(_observe(env, obs, 0, queue, source, clock, frame_every, on_frame))
+    # Ticks count from here: the first image after a reset uploads every mesh (slow with EGL).
+    clock.start()
     while not stop.is_set():
         source.fetch(queue, wait=clock.lockstep, stop=stop)
         if clock.lockstep and queue.remaining == 0:

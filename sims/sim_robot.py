@@ -124,10 +124,11 @@ class SimRobot(Robot):
         p, c = w.p, w.client
         states = p.getJointStates(self.body, d.arm_joints, physicsClientId=c)
         link = p.getLinkState(self.body, d.ee_link, computeForwardKinematics=True, physicsClientId=c)
+        tcp, orn = p.multiplyTransforms(link[4], link[5], d.tcp_offset_m, [0, 0, 0, 1])
         return RobotObservation(
             joint_positions=np.array([s[0] for s in states]),
             joint_velocities=np.array([s[1] for s in states]),
-            ee_pose=np.array(list(link[4]) + list(link[5])),
+            ee_pose=np.array(list(tcp) + list(orn)),
             gripper=self._measured_gripper(),
             t_ns=w.time_ns,
         )
@@ -193,7 +194,11 @@ class SimRobot(Robot):
         return sent, clipped
 
     def _ik(self, position: np.ndarray, orientation: np.ndarray) -> np.ndarray:
+        """Joint positions that put the tool point at ``position`` with ``orientation``."""
         p, c, d = self.world.p, self.world.client, self.description
+        if any(d.tcp_offset_m):
+            rot = np.array(p.getMatrixFromQuaternion(orientation.tolist())).reshape(3, 3)
+            position = position - rot @ np.asarray(d.tcp_offset_m)
         # IK works over all movable joints; pass limits/rest only where we know them (arm), home elsewhere.
         lower, upper, ranges, rest = [], [], [], []
         home = dict(zip(d.arm_joints, d.home, strict=True))

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 def import_pybullet() -> tuple[ModuleType, str]:
     """(pybullet module, pybullet_data path); raises MissingDependencyError with the install command."""
     try:
-        import pybullet
-        import pybullet_data
+        with quiet_stdout():  # pybullet prints its build time on import
+            import pybullet
+            import pybullet_data
     except ImportError:
         raise MissingDependencyError("pybullet", "the PyBullet simulator") from None
     return pybullet, pybullet_data.getDataPath()
@@ -35,21 +36,36 @@ def import_pybullet() -> tuple[ModuleType, str]:
 
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
-    """Silence C-level stdout (the EGL plugin prints its device list there)."""
+    """Silence C-level stdout and stderr (the EGL plugin prints its device list and GL vendor there)."""
     try:
-        fd = sys.stdout.fileno()
+        fds = [sys.stdout.fileno(), sys.stderr.fileno()]
     except (AttributeError, OSError, ValueError):
-        yield  # stdout is not a real file (pytest capture); nothing to silence at fd level
+        yield  # not real files (pytest capture): nothing to silence at fd level
         return
     sys.stdout.flush()
-    saved = os.dup(fd)
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
     try:
         with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            yield
+            for fd in fds:
+                os.dup2(devnull.fileno(), fd)
+            try:
+                yield
+            finally:
+                _flush_c_stdio()  # C printf output still sitting in libc's buffer goes to /dev/null too
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def _flush_c_stdio() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass

@@ -1,0 +1,121 @@
+"""Tasks and experts: success rates in lockstep, determinism, instructions, scenes."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from agentrt.errors import ConfigError
+from sims.clock import LockstepClock
+from sims.env import SimEnv
+from sims.loop import ExpertSource, run_episode
+from sims.robot import Action
+from sims.tasks import TASKS
+from tests.sims.conftest import make_env
+
+EPISODES = 20
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_expert_succeeds_on_95_percent_of_20_seeded_episodes(task: str) -> None:
+    with make_env(task) as env:
+        source = ExpertSource(env)
+        results = [run_episode(env, LockstepClock(), source, seed=seed) for seed in range(EPISODES)]
+    successes = sum(r.success for r in results)
+    failed = [(r.seed, r.instruction) for r in results if not r.success]
+    assert successes >= 0.95 * EPISODES, f"{task}: {successes}/{EPISODES}, failed: {failed}"
+    assert all(r.rejected == 0 for r in results)
+
+
+@pytest.mark.parametrize(("robot", "task"), [("kuka_iiwa", "reach"), ("xarm6", "reach"), ("xarm6", "pick_place")])
+def test_experts_drive_other_robots_through_the_same_interface(robot: str, task: str) -> None:
+    with make_env(task, robot=robot) as env:
+        source = ExpertSource(env)
+        results = [run_episode(env, LockstepClock(), source, seed=seed) for seed in range(4)]
+    assert sum(r.success for r in results) >= 3, [(r.seed, r.instruction, r.success) for r in results]
+
+
+def rollout(env: SimEnv, seed: int) -> tuple[str, np.ndarray, np.ndarray]:
+    obs, info = env.reset(seed=seed)
+    expert = env.expert()
+    poses, actions = [], []
+    while True:
+        action = expert.act(obs)
+        actions.append(action)
+        result = env.step(Action("ee_delta", action))
+        obs = result.observation
+        poses.append(np.concatenate([obs.joint_positions, obs.ee_pose, env.task.target_position()]))
+        if result.terminated or result.truncated:
+            return info["instruction"], np.stack(poses), np.stack(actions)
+
+
+def test_lockstep_is_deterministic_for_a_seed() -> None:
+    with make_env("pick_place") as a, make_env("pick_place") as b:
+        first = rollout(a, 7)
+        rollout(a, 8)  # a different episode in between must not leak into the next
+        again = rollout(a, 7)
+        other_env = rollout(b, 7)
+    for run in (again, other_env):
+        assert run[0] == first[0]
+        assert np.array_equal(run[1], first[1])  # bit for bit
+        assert np.array_equal(run[2], first[2])
+
+
+def test_seeds_vary_the_scene() -> None:
+    with make_env("push") as env:
+        scenes = set()
+        for seed in range(8):
+            env.reset(seed=seed)
+            target = env.task.target
+            assert target is not None
+            scenes.add((env.instruction, tuple(np.round(target.start, 3))))
+        colours = {obj.colour for obj in env.task.objects}
+        shapes = {obj.shape for obj in env.task.objects}
+    assert len(scenes) == 8
+    assert len(colours) == len(env.task.objects)  # distinct colours keep the instruction unambiguous
+    assert shapes <= {"cube", "cylinder", "sphere"}
+
+
+@pytest.mark.parametrize(
+    ("task", "pattern"),
+    [
+        ("reach", r"^touch the (red|green|blue|yellow|purple) (cube|cylinder|sphere)$"),
+        ("push", r"^push the \w+ (cube|cylinder) (to the (left|right)|(toward|away from) the robot)$"),
+        ("pick_place", r"^put the \w+ (cube|cylinder) in the tray$"),
+    ],
+)
+def test_instructions_are_natural_language(task: str, pattern: str) -> None:
+    with make_env(task) as env:
+        for seed in range(5):
+            _, info = env.reset(seed=seed)
+            assert re.match(pattern, info["instruction"]), info["instruction"]
+
+
+def test_success_is_false_at_the_start_and_episodes_truncate() -> None:
+    with make_env("reach") as env:
+        env.reset(seed=0)
+        assert not env.task.success()
+        result = None
+        for _ in range(env.task.max_steps):
+            result = env.step(Action.ee_delta([0.0, 0.0, 0.0], 0.0))
+        assert result is not None and result.truncated and not result.success
+
+
+def test_push_moves_the_object_the_way_it_says() -> None:
+    with make_env("push") as env:
+        for seed in range(4):
+            run_episode(env, LockstepClock(), ExpertSource(env), seed=seed)
+            along, across = env.task.moved()  # type: ignore[attr-defined]
+            assert along >= 0.08 and across <= 0.06
+
+
+def test_pick_place_needs_a_gripper() -> None:
+    with pytest.raises(ConfigError, match="needs a gripper"):
+        make_env("pick_place", robot="kuka_iiwa")
+
+
+def test_unknown_task_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="reach, push, pick_place"):
+        make_env("juggle")
