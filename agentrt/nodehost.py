@@ -19,6 +19,7 @@ Exit status: 0 stopped or finished, 1 the node raised, 2 bad plan or config.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -189,6 +190,17 @@ class NodeHost:
         self._control.close(linger=500)
 
 
+def _stop_with_parent(host: NodeHost, parent_pid: int) -> None:
+    """If the supervisor dies (even by SIGKILL), get SIGTERM: no node outlives it (Linux)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            log.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+    if parent_pid and os.getppid() != parent_pid:
+        host.request_stop("supervisor gone")
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -208,6 +220,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGUSR1, on_arm)
+    _stop_with_parent(host, int(plan.get("supervisor_pid", 0)))
     host.report("starting")
     node: Node | None = None
     try:

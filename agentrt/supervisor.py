@@ -99,7 +99,7 @@ def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heart
             "name": node.name, "class": node.class_path, "params": node.params, "rate_hz": node.rate_hz,
             "arm_after": list(node.arm_after), "trace": node.trace, "inputs": inputs, "outputs": outputs,
             "control": control, "keys_dir": str(spec.keys_dir) if spec.keys_dir else None,
-            "heartbeat_ms": heartbeat_ms, "telemetry_ms": telemetry_ms,
+            "heartbeat_ms": heartbeat_ms, "telemetry_ms": telemetry_ms, "supervisor_pid": os.getpid(),
         }
     return plans
 
@@ -131,6 +131,7 @@ class Supervisor:
         self.config = config or SupervisorConfig()
         self.telemetry = telemetry or TelemetryCollector(spec.name)
         self.failure = ""
+        self.shutdown_s = 0.0  # how long the last shutdown took, SIGTERM to every process reaped
         self._output = output or _print_line
         self._output_lock = threading.Lock()
         self._status = status
@@ -191,6 +192,7 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """SIGTERM every node's group, SIGKILL what is left after ``grace_s``, reap all, close sockets."""
+        began = now_ns()
         live = [p for p in self.procs.values() if p.popen is not None and p.popen.poll() is None]
         for proc in live:
             proc.state = "stopping"
@@ -208,6 +210,7 @@ class Supervisor:
                 self.telemetry.on_state(proc.spec.name, "stopped")
             if proc.reader is not None:
                 proc.reader.join(timeout=1.0)
+        self.shutdown_s = (now_ns() - began) / 1e9
         self._drain_control(0)
         if self._control is not None and not self._control.closed:
             self._control.close(linger=0)

@@ -166,6 +166,7 @@ def test_ctrl_c_stops_everything_and_leaves_no_orphan(tmp_path: Path) -> None:
         code = proc.wait(timeout=20)
         reader.join(timeout=5)
         assert code == 0, "\n".join(lines)
+        assert any(line.startswith("stopped 4 node(s) in") for line in lines)
         for pid in [*node_pids, grandchild]:
             assert not alive(pid), f"pid {pid} left behind"
         reports = list((tmp_path / "runs").glob("*/report.json"))
