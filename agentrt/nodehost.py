@@ -20,6 +20,7 @@ Exit status: 0 stopped or finished, 1 the node raised, 2 bad plan or config.
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import logging
 import math
@@ -231,6 +232,8 @@ def main() -> int:
                    trace=plan.get("trace"))
         host.open()
         node.setup()
+        gc.collect()
+        gc.freeze()  # what setup loaded (a model) is never scanned again: shorter GC pauses in the loop
         host.node = node
         host.report("ready")
         node.run()
