@@ -35,7 +35,7 @@ from typing import Any
 import zmq
 
 from agentrt import wire
-from agentrt.errors import AgentRTError
+from agentrt.errors import AgentRTError, TransportError
 from agentrt.launch import build_config, resolve_class
 from agentrt.messages import Heartbeat, Message, Telemetry, now_ns
 from agentrt.node import Node
@@ -64,6 +64,7 @@ class NodeHost:
         self._next_telemetry = 0
         self._subs: dict[str, Subscriber] = {}
         self._pubs: dict[str, Publisher] = {}
+        self._unwired: dict[str, int] = {}
         self._poller = zmq.Poller()
         self._by_socket: dict[zmq.Socket, tuple[str, Subscriber]] = {}
         self._control: zmq.Socket = zmq.Context.instance().socket(zmq.PUSH)
@@ -74,6 +75,8 @@ class NodeHost:
     def open(self) -> None:
         keys = str(self.plan.get("keys_dir") or "keys")
         for name, wire_plan in self.plan["outputs"].items():
+            if not wire_plan.get("wired", True):
+                continue  # nobody listens: a lossless PUSH would block on every send
             setup = None
             if wire_plan.get("curve"):
                 from agentrt.curve import server_setup
@@ -115,7 +118,16 @@ class NodeHost:
         return out
 
     def send(self, output: str, message: Message) -> None:
-        self._pubs[output].send(message)
+        pub = self._pubs.get(output)
+        if pub is None:  # an output nothing is wired to
+            self._unwired[output] = self._unwired.get(output, 0) + 1
+            return
+        try:
+            pub.send(message)
+        except TransportError as exc:  # lossless, and the consumer is gone (restarting?): keep running
+            pub.stats.send_dropped += 1
+            if pub.stats.send_dropped == 1 or pub.stats.send_dropped % 100 == 0:
+                log.warning("%s (%d dropped so far)", exc, pub.stats.send_dropped)
 
     def stop_reason(self) -> str:
         self._beat()

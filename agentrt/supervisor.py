@@ -92,7 +92,8 @@ def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heart
         if node.host != host:
             continue
         outputs = {o: {"address": addresses[(node.name, o)]["bind"], "lossless": addresses[(node.name, o)]["lossless"],
-                       "curve": addresses[(node.name, o)]["curve"]} for o in node.cls.outputs}
+                       "curve": addresses[(node.name, o)]["curve"], "wired": bool(spec.consumers(node.name, o))}
+                   for o in node.cls.outputs}
         inputs = {i: {"address": addresses[src]["connect"], "lossless": addresses[src]["lossless"],
                       "curve": addresses[src]["curve"]} for i, src in node.inputs.items()}
         plans[node.name] = {

@@ -112,3 +112,10 @@ nodes:
         for thread in threads:
             thread.join(timeout=20)
     assert not any(process_alive(pid) for s in (local, robot) for pid in s.all_pids())
+
+
+def test_node_command_for_a_host_without_nodes(capsys: pytest.CaptureFixture[str]) -> None:
+    demo = Path(__file__).resolve().parents[2] / "launch" / "pipeline_demo.yaml"
+    assert main(["node", str(demo), "--host", "robot", "--duration", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no node is placed on host 'robot'" in err[0]

@@ -179,3 +179,36 @@ def test_ctrl_c_stops_everything_and_leaves_no_orphan(tmp_path: Path) -> None:
         for pid in node_pids:
             if alive(pid):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_consumer_restart_does_not_take_down_its_producer(running: list[Running]) -> None:
+    spec = load_launch(DEMO, ["camera.rate_hz=50", "policy.warmup_s=0"])
+    run = Running(Supervisor(spec, config=FAST, output=lambda line: None))
+    running.append(run)
+    telemetry = run.supervisor.telemetry
+    wait_for(lambda: len(telemetry.traces) > 5)
+    policy = run.supervisor.pids()["policy"]
+    robot = run.supervisor.pids()["robot"]
+    os.kill(robot, signal.SIGKILL)
+    wait_for(lambda: run.supervisor.pids().get("robot") not in (None, robot))
+    restarted_ns = now_ns()
+    wait_for(lambda: any(trace[-1][1] > restarted_ns for trace in list(telemetry.traces)))
+    assert run.supervisor.pids()["policy"] == policy
+    assert telemetry.nodes["policy"].restarts == 0
+
+
+def test_unwired_lossless_output_does_not_block(tmp_path: Path, running: list[Running]) -> None:
+    path = write(tmp_path, """
+nodes:
+  camera:
+    class: agentrt.nodes.synthetic:SyntheticSource
+    rate_hz: 50
+  policy:
+    class: agentrt.nodes.echo:EchoPolicy
+    inputs: {frames: camera.frames}
+""")
+    run = Running(Supervisor(load_launch(path), config=FAST, output=lambda line: None))
+    running.append(run)
+    figures = run.supervisor.telemetry.nodes
+    wait_for(lambda: "policy" in figures and figures["policy"].total("in.frames.received") > 50)
+    assert figures["policy"].restarts == 0
