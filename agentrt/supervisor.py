@@ -137,13 +137,17 @@ class Supervisor:
         self._output_lock = threading.Lock()
         self._status = status
         self._stop = threading.Event()
-        self._dir = Path(tempfile.mkdtemp(prefix=f"{spec.name[:20]}-", dir=run_dir()))
-        self._control_address = f"ipc://{self._dir / 'control'}"
-        plans = plan_nodes(spec, host, self._dir, self._control_address, self.config.heartbeat_ms,
-                           self.config.telemetry_ms)
-        if not plans:
+        if not any(n.host == host for n in spec.nodes.values()):
             raise ConfigError(f"{spec.path}: no node is placed on host '{host}' (hosts: "
                               f"{', '.join(sorted({n.host for n in spec.nodes.values()}))})")
+        self._dir = Path(tempfile.mkdtemp(prefix=f"{spec.name[:20]}-", dir=run_dir()))
+        self._control_address = f"ipc://{self._dir / 'control'}"
+        try:
+            plans = plan_nodes(spec, host, self._dir, self._control_address, self.config.heartbeat_ms,
+                               self.config.telemetry_ms)
+        except ConfigError:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
         self.procs = {name: _Proc(spec.nodes[name], plan) for name, plan in plans.items()}
         self._control: zmq.Socket | None = None
 
