@@ -38,7 +38,7 @@ loop just ends)::
             self.seq = 0
 
         def run(self) -> None:
-            for event in self.events():
+            for event in self.events():           # or: for event in self:
                 if isinstance(event, Input) and isinstance(event.message, Frame):
                     frame = event.message
                     value = self.config.gain * float(frame.image.mean())
@@ -332,6 +332,10 @@ class Node:
                         skipped = (ended - next_tick) // period_ns
                         self.stats.missed_ticks += int(skipped)
                         next_tick += skipped * period_ns
+
+    def __iter__(self) -> Iterator[Event]:
+        """``for event in self:`` is ``for event in self.events():``."""
+        return self.events()
 
     def record_trace(self, message: Message) -> None:
         """Record ``message``'s trace now (for nodes that trace selected messages themselves)."""

@@ -79,7 +79,7 @@ def test_custom_event_loop_sees_ticks_and_inputs() -> None:
             self.seen: list[str] = []
 
         def run(self) -> None:
-            for event in self.events():
+            for event in self:
                 self.seen.append(type(event).__name__)
                 assert not isinstance(event, Tick) or event.late_ns >= 0
 
