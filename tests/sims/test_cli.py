@@ -40,7 +40,7 @@ def test_sim_unknown_task_and_gripperless_robot(capsys: pytest.CaptureFixture[st
 
 
 def test_bench_sim_figures_and_table(capsys: pytest.CaptureFixture[str]) -> None:
-    result = bench_sim.measure(physics_steps=100, renders=1, loop_seconds=0.5, sizes=(32, 48))
+    result = bench_sim.measure(physics_steps=100, renders=1, loop_seconds=0.3, sizes=(32, 48))
     assert result["physics_steps_per_s"] > 0
     assert set(result["render_ms"]) == {"32", "48"} and all(v > 0 for v in result["render_ms"].values())
     assert result["loop_jitter_p99_ms"] >= 0 and result["loop_ticks"] > 0

@@ -109,6 +109,18 @@ def test_node_realtime_holds_without_actions_and_stops(tmp_path: Path) -> None:
             assert a is not None and b is not None
             assert np.linalg.norm(b.ee_pose[:3] - a.ee_pose[:3]) < 0.01  # holding still
             assert b.seq > a.seq
+            # Bad chunks over the wire. NaN never reaches the robot (the wire decoder drops it and
+            # counts it as a bad message); a wrong length reaches it and is rejected. Either way it holds.
+            nan = np.full((2, 4), np.nan, np.float32)
+            out.send(messages.ActionChunk("panda", 1, 10**9, 0, "ee_delta", nan, 50.0))
+            out.send(messages.ActionChunk("panda", 2, 10**9, 0, "ee_delta", np.zeros((1, 5), np.float32), 50.0))
+            deadline = time.monotonic() + 10
+            while node.env.robot.stats.rejected < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert node.env.robot.stats.rejected == 1 and node.env.robot.stats.actions == 4
+            time.sleep(0.3)
+            c = states.recv(timeout_ms=1000)
+            assert c is not None and np.linalg.norm(c.ee_pose[:3] - b.ee_pose[:3]) < 0.01
         finally:
             stop.set()
             thread.join(timeout=15)
