@@ -103,14 +103,22 @@ def _full_layer(layer: Any, x: torch.Tensor) -> tuple[torch.Tensor, _LayerState]
     return x, _LayerState(k=k, v=v, a=a, m=m)
 
 
-def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x [B, T, C], index [B, n] -> [B, n, C]."""
-    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+def _flat_index(index: torch.Tensor, T: int) -> torch.Tensor:
+    """index [B, n] of tokens per sequence -> [B * n] rows of the flattened [B * T, C] tensor."""
+    B = index.shape[0]
+    return (index + torch.arange(B, device=index.device)[:, None] * T).reshape(-1)
 
 
-def _scatter(base: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """A copy of base [B, T, C] with rows [B, n, C] written at index [B, n]."""
-    return base.scatter(1, index.unsqueeze(-1).expand(-1, -1, base.shape[-1]), rows)
+def _gather(x: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
+    """x [B, T, C], flat rows [B * n] -> [B, n, C]."""
+    B, T, C = x.shape  # batch, tokens, width
+    return x.reshape(B * T, C).index_select(0, rows).view(B, n, C)
+
+
+def _scatter(base: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A copy of base [B, T, C] with values [B, n, C] written at flat rows [B * n]."""
+    B, T, C = base.shape  # batch, tokens, width
+    return base.reshape(B * T, C).index_copy(0, rows, values.reshape(-1, C)).view(B, T, C)
 
 
 def _partial_layer(layer: Any, x: torch.Tensor, ref: _LayerState, n: int) -> torch.Tensor:
@@ -120,16 +128,19 @@ def _partial_layer(layer: Any, x: torch.Tensor, ref: _LayerState, n: int) -> tor
     h = layer.layer_norm1(x)  # [B, T, C]
     k = attn.k_proj(h)  # fresh keys for every token: they decide what changed, and attention needs them
     similarity = F.cosine_similarity(k, ref.k, dim=-1)  # [B, T]
-    index = similarity.topk(n, dim=1, largest=False).indices  # [B, n] lowest cosine = most changed
-    h_i = _gather(h, index)  # [B, n, C]
-    v = _scatter(ref.v, index, attn.v_proj(h_i))
+    index = similarity.topk(
+        n, dim=1, largest=False, sorted=False
+    ).indices  # [B, n] lowest cosine = most changed
+    rows = _flat_index(index, x.shape[1])  # [B * n]
+    h_i = _gather(h, rows, n)  # [B, n, C]
+    v = _scatter(ref.v, rows, attn.v_proj(h_i))
     q_i = attn.q_proj(h_i)
     o_i = F.scaled_dot_product_attention(
         split_heads(q_i, heads), split_heads(k, heads), split_heads(v, heads), scale=attn.scale
     )  # [B, H, n, D]
-    a = _scatter(ref.a, index, attn.out_proj(merge_heads(o_i)))
+    a = _scatter(ref.a, rows, attn.out_proj(merge_heads(o_i)))
     x = x + a
-    m = _scatter(ref.m, index, layer.mlp(layer.layer_norm2(_gather(x, index))))
+    m = _scatter(ref.m, rows, layer.mlp(layer.layer_norm2(_gather(x, rows, n))))
     return x + m
 
 
