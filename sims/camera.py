@@ -57,7 +57,7 @@ class Cameras:
     def __init__(self, world: World, config: CameraConfig | None = None) -> None:
         self.world = world
         self.config = config or CameraConfig()
-        self.renderer = "none"  # egl | tiny once set up
+        self.renderer = "none"  # egl | tiny (| opengl in the GUI) once set up
         self._egl_plugin = -1
         self._quiet_renders = 2  # the EGL plugin announces its GL vendor during the first images
 
@@ -68,8 +68,14 @@ class Cameras:
             self._egl_plugin = self._load_egl()
             if self._egl_plugin < 0 and self.config.renderer == "egl":
                 raise ConfigError("CameraConfig.renderer='egl' but the eglRenderer plugin did not load: use 'auto' or 'tiny'")
-        self.renderer = "egl" if self._egl_plugin >= 0 else "tiny"
-        self._renderer_flag = p.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl" else p.ER_TINY_RENDERER
+        if self.world.config.gui:
+            self.renderer = "opengl"  # the GUI's own OpenGL context renders camera images too
+        else:
+            self.renderer = "egl" if self._egl_plugin >= 0 else "tiny"
+        hardware = self.renderer in ("egl", "opengl") and self.config.renderer != "tiny"
+        if self.renderer == "opengl" and self.config.renderer == "tiny":
+            self.renderer = "tiny"
+        self._renderer_flag = p.ER_BULLET_HARDWARE_OPENGL if hardware else p.ER_TINY_RENDERER
         cfg = self.config
         self._proj = p.computeProjectionMatrixFOV(cfg.fov_deg, cfg.width / cfg.height, cfg.near_m, cfg.far_m, physicsClientId=c)
         self._scene_view = p.computeViewMatrix(cfg.scene_eye_m, cfg.scene_target_m, [0, 0, 1], physicsClientId=c)

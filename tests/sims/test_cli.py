@@ -12,14 +12,14 @@ from agentrt.cli.__main__ import main
 
 
 def test_sim_runs_episodes_prints_results_and_writes_video_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    video = tmp_path / "reach.mp4"
-    out = tmp_path / "reach.json"
-    code = main(["sim", "reach", "--episodes", "2", "--size", "32", "--renderer", "tiny", "--video", str(video), "--json", str(out)])
+    video = tmp_path / "push.mp4"
+    out = tmp_path / "push.json"
+    code = main(["sim", "push", "--episodes", "2", "--size", "32", "--renderer", "tiny", "--video", str(video), "--json", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     assert "episode   0" in printed and "episode   1" in printed
-    assert "reach: 2/2 succeeded" in printed
-    assert (tmp_path / "reach-ep000.mp4").stat().st_size > 0 and (tmp_path / "reach-ep001.mp4").stat().st_size > 0
+    assert "push: 2/2 succeeded" in printed
+    assert (tmp_path / "push-ep000.mp4").stat().st_size > 0 and (tmp_path / "push-ep001.mp4").stat().st_size > 0
     document = json.loads(out.read_text())
     assert document["summary"]["success_rate"] == 1.0 and len(document["episodes"]) == 2
 

@@ -159,3 +159,20 @@ def test_two_robots_live_in_one_process() -> None:
         assert a.world.client != b.world.client
         step(a, Action.ee_delta([0.02, 0, 0], 0.0), n=5)
         assert np.allclose(b.get_observation().joint_velocities, 0.0, atol=1e-6)
+
+
+def test_rotation_deltas_turn_the_hand(panda: SimRobot) -> None:
+    import pybullet
+
+    def yaw() -> float:
+        return float(pybullet.getEulerFromQuaternion(panda.get_observation().ee_pose[3:].tolist())[2])
+
+    step(panda, Action.ee_delta([0, 0, 0], 0.0, drpy=[0, 0, 0]), n=10)
+    before = yaw()
+    sent = panda.send_action(Action.ee_delta([0, 0, 0], 0.0, drpy=[0.0, 0.0, 1.0]))  # clipped to 0.1 rad
+    assert sent.values.shape == (7,) and abs(sent.values[5]) == pytest.approx(0.1)
+    step(panda, n=1)
+    step(panda, Action.ee_delta([0, 0, 0], 0.0, drpy=[0.0, 0.0, 0.1]), n=4)
+    step(panda, Action.ee_delta([0, 0, 0], 0.0), n=10)
+    turned = (yaw() - before + np.pi) % (2 * np.pi) - np.pi
+    assert abs(abs(turned) - 0.5) < 0.05
