@@ -86,9 +86,12 @@ def _loop_jitter(seconds: float, *, frame_every: int) -> dict[str, Any]:
         frames[0] += 1
 
     episodes = 0
-    deadline = time.monotonic() + seconds
     with SimEnv(SimEnvConfig(task="pick_place", camera=CameraConfig(width=128, height=128))) as env:
         source = ExpertSource(env)
+        env.reset(seed=10_000)
+        for _ in range(3):
+            env.render()  # warm-up outside the measurement: the first EGL images set up GL and upload meshes
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             run_episode(env, clock, source, seed=episodes, frame_every=frame_every, on_frame=count)
             episodes += 1
