@@ -22,6 +22,7 @@ medians are reported (the machine is shared and noisy).
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -309,7 +310,8 @@ def bench_decoding(quick: bool) -> dict:
 
 def run(quick: bool) -> dict:
     start = time.perf_counter()
-    result: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    # the load average says how noisy the machine was: every ratio here is measured under it
+    result: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "load_avg_start": os.getloadavg()[0]}
     log.info("engine bench: ViT feature cache")
     result["vit_cache"] = bench_vit_cache(quick)
     log.info("engine bench: slow-fast tokens")
@@ -317,6 +319,7 @@ def run(quick: bool) -> dict:
     log.info("engine bench: decoding")
     result["decoding"] = bench_decoding(quick)
     result["wall_s"] = time.perf_counter() - start
+    result["load_avg_end"] = os.getloadavg()[0]
     return result
 
 

@@ -81,6 +81,10 @@ class _LayerState:
     a: torch.Tensor  # [B, T, C] attention output after out_proj
     m: torch.Tensor  # [B, T, C] MLP output
 
+    def __post_init__(self) -> None:
+        self.k_unit = F.normalize(self.k, dim=-1)  # reference keys at unit length, for the cosine
+        self.am = self.a + self.m  # what a reused token adds to its residual stream
+
 
 def _full_layer(layer: Any, x: torch.Tensor) -> tuple[torch.Tensor, _LayerState]:
     """The plain pre-LN layer, keeping what the cache reuses. Same ops, same order as ViTBlock.
@@ -122,26 +126,31 @@ def _scatter(base: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> to
 
 
 def _partial_layer(layer: Any, x: torch.Tensor, ref: _LayerState, n: int) -> torch.Tensor:
-    """Recompute the n tokens whose keys moved most from the reference; reuse the rest."""
+    """Recompute the n tokens whose keys moved most from the reference; reuse the rest.
+
+    Equal to: V = V_ref, A = A_ref, M = M_ref with rows I recomputed; x + A, then
+    + M. Written so that only V is materialised whole (attention needs it): the
+    reused tokens get x + (A_ref + M_ref) in one add, the recomputed ones are
+    overwritten.
+    """
     attn = layer.self_attn
     heads = attn.num_heads
+    B, T, C = x.shape  # batch, tokens, width
     h = layer.layer_norm1(x)  # [B, T, C]
     k = attn.k_proj(h)  # fresh keys for every token: they decide what changed, and attention needs them
-    similarity = F.cosine_similarity(k, ref.k, dim=-1)  # [B, T]
-    index = similarity.topk(
-        n, dim=1, largest=False, sorted=False
-    ).indices  # [B, n] lowest cosine = most changed
-    rows = _flat_index(index, x.shape[1])  # [B * n]
+    # cosine to the reference key; only the ranking matters, and the reference side is pre-normalised
+    similarity = (k * ref.k_unit).sum(-1) / k.norm(dim=-1).clamp_min(1e-12)  # [B, T]
+    index = similarity.topk(n, dim=1, largest=False, sorted=False).indices  # [B, n] lowest = most changed
+    rows = _flat_index(index, T)  # [B * n]
     h_i = _gather(h, rows, n)  # [B, n, C]
     v = _scatter(ref.v, rows, attn.v_proj(h_i))
     q_i = attn.q_proj(h_i)
     o_i = F.scaled_dot_product_attention(
         split_heads(q_i, heads), split_heads(k, heads), split_heads(v, heads), scale=attn.scale
     )  # [B, H, n, D]
-    a = _scatter(ref.a, rows, attn.out_proj(merge_heads(o_i)))
-    x = x + a
-    m = _scatter(ref.m, rows, layer.mlp(layer.layer_norm2(_gather(x, rows, n))))
-    return x + m
+    x_i = _gather(x, rows, n) + attn.out_proj(merge_heads(o_i))  # [B, n, C] after attention
+    x_i = x_i + layer.mlp(layer.layer_norm2(x_i))  # after the MLP
+    return _scatter(x + ref.am, rows, x_i)
 
 
 @dataclass
@@ -250,7 +259,7 @@ class ViTFeatureCache:
                 self.stats.references += 1
         else:
             for layer, state in zip(self.tower.layers, ref.states, strict=True):
-                x = _partial_layer(layer, x, state, n) if n > 0 else x + state.a + state.m
+                x = _partial_layer(layer, x, state, n) if n > 0 else x + state.am
             recomputed = n
             self._since_reference += 1
             self.stats.partial += 1
