@@ -18,7 +18,7 @@ from torch import nn
 from agentrt.engine.kv_cache import KVCache
 from agentrt.errors import ConfigError, ModelError
 
-__all__ = ["DecoderConfig", "Decoder", "rope_rotate"]
+__all__ = ["DecoderConfig", "Decoder", "rope_rotate", "rotate_with"]
 
 
 def rope_rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
@@ -29,7 +29,13 @@ def rope_rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch
     """
     D = x.shape[-1]
     inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D))  # [D/2]
-    angles = positions.to(device=x.device, dtype=torch.float32)[..., None] * inv_freq  # [(B,) T, D/2]
+    return rotate_with(x, positions, inv_freq)
+
+
+def rotate_with(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+    """``rope_rotate`` with given inverse frequencies [D/2] (a Llama model's ``rotary_emb.inv_freq``)."""
+    D = x.shape[-1]
+    angles = positions.to(device=x.device, dtype=torch.float32)[..., None] * inv_freq.to(x.device).float()
     if angles.dim() == 3:
         angles = angles[:, None]  # [B, 1, T, D/2], broadcast over heads
     cos = torch.cat([angles.cos(), angles.cos()], dim=-1).to(x.dtype)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import torch
 
-from agentrt.engine.decoder import Decoder
+from agentrt.engine.decoder import Decoder, rope_rotate
 from agentrt.engine.kv_cache import KVCache
 from agentrt.errors import ConfigError, ModelError
 
@@ -77,6 +77,13 @@ class NativeRunner:
 
     def crop(self, cache: KVCache, length: int) -> None:
         cache.crop(length)
+
+    def evict(self, cache: KVCache, start: int, stop: int) -> None:
+        """Drop rows [start, stop); rotate the later rows' keys back so positions stay contiguous."""
+        cache.drop(start, stop)
+        shift = torch.tensor([-float(stop - start)])
+        theta = self.model.config.rope_theta
+        cache.map_keys(start, cache.length, lambda k: rope_rotate(k, shift.expand(k.shape[2]), theta))
 
 
 @dataclass

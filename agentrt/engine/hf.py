@@ -105,3 +105,31 @@ class HFCausalLMRunner:
             )
         if drop:
             cache.crop(-drop)
+
+    def evict(self, cache: Any, start: int, stop: int) -> None:
+        """Drop rows [start, stop) of a DynamicCache; rotate later keys back so positions stay contiguous.
+
+        Keys in the cache carry the model's rotary embedding; rotations
+        compose, so rotating by -(stop - start) renumbers them exactly. Only
+        plain rotary embeddings (no attention scaling) compose this way.
+        """
+        from agentrt.engine.decoder import rotate_with
+
+        rotary = getattr(getattr(self.model, "model", self.model), "rotary_emb", None)
+        if rotary is None or getattr(rotary, "attention_scaling", 1.0) != 1.0:
+            raise ModelError(
+                f"HFCausalLMRunner.evict: needs a model with plain rotary embeddings (model.rotary_emb, "
+                f"attention_scaling 1.0); {type(self.model).__name__} has none or a scaled one"
+            )
+        layers = getattr(cache, "layers", None)
+        if layers is None:
+            raise ModelError(
+                f"HFCausalLMRunner.evict: expected a DynamicCache with .layers, given {type(cache).__name__}"
+            )
+        shift = float(stop - start)
+        for layer in layers:
+            keys, values = layer.keys, layer.values  # [B, H, L, D]
+            tail = keys[..., stop:, :]
+            tail = rotate_with(tail, torch.full((tail.shape[-2],), -shift), rotary.inv_freq)
+            layer.keys = torch.cat([keys[..., :start, :], tail], dim=-2)
+            layer.values = torch.cat([values[..., :start, :], values[..., stop:, :]], dim=-2)

@@ -14,18 +14,22 @@ A question reuses the cached prefix: only the question's tokens (and the
 answer's) run through the model; afterwards the cache is cropped back to the
 stream, so asking leaves no trace. With nothing evicted, the question's logits
 equal those of a full prefill of stream + question.
+
+Works with our ``Decoder`` (``KVCache``) and with Hugging Face Llama-family
+models (``DynamicCache``, through ``HFCausalLMRunner.evict``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 
-from agentrt.engine.decoder import Decoder, rope_rotate
+from agentrt.engine.decoder import Decoder
 from agentrt.engine.decoding import NativeRunner, greedy_decode
-from agentrt.engine.kv_cache import KVCache
 from agentrt.errors import ConfigError, ModelError
 
 __all__ = ["StreamingConfig", "StreamingKVCache"]
@@ -48,7 +52,10 @@ class StreamingConfig:
 
 
 class StreamingKVCache:
-    """Our ``Decoder`` over an endless stream within ``sink_tokens + window_tokens`` cached rows.
+    """A decoder over an endless stream within ``sink_tokens + window_tokens`` cached rows.
+
+    ``model``: our ``Decoder``, a Hugging Face causal LM with rotary positions,
+    or a runner (``NativeRunner`` / ``HFCausalLMRunner``).
 
     >>> stream = StreamingKVCache(decoder, StreamingConfig(sink_tokens=4, window_tokens=256))
     >>> stream.append(ids=prompt_ids)             # a system prompt lands in the sinks
@@ -57,23 +64,21 @@ class StreamingKVCache:
     >>> stream.ask(question_ids, max_new_tokens=8)
     """
 
-    def __init__(self, model: Decoder, config: StreamingConfig | None = None) -> None:
-        self.model = model
+    def __init__(self, model: nn.Module | Any, config: StreamingConfig | None = None) -> None:
+        self.runner = _as_runner(model)
         self.config = config or StreamingConfig()
-        self.cache: KVCache = model.new_cache()
+        self.cache: Any = self.runner.new_cache()
         self.evicted = 0  # rows dropped since the start of the stream
         self.appended = 0  # rows ever appended
         self.peak_length = 0
-        self._last_logits: torch.Tensor | None = None
 
     @property
     def length(self) -> int:
-        return self.cache.length
+        return self.runner.cache_length(self.cache)
 
     def reset(self) -> None:
-        self.cache = self.model.new_cache()
+        self.cache = self.runner.new_cache()
         self.evicted = self.appended = self.peak_length = 0
-        self._last_logits = None
 
     @torch.no_grad()
     def append(self, ids: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None) -> torch.Tensor:
@@ -86,29 +91,24 @@ class StreamingKVCache:
                 f"{self.config.window_tokens}; append it in smaller pieces or widen the window"
             )
         self._make_room(T)
-        positions = torch.arange(self.length, self.length + T, device=x.device)
-        if x.is_floating_point():
-            logits = self.model(embeds=x, positions=positions, cache=self.cache)
-        else:
-            logits = self.model(x, positions=positions, cache=self.cache)
+        logits = self._forward(x)
         self.appended += T
         self.peak_length = max(self.peak_length, self.length)
-        self._last_logits = logits[0, -1]
-        return self._last_logits
+        return logits[0, -1]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.length
+        return self.runner.forward(x, torch.arange(n, n + x.shape[1], device=self.runner.device), self.cache)
 
     def _make_room(self, incoming: int) -> None:
-        """Drop the oldest rows after the sinks so that ``incoming`` more fit, then renumber the rest."""
-        cfg = self.config
-        excess = self.length + incoming - cfg.max_tokens
+        """Drop the oldest rows after the sinks so that ``incoming`` more fit; later rows are renumbered."""
+        length = self.length
+        excess = length + incoming - self.config.max_tokens
         if excess <= 0:
             return
-        sink = min(cfg.sink_tokens, self.length)
-        excess = min(excess, self.length - sink)
-        self.cache.drop(sink, sink + excess)
-        theta = self.model.config.rope_theta
-        shift = torch.tensor([-float(excess)])
-        # rows behind the dropped span move up by `excess` positions: rotate their keys back by as much
-        self.cache.map_keys(sink, self.length, lambda k: rope_rotate(k, shift.expand(k.shape[2]), theta))
+        sink = min(self.config.sink_tokens, length)
+        excess = min(excess, length - sink)
+        self.runner.evict(self.cache, sink, sink + excess)
         self.evicted += excess
 
     @torch.no_grad()
@@ -117,11 +117,9 @@ class StreamingKVCache:
         x = self._as_batch(question, None)
         keep = self.length
         try:
-            logits = self.model(
-                x, positions=torch.arange(keep, keep + x.shape[1], device=x.device), cache=self.cache
-            )
+            logits = self._forward(x)
         finally:
-            self.cache.crop(keep)
+            self.runner.crop(self.cache, keep)
         return logits[0]
 
     @torch.no_grad()
@@ -129,16 +127,13 @@ class StreamingKVCache:
         """Greedy answer to a question about the stream so far; the cache is cropped back afterwards."""
         x = self._as_batch(question, None)
         keep = self.length
-        runner = NativeRunner(self.model)
         try:
-            logits = self.model(
-                x, positions=torch.arange(keep, keep + x.shape[1], device=x.device), cache=self.cache
-            )
+            logits = self._forward(x)
             answer = greedy_decode(
-                runner, None, max_new_tokens, cache=self.cache, last_logits=logits[0, -1]
+                self.runner, None, max_new_tokens, cache=self.cache, last_logits=logits[0, -1]
             ).tokens
         finally:
-            self.cache.crop(keep)
+            self.runner.crop(self.cache, keep)
         for i, token in enumerate(answer):
             if token in stop_ids:
                 return answer[: i + 1]
@@ -155,4 +150,18 @@ class StreamingKVCache:
             raise ModelError(
                 f"StreamingKVCache: expected one non-empty sequence, given shape {tuple(x.shape)}"
             )
-        return x
+        return x.to(self.runner.device)
+
+
+def _as_runner(model: nn.Module | Any) -> Any:
+    if isinstance(model, Decoder):
+        return NativeRunner(model)
+    if hasattr(model, "evict") and hasattr(model, "new_cache"):
+        return model  # already a runner
+    if isinstance(model, nn.Module):
+        from agentrt.engine.hf import HFCausalLMRunner
+
+        return HFCausalLMRunner(model)
+    raise ModelError(
+        f"StreamingKVCache: expected a Decoder, a causal LM or a runner, given {type(model).__name__}"
+    )

@@ -5,7 +5,7 @@ import torch
 
 from agentrt.engine import NativeRunner, StreamingConfig, StreamingKVCache, greedy_decode
 from agentrt.errors import ConfigError, ModelError
-from tests.agentrt.engine._models import random_decoder
+from tests.agentrt.engine._models import random_decoder, tiny_llama
 
 
 def test_window_stays_within_its_bound_on_a_long_stream() -> None:
@@ -88,3 +88,32 @@ def test_misuse() -> None:
     stream.append(ids=torch.zeros(3, dtype=torch.long))
     stream.reset()
     assert stream.length == 0 and stream.appended == 0
+
+
+def test_hugging_face_llama_streams_within_the_bound_and_renumbers_positions() -> None:
+    model = tiny_llama(0)
+    stream = StreamingKVCache(model, StreamingConfig(sink_tokens=3, window_tokens=10))
+    ids = torch.randint(0, 96, (29,), generator=torch.Generator().manual_seed(0))
+    for chunk in ids.split(4):
+        stream.append(ids=chunk)
+        assert stream.length <= 13
+    assert stream.evicted == 16
+    kept = torch.cat([ids[:3], ids[-10:]])
+    with torch.no_grad():
+        fresh = model(kept[None], use_cache=True).past_key_values
+    torch.testing.assert_close(stream.cache.layers[0].keys, fresh.layers[0].keys, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(stream.cache.layers[0].values, fresh.layers[0].values, rtol=1e-5, atol=1e-5)
+
+
+def test_hugging_face_question_reuses_the_prefix() -> None:
+    model = tiny_llama(1)
+    stream = StreamingKVCache(model, StreamingConfig(sink_tokens=4, window_tokens=100))
+    ids = torch.randint(0, 96, (20,), generator=torch.Generator().manual_seed(1))
+    for chunk in ids.split(6):
+        stream.append(ids=chunk)
+    question = torch.randint(0, 96, (4,), generator=torch.Generator().manual_seed(2))
+    reused = stream.question_logits(question)
+    assert stream.length == 20
+    with torch.no_grad():
+        full = model(torch.cat([ids, question])[None]).logits[0, 20:]
+    torch.testing.assert_close(reused, full, rtol=1e-4, atol=1e-4)
