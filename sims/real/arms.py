@@ -1,0 +1,74 @@
+"""The real arms agentrt drives, described as data: bus protocol, servo ids, joints, URDF.
+
+| name    | arm                           | bus                          | servos |
+|---------|-------------------------------|------------------------------|--------|
+| so100   | SO-100 / SO-101 (5 joints + gripper) | Feetech STS3215, 1 Mbaud | ids 1-5 arm, 6 gripper |
+| koch    | Koch v1.1 follower (5 + gripper)     | Dynamixel XL430/XL330, Protocol 2.0, 1 Mbaud | ids 1-5 arm, 6 gripper |
+
+Both use the bundled approximate URDF ``urdf/so100_approx.urdf`` (see its
+header); the Koch arm's real link lengths differ, so give its own URDF with the
+same joint names (``BusArmConfig.urdf_path``) for end-effector actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentrt.errors import ConfigError
+
+__all__ = ["ArmModel", "ARMS", "get_arm", "URDF_DIR"]
+
+URDF_DIR = Path(__file__).parent / "urdf"
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """One arm: which servo drives which URDF joint.
+
+    ``directions``: +1 when a growing servo position turns the URDF joint positively.
+    ``gripper_open_rad``: the URDF jaw angle at gripper command 0 (closed is 0 rad).
+    """
+
+    name: str
+    protocol: str
+    joint_names: tuple[str, ...]  # arm joints, URDF names, base to tip
+    ids: tuple[int, ...]  # servo id of each arm joint
+    gripper_name: str
+    gripper_id: int
+    urdf: str  # file name in sims/real/urdf
+    ee_link: str = "tcp"
+    roll_joint: str = "wrist_roll"  # a 7-value ee_delta's droll turns this joint
+    directions: tuple[int, ...] = (1, 1, 1, 1, 1)
+    gripper_open_rad: float = 1.2
+    baudrate: int = 1_000_000
+
+    @property
+    def all_ids(self) -> list[int]:
+        return [*self.ids, self.gripper_id]
+
+    @property
+    def urdf_path(self) -> Path:
+        return URDF_DIR / self.urdf
+
+
+_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll")
+
+ARMS: dict[str, ArmModel] = {
+    "so100": ArmModel(
+        name="so100", protocol="feetech", joint_names=_JOINTS, ids=(1, 2, 3, 4, 5),
+        gripper_name="jaw", gripper_id=6, urdf="so100_approx.urdf",
+    ),
+    "koch": ArmModel(
+        name="koch", protocol="dynamixel", joint_names=_JOINTS, ids=(1, 2, 3, 4, 5),
+        gripper_name="jaw", gripper_id=6, urdf="so100_approx.urdf",
+    ),
+}
+
+
+def get_arm(name: str) -> ArmModel:
+    """The table row for ``name``; raises ConfigError naming the known arms."""
+    try:
+        return ARMS[name]
+    except KeyError:
+        raise ConfigError(f"unknown real arm '{name}': expected one of {', '.join(ARMS)}") from None
