@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stream": ("agentrt.cli.stream", "publish a camera, file, network stream, folder or synthetic source"),
     "record": ("agentrt.cli.record", "record a stream to MP4 with a sidecar of capture times"),
     "view": ("agentrt.cli.view", "look at a stream: a window, an MJPEG page on localhost, or saved frames"),
+    "bridge": ("agentrt.cli.bridge", "serve a real arm over tcp + CURVE to a model elsewhere (run on the robot's computer)"),
 }
 
 
