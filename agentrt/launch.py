@@ -24,6 +24,7 @@ Everything is validated before anything starts; the first problem raises one
         class: agentrt.nodes.sink:ActionSink
         inputs: {actions: policy.actions}
         arm_after: [actions]                              # receives actions once these are ready
+        ends_run: true                                    # its normal exit ends the run (a sim after its episodes)
 
 Relative ``keys`` paths are relative to the launch file.
 """
@@ -61,6 +62,7 @@ NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "host": (str, LOCAL_HOST),
     "arm_after": (list, None),
     "trace": (bool, None),
+    "ends_run": (bool, False),
     "ready_timeout_s": ((int, float), 60.0),
     "heartbeat_timeout_s": ((int, float), 3.0),
 }
@@ -85,6 +87,7 @@ class NodeSpec:
     host: str = LOCAL_HOST
     arm_after: tuple[str, ...] = ()
     trace: bool | None = None
+    ends_run: bool = False  # when this node exits normally, the whole run stops
     ready_timeout_s: float = 60.0
     heartbeat_timeout_s: float = 3.0
     line: int = 0
@@ -356,6 +359,7 @@ def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, ove
         max_restarts=int(values.get("max_restarts", 5)), backoff_s=float(values.get("backoff_s", 0.2)),
         backoff_max_s=float(values.get("backoff_max_s", 5.0)), host=host,
         arm_after=arm_after if arm_after is not None else tuple(cls.arm_after), trace=values.get("trace"),
+        ends_run=bool(values.get("ends_run", False)),
         ready_timeout_s=float(values.get("ready_timeout_s", 60.0)),
         heartbeat_timeout_s=float(values.get("heartbeat_timeout_s", 3.0)), line=key_node.start_mark.line + 1,
     )

@@ -330,6 +330,9 @@ class Supervisor:
             else:
                 proc.state = "done"
                 log.info("node '%s' finished (%s)", spec.name, how)
+                if spec.ends_run:
+                    log.info("node '%s' ends the run (ends_run: true)", spec.name)
+                    self._stop.set()
             self.telemetry.on_state(spec.name, proc.state)
             return
         now = now_ns()

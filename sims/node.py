@@ -47,13 +47,15 @@ from sims.loop import EpisodeResult, Tick, episode_video_path, run_episode
 from sims.robot import RobotConfig
 from sims.video import VideoWriter
 
-__all__ = ["SimNodeConfig", "SimNode"]
+__all__ = ["SimConfig", "SimNodeConfig", "SimNode"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SimNodeConfig:
+class SimConfig:
+    """What the sim runs: task, robot, episodes, clock, camera. Also the launch-file params of `SimulationNode`."""
+
     task: str = "reach"
     robot: str = "panda"
     seed: int = 0  # episode i uses seed + i
@@ -66,24 +68,18 @@ class SimNodeConfig:
     renderer: str = "auto"  # auto | egl | tiny
     deadline_ms: float = 250.0  # the robot's deadman watchdog
     stream: str = "scene"  # Frame.stream
-    frames_endpoint: str = ""
-    state_endpoint: str = ""
-    actions_endpoint: str = ""
     video_path: str | None = None  # one MP4 per episode (see sims.loop.episode_video_path)
     results_path: str | None = None  # JSON lines, one per episode
     republish_ms: float = 200.0
 
     def __post_init__(self) -> None:
+        name = type(self).__name__
         if self.clock not in CLOCKS:
-            raise ConfigError(f"SimNodeConfig.clock: expected one of {', '.join(CLOCKS)}, got {self.clock!r}")
+            raise ConfigError(f"{name}.clock: expected one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if self.episodes < 1:
-            raise ConfigError(f"SimNodeConfig.episodes: expected >= 1, got {self.episodes}")
+            raise ConfigError(f"{name}.episodes: expected >= 1, got {self.episodes}")
         if not (0 < self.frame_hz <= self.control_hz):
-            raise ConfigError(f"SimNodeConfig.frame_hz: expected 0 < frame_hz <= control_hz={self.control_hz}, got {self.frame_hz}")
-        for name in ("frames_endpoint", "state_endpoint", "actions_endpoint"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or "://" not in value:
-                raise ConfigError(f"SimNodeConfig.{name}: expected an endpoint like 'ipc:///tmp/agentrt/{name[:-9]}', got {value!r}")
+            raise ConfigError(f"{name}.frame_hz: expected 0 < frame_hz <= control_hz={self.control_hz}, got {self.frame_hz}")
 
     def env_config(self) -> SimEnvConfig:
         return SimEnvConfig(
@@ -91,6 +87,22 @@ class SimNodeConfig:
             robot=RobotConfig(robot=self.robot, control_hz=self.control_hz, deadline_ms=self.deadline_ms),
             camera=CameraConfig(width=self.camera_width, height=self.camera_height, renderer=self.renderer),
         )
+
+
+@dataclass
+class SimNodeConfig(SimConfig):
+    """A standalone sim (not under the supervisor): the endpoints it binds and connects."""
+
+    frames_endpoint: str = ""
+    state_endpoint: str = ""
+    actions_endpoint: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("frames_endpoint", "state_endpoint", "actions_endpoint"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or "://" not in value:
+                raise ConfigError(f"SimNodeConfig.{name}: expected an endpoint like 'ipc:///tmp/agentrt/{name[:-9]}', got {value!r}")
 
 
 class _WireSource:
@@ -160,7 +172,7 @@ class _WireSource:
         from agentrt.messages import ActionChunk
 
         if not isinstance(message, ActionChunk):
-            log.warning("sim node: expected ActionChunk on %s, got %s; dropped", self.config.actions_endpoint, type(message).__name__)
+            log.warning("sim node: expected an ActionChunk on its actions input, got %s; dropped", type(message).__name__)
             return False
         if message.frame_seq < minimum_seq:
             log.debug("dropped a stale chunk (frame %d < %d)", message.frame_seq, minimum_seq)
@@ -181,7 +193,7 @@ class _WireSource:
 class SimNode:
     """Hosts one SimEnv on the wire; ``run(stop_event)`` until the episodes are done or stop is set."""
 
-    def __init__(self, config: SimNodeConfig) -> None:
+    def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.env = SimEnv(config.env_config())
         self.results: list[EpisodeResult] = []
@@ -190,27 +202,36 @@ class SimNode:
         self.stale_chunks = 0
 
     def run(self, stop_event: threading.Event) -> list[EpisodeResult]:
+        """Standalone: bind / connect the config's endpoints and run the episodes."""
         from agentrt.transport import Publisher, Subscriber
 
         cfg = self.config
-        frame_every = max(1, int(round(cfg.control_hz / cfg.frame_hz)))
+        if not isinstance(cfg, SimNodeConfig):
+            raise ConfigError("SimNode.run needs a SimNodeConfig with endpoints; under a launch file use SimulationNode")
         with (
             Publisher(cfg.frames_endpoint) as frames,
             Publisher(cfg.state_endpoint) as states,
             Subscriber(cfg.actions_endpoint, lossless=True) as actions,
         ):
-            source = _WireSource(self, frames, states, actions)
-            try:
-                self.env.connect()
-                log.info("sim node: task %s, robot %s, %s clock, renderer %s", cfg.task, cfg.robot, cfg.clock, self.env.renderer)
-                for episode in range(cfg.episodes):
-                    if stop_event.is_set():
-                        break
-                    result = self._episode(episode, source, frame_every, stop_event)
-                    if result is not None:
-                        self.results.append(result)
-            finally:
-                self.env.close()
+            return self.run_on(frames, states, actions, stop_event)
+
+    def run_on(self, frames: Any, states: Any, actions: Any, stop_event: Any) -> list[EpisodeResult]:
+        """Run the episodes over given wires: ``frames`` / ``states`` have ``send(msg)``,
+        ``actions`` has ``recv(timeout_ms)``, ``stop_event`` has ``is_set()``."""
+        cfg = self.config
+        frame_every = max(1, int(round(cfg.control_hz / cfg.frame_hz)))
+        source = _WireSource(self, frames, states, actions)
+        try:
+            self.env.connect()
+            log.info("sim node: task %s, robot %s, %s clock, renderer %s", cfg.task, cfg.robot, cfg.clock, self.env.renderer)
+            for episode in range(cfg.episodes):
+                if stop_event.is_set():
+                    break
+                result = self._episode(episode, source, frame_every, stop_event)
+                if result is not None:
+                    self.results.append(result)
+        finally:
+            self.env.close()
         return self.results
 
     def _episode(self, episode: int, source: _WireSource, frame_every: int, stop: threading.Event) -> EpisodeResult | None:
