@@ -146,12 +146,19 @@ def _vit_cache_entry(
 
 
 def bench_vit_cache(quick: bool) -> list[dict]:
+    """One entry per encoder at the default settings, plus ViT-S at a longer interval (marked default=False)."""
     cache_config = ViTCacheConfig()  # the defaults are what is measured
-    frames = 12 if quick else 32
-    return [
+    frames = 16 if quick else 32
+    entries = [
         _vit_cache_entry("tiny", ViTConfig.tiny(), frames, 3 if quick else 7, cache_config),
         _vit_cache_entry("vit-s16", ViTConfig(), frames, 2 if quick else 5, cache_config),
     ]
+    # a longer interval: fewer full frames, more drift from the reference (STC used 2-4)
+    longer = ViTCacheConfig(interval=8, ratio=cache_config.ratio, skip_threshold=cache_config.skip_threshold)
+    entries.append(_vit_cache_entry("vit-s16", ViTConfig(), frames, 1 if quick else 3, longer))
+    for entry in entries:
+        entry["default"] = entry["interval"] == cache_config.interval
+    return entries
 
 
 # ---------------------------------------------------------------- slow-fast tokens
@@ -177,7 +184,7 @@ def bench_slowfast(quick: bool) -> dict:
         lm(embeds=base_seq)  # warm-up
         base_ms: list[float] = []
         sf_ms: list[float] = []
-        for i in range(3 if quick else 9):
+        for i in range(5 if quick else 11):
             order = [(base_seq, base_ms), (sf_seq, sf_ms)]
             for seq, out in order if i % 2 else order[::-1]:
                 out.append(_timed(lm, embeds=seq)[1])
