@@ -20,6 +20,10 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sims.real.bridge import RobotBridge
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,12 +84,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _announce(bridge: object, stop: threading.Event) -> None:
-    ready: threading.Event = bridge.ready  # type: ignore[attr-defined]
+def _announce(bridge: RobotBridge, stop: threading.Event) -> None:
     while not stop.is_set():
-        if ready.wait(0.1):
-            print(f"agentrt bridge: listening: state {bridge.state_address} actions {bridge.actions_address}",  # type: ignore[attr-defined]
-                  flush=True)
+        if bridge.ready.wait(0.1):
+            print(f"agentrt bridge: listening: state {bridge.state_address} actions {bridge.actions_address}", flush=True)
             return
 
 
@@ -109,8 +111,11 @@ def _calibrate(args: argparse.Namespace) -> int:
         calibrator.capture_zero()
         print("2. Move every joint slowly through its whole range and open the gripper fully; press Enter when done.")
         done = threading.Event()
-        waiter = threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True)
-        waiter.start()
+        def wait_for_enter() -> None:
+            sys.stdin.readline()
+            done.set()
+
+        threading.Thread(target=wait_for_enter, daemon=True).start()
         while not done.is_set():
             calibrator.sample()
             time.sleep(0.02)

@@ -33,8 +33,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -49,6 +51,8 @@ from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace, val
 __all__ = ["BusArmConfig", "BusArm"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -256,7 +260,7 @@ class BusArm(Robot):
         if not self.is_connected:
             raise RobotError(f"the {self.model.name} is not connected: call connect() first")
 
-    def _bus(self, call):  # type: ignore[no-untyped-def]
+    def _bus(self, call: Callable[[], T]) -> T:
         """Run a bus call; on failure send torque off to every servo and re-raise, saying so."""
         try:
             return call()
@@ -301,8 +305,7 @@ class BusArm(Robot):
 
     def _measure(self) -> tuple[np.ndarray, float]:
         self._require_connected()
-        result: tuple[np.ndarray, float] = self._bus(self._read)
-        return result
+        return self._bus(self._read)
 
     def _write_goal(self, *, raw: bool = False) -> None:
         assert self.bus is not None and self.calibration is not None

@@ -24,10 +24,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agentrt.errors import ConfigError
 from sims.real.actuator import Actuator
 from sims.robot import Robot
+
+if TYPE_CHECKING:
+    from agentrt.transport import Publisher, Subscriber
 
 __all__ = ["BridgeConfig", "RobotBridge"]
 
@@ -106,12 +110,11 @@ class RobotBridge:
                 self.robot.disconnect()
                 log.info("robot bridge: robot disconnected after %d states and %d chunks", self.states_sent, self.chunks)
 
-    def _loop(self, stop: threading.Event, states: object, actions: object, actuator: Actuator) -> None:
+    def _loop(self, stop: threading.Event, states: Publisher, actions: Subscriber, actuator: Actuator) -> None:
         period = self.robot.config.control_dt_s
         next_tick = time.monotonic()
         next_status = next_tick + self.config.status_every_s
-        recv = actions.recv  # type: ignore[attr-defined]
-        send = states.send  # type: ignore[attr-defined]
+        recv, send = actions.recv, states.send
         while not stop.is_set():
             while (remaining := next_tick - time.monotonic()) > 0:
                 message = recv(timeout_ms=max(1, int(remaining * 1000)))
