@@ -134,7 +134,8 @@ def _vit_cache_entry(
         "ratio": cache_config.ratio,
         "ms_full": ms_full,
         "ms_cached": ms_cached,
-        "speedup": ms_full / ms_cached,
+        # the median of per-repeat ratios: each repeat's two paths ran interleaved under the same load
+        "speedup": statistics.median(f / c for f, c in zip(full_ms, cached_ms, strict=True)),
         "cosine_mean": float(cos.mean()),
         "cosine_min": float(cos.min()),  # the worst token of the worst frame
         "cosine_frame_min": float(cos.mean(dim=1).min()),  # the worst frame's mean token
@@ -205,7 +206,7 @@ def bench_slowfast(quick: bool) -> dict:
         },
         "ms_base": statistics.median(base_ms),
         "ms_slowfast": statistics.median(sf_ms),
-        "cost_ratio": statistics.median(sf_ms) / statistics.median(base_ms),
+        "cost_ratio": statistics.median(s / b for s, b in zip(sf_ms, base_ms, strict=True)),  # paired runs
         "token_ratio": sf_seq.shape[1] / base_seq.shape[1],
     }
 
@@ -327,10 +328,24 @@ def run(quick: bool) -> dict:
     result["decoding"] = bench_decoding(quick)
     result["wall_s"] = time.perf_counter() - start
     result["load_avg_end"] = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    # other processes competing for the cores make multi-threaded torch stall at its barriers
+    result["machine_busy"] = max(result["load_avg_start"], result["load_avg_end"]) > cores + 0.5
+    if result["machine_busy"]:
+        log.warning(
+            "the machine was busy (load %.1f on %d cores): ratios are unreliable; rerun when idle",
+            max(result["load_avg_start"], result["load_avg_end"]),
+            cores,
+        )
     return result
 
 
 def print_table(result: dict) -> None:
+    if result.get("machine_busy"):
+        print(
+            f"note: the machine was busy (load {result['load_avg_start']:.1f} -> {result['load_avg_end']:.1f}, "
+            f"{result['torch_threads']} torch threads): the ratios below are unreliable"
+        )
     rows = []
     for e in result["vit_cache"]:
         rows.append(
