@@ -143,3 +143,37 @@ def test_the_bridge_stops_with_a_clear_error_when_the_bus_is_unplugged(tmp_path:
 def test_the_bridge_refuses_tcp_without_keys() -> None:
     with pytest.raises(ConfigError, match=r"needs CURVE keys: run `agentrt keys keys/`"):
         BridgeConfig()
+
+
+def test_remote_robot_node_forwards_chunks_to_the_bridge_and_its_state_back() -> None:
+    from agentrt.testing import MockNode, frames_of
+    from sims.real.arm import BusArmConfig
+    from sims.real.remote import RemoteRobot
+
+    arm = BusArm(BusArmConfig(robot="so100", dry_run=True, watchdog_thread=False))
+    bridge = RobotBridge(arm, BridgeConfig(bind="127.0.0.1", state_port=0, actions_port=0, insecure=True))
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,))
+    thread.start()
+    try:
+        assert bridge.ready.wait(20)
+        state_port = int(bridge.state_address.rsplit(":", 1)[1])
+        actions_port = int(bridge.actions_address.rsplit(":", 1)[1])
+        node = MockNode(RemoteRobot, params={"address": "127.0.0.1", "state_port": state_port,
+                                             "actions_port": actions_port, "insecure": True})
+        try:
+            target = np.array([[0.05] * 5 + [0.0]] * 2, np.float32)
+            node.run(inputs=[("actions", ActionChunk("so100", 0, 0, 0, "joint_target", target, 33.3))])
+            for _ in range(500):
+                states = frames_of(node.run(ticks=1), "state")
+                if states and np.allclose(states[-1].joint_positions, 0.05, atol=2e-3):
+                    break
+                stop.wait(0.01)
+            else:
+                pytest.fail("no state from the bridge showed the chunk executed")
+        finally:
+            node.close()
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert bridge.chunks == 1 and not arm.is_connected
