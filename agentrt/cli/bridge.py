@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arm", default="so100", help="so100 (Feetech) or koch (Dynamixel); default so100")
     parser.add_argument("--port", default="/dev/ttyACM0", help="the bus's serial port (default /dev/ttyACM0)")
     parser.add_argument("--baudrate", type=int, default=1_000_000)
+    parser.add_argument("--timeout-ms", type=float, default=20.0, help="wait this long for each servo's reply (default 20)")
     parser.add_argument("--calibration", default="", metavar="FILE", help="calibration JSON (see --calibrate)")
     parser.add_argument("--dry-run", action="store_true", help="open no port: an emulated bus answers; print every servo write")
     parser.add_argument("--keys", default="", metavar="DIR", help="CURVE keys from `agentrt keys DIR`")
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from sims.real.bridge import BridgeConfig, RobotBridge
 
     arm = BusArm(BusArmConfig(
-        robot=args.arm, port=args.port, baudrate=args.baudrate, calibration_path=args.calibration,
+        robot=args.arm, port=args.port, baudrate=args.baudrate, timeout_ms=args.timeout_ms, calibration_path=args.calibration,
         dry_run=args.dry_run, control_hz=args.control_hz, deadline_ms=args.deadline_ms,
         release_after_ms=args.release_after_ms,
     ))
@@ -97,8 +98,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     from sims.real.calibration import Calibrator
 
     model = get_arm(args.arm)
-    bus = ServoBus(BusConfig(port=args.port, protocol=model.protocol, baudrate=args.baudrate, dry_run=args.dry_run),
-                   model.all_ids)
+    bus = ServoBus(BusConfig(port=args.port, protocol=model.protocol, baudrate=args.baudrate,
+                             timeout_ms=args.timeout_ms, dry_run=args.dry_run), model.all_ids)
     bus.open()
     try:
         for servo_id in model.all_ids:

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from agentrt.errors import ConfigError, MissingDependencyError, RobotError
-from sims.real.emulator import ServoBank, make_codec
+from sims.real.emulator import ServoBank
 from sims.real.packets import BROADCAST_ID, PING, READ, SYNC_READ, SYNC_WRITE, WRITE, PacketError, Status
+from sims.real.protocols import PROTOCOLS, make_codec
 
-__all__ = ["BusConfig", "BusError", "ServoBus", "Transport", "SerialTransport", "LoopbackTransport", "PROTOCOLS"]
+__all__ = ["BusConfig", "BusError", "ServoBus", "Transport", "SerialTransport", "LoopbackTransport"]
 
 log = logging.getLogger(__name__)
-
-PROTOCOLS = ("feetech", "dynamixel")
 
 
 @dataclass

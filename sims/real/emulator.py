@@ -38,25 +38,13 @@ from sims.real.packets import (
     PacketError,
     Register,
 )
+from sims.real.protocols import make_codec
 
-__all__ = ["BusFaults", "ServoBank", "PtyBusEmulator", "make_codec"]
+__all__ = ["BusFaults", "ServoBank", "PtyBusEmulator"]
 
 log = logging.getLogger(__name__)
 
 TABLE_BYTES = 256
-
-
-def make_codec(protocol: str) -> Codec:
-    """The codec of a protocol name: 'feetech' or 'dynamixel'."""
-    from agentrt.errors import ConfigError
-    from sims.real.dynamixel import DynamixelCodec
-    from sims.real.feetech import FeetechCodec
-
-    codecs: dict[str, type[Codec]] = {"feetech": FeetechCodec, "dynamixel": DynamixelCodec}
-    try:
-        return codecs[protocol]()
-    except KeyError:
-        raise ConfigError(f"unknown servo protocol '{protocol}': expected one of {', '.join(codecs)}") from None
 
 
 @dataclass

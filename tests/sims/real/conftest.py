@@ -36,8 +36,9 @@ def calibration_file(protocol: str, tmp_path: Path) -> Path:
 
 
 def arm_config(protocol: str, port: str, calibration: Path, **overrides: object) -> BusArmConfig:
+    """An arm on the emulator; a generous timeout, so a loaded machine does not fail the tests."""
     fields: dict[str, object] = {"robot": ARM_OF[protocol], "port": port, "calibration_path": str(calibration),
-                                 "watchdog_thread": False, **overrides}
+                                 "watchdog_thread": False, "timeout_ms": 200.0, **overrides}
     return BusArmConfig(**fields)  # type: ignore[arg-type]
 
 

@@ -139,7 +139,7 @@ def test_a_failed_connect_releases_the_port_and_a_retry_works(
 
 def test_calibration_is_recorded_saved_and_loaded(protocol: str, emulator: PtyBusEmulator, tmp_path: Path) -> None:
     model = get_arm(ARM_OF[protocol])
-    bus = ServoBus(BusConfig(port=emulator.port, protocol=protocol), model.all_ids)
+    bus = ServoBus(BusConfig(port=emulator.port, protocol=protocol, timeout_ms=200), model.all_ids)
     bus.open()
     try:
         calibrator = Calibrator(bus, model)

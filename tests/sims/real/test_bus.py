@@ -13,7 +13,8 @@ from .conftest import IDS, wait_until
 
 
 def open_bus(protocol: str, port: str, **overrides: object) -> ServoBus:
-    bus = ServoBus(BusConfig(port=port, protocol=protocol, **overrides), IDS)  # type: ignore[arg-type]
+    fields: dict[str, object] = {"timeout_ms": 200.0, **overrides}  # generous: the machine may be loaded
+    bus = ServoBus(BusConfig(port=port, protocol=protocol, **fields), IDS)  # type: ignore[arg-type]
     bus.open()
     return bus
 
@@ -52,7 +53,7 @@ def test_a_missing_servo_is_named(protocol: str, emulator: PtyBusEmulator) -> No
     bus = open_bus(protocol, emulator.port)
     emulator.faults.missing_ids.add(3)
     try:
-        with pytest.raises(BusError, match=r"no reply from servo 3 on .* within 20 ms .*is it powered and wired\?"):
+        with pytest.raises(BusError, match=r"no reply from servo 3 on .* within 200 ms .*is it powered and wired\?"):
             bus.sync_read("present_position")
         with pytest.raises(BusError, match="no reply from servo 3"):
             bus.ping(3)

@@ -1,0 +1,53 @@
+"""`agentrt bridge --calibrate` walks a person through calibration; here the emulator plays the person's hands."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from agentrt.cli.__main__ import main
+from sims.real.arms import get_arm
+from sims.real.calibration import load_calibration
+from sims.real.emulator import PtyBusEmulator
+
+ZERO = {1: 2000, 2: 2100, 3: 1900, 4: 2050, 5: 2048, 6: 1500}
+
+
+def test_calibrate_records_and_saves_a_calibration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with PtyBusEmulator("feetech", ids=list(ZERO)) as emulator:
+        bank = emulator.bank
+
+        def zero_pose(prompt: str = "") -> str:  # step 1: the arm is put in the zero pose
+            for i, steps in ZERO.items():
+                bank.set_value(i, "present_position", steps)
+            return ""
+
+        class Hands(io.StringIO):  # step 2: every joint swept, gripper opened, then Enter
+            def readline(self, *args: object) -> str:
+                for offset in (-600, 700):
+                    time.sleep(0.15)
+                    for i, steps in ZERO.items():
+                        bank.set_value(i, "present_position", steps + (abs(offset) if i == 6 else offset))
+                time.sleep(0.15)
+                return "\n"
+
+        monkeypatch.setattr("builtins.input", zero_pose)
+        monkeypatch.setattr("sys.stdin", Hands())
+        path = tmp_path / "calib" / "so100.json"
+        assert main(["bridge", "--arm", "so100", "--port", emulator.port, "--timeout-ms", "200", "--calibrate", str(path)]) == 0
+        assert bank.torque_writes(0) == list(ZERO)  # the torque went off first
+    calibration = load_calibration(path, get_arm("so100"))
+    assert [j.zero_steps for j in calibration.joints] == [2000, 2100, 1900, 2050, 2048]
+    assert (calibration.joints[0].min_steps, calibration.joints[0].max_steps) == (1400, 2700)
+    assert calibration.gripper is not None and calibration.gripper.open_steps == 2200
+    assert f"calibration saved to {path}" in capsys.readouterr().out
+
+
+def test_the_bridge_cli_refuses_a_real_arm_without_calibration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bridge", "--arm", "so100", "--port", "/dev/ttyNOPE-agentrt", "--insecure"]) == 2
+    assert "--calibrate calib/so100.json" in capsys.readouterr().err
