@@ -7,12 +7,15 @@ Every benchmark takes ``--quick`` (a reduced run, within 60 s on 2 cores) and
     agentrt bench transport --json transport.json
     agentrt bench engine --quick
     agentrt bench sim --quick --json sim.json
+    agentrt bench engine --quick --threads 1      # steadier ratios on a busy machine
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
 
 from agentrt.bench.report import write_json
 from agentrt.errors import ConfigError
@@ -31,12 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help=f"one of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="reduced run (within 60 s on 2 cores)")
     parser.add_argument("--json", metavar="PATH", help="write the raw figures, machine and versions here")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch / OpenMP threads (default: the library's; 1 gives steadier ratios on a busy machine)")
 
 
 def run(args: argparse.Namespace) -> int:
     module_name = BENCHMARKS.get(args.name)
     if module_name is None:
         raise ConfigError(f"unknown benchmark '{args.name}': expected one of {', '.join(BENCHMARKS)}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read when torch loads
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(args.threads)
     module = importlib.import_module(module_name)
     result = module.run(quick=args.quick)
     module.print_table(result)
