@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("agentrt.cli.record", "record a stream to MP4 with a sidecar of capture times"),
     "view": ("agentrt.cli.view", "look at a stream: a window, an MJPEG page on localhost, or saved frames"),
     "bridge": ("agentrt.cli.bridge", "serve a real arm over tcp + CURVE to a model elsewhere (run on the robot's computer)"),
+    "collect": ("agentrt.cli.collect", "record scripted-expert demonstrations (LeRobot-shaped dataset)"),
+    "train": ("agentrt.cli.train", "train the nano VLA (resumable, seeded, lockstep eval along the way)"),
+    "distill": ("agentrt.cli.distill", "consistency-distil the nano VLA for early-exit Jacobi decoding"),
+    "eval": ("agentrt.cli.eval", "evaluate a policy: tasks x decoding x clock, success and speed"),
 }
 
 

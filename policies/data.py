@@ -1,0 +1,264 @@
+"""Demonstrations from the scripted experts, in a LeRobot-shaped folder.
+
+Layout (LeRobot v2 names; arrays in ``.npz`` instead of parquet + MP4, so no
+extra dependency is needed)::
+
+    DATASET/
+      meta/info.json        fps, image size, features (name -> dtype, shape), totals, seeds, tasks
+      meta/episodes.jsonl   one line per episode: episode_index, task, seed, instruction, length, success
+      meta/stats.json       per feature: min, max, mean, std, q01, q99 (action and observation.state)
+      data/episode_000000.npz
+         observation.images.scene  (T_img, H, W, 3) uint8  scene camera at the steps in image_frame_index
+         image_frame_index         (T_img,) int64         the steps that have an image (every ``image_every``-th)
+         observation.state         (T, 4) float32      tool point xyz (m) + gripper (0 open .. 1 closed)
+         observation.target        (T, 3) float32      the target object's position (m): privileged, for an
+                                                        auxiliary training loss only, never a policy input
+         action                    (T, 4) float32      ee_delta dx, dy, dz (m/step) + gripper command
+         frame_index, timestamp    (T,)                step index, seconds at the control rate
+
+Episodes are drawn from seeded scenes (``seed``, ``seed + 1``, ...). With
+``noise_m`` > 0 a share of episodes execute the expert's action plus Gaussian
+noise while recording the clean expert action (DART), so a policy sees how
+to recover from its own small errors. Only successful episodes are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from agentrt.errors import ConfigError
+
+__all__ = ["CollectConfig", "collect", "Episode", "load_episodes", "load_info", "action_stats", "STATE_DIMS", "ACTION_DIMS"]
+
+log = logging.getLogger(__name__)
+
+STATE_DIMS = 4  # x, y, z (m), gripper
+ACTION_DIMS = 4  # dx, dy, dz (m / step), gripper
+TASK_NAMES = ("reach", "push", "pick_place")
+
+
+@dataclass
+class CollectConfig:
+    tasks: tuple[str, ...] = ("reach",)
+    episodes: int = 100  # per task
+    seed: int = 0  # episode i of a task uses seed + i
+    image_size: int = 64
+    control_hz: float = 20.0
+    noise_m: float = 0.003  # DART: std of the noise added to executed xyz steps
+    noise_share: float = 0.5  # share of episodes with noise
+    renderer: str = "tiny"
+    image_every: int = 2  # render (and keep a training sample) every n-th step; actions are kept for every step
+    out_dir: str = "data/nano"
+
+    def __post_init__(self) -> None:
+        self.tasks = tuple(t.replace("-", "_") for t in self.tasks)
+        bad = [t for t in self.tasks if t not in TASK_NAMES]
+        if bad or not self.tasks:
+            raise ConfigError(f"CollectConfig.tasks: expected some of {', '.join(TASK_NAMES)}, got {list(self.tasks)}")
+        if self.episodes < 1:
+            raise ConfigError(f"CollectConfig.episodes: expected >= 1, got {self.episodes}")
+        if not 16 <= self.image_size <= 256:
+            raise ConfigError(f"CollectConfig.image_size: expected 16..256 pixels, got {self.image_size}")
+        if self.noise_m < 0 or not 0 <= self.noise_share <= 1:
+            raise ConfigError(f"CollectConfig: expected noise_m >= 0 and noise_share in [0, 1], got {self.noise_m}, {self.noise_share}")
+
+
+@dataclass
+class Episode:
+    task: str
+    seed: int
+    instruction: str
+    images: np.ndarray  # (T_img, H, W, 3) uint8
+    states: np.ndarray  # (T, 4) float32
+    actions: np.ndarray  # (T, 4) float32
+    image_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (T_img,) steps with an image
+    targets: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))  # (T, 3) privileged
+    success: bool = True
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+def robot_state(ee_pose: np.ndarray, gripper: float) -> np.ndarray:
+    """The policy's state vector: tool point xyz and gripper, float32 (4,)."""
+    return np.array([*np.asarray(ee_pose)[:3], gripper], dtype=np.float32)
+
+
+def record_episode(env: object, seed: int, rng: np.random.Generator, noise_m: float, image_every: int = 1) -> Episode:
+    """One expert episode on ``env`` (a ``sims.SimEnv``), rendering the scene camera every ``image_every`` steps."""
+    from sims.robot import Action
+
+    obs, info = env.reset(seed=seed)  # type: ignore[attr-defined]
+    expert = env.expert()  # type: ignore[attr-defined]
+    images: list[np.ndarray] = []
+    image_steps: list[int] = []
+    states: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    success = False
+    while True:
+        action = expert.act(obs)
+        if len(actions) % image_every == 0:
+            image_steps.append(len(actions))
+            images.append(env.render("scene"))  # type: ignore[attr-defined]
+        targets.append(env.task.target_position().astype(np.float32))  # type: ignore[attr-defined]
+        states.append(robot_state(obs.ee_pose, obs.gripper))
+        actions.append(np.asarray(action, dtype=np.float32))
+        executed = action.copy()
+        if noise_m > 0:
+            executed[:3] += rng.normal(0.0, noise_m, 3).astype(np.float32)
+        result = env.step(Action("ee_delta", executed))  # type: ignore[attr-defined]
+        obs = result.observation
+        if result.terminated or result.truncated:
+            success = result.success
+            break
+    return Episode(
+        task=env.task.name,  # type: ignore[attr-defined]
+        seed=seed,
+        instruction=info["instruction"],
+        images=np.stack(images),
+        states=np.stack(states),
+        actions=np.stack(actions),
+        success=success,
+        image_steps=np.asarray(image_steps, dtype=np.int64),
+        targets=np.stack(targets),
+    )
+
+
+def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None = None) -> dict[str, object]:
+    """Record expert episodes for every task into ``config.out_dir``; returns the info dict.
+
+    Appends to an existing dataset of the same image size (episode indices go on), so a
+    collection can be resumed or widened to more tasks.
+    """
+    from sims.camera import CameraConfig
+    from sims.env import SimEnv, SimEnvConfig
+    from sims.robot import RobotConfig
+
+    root = Path(config.out_dir)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    index_path = root / "meta" / "episodes.jsonl"
+    done = [json.loads(line) for line in index_path.read_text().splitlines()] if index_path.exists() else []
+    seen = {(d["task"], d["seed"]) for d in done}
+    index = max((d["episode_index"] for d in done), default=-1) + 1
+    rng = np.random.default_rng(config.seed + 7919)
+    for task in config.tasks:
+        env = SimEnv(
+            SimEnvConfig(
+                task=task,
+                robot=RobotConfig(control_hz=config.control_hz),
+                camera=CameraConfig(width=config.image_size, height=config.image_size, renderer=config.renderer),
+            )
+        )
+        try:
+            for i in range(config.episodes):
+                seed = config.seed + i
+                noisy = rng.random() < config.noise_share
+                if (task, seed) in seen:
+                    continue
+                ep = record_episode(env, seed, rng, config.noise_m if noisy else 0.0, config.image_every)
+                ep.meta = {"noise_m": config.noise_m if noisy else 0.0}
+                if ep.success:
+                    _write_episode(root, index, ep, config.control_hz)
+                    with index_path.open("a") as f:
+                        f.write(json.dumps({
+                            "episode_index": index, "task": task, "seed": seed, "instruction": ep.instruction,
+                            "length": len(ep.actions), "success": ep.success, **ep.meta,
+                        }) + "\n")
+                    index += 1
+                if on_episode is not None:
+                    on_episode(ep)
+        finally:
+            env.close()
+    return write_meta(root, config)
+
+
+def _write_episode(root: Path, index: int, ep: Episode, fps: float) -> None:
+    T = len(ep.actions)
+    arrays: dict[str, np.ndarray] = {
+        "observation.images.scene": ep.images,
+        "image_frame_index": ep.image_steps,
+        "observation.state": ep.states,
+        "observation.target": ep.targets,
+        "action": ep.actions,
+        "frame_index": np.arange(T, dtype=np.int64),
+        "timestamp": (np.arange(T) / fps).astype(np.float32),
+    }
+    np.savez_compressed(root / "data" / f"episode_{index:06d}.npz", **arrays)  # type: ignore[arg-type]
+
+
+def write_meta(root: Path, config: CollectConfig) -> dict[str, object]:
+    """Recompute meta/info.json and meta/stats.json from the episodes on disk."""
+    episodes = list(load_episodes(root, images=False))
+    actions = np.concatenate([e.actions for e in episodes]) if episodes else np.zeros((0, ACTION_DIMS), np.float32)
+    states = np.concatenate([e.states for e in episodes]) if episodes else np.zeros((0, STATE_DIMS), np.float32)
+    stats = {"action": _stats(actions), "observation.state": _stats(states)}
+    (root / "meta" / "stats.json").write_text(json.dumps(stats, indent=1))
+    tasks = sorted({e.task for e in episodes})
+    info: dict[str, object] = {
+        "codebase": "agentrt policies.data (LeRobot v2 layout, npz arrays)",
+        "fps": config.control_hz,
+        "image_size": config.image_size,
+        "total_episodes": len(episodes),
+        "total_frames": int(len(actions)),
+        "tasks": tasks,
+        "episodes_per_task": {t: sum(e.task == t for e in episodes) for t in tasks},
+        "features": {
+            "observation.images.scene": {"dtype": "uint8", "shape": [config.image_size, config.image_size, 3]},
+            "image_frame_index": {"dtype": "int64", "shape": [1]},
+            "observation.state": {"dtype": "float32", "shape": [STATE_DIMS], "names": ["x", "y", "z", "gripper"]},
+            "observation.target": {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"], "privileged": True},
+            "action": {"dtype": "float32", "shape": [ACTION_DIMS], "names": ["dx", "dy", "dz", "gripper"]},
+        },
+        "image_every": config.image_every,
+        "noise_m": config.noise_m,
+        "noise_share": config.noise_share,
+    }
+    (root / "meta" / "info.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def _stats(x: np.ndarray) -> dict[str, list[float]]:
+    if len(x) == 0:
+        return {}
+    return {
+        "min": x.min(0).tolist(), "max": x.max(0).tolist(), "mean": x.mean(0).tolist(), "std": x.std(0).tolist(),
+        "q01": np.quantile(x, 0.01, axis=0).tolist(), "q99": np.quantile(x, 0.99, axis=0).tolist(),
+    }
+
+
+def load_info(root: str | Path) -> dict[str, object]:
+    path = Path(root) / "meta" / "info.json"
+    if not path.exists():
+        raise ConfigError(f"no dataset at {root}: expected {path} (make one with `agentrt collect`)")
+    return dict(json.loads(path.read_text()))
+
+
+def load_episodes(root: str | Path, *, images: bool = True, tasks: tuple[str, ...] | None = None) -> Iterator[Episode]:
+    """The episodes of a dataset folder, in index order."""
+    root = Path(root)
+    index_path = root / "meta" / "episodes.jsonl"
+    if not index_path.exists():
+        raise ConfigError(f"no dataset at {root}: expected {index_path} (make one with `agentrt collect`)")
+    for line in index_path.read_text().splitlines():
+        d = json.loads(line)
+        if tasks is not None and d["task"] not in tasks:
+            continue
+        with np.load(root / "data" / f"episode_{d['episode_index']:06d}.npz") as z:
+            yield Episode(
+                task=d["task"], seed=d["seed"], instruction=d["instruction"],
+                images=z["observation.images.scene"] if images else np.zeros((0,), np.uint8),
+                states=z["observation.state"], actions=z["action"], success=d["success"],
+                image_steps=z["image_frame_index"] if "image_frame_index" in z else np.arange(len(z["action"])),
+                targets=z["observation.target"] if "observation.target" in z else np.zeros((len(z["action"]), 3), np.float32),
+            )
+
+
+def action_stats(root: str | Path) -> dict[str, list[float]]:
+    path = Path(root) / "meta" / "stats.json"
+    return dict(json.loads(path.read_text())["action"])

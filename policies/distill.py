@@ -1,0 +1,183 @@
+"""Consistency distillation after CEED-VLA / CLLM (REFERENCES §5): few-pass Jacobi decoding.
+
+1. Trajectories: for ``trajectories`` training samples, Jacobi-decode the
+   action block with the AR-trained teacher from a random initial guess until
+   the fixed point y* (== the teacher's greedy output), keeping every state
+   y(0) .. y(K). A Jacobi pass over a batch is one forward: row i of the block
+   is predicted from the prompt and the guess's tokens before i.
+2. Labels, mixed: y* where the teacher's fixed point is within ``delta_bins``
+   (mean |bin error| over the xyz tokens) of the demonstration and its gripper
+   tokens agree; the ground-truth tokens elsewhere.
+3. Student (initialised from the teacher), per step, a random state y of a
+   random trajectory::
+
+       L_C  = mean_i KL( stopgrad Q(. | x, y*_<i) || Q(. | x, y_<i) )
+       L_AR = CE( Q(label_i | x, label_<i) )
+       L    = L_C + ar_weight * L_AR
+
+Trajectories whose fixed point repeats one xyz token all along the block are
+dropped (the collapse CLLM warns about).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from agentrt.errors import ConfigError
+from policies.nano_vla import N_BINS, NanoVLA, load_model, pixels, save_model
+from policies.train import Samples, load_samples, seed_all
+
+__all__ = ["DistillConfig", "Trajectories", "collect_trajectories", "mixed_labels", "distill"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = "policies/weights/nano_vla.safetensors"
+    data_dir: str = "data/nano"
+    out: str = "policies/weights/nano_vla_cd.safetensors"
+    tasks: tuple[str, ...] = ()
+    trajectories: int = 2000
+    steps: int = 400
+    batch_size: int = 32
+    lr: float = 3e-4
+    ar_weight: float = 1.0
+    delta_bins: float = 6.0  # mixed labels: teacher fixed point within this mean bin error -> use it
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.trajectories < 1 or self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(
+                f"DistillConfig: expected trajectories, steps, batch_size >= 1 and lr > 0, got "
+                f"{self.trajectories}, {self.steps}, {self.batch_size}, {self.lr}"
+            )
+
+
+@dataclass
+class Trajectories:
+    index: torch.Tensor  # [M] sample index
+    states: list[torch.Tensor]  # M tensors [K_m + 1, N]: y(0) .. y(K) (the last is the fixed point)
+    fixed: torch.Tensor  # [M, N] y*
+    passes: torch.Tensor  # [M] Jacobi passes to the fixed point
+
+
+@torch.no_grad()
+def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch.Generator,
+                         batch: int = 128, on_batch: Callable[[int], None] | None = None) -> Trajectories:
+    c = teacher.config
+    lo, hi = c.action_ids
+    n = c.chunk_tokens
+    index = torch.randperm(len(data), generator=gen)[:count]
+    states: list[torch.Tensor] = []
+    fixed, passes = [], []
+    for start in range(0, len(index), batch):
+        idx = index[start : start + batch]
+        prompt = teacher.prompt(teacher.encode(pixels(data.images[idx])), data.states[idx], data.text[idx])
+        y = torch.randint(lo, hi, (len(idx), n), generator=gen)
+        hist = [y]
+        done = torch.zeros(len(idx), dtype=torch.long)
+        for k in range(1, n + 1):
+            y_new = teacher.action_logits(prompt, y)[..., lo:hi].argmax(-1) + lo
+            same = (y_new == y).all(-1)
+            done = torch.where((done == 0) & same, torch.full_like(done, k), done)
+            y = y_new
+            hist.append(y)
+            if bool((done > 0).all()):
+                break
+        done = torch.where(done == 0, torch.full_like(done, n), done)
+        H = torch.stack(hist, 1)  # [B, iterations + 1, N]
+        for b in range(len(idx)):
+            states.append(H[b, : int(done[b]) + 1])
+            fixed.append(H[b, int(done[b])])
+        passes.append(done)
+        if on_batch is not None:
+            on_batch(len(idx))
+    return Trajectories(index, states, torch.stack(fixed), torch.cat(passes))
+
+
+def mixed_labels(teacher: NanoVLA, data: Samples, traj: Trajectories, delta_bins: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> labels [M, N] and a mask [M] of samples that took the teacher's fixed point."""
+    D = teacher.config.action_dims
+    gt = data.actions[traj.index]
+    err = (traj.fixed - gt).abs().view(len(gt), -1, D)
+    xyz = err[..., :-1].float().mean((1, 2))
+    grip_ok = (err[..., -1] == 0).all(-1)
+    use_teacher = (xyz <= delta_bins) & grip_ok
+    return torch.where(use_teacher[:, None], traj.fixed, gt), use_teacher
+
+
+def _collapsed(fixed: torch.Tensor, D: int) -> torch.Tensor:
+    """Trajectories whose fixed point holds one token for every xyz position (degenerate)."""
+    xyz = fixed.view(len(fixed), -1, D)[..., :-1].reshape(len(fixed), -1)
+    return (xyz == xyz[:, :1]).all(-1)
+
+
+def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float], None] | None = None) -> dict[str, Any]:
+    """Collect trajectories from the teacher, train the student, save it; returns a summary."""
+    torch.set_num_threads(cfg.threads)
+    gen = seed_all(cfg.seed)
+    teacher, _ = load_model(cfg.teacher)
+    data = load_samples(cfg.data_dir, teacher.config, cfg.tasks)
+    started = time.monotonic()
+    got = [0]
+
+    def on_batch(k: int) -> None:
+        got[0] += k
+        if on_progress is not None:
+            on_progress("trajectories", got[0], min(cfg.trajectories, len(data)), float("nan"))
+
+    traj = collect_trajectories(teacher, data, min(cfg.trajectories, len(data)), gen, on_batch=on_batch)
+    collect_s = time.monotonic() - started
+    keep = ~_collapsed(traj.fixed, teacher.config.action_dims)
+    labels, from_teacher = mixed_labels(teacher, data, traj, cfg.delta_bins)
+    kept = torch.nonzero(keep).flatten()
+    if len(kept) == 0:
+        log.warning("every trajectory collapsed to a repeated token; keeping them all")
+        kept = torch.arange(len(traj.index))
+    log.info("%d trajectories in %.0f s, mean %.1f passes to the fixed point; %d kept; %.0f%% teacher labels",
+             len(traj.index), collect_s, traj.passes.float().mean(), len(kept), 100 * from_teacher.float().mean())
+    student = teacher.train()
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+    lo, hi = teacher.config.action_ids
+    loss_avg = float("nan")
+    t_train = time.monotonic()
+    for step in range(1, cfg.steps + 1):
+        pick = kept[torch.randint(len(kept), (cfg.batch_size,), generator=gen)]
+        idx = traj.index[pick]
+        y = torch.stack([traj.states[int(m)][int(torch.randint(len(traj.states[int(m)]), (1,), generator=gen))] for m in pick])
+        y_star, label = traj.fixed[pick], labels[pick]
+        prompt = student.prompt(student.encode(pixels(data.images[idx])), data.states[idx], data.text[idx])
+        B = len(idx)
+        logits = student.action_logits(prompt.repeat(3, 1, 1), torch.cat([y, y_star, label]))[..., lo:hi]
+        lg_y, lg_star, lg_label = logits[:B], logits[B : 2 * B].detach(), logits[2 * B :]
+        loss_c = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_star, -1), log_target=True, reduction="none").sum(-1).mean()
+        loss_ar = F.cross_entropy(lg_label.reshape(-1, N_BINS), (label - lo).reshape(-1))
+        loss = loss_c + cfg.ar_weight * loss_ar
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, step / 20)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        loss_avg = loss.item() if loss_avg != loss_avg else 0.95 * loss_avg + 0.05 * loss.item()
+        if on_progress is not None:
+            on_progress("distill", step, cfg.steps, loss_avg)
+    student.eval()
+    summary = {
+        "teacher": cfg.teacher, "trajectories": len(traj.index), "kept": len(kept),
+        "teacher_label_share": round(float(from_teacher.float().mean()), 3),
+        "teacher_passes_mean": round(float(traj.passes.float().mean()), 2),
+        "collect_s": round(collect_s, 1), "train_s": round(time.monotonic() - t_train, 1),
+        "steps": cfg.steps, "loss": round(loss_avg, 4), "config": {k: v for k, v in asdict(cfg).items()},
+    }
+    save_model(student, cfg.out, {"distillation": summary})
+    return summary

@@ -1,0 +1,278 @@
+"""The nano VLA: a small ViT and a causal decoder that emits an action chunk as tokens.
+
+Sequence (one sample)::
+
+    [ image tokens (ViT, pooled) | state | bos  instruction words  pad..  sep | a(0,0) a(0,1) ... a(K-1,D-1) ]
+      grid/pool² embeddings        1       text_len ids                        K x D action-bin ids
+
+Vocabulary: 4 specials (pad, bos, sep, unk), the instruction words, then 256
+action bins (id = ``action_start + bin``). Unknown words become ``unk``
+(training drops words to ``unk`` at random, so reworded instructions degrade
+gracefully). Actions: dims 0..2 (ee xyz deltas) are normalised with the
+dataset's q01/q99 to [-1, 1] and put in 256 uniform bins (OpenVLA style); the
+gripper is binarised (bin 0 open, 255 closed). The normalisation statistics are
+part of the config, so they are saved with the weights.
+
+The pieces are the engine's: ``agentrt.engine.ViT`` for vision and
+``agentrt.engine.Decoder`` (RoPE, ``KVCache``) for the language side, so
+``greedy_decode`` / ``jacobi_decode`` drive it through ``NativeRunner``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agentrt.engine import Decoder, DecoderConfig, ViT, ViTConfig
+from agentrt.errors import ConfigError, ModelError
+
+__all__ = ["NanoVLAConfig", "NanoVLA", "ActionTokenizer", "TextTokenizer", "save_model", "load_model"]
+
+SPECIALS = ("<pad>", "<bos>", "<sep>", "<unk>")
+PAD, BOS, SEP, UNK = 0, 1, 2, 3
+N_BINS = 256
+
+
+@dataclass
+class NanoVLAConfig:
+    image_size: int = 64
+    patch_size: int = 8
+    vit_width: int = 128
+    vit_depth: int = 2
+    vit_heads: int = 4
+    pool: int = 2  # average-pool the ViT grid by this factor before the decoder (8x8 -> 4x4 tokens)
+    stem_channels: int = 48  # hybrid ViT: a small conv stem (with x, y coordinate channels) makes the patches; 0 = plain
+    width: int = 128
+    depth: int = 3
+    heads: int = 4
+    chunk_steps: int = 8  # K: actions per chunk (0.4 s at 20 Hz)
+    action_dims: int = 4  # D: dx, dy, dz, gripper
+    state_dims: int = 4  # x, y, z, gripper
+    text_len: int = 10  # bos + words + pad + sep
+    words: list[str] = field(default_factory=list)
+    action_q01: list[float] = field(default_factory=lambda: [-0.02, -0.02, -0.02])  # metres per step
+    action_q99: list[float] = field(default_factory=lambda: [0.02, 0.02, 0.02])
+    state_center: list[float] = field(default_factory=lambda: [0.5, 0.0, 0.2, 0.5])
+    state_scale: list[float] = field(default_factory=lambda: [0.3, 0.3, 0.2, 0.5])
+
+    def __post_init__(self) -> None:
+        if self.stem_channels and (self.patch_size % 4 or self.stem_channels % 2):
+            raise ConfigError(f"NanoVLAConfig: a stem needs patch_size a multiple of 4 and even stem_channels, got {self.patch_size}, {self.stem_channels}")
+        if self.image_size % self.patch_size or (self.image_size // self.patch_size) % self.pool:
+            raise ConfigError(
+                f"NanoVLAConfig: image_size / patch_size must divide by pool, got {self.image_size}, {self.patch_size}, {self.pool}"
+            )
+        if self.text_len < 3 or self.chunk_steps < 1 or self.action_dims < 2:
+            raise ConfigError(
+                f"NanoVLAConfig: expected text_len >= 3, chunk_steps >= 1, action_dims >= 2, "
+                f"got {self.text_len}, {self.chunk_steps}, {self.action_dims}"
+            )
+        if len(self.action_q01) != self.action_dims - 1 or len(self.action_q99) != self.action_dims - 1:
+            raise ConfigError(f"NanoVLAConfig.action_q01/q99: expected {self.action_dims - 1} values each")
+
+    @property
+    def image_tokens(self) -> int:
+        return (self.image_size // self.patch_size // self.pool) ** 2
+
+    def vit_config(self) -> ViTConfig:
+        """The engine ViT: over pixels, or (with a stem) over the stem's 4x-downsampled feature map."""
+        if self.stem_channels:
+            return ViTConfig(image_size=self.image_size // 4, patch_size=self.patch_size // 4, in_channels=self.stem_channels,
+                             width=self.vit_width, depth=self.vit_depth, heads=self.vit_heads)
+        return ViTConfig(image_size=self.image_size, patch_size=self.patch_size, width=self.vit_width,
+                         depth=self.vit_depth, heads=self.vit_heads)
+
+    @property
+    def prompt_len(self) -> int:
+        return self.image_tokens + 1 + self.text_len
+
+    @property
+    def chunk_tokens(self) -> int:
+        return self.chunk_steps * self.action_dims
+
+    @property
+    def action_start(self) -> int:
+        return len(SPECIALS) + len(self.words)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.action_start + N_BINS
+
+    @property
+    def action_ids(self) -> tuple[int, int]:
+        return (self.action_start, self.action_start + N_BINS)
+
+
+def split_words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
+
+
+class TextTokenizer:
+    """Word-level: ``bos w1 .. wn pad .. sep`` in exactly ``text_len`` ids; unknown words are ``unk``."""
+
+    def __init__(self, config: NanoVLAConfig) -> None:
+        self.config = config
+        self.index = {w: len(SPECIALS) + i for i, w in enumerate(config.words)}
+
+    def encode(self, text: str) -> list[int]:
+        ids = [self.index.get(w, UNK) for w in split_words(text)][: self.config.text_len - 2]
+        return [BOS, *ids] + [PAD] * (self.config.text_len - 2 - len(ids)) + [SEP]
+
+
+class ActionTokenizer:
+    """(K, D) actions <-> K*D action-bin ids; xyz by q01/q99, the gripper binarised."""
+
+    def __init__(self, config: NanoVLAConfig) -> None:
+        self.config = config
+        self.q01 = np.asarray(config.action_q01, dtype=np.float64)
+        self.q99 = np.asarray(config.action_q99, dtype=np.float64)
+
+    def to_bins(self, actions: np.ndarray) -> np.ndarray:
+        a = np.asarray(actions, dtype=np.float64)
+        norm = 2.0 * (a[..., :-1] - self.q01) / (self.q99 - self.q01) - 1.0
+        bins = np.clip(np.floor((np.clip(norm, -1.0, 1.0) + 1.0) / 2.0 * N_BINS), 0, N_BINS - 1)
+        grip = np.where(a[..., -1:] >= 0.5, N_BINS - 1, 0)
+        return np.concatenate([bins, grip], axis=-1).astype(np.int64)
+
+    def from_bins(self, bins: np.ndarray) -> np.ndarray:
+        b = np.asarray(bins, dtype=np.float64)
+        norm = (b[..., :-1] + 0.5) / N_BINS * 2.0 - 1.0  # bin centre in [-1, 1]
+        xyz = 0.5 * (norm + 1.0) * (self.q99 - self.q01) + self.q01
+        grip = (b[..., -1:] >= N_BINS / 2).astype(np.float64)
+        return np.concatenate([xyz, grip], axis=-1).astype(np.float32)
+
+    def encode(self, actions: np.ndarray) -> np.ndarray:
+        """(K, D) -> (K*D,) token ids."""
+        return self.to_bins(actions).reshape(-1) + self.config.action_start
+
+    def decode(self, ids: list[int] | np.ndarray) -> np.ndarray:
+        """(K*D,) token ids -> (K, D) float32 actions (non-action ids are clipped to the nearest bin)."""
+        bins = np.clip(np.asarray(ids, dtype=np.int64) - self.config.action_start, 0, N_BINS - 1)
+        return self.from_bins(bins.reshape(self.config.chunk_steps, self.config.action_dims))
+
+
+class Stem(nn.Module):
+    """pixels [B, 3, S, S] -> features [B, C, S/4, S/4]: two convolutions over RGB + x, y coordinates."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(5, channels // 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels // 2, channels, 4, stride=4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = x.shape  # batch, channels, height, width
+        ys = torch.linspace(-1, 1, H, device=x.device, dtype=x.dtype).view(1, 1, H, 1).expand(B, 1, H, W)
+        xs = torch.linspace(-1, 1, W, device=x.device, dtype=x.dtype).view(1, 1, 1, W).expand(B, 1, H, W)
+        h = F.gelu(self.conv1(torch.cat([x, xs, ys], dim=1)))
+        return F.gelu(self.conv2(h))
+
+
+class NanoVLA(nn.Module):
+    """images [B, 3, S, S] in [-1, 1], states [B, 4], text [B, L] -> prompt embeddings; the decoder does the rest."""
+
+    def __init__(self, config: NanoVLAConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.stem = Stem(c.stem_channels) if c.stem_channels else None
+        self.vit = ViT(c.vit_config())
+        self.vision_proj = nn.Linear(c.vit_width, c.width)
+        self.state_proj = nn.Linear(c.state_dims, c.width)
+        self.decoder = Decoder(DecoderConfig(vocab_size=c.vocab_size, width=c.width, depth=c.depth, heads=c.heads))
+        self.target_head = nn.Linear(c.width, 3)  # training only: the target's position from the last prompt row
+        self.state_center: torch.Tensor
+        self.state_scale: torch.Tensor
+        self.register_buffer("state_center", torch.tensor(c.state_center, dtype=torch.float32), persistent=False)
+        self.register_buffer("state_scale", torch.tensor(c.state_scale, dtype=torch.float32), persistent=False)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixels [B, 3, S, S] in [-1, 1] -> ViT tokens [B, grid², Cv] (the stem, then the engine ViT)."""
+        return self.vit(self.stem(images) if self.stem is not None else images)
+
+    def image_features(self, vit_tokens: torch.Tensor) -> torch.Tensor:
+        """ViT tokens [B, grid², Cv] -> pooled, projected [B, image_tokens, C]."""
+        B, T, Cv = vit_tokens.shape  # batch, tokens, vit width
+        g = int(round(T**0.5))
+        x = vit_tokens.transpose(1, 2).reshape(B, Cv, g, g)
+        x = F.avg_pool2d(x, self.config.pool).flatten(2).transpose(1, 2)  # [B, image_tokens, Cv]
+        return self.vision_proj(x)
+
+    def prompt(self, vit_tokens: torch.Tensor, states: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """-> prompt embeddings [B, prompt_len, C]."""
+        img = self.image_features(vit_tokens)
+        st = self.state_proj((states - self.state_center) / self.state_scale)[:, None]  # [B, 1, C]
+        return torch.cat([img, st, self.decoder.embed(text)], dim=1)
+
+    def forward(
+        self, images: torch.Tensor, states: torch.Tensor, text: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: -> (logits [B, K*D, V], row i predicting action token i; target position [B, 3],
+        normalised like the state, read from the last prompt row: an auxiliary grounding loss)."""
+        prompt = self.prompt(self.encode(images), states, text)
+        x = torch.cat([prompt, self.decoder.embed(actions[:, :-1])], dim=1)
+        positions = torch.arange(x.shape[1], device=x.device)
+        for layer, block in enumerate(self.decoder.blocks):  # Decoder.forward, keeping the hidden rows
+            x = block(x, positions, None, layer)
+        x = self.decoder.ln_f(x)
+        P = prompt.shape[1]
+        return self.decoder.lm_head(x[:, P - 1 :]), self.target_head(x[:, P - 1])
+
+    def normalise_position(self, xyz: torch.Tensor) -> torch.Tensor:
+        return (xyz - self.state_center[:3]) / self.state_scale[:3]
+
+    def action_logits(self, prompt: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings [B, P, C] and action ids [B, N] (the guess) -> logits [B, N, V] at the N action
+        positions, row i conditioned on the prompt and inputs[:, :i]."""
+        x = torch.cat([prompt, self.decoder.embed(inputs[:, :-1])], dim=1)
+        logits = self.decoder(embeds=x)
+        return logits[:, prompt.shape[1] - 1 :]
+
+
+def pixels(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) or (H, W, 3) -> float [B, 3, H, W] in [-1, 1]."""
+    x = torch.as_tensor(images)
+    if x.dim() == 3:
+        x = x[None]
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def save_model(model: NanoVLA, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Weights to ``path`` (safetensors; the config as JSON in its metadata) and ``path``.json beside it."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "decoder.lm_head.weight"}
+    meta = {"config": json.dumps(asdict(model.config)), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+    save_file(state, str(path), metadata=meta)
+    path.with_suffix(".json").write_text(json.dumps({"config": asdict(model.config), **(extra or {})}, indent=1) + "\n")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[NanoVLA, dict[str, Any]]:
+    """-> (model in eval mode, extra metadata)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"no weights at {path}: expected a .safetensors file (train one with `agentrt train`)")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "config" not in meta:
+        raise ModelError(f"{path}: no nano VLA config in the safetensors metadata")
+    config = NanoVLAConfig(**json.loads(meta["config"]))
+    model = NanoVLA(config)
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "decoder.lm_head.weight" and not k.startswith("target_head.")]
+    if missing or unexpected:
+        raise ModelError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    extra = {k: json.loads(v) for k, v in meta.items() if k != "config"}
+    return model.to(device).eval(), extra

@@ -1,0 +1,140 @@
+"""The nano VLA as a runtime node: frames + robot state in, ActionChunks out.
+
+    nodes:
+      policy:
+        class: policies.node:NanoVLANode
+        inputs: {frames: sim.frames, state: sim.state}
+        params: {task: reach, seed: 100000, clock: realtime, decoding: consistency}
+
+Lockstep: the sim publishes a frame exactly when it needs a chunk (and
+republishes it until answered); the node answers each frame seq once.
+Real time: frames arrive at the sim's frame rate; the node plans from the
+newest frame as soon as the chunk in flight has at most ``lead_steps`` steps
+left, so the next chunk lands before the robot runs out, and drops the steps
+that went by while it computed (capture -> now at the control rate).
+
+The wire carries no instruction, so the node derives it the way the sim does:
+the scene of ``task`` with ``seed + episode`` (a PyBullet scene built in this
+process), counting an episode each time the robot state returns to the home
+pose. ``instruction`` (non-empty) overrides it for every episode.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from agentrt.errors import ConfigError
+from agentrt.messages import ActionChunk, Frame, RobotState, now_ns
+from agentrt.node import Input, Node, latest, lossless
+
+__all__ = ["NanoVLANodeConfig", "NanoVLANode"]
+
+
+@dataclass
+class NanoVLANodeConfig:
+    task: str = "reach"
+    seed: int = 0  # the sim's seed: episode i's scene is seed + i
+    instruction: str = ""  # non-empty: tell the policy this instead of the scene's own instruction
+    clock: str = "lockstep"  # lockstep | realtime, as the sim's
+    control_hz: float = 20.0
+    decoding: str = "consistency"  # ar | jacobi | consistency
+    weights: str = ""  # empty: the shipped weights for the decoding mode
+    vit_cache: bool = False
+    lead_steps: int = 4  # real time: plan when the chunk in flight has this many steps left
+    robot: str = "arm"
+    threads: int = 1  # the sim needs the other core
+
+    def __post_init__(self) -> None:
+        if self.clock not in ("lockstep", "realtime"):
+            raise ConfigError(f"NanoVLANodeConfig.clock: expected lockstep or realtime, got {self.clock!r}")
+        if self.control_hz <= 0 or self.lead_steps < 0:
+            raise ConfigError(f"NanoVLANodeConfig: expected control_hz > 0, lead_steps >= 0, got {self.control_hz}, {self.lead_steps}")
+
+
+class NanoVLANode(Node):
+    inputs = {"frames": latest("Frame"), "state": latest("RobotState")}
+    outputs = {"actions": lossless("ActionChunk")}
+    Config = NanoVLANodeConfig
+
+    def setup(self) -> None:
+        from policies.policy import NanoPolicy, PolicyConfig
+
+        c = self.config
+        self.policy = NanoPolicy(PolicyConfig(weights=c.weights, decoding=c.decoding, vit_cache=c.vit_cache, threads=c.threads))
+        size = self.policy.model.config.image_size
+        self.policy.act(np.zeros((size, size, 3), np.uint8), np.zeros(4, np.float32), "warm up")  # first-call costs now
+        self.policy.reset()
+        self._instructions: dict[int, str] = {}
+        self._home = self._scene_home()
+        self.episode = -1
+        self.seq = 0
+        self._state: RobotState | None = None
+        self._last_ee: np.ndarray | None = None
+        self._answered = -1  # lockstep: the last frame seq answered
+        self._chunk_steps_left_at = 0.0  # real time: monotonic time when the chunk in flight runs out
+
+    def _scene(self, seed: int) -> tuple[str, np.ndarray]:
+        from sims.camera import CameraConfig
+        from sims.env import SimEnv, SimEnvConfig
+
+        with SimEnv(SimEnvConfig(task=self.config.task, camera=CameraConfig(width=16, height=16, renderer="tiny"))) as env:
+            obs, info = env.reset(seed=seed)
+            return str(info["instruction"]), np.asarray(obs.ee_pose[:3], dtype=np.float64)
+
+    def _scene_home(self) -> np.ndarray:
+        text, home = self._scene(self.config.seed)
+        self._instructions[0] = text
+        return home
+
+    def instruction(self, episode: int) -> str:
+        if self.config.instruction:
+            return self.config.instruction
+        if episode not in self._instructions:
+            self._instructions[episode] = self._scene(self.config.seed + episode)[0]
+        return self._instructions[episode]
+
+    def _on_state(self, state: RobotState) -> None:
+        ee = np.asarray(state.ee_pose[:3], dtype=np.float64)
+        at_home = float(np.linalg.norm(ee - self._home)) < 2e-3
+        was_away = self._last_ee is None or float(np.linalg.norm(self._last_ee - self._home)) > 5e-3
+        if at_home and was_away:
+            self.episode += 1
+            self.policy.reset()
+            self._chunk_steps_left_at = 0.0
+            self.log.info("episode %d: %s", self.episode, self.instruction(self.episode))
+        self._last_ee = ee
+        self._state = state
+
+    def run(self) -> None:
+        for event in self.events():
+            if not isinstance(event, Input):
+                continue
+            message = event.message
+            if isinstance(message, RobotState):
+                self._on_state(message)
+            elif isinstance(message, Frame) and self._state is not None:
+                self._on_frame(message)
+
+    def _on_frame(self, frame: Frame) -> None:
+        c = self.config
+        if c.clock == "lockstep":
+            if frame.seq <= self._answered:
+                return
+        elif time.monotonic() < self._chunk_steps_left_at:
+            return
+        state = self._state
+        assert state is not None
+        vector = np.array([*state.ee_pose[:3], state.gripper], dtype=np.float32)
+        chunk, info = self.policy.act(np.ascontiguousarray(frame.image[..., :3]), vector, self.instruction(max(self.episode, 0)))
+        if c.clock == "realtime":
+            late = int((now_ns() - frame.t_capture_ns) / 1e9 * c.control_hz)
+            chunk = chunk[min(late, chunk.shape[0] // 2):]
+            self._chunk_steps_left_at = time.monotonic() + max(chunk.shape[0] - c.lead_steps, 1) / c.control_hz
+        self._answered = frame.seq
+        self.send("actions", ActionChunk(c.robot, self.seq, frame.seq, frame.t_capture_ns, "ee_delta", chunk,
+                                         1e3 / c.control_hz, t_sent_ns=now_ns(), hops=list(frame.hops)))
+        self.seq += 1
+        self.log.debug("chunk %d: %.1f ms (decode %.1f ms, %d passes)", self.seq, info.total_ms, info.decode_ms, info.iterations)

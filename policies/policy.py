@@ -1,0 +1,230 @@
+"""NanoPolicy: the nano VLA behind one call, ``act(image, state, instruction) -> chunk``, and its sim source.
+
+Decoding modes (``DECODINGS``):
+
+| name          | weights            | how                                                                  |
+|---------------|--------------------|----------------------------------------------------------------------|
+| `ar`          | AR-trained         | ``greedy_decode``: one pass per token (the reference)                 |
+| `jacobi`      | AR-trained         | ``jacobi_decode``, exact (fixed point == AR), previous chunk as init |
+| `consistency` | consistency-distilled | ``jacobi_decode`` with early exit (cap + tolerance in bins)       |
+
+Every argmax is restricted to the action ids. The ViT runs plain, or through
+the engine's ``ViTFeatureCache`` (``vit_cache=True``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agentrt.engine import (
+    JacobiConfig,
+    NativeRunner,
+    ViTCacheConfig,
+    ViTFeatureCache,
+    greedy_decode,
+    jacobi_decode,
+    prefill,
+)
+from agentrt.errors import ConfigError
+from policies.nano_vla import ActionTokenizer, NanoVLA, TextTokenizer, load_model, pixels
+
+__all__ = ["DECODINGS", "PolicyConfig", "NanoPolicy", "ActInfo", "PolicySource", "default_weights"]
+
+log = logging.getLogger(__name__)
+
+DECODINGS = ("ar", "jacobi", "consistency")
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def default_weights(decoding: str) -> Path:
+    """The shipped weights for a decoding mode: the distilled ones for ``consistency``."""
+    return WEIGHTS_DIR / ("nano_vla_cd.safetensors" if decoding == "consistency" else "nano_vla.safetensors")
+
+
+@dataclass
+class PolicyConfig:
+    weights: str = ""  # empty: the shipped weights for the decoding mode
+    decoding: str = "ar"  # ar | jacobi | consistency
+    max_iterations: int = 4  # consistency: the cap σ on Jacobi passes
+    tolerance_bins: int = 3  # consistency: stop when every changing token moved <= this many bins
+    vit_cache: bool = False  # run the ViT through the engine's STC feature cache
+    threads: int = 1  # a 1 M-parameter model gains little from more, and a shared 2-core machine loses a lot
+
+    def __post_init__(self) -> None:
+        if self.decoding not in DECODINGS:
+            raise ConfigError(f"PolicyConfig.decoding: expected one of {', '.join(DECODINGS)}, got {self.decoding!r}")
+        if self.max_iterations < 1 or self.tolerance_bins < 0 or self.threads < 1:
+            raise ConfigError(
+                f"PolicyConfig: expected max_iterations >= 1, tolerance_bins >= 0, threads >= 1, "
+                f"got {self.max_iterations}, {self.tolerance_bins}, {self.threads}"
+            )
+
+
+@dataclass
+class ActInfo:
+    vit_ms: float = 0.0
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0  # the action block: every pass after the prefill
+    total_ms: float = 0.0
+    iterations: int = 0
+    early_exit: str = ""
+
+
+class NanoPolicy:
+    """Loads the weights once; ``act`` is one inference. ``reset()`` between episodes."""
+
+    def __init__(self, config: PolicyConfig | None = None, model: NanoVLA | None = None) -> None:
+        self.config = cfg = config or PolicyConfig()
+        torch.set_num_threads(cfg.threads)
+        if model is None:
+            model, _ = load_model(cfg.weights or default_weights(cfg.decoding))
+        self.model = model.eval()
+        self.text = TextTokenizer(model.config)
+        self.actions = ActionTokenizer(model.config)
+        self.runner = NativeRunner(model.decoder)
+        self.vit: Any = ViTFeatureCache(model.vit, ViTCacheConfig()) if cfg.vit_cache else model.vit
+        c = model.config
+        self.jacobi = JacobiConfig(action_ids=c.action_ids)
+        if cfg.decoding == "consistency":
+            self.jacobi = JacobiConfig(max_iterations=cfg.max_iterations, tolerance_bins=cfg.tolerance_bins, action_ids=c.action_ids)
+        self._previous: list[int] | None = None
+        self._text_cache: tuple[str, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        self._previous = None
+        if isinstance(self.vit, ViTFeatureCache):
+            self.vit.reset()
+
+    @torch.inference_mode()
+    def act(self, image: np.ndarray, state: np.ndarray, instruction: str) -> tuple[np.ndarray, ActInfo]:
+        """image (H, W, 3) uint8 at the model's size, state (4,) -> chunk (K, D) float32 and timings."""
+        info = ActInfo()
+        c = self.model.config
+        if image.shape[:2] != (c.image_size, c.image_size):
+            raise ConfigError(f"NanoPolicy: expected a {c.image_size}x{c.image_size} image, got {image.shape[1]}x{image.shape[0]}")
+        t0 = time.perf_counter()
+        x = pixels(image)
+        tokens = self.vit(self.model.stem(x) if self.model.stem is not None else x)
+        t1 = time.perf_counter()
+        if self._text_cache is None or self._text_cache[0] != instruction:
+            self._text_cache = (instruction, torch.tensor([self.text.encode(instruction)]))
+        state_t = torch.as_tensor(np.asarray(state, dtype=np.float32))[None]
+        prompt = self.model.prompt(tokens, state_t, self._text_cache[1])
+        cache, last = prefill(self.runner, prompt)
+        t2 = time.perf_counter()
+        n = c.chunk_tokens
+        if self.config.decoding == "ar":
+            result = greedy_decode(self.runner, None, n, action_ids=c.action_ids, cache=cache, last_logits=last)
+        else:
+            init = self._previous[1:] if self._previous is not None else None
+            result = jacobi_decode(self.runner, None, n, self.jacobi, init=init, cache=cache, last_logits=last)
+        t3 = time.perf_counter()
+        self._previous = result.tokens
+        info.vit_ms, info.prefill_ms, info.decode_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
+        info.total_ms = (t3 - t0) * 1e3
+        info.iterations, info.early_exit = result.stats.iterations, result.stats.early_exit
+        return self.actions.decode(result.tokens), info
+
+
+@dataclass
+class PolicySource:
+    """A ``sims.loop`` action source running the policy in-process.
+
+    Lockstep: ``fetch`` plans synchronously from the frame of the tick that needed it.
+    Real time: a worker thread plans from the newest frame whenever the current chunk
+    has at most ``lead_steps`` left (so the next chunk arrives before this one runs
+    out) and drops the steps that went by while it computed.
+    """
+
+    policy: NanoPolicy
+    env: Any = None  # the sims.SimEnv: its instruction is read at every episode start
+    reword: Callable[[str], str] | None = None  # what the policy is told instead (held-out rewordings)
+    instruction: str = ""
+    lead_steps: int = 4
+    control_hz: float = 20.0
+    wants_frames: bool = True
+    infos: list[ActInfo] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # capture -> chunk ready
+    _frame: tuple[np.ndarray, np.ndarray, int] | None = None
+    _pending: tuple[np.ndarray, int] | None = None
+    _busy: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _worker: threading.Thread | None = None
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _closed: bool = False
+
+    def start_episode(self, instruction: str) -> None:
+        self.instruction = instruction
+        self.policy.reset()
+        with self._lock:
+            self._frame, self._pending, self._busy = None, None, False
+
+    def observe(self, tick: Any) -> None:
+        if tick.step == 0 and self.env is not None:
+            text = self.env.instruction
+            self.start_episode(self.reword(text) if self.reword else text)
+        if tick.image is not None:
+            state = np.array([*tick.observation.ee_pose[:3], tick.observation.gripper], dtype=np.float32)
+            with self._lock:
+                self._frame = (tick.image, state, tick.t_capture_ns)
+
+    def _plan(self) -> tuple[np.ndarray, int] | None:
+        with self._lock:
+            frame = self._frame
+        if frame is None:
+            return None
+        chunk, info = self.policy.act(frame[0], frame[1], self.instruction)
+        self.infos.append(info)
+        self.latencies_ms.append((time.monotonic_ns() - frame[2]) / 1e6)
+        return chunk, frame[2]
+
+    def fetch(self, queue: Any, *, wait: bool, stop: threading.Event) -> None:
+        if wait:  # lockstep
+            if queue.remaining == 0:
+                planned = self._plan()
+                if planned is not None:
+                    queue.submit("ee_delta", planned[0], t_capture_ns=planned[1])
+            return
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="policy", daemon=True)
+            self._worker.start()
+        with self._lock:
+            pending, self._pending = self._pending, None
+            busy = self._busy
+        if pending is not None:
+            chunk, t_capture = pending
+            late = int((time.monotonic_ns() - t_capture) / 1e9 * self.control_hz)
+            skip = min(late, chunk.shape[0] // 2)
+            queue.submit("ee_delta", chunk[skip:], t_capture_ns=t_capture)
+        elif not busy and queue.remaining <= self.lead_steps:
+            self._wake.set()
+
+    def _work(self) -> None:
+        while not self._closed:
+            if not self._wake.wait(0.1):
+                continue
+            self._wake.clear()
+            with self._lock:
+                self._busy = True
+            planned = None
+            try:
+                planned = self._plan()
+            finally:
+                with self._lock:
+                    self._busy = False
+                    if planned is not None:
+                        self._pending = planned
+
+    def close(self) -> None:
+        self._closed = True
+        if self._worker is not None:
+            self._worker.join(timeout=2.0)

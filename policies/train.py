@@ -1,0 +1,271 @@
+"""Behaviour cloning of the nano VLA on expert demonstrations: resumable, seeded.
+
+Every step of every episode is a sample: the scene image and state at step t,
+the instruction, and the chunk of actions t .. t+K-1 as K*D tokens (past the
+episode's end: zero motion, last gripper command). Loss: cross-entropy on the
+action tokens (teacher forcing). Instruction words are dropped to ``unk`` with
+``word_dropout`` so unseen rewordings degrade gracefully.
+
+Checkpoints (model, optimiser, step, RNG states) go to ``out_dir/ckpt.pt``
+every ``ckpt_every`` steps; a run with the same ``out_dir`` resumes from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agentrt.errors import ConfigError
+from policies.data import Episode, load_episodes, load_info
+from policies.nano_vla import (
+    UNK,
+    ActionTokenizer,
+    NanoVLA,
+    NanoVLAConfig,
+    TextTokenizer,
+    pixels,
+    save_model,
+    split_words,
+)
+
+__all__ = ["TrainConfig", "Samples", "load_samples", "train", "pick_device"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = "data/nano"
+    out_dir: str = "runs/train"
+    weights: str = "policies/weights/nano_vla.safetensors"
+    tasks: tuple[str, ...] = ()  # empty: every task in the dataset
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    word_dropout: float = 0.15
+    target_weight: float = 1.0  # auxiliary loss: regress the target's position (privileged, training only)
+    seed: int = 0
+    ckpt_every: int = 200
+    eval_every: int = 0  # 0: no lockstep evaluation along the way
+    eval_episodes: int = 5
+    threads: int = 2
+    model: dict[str, Any] = field(default_factory=dict)  # NanoVLAConfig overrides
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(f"TrainConfig: expected steps >= 1, batch_size >= 1, lr > 0, got {self.steps}, {self.batch_size}, {self.lr}")
+        if not 0 <= self.word_dropout < 1:
+            raise ConfigError(f"TrainConfig.word_dropout: expected [0, 1), got {self.word_dropout}")
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class Samples:
+    """All training samples in memory: images uint8 [N, H, W, 3], states [N, 4], text ids [N, L], action ids [N, K*D]."""
+
+    images: torch.Tensor
+    states: torch.Tensor
+    text: torch.Tensor
+    actions: torch.Tensor
+    instructions: list[str]
+    episode: torch.Tensor  # [N] episode of each sample
+    targets: torch.Tensor  # [N, 3] the target's position (privileged, for the auxiliary loss)
+    raw_actions: np.ndarray  # [N, K, D] float32, the ground-truth chunks
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def model_config(data_dir: str, tasks: tuple[str, ...], overrides: dict[str, Any]) -> NanoVLAConfig:
+    """Vocabulary and action statistics from the dataset, sizes from ``overrides``."""
+    info = load_info(data_dir.split(",")[0])
+    words: set[str] = set()
+    acts = []
+    for ep in _episodes(data_dir, images=False, tasks=tasks):
+        words.update(split_words(ep.instruction))
+        acts.append(ep.actions)
+    if not acts:
+        raise ConfigError(f"{data_dir}: no episodes for tasks {list(tasks)}")
+    a = np.concatenate(acts)[:, :3]
+    q01, q99 = np.quantile(a, 0.01, axis=0), np.quantile(a, 0.99, axis=0)
+
+
+    cfg: dict[str, Any] = {
+        "image_size": int(info["image_size"]),  # type: ignore[call-overload]
+        "words": sorted(words),
+        "action_q01": q01.tolist(),
+        "action_q99": np.maximum(q99, q01 + 1e-4).tolist(),
+    }
+    cfg.update(overrides)
+    return NanoVLAConfig(**cfg)
+
+
+def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = ()) -> Samples:
+    text_tok, act_tok = TextTokenizer(config), ActionTokenizer(config)
+    K = config.chunk_steps
+    images, states, text, actions, raw, instructions, episode, targets = [], [], [], [], [], [], [], []
+    for e, ep in enumerate(_episodes(data_dir, images=True, tasks=tasks)):
+        steps = ep.image_steps
+        T = len(steps)
+        pad = np.zeros((K, ep.actions.shape[1]), np.float32)
+        pad[:, -1] = ep.actions[-1, -1]
+        padded = np.concatenate([ep.actions, pad])
+        chunks = np.stack([padded[t : t + K] for t in steps])  # [T, K, D]
+        images.append(ep.images)
+        states.append(ep.states[steps])
+        targets.append(ep.targets[steps])
+        raw.append(chunks)
+        actions.append(np.stack([act_tok.encode(c) for c in chunks]))
+        text.append(np.tile(text_tok.encode(ep.instruction), (T, 1)))
+        instructions += [ep.instruction] * T
+        episode.append(np.full(T, e))
+    return Samples(
+        targets=torch.from_numpy(np.concatenate(targets)),
+        images=torch.from_numpy(np.concatenate(images)),
+        states=torch.from_numpy(np.concatenate(states)),
+        text=torch.from_numpy(np.concatenate(text)),
+        actions=torch.from_numpy(np.concatenate(actions)),
+        instructions=instructions,
+        episode=torch.from_numpy(np.concatenate(episode)),
+        raw_actions=np.concatenate(raw),
+    )
+
+
+def _episodes(data_dir: str, *, images: bool, tasks: tuple[str, ...]) -> Iterator[Episode]:
+    """Episodes of one dataset folder, or of several separated by commas."""
+    for root in data_dir.split(","):
+        yield from load_episodes(root, images=images, tasks=tasks or None)
+
+
+def drop_words(text: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace instruction words (not specials) by ``unk`` with probability p."""
+    if p <= 0:
+        return text
+    words = text >= 4
+    drop = (torch.rand(text.shape, generator=generator) < p) & words
+    return torch.where(drop, torch.full_like(text, UNK), text)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def seed_all(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    on_step: Callable[[int, float], None] | None = None,
+    evaluate: Callable[[NanoVLA, int], dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) and save the weights; returns a summary (steps, loss, time, samples)."""
+    torch.set_num_threads(cfg.threads)
+    device = pick_device()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "ckpt.pt"
+    gen = seed_all(cfg.seed)
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        mcfg = NanoVLAConfig(**ckpt["model_config"])
+    else:
+        ckpt = None
+        mcfg = model_config(cfg.data_dir, cfg.tasks, cfg.model)
+    t_load = time.monotonic()
+    data = load_samples(cfg.data_dir, mcfg, cfg.tasks)
+    log.info("%d samples from %s in %.1f s", len(data), cfg.data_dir, time.monotonic() - t_load)
+    model = NanoVLA(mcfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    step, history, elapsed = 0, [], 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, history, elapsed = ckpt["step"], ckpt["history"], ckpt["elapsed_s"]
+        gen.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        log.info("resumed from %s at step %d", ckpt_path, step)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model: %.2f M parameters, prompt %d + %d action tokens", n_params / 1e6, mcfg.prompt_len, mcfg.chunk_tokens)
+    model.train()
+    started = time.monotonic() - elapsed
+    loss_avg = target_avg = float("nan")
+    while step < cfg.steps:
+        idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
+        images = pixels(data.images[idx]).to(device)
+        text = drop_words(data.text[idx], cfg.word_dropout, gen).to(device)
+        logits, target = model(images, data.states[idx].to(device), text, data.actions[idx].to(device))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), data.actions[idx].to(device).reshape(-1))
+        if cfg.target_weight:
+            known = (data.targets[idx].abs().sum(-1) > 0).to(device)  # datasets without targets store zeros
+            err = (target - model.normalise_position(data.targets[idx].to(device))).pow(2).mean(-1)
+            loss_target = (err * known).sum() / known.sum().clamp(min=1)
+            loss = loss + cfg.target_weight * loss_target
+            target_avg = loss_target.item() if step == 0 or target_avg != target_avg else 0.95 * target_avg + 0.05 * loss_target.item()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        loss_avg = loss.item() if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * loss.item()
+        if on_step is not None:
+            on_step(step, loss_avg)
+        if step % 50 == 0:
+            history.append({"step": step, "loss": round(loss_avg, 4), "target_mse": round(target_avg, 4),
+                            "time_s": round(time.monotonic() - started, 1)})
+            if step % 100 == 0:
+                log.info("step %d: loss %.4f, target position mse %.4f (normalised)", step, loss_avg, target_avg)
+        if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0:
+            model.eval()
+            result = evaluate(model, step)
+            model.train()
+            history.append({"step": step, "eval": result})
+            log.info("step %d eval %s", step, result)
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            _checkpoint(ckpt_path, model, opt, step, history, time.monotonic() - started, gen, mcfg)
+    train_s = time.monotonic() - started
+    summary = {
+        "steps": step, "loss": round(loss_avg, 4), "train_s": round(train_s, 1), "samples": len(data),
+        "episodes": int(data.episode.max()) + 1, "parameters": n_params, "batch_size": cfg.batch_size,
+        "seed": cfg.seed, "data_dir": cfg.data_dir, "history": history[-40:],
+    }
+    model.eval()
+    save_model(model, cfg.weights, {"training": {k: v for k, v in summary.items() if k != "history"}})
+    (out / "summary.json").write_text(json.dumps({**summary, "config": asdict(cfg)}, indent=1) + "\n")
+    return summary
+
+
+def _checkpoint(path: Path, model: NanoVLA, opt: torch.optim.Optimizer, step: int, history: list[Any],
+                elapsed: float, gen: torch.Generator, mcfg: NanoVLAConfig) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history,
+        "elapsed_s": elapsed, "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+        "model_config": asdict(mcfg),
+    }, tmp)
+    tmp.replace(path)
