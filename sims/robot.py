@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agentrt.errors import ConfigError
+from agentrt.errors import ActionError, ConfigError
 
 __all__ = [
     "ACTION_KINDS",
@@ -194,9 +194,31 @@ class Robot(abc.ABC):
     @abc.abstractmethod
     def get_observation(self) -> RobotObservation: ...
 
-    @abc.abstractmethod
     def send_action(self, action: Action) -> Action:
         """Validate, clip, command; return the action actually sent. Raises ActionError and holds on a bad one."""
+        from sims.safety import validate_action  # safety builds on this module's types
+
+        self._require_connected()
+        try:
+            values = validate_action(action, n_joints=self.n_joints, has_gripper=self.has_gripper)
+        except ActionError:
+            self.stats.rejected += 1
+            self.hold()
+            raise
+        sent, clipped = self._command(action.kind, values)
+        self.stats.actions += 1
+        self.stats.clipped += int(clipped)
+        self.watchdog.feed(self.now_ns())
+        self.holding = False
+        return Action(action.kind, sent)
+
+    @abc.abstractmethod
+    def _command(self, kind: str, values: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Clip validated ``values`` to the limits and command them; return (values sent, whether clipped)."""
+
+    @abc.abstractmethod
+    def _require_connected(self) -> None:
+        """Raise RobotError, naming the robot, unless it is connected."""
 
     @abc.abstractmethod
     def hold(self) -> None:

@@ -13,10 +13,10 @@ import logging
 
 import numpy as np
 
-from agentrt.errors import ActionError, RobotError
+from agentrt.errors import RobotError
 from sims.descriptions import RobotDescription, get_description
-from sims.robot import Action, Robot, RobotConfig, RobotObservation
-from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace, validate_action
+from sims.robot import Robot, RobotConfig, RobotObservation
+from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace
 from sims.world import World, WorldConfig
 
 __all__ = ["SimRobot"]
@@ -133,23 +133,8 @@ class SimRobot(Robot):
             t_ns=w.time_ns,
         )
 
-    def send_action(self, action: Action) -> Action:
-        self._require_connected()
-        try:
-            values = validate_action(action, n_joints=self.n_joints, has_gripper=self.has_gripper)
-        except ActionError:
-            self.stats.rejected += 1
-            self.hold()
-            raise
-        if action.kind == "ee_delta":
-            sent, clipped = self._apply_ee_delta(values)
-        else:
-            sent, clipped = self._apply_joint_target(values)
-        self.stats.actions += 1
-        self.stats.clipped += int(clipped)
-        self.watchdog.feed(self.now_ns())
-        self.holding = False
-        return Action(action.kind, sent)
+    def _command(self, kind: str, values: np.ndarray) -> tuple[np.ndarray, bool]:
+        return self._apply_ee_delta(values) if kind == "ee_delta" else self._apply_joint_target(values)
 
     def hold(self) -> None:
         if not self.is_connected:

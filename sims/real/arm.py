@@ -40,13 +40,13 @@ from typing import TypeVar
 
 import numpy as np
 
-from agentrt.errors import ActionError, ConfigError, RobotError
+from agentrt.errors import ConfigError, RobotError
 from sims.real.arms import ArmModel, get_arm
 from sims.real.bus import BusConfig, BusError, ServoBus, Transport
 from sims.real.calibration import Calibration, load_calibration, nominal_calibration
 from sims.real.ik import Kinematics
 from sims.robot import Action, Robot, RobotConfig, RobotObservation
-from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace, validate_action
+from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace
 
 __all__ = ["BusArmConfig", "BusArm"]
 
@@ -215,26 +215,14 @@ class BusArm(Robot):
             return RobotObservation(q, velocity, self.kinematics.forward(q), gripper, t)
 
     def send_action(self, action: Action) -> Action:
-        with self._lock:
-            self._require_connected()
-            try:
-                values = validate_action(action, n_joints=self.n_joints, has_gripper=True)
-            except ActionError:
-                self.stats.rejected += 1
-                self.hold()
-                raise
-            if self.released:
-                log.warning("%s: re-arming after release (%s): torque on at the measured pose", self.model.name, self.release_reason)
-                self._bus(self._arm_torque)
-            if action.kind == "ee_delta":
-                sent, clipped = self._ee_delta(values)
-            else:
-                sent, clipped = self._joint_target(values)
-            self.stats.actions += 1
-            self.stats.clipped += int(clipped)
-            self.watchdog.feed(self.now_ns())
-            self.holding = False
-            return Action(action.kind, sent)
+        with self._lock:  # one bus transaction at a time; hold() re-enters on a rejected action
+            return super().send_action(action)
+
+    def _command(self, kind: str, values: np.ndarray) -> tuple[np.ndarray, bool]:
+        if self.released:
+            log.warning("%s: re-arming after release (%s): torque on at the measured pose", self.model.name, self.release_reason)
+            self._bus(self._arm_torque)
+        return self._ee_delta(values) if kind == "ee_delta" else self._joint_target(values)
 
     def hold(self) -> None:
         with self._lock:
