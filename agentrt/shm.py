@@ -35,6 +35,7 @@ import numpy as np
 
 from agentrt.errors import TransportError
 from agentrt.messages import ShmRef
+from agentrt.process import process_alive
 
 __all__ = ["ShmRingWriter", "ShmRingReader", "sweep_stale", "SHM_DIR", "segment_path"]
 
@@ -59,16 +60,6 @@ def _slot_stride(slot_bytes: int) -> int:
     return _HEADER_BYTES + ((slot_bytes + 63) & ~63)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale() -> list[str]:
     """Remove segments whose owner process is gone; returns the names removed."""
     removed: list[str] = []
@@ -76,7 +67,7 @@ def sweep_stale() -> list[str]:
         return removed
     for path in SHM_DIR.glob("agentrt-*"):
         match = _NAME_RE.match(path.name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             try:
                 path.unlink()
                 removed.append(path.name)
@@ -226,7 +217,7 @@ def _reap(owner_pid: int, path: str) -> None:
     except ProcessLookupError:
         pass  # already gone
     except OSError:  # no pidfd support (old kernel): poll instead
-        while _pid_alive(owner_pid):
+        while process_alive(owner_pid):
             time.sleep(0.2)
     Path(path).unlink(missing_ok=True)
 

@@ -16,7 +16,6 @@ as (output name, message). ``close()`` runs ``teardown()``.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,6 +25,7 @@ from agentrt.errors import ConfigError
 from agentrt.messages import Frame, Message
 from agentrt.node import Node, check_node
 from agentrt.nodes.synthetic import SyntheticSource, synthetic_image
+from agentrt.process import process_alive
 
 __all__ = ["MockIO", "MockNode", "fake_frame", "frames_of", "FakeFrameSource", "child_pids", "process_alive"]
 
@@ -160,18 +160,3 @@ def child_pids(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             out.append(int(entry.name))
     return out
-
-
-def process_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

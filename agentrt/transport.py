@@ -82,6 +82,22 @@ class TransportStats:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
+def _open_socket(context: zmq.Context | None, socket_type: int, address: str, bind: bool,
+                 options: dict[int, int | bytes], socket_setup: SocketSetup | None) -> zmq.Socket:
+    """A socket with ``options`` set before bind / connect (CONFLATE must be), closed again on failure."""
+    sock = (context or zmq.Context.instance()).socket(socket_type)
+    try:
+        for option, value in options.items():
+            sock.setsockopt(option, value)
+        if socket_setup:
+            socket_setup(sock)
+        (sock.bind if bind else sock.connect)(address)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise TransportError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}") from None
+    return sock
+
+
 def _prepare_endpoint(address: str, bind: bool) -> None:
     if address.startswith("ipc://") and bind:
         Path(address[len("ipc://") :]).parent.mkdir(parents=True, exist_ok=True)
@@ -124,22 +140,14 @@ class Publisher:
         self._shm_slots = shm_slots
         self._ring: ShmRingWriter | None = None
         self._stream_name = Path(address).name
-        ctx = context or zmq.Context.instance()
-        self._socket = ctx.socket(zmq.PUSH if lossless else zmq.PUB)
-        try:
-            self._socket.setsockopt(zmq.LINGER, 1000 if lossless else 0)
-            if lossless:
-                self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)
-            else:
-                # Keep only the newest outgoing message per subscriber: a burst or a stalled
-                # subscriber never queues stale frames, and the newest is never the one dropped.
-                self._socket.setsockopt(zmq.CONFLATE, 1)
-            if socket_setup:
-                socket_setup(self._socket)
-            (self._socket.bind if bind else self._socket.connect)(address)
-        except zmq.ZMQError as exc:
-            self._socket.close(linger=0)
-            raise TransportError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}") from None
+        options: dict[int, int | bytes]
+        if lossless:
+            options = {zmq.LINGER: 1000, zmq.SNDTIMEO: send_timeout_ms}
+        else:
+            # Keep only the newest outgoing message per subscriber: a burst or a stalled
+            # subscriber never queues stale frames, and the newest is never the one dropped.
+            options = {zmq.LINGER: 0, zmq.CONFLATE: 1}
+        self._socket = _open_socket(context, zmq.PUSH if lossless else zmq.PUB, address, bind, options, socket_setup)
         self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else address
 
     def send(self, message: Message) -> bool:
@@ -214,19 +222,10 @@ class Subscriber:
         self.stats = TransportStats()
         self._max_payload = max_payload_bytes
         self._readers: OrderedDict[str, ShmRingReader] = OrderedDict()
-        ctx = context or zmq.Context.instance()
-        self._socket = ctx.socket(zmq.PULL if lossless else zmq.SUB)
-        try:
-            self._socket.setsockopt(zmq.LINGER, 0)
-            if not lossless:
-                self._socket.setsockopt(zmq.CONFLATE, 1)  # must precede connect
-                self._socket.setsockopt(zmq.SUBSCRIBE, b"")
-            if socket_setup:
-                socket_setup(self._socket)
-            (self._socket.bind if bind else self._socket.connect)(address)
-        except zmq.ZMQError as exc:
-            self._socket.close(linger=0)
-            raise TransportError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}") from None
+        options: dict[int, int | bytes] = {zmq.LINGER: 0}
+        if not lossless:
+            options.update({zmq.CONFLATE: 1, zmq.SUBSCRIBE: b""})
+        self._socket = _open_socket(context, zmq.PULL if lossless else zmq.SUB, address, bind, options, socket_setup)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
 
