@@ -2,8 +2,8 @@
 
 Sequence (one sample)::
 
-    [ image tokens (ViT, pooled) | state | bos  instruction words  pad..  sep | a(0,0) a(0,1) ... a(K-1,D-1) ]
-      grid/pool² embeddings        1       text_len ids                        K x D action-bin ids
+    [ image tokens (ViT, pooled) | bos  instruction words  pad..  sep | state | a(0,0) a(0,1) ... a(K-1,D-1) ]
+      grid/pool² embeddings        text_len ids                         1       K x D action-bin ids
 
 Vocabulary: 4 specials (pad, bos, sep, unk), the instruction words, then 256
 action bins (id = ``action_start + bin``). Unknown words become ``unk``
@@ -205,16 +205,18 @@ class NanoVLA(nn.Module):
         return self.vision_proj(x)
 
     def prompt(self, vit_tokens: torch.Tensor, states: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """-> prompt embeddings [B, prompt_len, C]."""
+        """-> prompt embeddings [B, prompt_len, C]: image tokens, instruction, then the state last (the
+        instruction's last row sees image and words but not the state: the grounding row)."""
         img = self.image_features(vit_tokens)
         st = self.state_proj((states - self.state_center) / self.state_scale)[:, None]  # [B, 1, C]
-        return torch.cat([img, st, self.decoder.embed(text)], dim=1)
+        return torch.cat([img, self.decoder.embed(text), st], dim=1)
 
     def forward(
         self, images: torch.Tensor, states: torch.Tensor, text: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: -> (logits [B, K*D, V], row i predicting action token i; target position [B, 3],
-        normalised like the state, read from the last prompt row: an auxiliary grounding loss)."""
+        normalised like the state, read from the instruction's last row, which cannot see the state:
+        an auxiliary grounding loss that only the image and the words can satisfy)."""
         prompt = self.prompt(self.encode(images), states, text)
         x = torch.cat([prompt, self.decoder.embed(actions[:, :-1])], dim=1)
         positions = torch.arange(x.shape[1], device=x.device)
@@ -222,7 +224,7 @@ class NanoVLA(nn.Module):
             x = block(x, positions, None, layer)
         x = self.decoder.ln_f(x)
         P = prompt.shape[1]
-        return self.decoder.lm_head(x[:, P - 1 :]), self.target_head(x[:, P - 1])
+        return self.decoder.lm_head(x[:, P - 1 :]), self.target_head(x[:, P - 2])
 
     def normalise_position(self, xyz: torch.Tensor) -> torch.Tensor:
         return (xyz - self.state_center[:3]) / self.state_scale[:3]

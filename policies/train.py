@@ -56,7 +56,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     word_dropout: float = 0.15
-    target_weight: float = 1.0  # auxiliary loss: regress the target's position (privileged, training only)
+    target_weight: float = 5.0  # auxiliary loss: regress the target's position (privileged, training only)
     seed: int = 0
     ckpt_every: int = 200
     eval_every: int = 0  # 0: no lockstep evaluation along the way
