@@ -42,7 +42,7 @@ def make_keys(directory: str | Path, *, overwrite: bool = False) -> Path:
     """Write a server and a client key pair into ``directory`` and authorise the client key."""
     path = Path(directory)
     if (path / "server.key_secret").exists() and not overwrite:
-        raise ConfigError(f"{path} already holds keys; pass overwrite=True (`agentrt keys --force`) to replace them")
+        raise ConfigError(f"{path} already holds keys: use `agentrt keys {path} --force` to replace them")
     path.mkdir(parents=True, exist_ok=True)
     zmq.auth.create_certificates(str(path), "server")
     zmq.auth.create_certificates(str(path), "client")

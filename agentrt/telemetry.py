@@ -161,11 +161,18 @@ class TelemetryCollector:
     # ---- report --------------------------------------------------------------------------------
 
     def write_report(self, directory: str | Path) -> tuple[Path, Path | None]:
-        """Write report.json and latency.png into ``directory``; the PNG is skipped without traces."""
+        """Write report.json, traces.jsonl (per-frame hop timestamps) and latency.png; the last two need traces."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         summary = self.summary()
         summary["machine"] = machine_info()
+        if self.traces:
+            # Every frame's trace, hop by hop: [[stage, CLOCK_MONOTONIC ns], ...] per line.
+            traces_path = out / "traces.jsonl"
+            with traces_path.open("w") as traces_file:
+                for trace in self.traces:
+                    traces_file.write(json.dumps([[name, int(t)] for name, t in trace]) + "\n")
+            summary["traces_file"] = traces_path.name
         json_path = out / "report.json"
         json_path.write_text(json.dumps(summary, indent=2, default=float) + "\n")
         png_path = self._plot(out / "latency.png") if self.traces else None

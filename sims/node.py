@@ -74,12 +74,15 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         name = type(self).__name__
+        if self.control_hz <= 0:
+            raise ConfigError(f"{name}.control_hz: expected > 0, got {self.control_hz}")
         if self.clock not in CLOCKS:
             raise ConfigError(f"{name}.clock: expected one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if self.episodes < 1:
             raise ConfigError(f"{name}.episodes: expected >= 1, got {self.episodes}")
         if not (0 < self.frame_hz <= self.control_hz):
             raise ConfigError(f"{name}.frame_hz: expected 0 < frame_hz <= control_hz={self.control_hz}, got {self.frame_hz}")
+        self.env_config()  # task, robot, camera and renderer are checked here, before anything starts
 
     def env_config(self) -> SimEnvConfig:
         return SimEnvConfig(

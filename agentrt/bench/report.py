@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -12,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["percentile", "summarize_us", "machine_info", "write_json", "print_rows"]
+__all__ = ["percentile", "summarize_us", "machine_info", "write_json", "check_writable", "print_rows"]
 
 _VERSIONED = ("numpy", "pyzmq", "torch", "transformers", "pybullet", "av", "opencv-python-headless", "msgpack")
 
@@ -55,11 +56,37 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise ConfigError now if a report can't be written to ``path`` later."""
+    from agentrt.errors import ConfigError
+
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"--json {out} is a directory: give a file path such as {out / 'bench.json'}")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(f"cannot write {out}: {parent} is not a writable directory")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(path: str | os.PathLike[str], benchmark: str, result: dict[str, Any], *, quick: bool) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     document = {"benchmark": benchmark, "quick": quick, "machine": machine_info(), **result}
-    out.write_text(json.dumps(document, indent=2, sort_keys=False, default=float) + "\n")
+    text = json.dumps(_finite(json.loads(json.dumps(document, default=float))), indent=2, allow_nan=False)
+    out.write_text(text + "\n")
     return out
 
 

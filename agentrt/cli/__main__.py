@@ -77,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentRTError as exc:
         print(f"agentrt {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user gave: not writable, a directory, missing parent
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"agentrt {args.command}: error: {exc.strerror or exc}{where}; check the path and its permissions",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"agentrt {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -17,7 +17,7 @@ import importlib
 import os
 import sys
 
-from agentrt.bench.report import write_json
+from agentrt.bench.report import check_writable, write_json
 from agentrt.errors import ConfigError
 
 # benchmark name -> module with `run(quick: bool) -> dict` and `print_table(result: dict) -> None`
@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read when torch loads
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(args.threads)
+    if args.json:
+        check_writable(args.json)  # fail now, not after the whole benchmark has run
     module = importlib.import_module(module_name)
     result = module.run(quick=args.quick)
     module.print_table(result)

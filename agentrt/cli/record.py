@@ -16,6 +16,7 @@ sidecar and are counted in the status line.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from agentrt.errors import ConfigError
@@ -60,7 +61,8 @@ def _run(args: argparse.Namespace) -> int:
             if (args.duration and now - t_start >= args.duration) or (args.frames and recorder.frames >= args.frames):
                 break
             if now - last_frame > args.wait:
-                print(f"no frame from {feed.label} for {args.wait:g} s; stopping (is the stream running?)", flush=True)
+                if recorder.frames:  # with none at all, the one error line below says it
+                    print(f"no frame from {feed.label} for {args.wait:g} s; stopping (is the stream running?)", flush=True)
                 break
             if not args.quiet and now >= next_status:
                 print(f"recorded {recorder.frames} frames | not seen {feed.dropped()}", flush=True)
@@ -78,6 +80,10 @@ def _run(args: argparse.Namespace) -> int:
         feed.close()
         recorder.close()
     elapsed = time.monotonic() - t_start
+    if not recorder.frames:
+        print(f"agentrt record: error: no frame from {feed.label} in {elapsed:.1f} s, nothing written; "
+              "is the stream running (agentrt stream ...) and is the name or endpoint right?", file=sys.stderr)
+        return 1
     print(f"wrote {recorder.frames} frames in {elapsed:.1f} s to {recorder.path} (+ {recorder.sidecar.name}); "
           f"not seen {feed.dropped()}", flush=True)
-    return 0 if recorder.frames else 1
+    return 0

@@ -58,7 +58,7 @@ class BridgeConfig:
         if not self.keys_dir and not self.insecure:
             raise ConfigError(
                 "the robot bridge needs CURVE keys: run `agentrt keys keys/`, copy keys/ to the model's machine, "
-                "and pass keys_dir='keys/' (--keys keys/); or insecure=True (--insecure) on a trusted network"
+                "and start the bridge with --keys keys/ (or --insecure, on a trusted network only)"
             )
         if not self.bind:
             raise ConfigError("BridgeConfig.bind: expected an interface address like 0.0.0.0, got ''")

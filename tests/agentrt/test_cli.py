@@ -42,3 +42,9 @@ def test_demo_runs_end_to_end_and_leaves_a_report(tmp_path: Path) -> None:
     assert report["summary"]["chunks_executed"] > 0
     assert report["summary"]["bad_messages"] == 0
     assert (tmp_path / "latency.png").stat().st_size > 1000
+
+
+def test_unwritable_paths_are_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "transport", "--quick", "--json", str(tmp_path)]) == 2  # a directory: refused before running
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a directory" in err[0]

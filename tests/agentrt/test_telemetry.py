@@ -44,6 +44,9 @@ def test_summary_rates_budget_drops_restarts_across_pids(tmp_path: Path) -> None
     report = json.loads(json_path.read_text())
     assert report["traces"] == 50 and "machine" in report
     assert png_path is not None and png_path.read_bytes()[:4] == b"\x89PNG"
+    traces = [json.loads(line) for line in (tmp_path / report["traces_file"]).read_text().splitlines()]
+    assert len(traces) == 50 and [hop for hop, _ in traces[0]][0] == "capture"
+    assert all(t1 <= t2 for trace in traces for (_, t1), (_, t2) in zip(trace, trace[1:], strict=False))
 
 
 def test_report_without_traces_has_no_plot(tmp_path: Path) -> None:

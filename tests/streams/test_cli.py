@@ -156,5 +156,7 @@ def test_view_window_without_a_display_says_what_to_do(run_dir: Path, monkeypatc
 
 def test_record_gives_up_on_a_silent_stream(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["record", "nobody", "--out", str(tmp_path / "x.mp4"), "--wait", "0.5", "--quiet"]) == 1
-    out = capsys.readouterr().out
-    assert "no frame from" in out and "wrote 0 frames" in out
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "no frame from" in err[0] and "nothing written" in err[0]
+    assert "wrote" not in captured.out
