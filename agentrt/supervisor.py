@@ -333,6 +333,11 @@ class Supervisor:
                 if spec.ends_run:
                     log.info("node '%s' ends the run (ends_run: true)", spec.name)
                     self._stop.set()
+                    failing = [p for p in self.procs.values() if p.attempts and p.state in ("waiting", "starting")]
+                    if failing:  # the run ended while a node was still failing: that is no success
+                        p = failing[0]
+                        self.failure = (f"node '{spec.name}' ended the run while node '{p.spec.name}' was failing "
+                                        f"(restart {p.attempts}/{p.spec.max_restarts}){_last_words(p)}")
             self.telemetry.on_state(spec.name, proc.state)
             return
         now = now_ns()

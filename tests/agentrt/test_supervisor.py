@@ -212,3 +212,30 @@ nodes:
     figures = run.supervisor.telemetry.nodes
     wait_for(lambda: "policy" in figures and figures["policy"].total("in.frames.received") > 50)
     assert figures["policy"].restarts == 0
+
+
+def test_a_run_ended_by_ends_run_while_another_node_fails_is_a_failure(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+    import numpy as np
+
+    monkeypatch.setenv("AGENTRT_RUN_DIR", str(tmp_path / "run"))
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(images / f"{i}.png"), np.full((8, 8, 3), i * 50, np.uint8))
+    launch = tmp_path / "ends.yaml"
+    launch.write_text(f"""
+nodes:
+  player:
+    class: streams.node:SourceNode
+    params: {{source: {{type: folder, path: {images}, fps: 5}}}}
+    ends_run: true
+    restart: never
+  broken:
+    class: agentrt.nodes.faults:CrashOnStart
+    max_restarts: 50
+    backoff_s: 0.3
+""")
+    code = Supervisor(load_launch(launch), config=FAST).run(duration_s=60)
+    assert code == 1  # the player's normal end must not hide that 'broken' kept crashing
