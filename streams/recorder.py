@@ -99,8 +99,10 @@ class Recorder:
 
     def _open(self, frame: Frame) -> None:
         av = import_av()
-        if not self.path.parent.is_dir():
-            raise ConfigError(f"recorder: folder {self.path.parent} does not exist (for {self.path})")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"recorder: cannot create the folder {self.path.parent} for {self.path}: {exc.strerror}") from None
         width, height = frame.width, frame.height
         self._size = (width, height)
         self.codec = self._pick_codec(av)

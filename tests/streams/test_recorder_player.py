@@ -105,8 +105,13 @@ def test_recorder_takes_bgr_gray_and_resizes_odd_frames(tmp_path: Path) -> None:
 
 
 def test_recorder_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
-        Recorder(RecorderConfig(path=str(tmp_path / "no" / "x.mp4"))).write(
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ConfigError, match="cannot create the folder"):
+        Recorder(RecorderConfig(path=str(tmp_path / "a_file" / "x.mp4"))).write(
             Frame("c", 0, now_ns(), np.zeros((8, 8, 3), np.uint8)))
+    nested = Recorder(RecorderConfig(path=str(tmp_path / "new" / "dir" / "x.mp4")))  # missing folders are made
+    nested.write(Frame("c", 0, now_ns(), np.zeros((8, 8, 3), np.uint8)))
+    nested.close()
+    assert (tmp_path / "new" / "dir" / "x.mp4").stat().st_size > 0
     with pytest.raises(ConfigError, match="crf"):
         RecorderConfig(crf=99)
