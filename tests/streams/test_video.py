@@ -99,10 +99,10 @@ def test_flaky_network_stream_reconnects(clip: Path, http_server: tuple) -> None
                 assert source.alive, source.stats.last_error
     assert source.stats.reconnects >= 1 and "flaky.ts" in source.stats.last_error  # I/O error or end of stream
     assert handler.served["/flaky.ts"] >= 2
-    # After the reconnect the stream starts over: the frame numbers fall back exactly once, and are
+    # After the reconnect the stream starts over: the frame numbers fall back, and are
     # increasing on both sides (a busy machine may skip frames, latest-only, but never reorders them).
     falls = [i for i in range(1, len(stamps)) if stamps[i] <= stamps[i - 1]]
-    assert len(falls) == 1 and stamps[falls[0]] < 10
+    assert falls and stamps[falls[0]] < 10  # (a third play, after the end of the second, may add a fall)
 
 
 def test_stalled_network_stream_is_caught_by_the_timeout_and_reconnected(clip: Path, http_server: tuple) -> None:
