@@ -179,16 +179,6 @@ class DynamixelCodec(Codec):
     def write_params(self, register: Register, data: bytes) -> bytes:
         return register.address.to_bytes(2, "little") + data
 
-    def sync_read_params(self, register: Register, ids: list[int]) -> bytes:
-        return self.read_params(register) + bytes(ids)
-
-    def sync_write_params(self, register: Register, data: dict[int, bytes]) -> bytes:
-        out = bytearray(self.read_params(register))
-        for servo_id, value in data.items():
-            out.append(servo_id)
-            out += value
-        return bytes(out)
-
     def split_read(self, params: bytes) -> tuple[int, int]:
         if len(params) != 4:
             raise PacketError(f"dynamixel READ: expected 4 parameter bytes, got {len(params)}")

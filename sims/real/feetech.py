@@ -123,16 +123,6 @@ class FeetechCodec(Codec):
     def write_params(self, register: Register, data: bytes) -> bytes:
         return bytes([register.address]) + data
 
-    def sync_read_params(self, register: Register, ids: list[int]) -> bytes:
-        return bytes([register.address, register.size, *ids])
-
-    def sync_write_params(self, register: Register, data: dict[int, bytes]) -> bytes:
-        out = bytearray([register.address, register.size])
-        for servo_id, value in data.items():
-            out.append(servo_id)
-            out += value
-        return bytes(out)
-
     def split_read(self, params: bytes) -> tuple[int, int]:
         if len(params) != 2:
             raise PacketError(f"feetech READ: expected 2 parameter bytes, got {len(params)}")

@@ -113,11 +113,17 @@ class Codec(abc.ABC):
     @abc.abstractmethod
     def write_params(self, register: Register, data: bytes) -> bytes: ...
 
-    @abc.abstractmethod
-    def sync_read_params(self, register: Register, ids: list[int]) -> bytes: ...
+    def sync_read_params(self, register: Register, ids: list[int]) -> bytes:
+        """SYNC_READ: the READ parameters (address, length: each protocol's own widths), then the ids."""
+        return self.read_params(register) + bytes(ids)
 
-    @abc.abstractmethod
-    def sync_write_params(self, register: Register, data: dict[int, bytes]) -> bytes: ...
+    def sync_write_params(self, register: Register, data: dict[int, bytes]) -> bytes:
+        """SYNC_WRITE: the READ parameters, then each id followed by its data."""
+        out = bytearray(self.read_params(register))
+        for servo_id, value in data.items():
+            out.append(servo_id)
+            out += value
+        return bytes(out)
 
     @abc.abstractmethod
     def split_read(self, params: bytes) -> tuple[int, int]:
