@@ -89,7 +89,6 @@ class FolderSource(Source):
             if c.fps > 0:
                 period_ns = int(1e9 / c.fps)
                 if not self._pace(index * period_ns, period_ns):
-                    self._skip()
                     continue
             path = self._files[index % count]
             t_ns = now_ns()

@@ -280,7 +280,8 @@ class Source:
         self.stats.skipped += count
 
     def _pace(self, t_rel_ns: int, period_ns: int) -> bool:
-        """Wait until a frame ``t_rel_ns`` into the stream is due. False: it is over a period late, skip it."""
+        """Wait until a frame ``t_rel_ns`` into the stream is due. False: it is over a period late and was
+        counted as skipped; the caller drops it."""
         now = now_ns()
         if self._t0_ns is None:
             self._t0_ns = now - t_rel_ns
@@ -288,6 +289,7 @@ class Source:
         if now - due > max(period_ns, 1_000_000):
             if self._skips_in_row < _MAX_CONSECUTIVE_SKIPS:
                 self._skips_in_row += 1
+                self._skip()
                 return False
             self._t0_ns = now - t_rel_ns  # persistently behind: deliver this one and re-anchor
         self._skips_in_row = 0

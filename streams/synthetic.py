@@ -106,7 +106,6 @@ class SyntheticSource(Source):
             if c.fps > 0:
                 period_ns = int(1e9 / c.fps)
                 if not self._pace(index * period_ns, period_ns):
-                    self._skip()
                     continue
             t_ns = now_ns()
             image = self._render(index, self._seq)

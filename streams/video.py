@@ -208,7 +208,6 @@ class VideoSource(Source):
             if self._paced:
                 due_ns = int((self._loop_offset_s + t_s) * 1e9)
                 if not self._pace(due_ns, int(self._period_s * 1e9)):
-                    self._skip()
                     continue
             t_ns = now_ns()
             return self._to_image(av_frame), t_ns
