@@ -6,14 +6,13 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["percentile", "summarize_us", "machine_info", "write_json", "check_writable", "print_rows"]
+__all__ = ["percentile", "machine_info", "write_json", "check_writable", "print_rows"]
 
 _VERSIONED = ("numpy", "pyzmq", "torch", "transformers", "pybullet", "av", "opencv-python-headless", "msgpack")
 
@@ -27,17 +26,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def summarize_us(samples_ns: Iterable[int | float]) -> dict[str, float]:
-    """p50 / p99 / mean in microseconds from nanosecond samples."""
-    values = [s / 1e3 for s in samples_ns]
-    return {
-        "p50_us": percentile(values, 50),
-        "p99_us": percentile(values, 99),
-        "mean_us": statistics.fmean(values) if values else float("nan"),
-        "n": float(len(values)),
-    }
 
 
 def machine_info() -> dict[str, Any]:
