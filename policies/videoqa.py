@@ -1,0 +1,66 @@
+"""The contract of a model that watches a stream and answers questions about it.
+
+The VideoLLM node (`agentrt serve`, `agentrt ask`, launch/camera_qa.yaml) only
+talks to this protocol, so the bundled nano QA model and Hugging Face VLMs
+(SmolVLM, Qwen2-VL) are interchangeable behind it.
+
+- ``ingest(image, t_ns)`` adds one RGB frame (H, W, 3) uint8 to the model's
+  memory (feature cache, slow-fast tokens, a bounded streaming KV window);
+  memory stays bounded however long the stream runs.
+- ``answer(question)`` streams the answer as text pieces (deltas) about the
+  stream so far; asking leaves the memory as it was.
+- ``memory()`` says what is held: {"frames", "tokens", "bytes"}.
+
+``load_videoqa(spec)`` is the one table from a model name to code:
+``nano`` (the shipped weights), ``nano:PATH``, ``hf:PATH`` (a local Hugging
+Face checkpoint folder). Backends are imported lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from agentrt.errors import ConfigError
+
+__all__ = ["VideoQAModel", "load_videoqa", "BACKENDS"]
+
+
+@runtime_checkable
+class VideoQAModel(Protocol):
+    name: str
+
+    def reset(self) -> None:
+        """Forget the stream."""
+
+    def ingest(self, image: np.ndarray, t_ns: int) -> None:
+        """Add one RGB frame (H, W, 3) uint8 captured at ``t_ns`` (CLOCK_MONOTONIC)."""
+
+    def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
+        """Stream the answer to ``question`` about the stream so far, as text deltas."""
+
+    def memory(self) -> dict[str, int]:
+        """{"frames": seen, "tokens": held in the KV window, "bytes": held by caches}."""
+
+
+# prefix -> (module, loader function taking (path_or_empty, device)).
+BACKENDS: dict[str, tuple[str, str]] = {
+    "nano": ("policies.nano_qa", "load_nano_qa"),
+    "hf": ("policies.hf_vlm", "load_hf_videoqa"),
+}
+
+
+def load_videoqa(spec: str, device: str = "cpu") -> VideoQAModel:
+    """``nano`` | ``nano:PATH`` | ``hf:PATH`` -> a loaded model."""
+    prefix, _, path = spec.partition(":")
+    if prefix not in BACKENDS:
+        raise ConfigError(f"unknown QA model {spec!r}: expected nano, nano:PATH or hf:PATH")
+    if prefix == "hf" and not path:
+        raise ConfigError("hf:PATH needs the folder of a local Hugging Face checkpoint, e.g. hf:models/SmolVLM-256M")
+    module_name, loader = BACKENDS[prefix]
+    module = importlib.import_module(module_name)
+    model: VideoQAModel = getattr(module, loader)(path, device)
+    return model
