@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bridge": ("agentrt.cli.bridge", "serve a real arm over tcp + CURVE to a model elsewhere (run on the robot's computer)"),
     "collect": ("agentrt.cli.collect", "record scripted-expert demonstrations (LeRobot-shaped dataset)"),
     "train": ("agentrt.cli.train", "train the nano VLA (resumable, seeded, lockstep eval along the way)"),
+    "collect-qa": ("agentrt.cli.collect_qa", "render seeded sim scenes for the nano video-QA model"),
+    "train-qa": ("agentrt.cli.train_qa", "train the nano video-QA model (resumable, seeded)"),
     "distill": ("agentrt.cli.distill", "consistency-distil the nano VLA for early-exit Jacobi decoding"),
     "eval": ("agentrt.cli.eval", "evaluate a policy: tasks x decoding x clock, success and speed"),
 }
