@@ -1,0 +1,143 @@
+"""The VideoLLM node: watches a live Frame stream and answers Query messages with streamed Answers.
+
+    nodes:
+      qa:
+        class: policies.qa_node:VideoQANode
+        inputs: {frames: camera.frames, queries: web.queries}
+        params: {model: nano, max_new_tokens: 32}          # or model: hf:models/SmolVLM2-256M
+
+Frames arrive latest-only, so a model slower than the camera never falls
+behind: it ingests the newest frame it can (at most ``ingest_hz`` per second
+when set). Queries are lossless and answered between two frames, in order;
+each answer goes out as Answer pieces ``seq`` 0, 1, ... with ``done=True`` on
+the last, or one ``done=True`` piece with ``error`` set when it failed (the
+node keeps running). The model is anything behind `policies.videoqa.VideoQAModel`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agentrt.errors import AgentRTError, ConfigError, ModelError
+from agentrt.messages import Answer, Frame, Query, now_ns
+from agentrt.node import Input, Node, latest, lossless
+from policies.videoqa import BACKENDS, VideoQAModel, load_videoqa
+
+__all__ = ["VideoQANodeConfig", "VideoQANode", "load_qa_model", "to_rgb", "NANO_WEIGHTS"]
+
+NANO_WEIGHTS = Path(__file__).parent / "weights" / "nano_qa.safetensors"
+
+
+def load_qa_model(spec: str, device: str = "cpu") -> VideoQAModel:
+    """`load_videoqa` with one-line errors for what a user can hit: nano not installed or its weights missing."""
+    prefix = spec.partition(":")[0]
+    if prefix == "nano":
+        module = BACKENDS["nano"][0]
+        if importlib.util.find_spec(module) is None:
+            raise ModelError(f"the nano QA model is not in this install ({module} is missing); "
+                             "use --model hf:PATH with a local SmolVLM / Qwen2-VL checkpoint")
+        if spec == "nano" and not NANO_WEIGHTS.is_file():
+            raise ModelError(f"the nano QA weights are missing ({NANO_WEIGHTS}); train them with "
+                             "`agentrt train-qa` or use --model hf:PATH")
+    try:
+        return load_videoqa(spec, device)
+    except AgentRTError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # a loader that did not say it in one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(f"QA model {spec!r} could not be loaded: {first}") from None
+
+
+def to_rgb(frame: Frame) -> np.ndarray:
+    """A frame's pixels as RGB uint8 (H, W, 3), whatever its pixel format."""
+    image = frame.image
+    if image.dtype != np.uint8:
+        scale = 255.0 / max(float(image.max()), 1e-6) if image.dtype != np.uint16 else 255.0 / 65535.0
+        image = np.clip(image.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+    if image.ndim == 2 or image.shape[2] == 1:
+        return np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
+    rgb = image[..., :3]
+    if frame.pixel_format in ("bgr", "bgra"):
+        rgb = rgb[..., ::-1]
+    return np.ascontiguousarray(rgb)
+
+
+@dataclass
+class VideoQANodeConfig:
+    model: str = "nano"  # nano | nano:PATH | hf:PATH (policies.videoqa.load_videoqa)
+    device: str = "cpu"
+    max_new_tokens: int = 32
+    ingest_hz: float = 0.0  # at most this many frames per second into the model; 0 = every frame it can take
+    stream: str = ""  # only frames of this stream; "" = any
+
+    def __post_init__(self) -> None:
+        prefix = self.model.partition(":")[0]
+        if prefix not in BACKENDS:
+            raise ConfigError(f"VideoQANodeConfig.model: expected nano, nano:PATH or hf:PATH, given {self.model!r}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"VideoQANodeConfig.max_new_tokens: expected >= 1, given {self.max_new_tokens}")
+        if self.ingest_hz < 0:
+            raise ConfigError(f"VideoQANodeConfig.ingest_hz: expected >= 0, given {self.ingest_hz}")
+
+
+class VideoQANode(Node):
+    """Frames in (latest-only), queries in (lossless), streamed answers out (lossless)."""
+
+    inputs = {"frames": latest("Frame"), "queries": lossless("Query")}
+    outputs = {"answers": lossless("Answer")}
+    Config = VideoQANodeConfig
+
+    def setup(self) -> None:
+        self.model = load_qa_model(self.config.model, self.config.device)
+        self.pending: deque[Query] = deque()
+        self.last_ingest_ns = 0
+        self.ingested = 0
+        self.log.info("model %s ready", self.model.name)
+
+    def run(self) -> None:
+        for event in self.events():
+            if not isinstance(event, Input):
+                continue
+            message = event.message
+            if isinstance(message, Query):
+                self.pending.append(message)
+            elif isinstance(message, Frame):
+                self.ingest(message)
+            while self.pending:  # answer between frames (an answer is bounded by max_new_tokens)
+                self.respond(self.pending.popleft())
+
+    def ingest(self, frame: Frame) -> None:
+        c = self.config
+        if c.stream and frame.stream != c.stream:
+            return
+        now = now_ns()
+        if c.ingest_hz > 0 and self.ingested and now - self.last_ingest_ns < 1e9 / c.ingest_hz:
+            return
+        self.model.ingest(to_rgb(frame), frame.t_capture_ns)
+        self.last_ingest_ns = now
+        self.ingested += 1
+
+    def respond(self, query: Query) -> None:
+        """Send the answer to ``query`` as pieces; a failure becomes one ``error`` piece, the node goes on."""
+        seq = 0
+        try:
+            for piece in self._pieces(query):
+                self.send("answers", Answer(query.id, seq, now_ns(), piece))
+                seq += 1
+        except Exception as exc:  # a bad question must not take the node down; the asker gets the reason
+            self.log.warning("query %s failed: %s", query.id, exc)
+            self.send("answers", Answer(query.id, seq, now_ns(), "", done=True,
+                                        error=f"{type(exc).__name__}: {exc}"[:500]))
+            return
+        self.send("answers", Answer(query.id, seq, now_ns(), "", done=True))
+
+    def _pieces(self, query: Query) -> Iterator[str]:
+        if not query.text.strip():
+            raise ConfigError("empty question")
+        yield from self.model.answer(query.text, max_new_tokens=self.config.max_new_tokens)
