@@ -29,22 +29,35 @@ from agentrt.messages import Answer, Frame, Query, now_ns
 from agentrt.node import Input, Node, latest, lossless
 from policies.videoqa import BACKENDS, VideoQAModel, load_videoqa
 
-__all__ = ["VideoQANodeConfig", "VideoQANode", "load_qa_model", "to_rgb", "NANO_WEIGHTS"]
+__all__ = ["VideoQANodeConfig", "VideoQANode", "check_qa_model", "load_qa_model", "to_rgb", "NANO_WEIGHTS"]
 
 NANO_WEIGHTS = Path(__file__).parent / "weights" / "nano_qa.safetensors"
 
 
-def load_qa_model(spec: str, device: str = "cpu") -> VideoQAModel:
-    """`load_videoqa` with one-line errors for what a user can hit: nano not installed or its weights missing."""
-    prefix = spec.partition(":")[0]
+def check_qa_model(spec: str) -> None:
+    """The cheap checks of a model spec, before anything starts: one-line ModelError / ConfigError."""
+    prefix, _, path = spec.partition(":")
+    if prefix not in BACKENDS:
+        raise ConfigError(f"unknown QA model {spec!r}: expected nano, nano:PATH or hf:PATH")
     if prefix == "nano":
         module = BACKENDS["nano"][0]
         if importlib.util.find_spec(module) is None:
             raise ModelError(f"the nano QA model is not in this install ({module} is missing); "
                              "use --model hf:PATH with a local SmolVLM / Qwen2-VL checkpoint")
-        if spec == "nano" and not NANO_WEIGHTS.is_file():
-            raise ModelError(f"the nano QA weights are missing ({NANO_WEIGHTS}); train them with "
+        weights = Path(path) if path else NANO_WEIGHTS
+        if not weights.exists():
+            raise ModelError(f"the nano QA weights are missing ({weights}); train them with "
                              "`agentrt train-qa` or use --model hf:PATH")
+    elif prefix == "hf":
+        folder = Path(path).expanduser()
+        if not path or not (folder / "config.json").is_file():
+            raise ModelError(f"hf:{path}: not a Hugging Face checkpoint folder (no config.json there); give a "
+                             "local folder such as hf:models/SmolVLM2-256M-Video-Instruct")
+
+
+def load_qa_model(spec: str, device: str = "cpu") -> VideoQAModel:
+    """`load_videoqa` with one-line errors for what a user can hit: nano not installed or its weights missing."""
+    check_qa_model(spec)
     try:
         return load_videoqa(spec, device)
     except AgentRTError:
@@ -130,6 +143,7 @@ class VideoQANode(Node):
             for piece in self._pieces(query):
                 self.send("answers", Answer(query.id, seq, now_ns(), piece))
                 seq += 1
+                _ = self.stop_requested  # reading it sends our heartbeat: a long answer is not a hang
         except Exception as exc:  # a bad question must not take the node down; the asker gets the reason
             self.log.warning("query %s failed: %s", query.id, exc)
             self.send("answers", Answer(query.id, seq, now_ns(), "", done=True,

@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-qa": ("agentrt.cli.train_qa", "train the nano video-QA model (resumable, seeded)"),
     "distill": ("agentrt.cli.distill", "consistency-distil the nano VLA for early-exit Jacobi decoding"),
     "eval": ("agentrt.cli.eval", "evaluate a policy: tasks x decoding x clock, success and speed"),
+    "ask": ("agentrt.cli.ask", "ask a question about a live stream, a file or a running `agentrt serve`"),
+    "serve": ("agentrt.cli.serve", "camera + VideoLLM + a web page on localhost: live video, questions, streamed answers"),
 }
 
 

@@ -47,7 +47,7 @@ def test_a_failed_query_is_an_error_answer_and_the_node_goes_on(tiny_smolvlm: Pa
 def test_config_and_model_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected nano"):
         MockNode(VideoQANode, params={"model": "gpt:x"})
-    with pytest.raises(ModelError, match="no such folder") as missing:
+    with pytest.raises(ModelError, match="not a Hugging Face checkpoint folder") as missing:
         load_qa_model(f"hf:{tmp_path / 'none'}")
     assert "\n" not in str(missing.value)
 

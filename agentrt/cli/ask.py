@@ -1,0 +1,124 @@
+"""`agentrt ask`: ask a question about a stream from the command line; the answer streams to stdout.
+
+    agentrt ask "what is the robot holding?" --server http://127.0.0.1:8765   # a running `agentrt serve`
+    agentrt ask "what changed?" --source clip.mp4 --model hf:models/SmolVLM2   # watch a file, then answer
+    agentrt ask "what do you see?" camera --seconds 5                         # a running stream (`agentrt stream`)
+    agentrt ask "what do you see?" --source synthetic:320x240@15 --seconds 3
+
+Without --server the model is loaded here: it watches the stream for
+``--seconds`` (a file: to its end, or ``--frames``) at ``--ingest-hz``, then
+answers. Time to first token and total time go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+from agentrt.errors import ConfigError, ModelError, TransportError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("question", help="the question, in quotes")
+    parser.add_argument("stream", nargs="?", metavar="ENDPOINT_OR_NAME", help="a running stream (name or endpoint)")
+    parser.add_argument("--source", metavar="SOURCE", help="watch a source directly: a file, synthetic, camera:N, ...")
+    parser.add_argument("--server", metavar="URL", help="ask a running `agentrt serve` (e.g. http://127.0.0.1:8765)")
+    parser.add_argument("--model", default="nano", help="nano | nano:PATH | hf:PATH (default: nano; not with --server)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="watch a live stream this long first (default 3)")
+    parser.add_argument("--frames", type=int, default=0, metavar="N", help="stop watching after N frames ingested")
+    parser.add_argument("--ingest-hz", type=float, default=4.0,
+                        help="frames per second of stream time into the model (0 = every frame)")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.question.strip():
+        raise ConfigError("the question is empty")
+    if args.server:
+        if args.stream or args.source:
+            raise ConfigError("--server asks the server's own stream; drop the stream / --source")
+        return _ask_server(args.server, args.question)
+    if (args.stream is None) == (args.source is None):
+        raise ConfigError("give a running stream (name or endpoint), --source SOURCE, or --server URL")
+    return _ask_here(args)
+
+
+def _ask_server(url: str, question: str) -> int:
+    """Read the server's Server-Sent Events and print the pieces as they come."""
+    target = url.rstrip("/") + "/ask?" + urllib.parse.urlencode({"q": question})
+    try:
+        response = urllib.request.urlopen(target, timeout=180)  # noqa: S310 - a URL the user gave
+    except (OSError, ValueError) as exc:
+        raise TransportError(f"cannot reach {url} ({getattr(exc, 'reason', exc)}); "
+                             "is `agentrt serve` running there?") from None
+    event = ""
+    with response:
+        for raw in response:
+            line = raw.decode("utf-8").rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                if event == "error":
+                    print(file=sys.stdout, flush=True)
+                    raise ModelError(f"the server failed to answer: {data.get('error')}")
+                if event == "done":
+                    print(flush=True)
+                    print(f"first token {data['ttft_ms']:.0f} ms, total {data['total_ms']:.0f} ms (server side)",
+                          file=sys.stderr)
+                    return 0
+                print(data.get("text", ""), end="", flush=True)
+            elif not line:
+                event = ""
+    raise TransportError(f"{url} closed the answer before it ended")
+
+
+def _ask_here(args: argparse.Namespace) -> int:
+    from agentrt.cli.stream import sigterm_as_interrupt
+    from policies.qa_node import check_qa_model, load_qa_model, to_rgb
+    from streams.feed import open_feed
+
+    check_qa_model(args.model)
+    overrides = None
+    if args.source and not args.source.startswith(("synthetic", "camera", "/dev/video")) and "://" not in args.source:
+        overrides = {"realtime": False}  # a file: read as fast as the model takes it, nothing dropped
+    model = load_qa_model(args.model, args.device)
+    with sigterm_as_interrupt():
+        feed = open_feed(args.stream, source=args.source, overrides=overrides)
+        ingested, last_t = 0, None
+        period_ns = int(1e9 / args.ingest_hz) if args.ingest_hz > 0 else 0
+        t_end = time.monotonic() + args.seconds
+        try:
+            while not (args.frames and ingested >= args.frames):
+                if overrides is None and time.monotonic() >= t_end:
+                    break
+                frame = feed.next(timeout_ms=200)
+                if frame is None:
+                    if feed.ended:
+                        break
+                    continue
+                if period_ns and last_t is not None and frame.t_capture_ns - last_t < period_ns:
+                    continue  # sample by the stream's own clock, so a file reads like it played
+                model.ingest(to_rgb(frame), frame.t_capture_ns)
+                ingested, last_t = ingested + 1, frame.t_capture_ns
+        except KeyboardInterrupt:
+            print("stopped watching", file=sys.stderr)
+        finally:
+            feed.close()
+    if not ingested:
+        raise ModelError(f"no frames came from {feed.label}; is the stream running?")
+    t0 = time.monotonic()
+    first = None
+    for piece in model.answer(args.question, max_new_tokens=args.max_new_tokens):
+        first = first if first is not None else time.monotonic()
+        print(piece, end="", flush=True)
+    done = time.monotonic()
+    print(flush=True)
+    ttft = ((first if first is not None else done) - t0) * 1e3
+    print(f"{ingested} frames watched; first token {ttft:.0f} ms, total {(done - t0) * 1e3:.0f} ms", file=sys.stderr)
+    return 0
