@@ -274,7 +274,7 @@ class _Preprocess:
 
     def __call__(self, image: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
         """RGB uint8 [H, W, 3] -> normalised float [3, height, width] (bicubic resize, like the HF processors)."""
-        x = torch.from_numpy(np.ascontiguousarray(image[..., :3])).to(device).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(np.array(image[..., :3])).to(device).permute(2, 0, 1)[None].float()
         if x.shape[-2:] != (height, width):
             x = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False).clamp(0, 255)
         mean = torch.tensor(self.mean, device=device)[:, None, None]
