@@ -7,6 +7,7 @@ Every benchmark takes ``--quick`` (a reduced run, within 60 s on 2 cores) and
     agentrt bench transport --json transport.json
     agentrt bench engine --quick
     agentrt bench sim --quick --json sim.json
+    agentrt bench qa --quick --json qa.json
     agentrt bench engine --quick --threads 1      # steadier ratios on a busy machine
 """
 
@@ -27,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "sim": "agentrt.bench.sim",
     "loop": "agentrt.bench.loop",
     "streams": "agentrt.bench.streams",
+    "qa": "agentrt.bench.qa",
 }
 
 

@@ -1,0 +1,46 @@
+"""`agentrt ask` in-process, the QA launch files, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agentrt.cli.__main__ import main
+from agentrt.launch import load_launch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_ask_watches_a_source_then_streams_an_answer(tiny_smolvlm: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["ask", "what is the robot holding?", "--source", "synthetic:160x120@30", "--seconds", "1",
+                 "--ingest-hz", "0", "--model", f"hf:{tiny_smolvlm}", "--max-new-tokens", "4"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "frames watched; first token" in captured.err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["ask", "what?", "--source", "synthetic", "--model", "nano:/nowhere/nano_qa.safetensors"], "nano QA"),
+    (["ask", "what?", "--source", "synthetic", "--model", "hf:/nowhere"], "not a Hugging Face checkpoint"),
+    (["ask", "what?"], "give a running stream"),
+    (["ask", "what?", "--server", "http://127.0.0.1:9"], "cannot reach"),
+    (["serve", "--model", "gpt:x"], "unknown QA model"),
+])
+def test_user_errors_are_one_line(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("name", ["camera_qa.yaml", "sim_qa.yaml"])
+def test_launch_files_validate(name: str) -> None:
+    spec = load_launch(REPO / "launch" / name)
+    assert {"qa", "web"} <= set(spec.nodes)
+
+
+def test_serve_starts_the_graph_of_camera_qa() -> None:
+    serve = yaml.safe_load((REPO / "agentrt" / "web" / "serve.yaml").read_text())
+    camera_qa = yaml.safe_load((REPO / "launch" / "camera_qa.yaml").read_text())
+    assert serve["nodes"] == camera_qa["nodes"]
