@@ -5,9 +5,10 @@
     agentrt ask "what do you see?" camera --seconds 5                         # a running stream (`agentrt stream`)
     agentrt ask "what do you see?" --source synthetic:320x240@15 --seconds 3
 
-Without --server the model is loaded here: it watches the stream for
-``--seconds`` (a file: to its end, or ``--frames``) at ``--ingest-hz``, then
-answers. Time to first token and total time go to stderr.
+Without --server the model is loaded here: it watches a live stream for
+``--seconds`` at ``--ingest-hz``, or reads a recording to its end (every
+``--every``-th frame, as fast as the model takes them; ``--frames`` caps
+either), then answers. Time to first token and total time go to stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import urllib.request
 
 from agentrt.errors import ConfigError, ModelError, TransportError
 
+# source type -> the config fields that make it read as fast as the model takes frames
+_AS_FAST_AS_READ: dict[str, dict[str, object]] = {"file": {"realtime": False}, "player": {"speed": 0.0},
+                                                  "folder": {"fps": 0.0}}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("question", help="the question, in quotes")
@@ -32,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="watch a live stream this long first (default 3)")
     parser.add_argument("--frames", type=int, default=0, metavar="N", help="stop watching after N frames ingested")
     parser.add_argument("--ingest-hz", type=float, default=4.0,
-                        help="frames per second of stream time into the model (0 = every frame)")
+                        help="live streams: frames per second into the model (0 = every frame it can take)")
+    parser.add_argument("--every", type=int, default=1, metavar="N",
+                        help="recordings (files, folders): every Nth frame into the model (default: all)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens")
 
 
@@ -82,16 +89,20 @@ def _ask_here(args: argparse.Namespace) -> int:
     from agentrt.cli.stream import sigterm_as_interrupt
     from policies.qa_node import check_qa_model, load_qa_model, to_rgb
     from streams.feed import open_feed
+    from streams.registry import parse_source
+    from streams.video import is_network
 
     check_qa_model(args.model)
-    overrides = None
-    if args.source and not args.source.startswith(("synthetic", "camera", "/dev/video")) and "://" not in args.source:
-        overrides = {"realtime": False}  # a file: read as fast as the model takes it, nothing dropped
+    # a recording is read as fast as the model takes it, nothing dropped; live sources keep their pace
+    recording = bool(args.source) and not is_network(args.source)
+    overrides = _AS_FAST_AS_READ.get(parse_source(args.source)["type"]) if recording else None
     model = load_qa_model(args.model, args.device)
     with sigterm_as_interrupt():
         feed = open_feed(args.stream, source=args.source, overrides=overrides)
-        ingested, last_t = 0, None
-        period_ns = int(1e9 / args.ingest_hz) if args.ingest_hz > 0 else 0
+        ingested, seen, last_t = 0, 0, None
+        # a recording is read faster than it played, so it is sampled by frame count, a live stream by time
+        period_ns = int(1e9 / args.ingest_hz) if args.ingest_hz > 0 and overrides is None else 0
+        every = max(1, args.every) if overrides is not None else 1
         t_end = time.monotonic() + args.seconds
         try:
             while not (args.frames and ingested >= args.frames):
@@ -102,8 +113,9 @@ def _ask_here(args: argparse.Namespace) -> int:
                     if feed.ended:
                         break
                     continue
-                if period_ns and last_t is not None and frame.t_capture_ns - last_t < period_ns:
-                    continue  # sample by the stream's own clock, so a file reads like it played
+                seen += 1
+                if (seen - 1) % every or (period_ns and last_t is not None and frame.t_capture_ns - last_t < period_ns):
+                    continue
                 model.ingest(to_rgb(frame), frame.t_capture_ns)
                 ingested, last_t = ingested + 1, frame.t_capture_ns
         except KeyboardInterrupt:

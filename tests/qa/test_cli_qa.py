@@ -44,3 +44,17 @@ def test_serve_starts_the_graph_of_camera_qa() -> None:
     serve = yaml.safe_load((REPO / "agentrt" / "web" / "serve.yaml").read_text())
     camera_qa = yaml.safe_load((REPO / "launch" / "camera_qa.yaml").read_text())
     assert serve["nodes"] == camera_qa["nodes"]
+
+
+def test_ask_reads_a_recording_to_its_end(tiny_smolvlm: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+
+    from agentrt.testing import fake_frame
+
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), fake_frame(i).image)
+    code = main(["ask", "what changed?", "--source", str(tmp_path), "--every", "2", "--model", f"hf:{tiny_smolvlm}",
+                 "--max-new-tokens", "3"])
+    assert code == 0
+    assert "3 frames watched" in capsys.readouterr().err
