@@ -124,6 +124,8 @@ class RobotState:
     ee_pose: np.ndarray
     gripper: float
     frame_seq: int = -1  # the frame rendered with this state, -1 if none
+    instruction: str = ""  # the task the robot is on, in words ("" = none given): what a VLA policy is told
+    episode: int = -1  # counts up when a new task or scene starts, so a policy resets its memory; -1 = unknown
 
     kind = Kind.ROBOT_STATE
 

@@ -150,6 +150,10 @@ def encode(message: Message, *, encoding: str = "raw", jpeg_quality: int = 80) -
             "gripper": float(message.gripper),
             "frame_seq": int(message.frame_seq),
         }
+        if message.instruction:  # optional fields: sent only when set, so v1 readers of old senders see no change
+            header["instruction"] = message.instruction
+        if message.episode >= 0:
+            header["episode"] = int(message.episode)
         return _pack(Kind.ROBOT_STATE, header)
     if isinstance(message, ActionChunk):
         actions = np.ascontiguousarray(message.actions, dtype="<f4")
@@ -315,6 +319,8 @@ _SCHEMAS: dict[Kind, dict[str, tuple[Check, bool, Any]]] = {
         "ee_pose": (_floats(7, 7), True, None),
         "gripper": (_float, True, None),
         "frame_seq": (_int(-1, _U63), False, -1),
+        "instruction": (_str(), False, ""),
+        "episode": (_int(-1, _U63), False, -1),
     },
     Kind.ACTION_CHUNK: {
         "robot": (_NAME, True, None),
@@ -460,7 +466,7 @@ def _build_state(f: dict[str, Any], payload: memoryview) -> RobotState:
             f"RobotState has {len(f['joint_positions'])} joint positions but {len(f['joint_velocities'])} velocities"
         )
     return RobotState(f["robot"], f["seq"], f["t_ns"], f["joint_positions"], f["joint_velocities"], f["ee_pose"],
-                      f["gripper"], f["frame_seq"])
+                      f["gripper"], f["frame_seq"], f["instruction"], f["episode"])
 
 
 def _build_chunk(f: dict[str, Any], payload: memoryview) -> ActionChunk:

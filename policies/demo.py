@@ -52,7 +52,7 @@ def run_agent_demo(cfg: AgentDemoConfig, output: Callable[[str], None] | None = 
     results.unlink(missing_ok=True)
     video = out / f"{cfg.task}.mp4"
     overrides = [
-        f"sim.episodes={cfg.episodes}", f"sim.seed={cfg.seed}", f"policy.seed={cfg.seed}",
+        f"sim.episodes={cfg.episodes}", f"sim.seed={cfg.seed}",
         f"sim.clock={cfg.clock}", f"policy.clock={cfg.clock}", f"policy.decoding={cfg.decoding}",
         f"sim.video_path={video}", f"sim.results_path={results}",
     ]

@@ -4,7 +4,7 @@
       policy:
         class: policies.node:NanoVLANode
         inputs: {frames: sim.frames, state: sim.state}
-        params: {task: reach, seed: 100000, clock: realtime, decoding: consistency}
+        params: {clock: realtime, decoding: consistency}
 
 Lockstep: the sim publishes a frame exactly when it needs a chunk (and
 republishes it until answered); the node answers each frame seq once.
@@ -13,10 +13,11 @@ newest frame as soon as the chunk in flight has at most ``lead_steps`` steps
 left, so the next chunk lands before the robot runs out, and drops the steps
 that went by while it computed (capture -> now at the control rate).
 
-The wire carries no instruction, so the node derives it the way the sim does:
-the scene of ``task`` with ``seed + episode`` (a PyBullet scene built in this
-process), counting an episode each time the robot state returns to the home
-pose. ``instruction`` (non-empty) overrides it for every episode.
+The instruction comes on the wire: ``RobotState.instruction`` (the sim sets it
+from its task), and ``RobotState.episode`` changing resets the policy's memory
+(the previous chunk, the feature cache). ``instruction`` (non-empty) overrides
+what the robot says, e.g. for a real arm whose driver has no task. With neither,
+the node waits and says so once.
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ __all__ = ["NanoVLANodeConfig", "NanoVLANode"]
 
 @dataclass
 class NanoVLANodeConfig:
-    task: str = "reach"
-    seed: int = 0  # the sim's seed: episode i's scene is seed + i
-    instruction: str = ""  # non-empty: tell the policy this instead of the scene's own instruction
+    instruction: str = ""  # non-empty: tell the policy this instead of RobotState.instruction
     clock: str = "lockstep"  # lockstep | realtime, as the sim's
     control_hz: float = 20.0
     decoding: str = "consistency"  # ar | jacobi | consistency
@@ -67,45 +66,22 @@ class NanoVLANode(Node):
         size = self.policy.model.config.image_size
         self.policy.act(np.zeros((size, size, 3), np.uint8), np.zeros(4, np.float32), "warm up")  # first-call costs now
         self.policy.reset()
-        self._instructions: dict[int, str] = {}
-        self._home = self._scene_home()
         self.episode = -1
         self.seq = 0
         self._state: RobotState | None = None
-        self._last_ee: np.ndarray | None = None
+        self._warned_no_instruction = False
         self._answered = -1  # lockstep: the last frame seq answered
         self._chunk_steps_left_at = 0.0  # real time: monotonic time when the chunk in flight runs out
 
-    def _scene(self, seed: int) -> tuple[str, np.ndarray]:
-        from sims.camera import CameraConfig
-        from sims.env import SimEnv, SimEnvConfig
-
-        with SimEnv(SimEnvConfig(task=self.config.task, camera=CameraConfig(width=16, height=16, renderer="tiny"))) as env:
-            obs, info = env.reset(seed=seed)
-            return str(info["instruction"]), np.asarray(obs.ee_pose[:3], dtype=np.float64)
-
-    def _scene_home(self) -> np.ndarray:
-        text, home = self._scene(self.config.seed)
-        self._instructions[0] = text
-        return home
-
-    def instruction(self, episode: int) -> str:
-        if self.config.instruction:
-            return self.config.instruction
-        if episode not in self._instructions:
-            self._instructions[episode] = self._scene(self.config.seed + episode)[0]
-        return self._instructions[episode]
+    def instruction(self, state: RobotState) -> str:
+        return self.config.instruction or state.instruction
 
     def _on_state(self, state: RobotState) -> None:
-        ee = np.asarray(state.ee_pose[:3], dtype=np.float64)
-        at_home = float(np.linalg.norm(ee - self._home)) < 2e-3
-        was_away = self._last_ee is None or float(np.linalg.norm(self._last_ee - self._home)) > 5e-3
-        if at_home and was_away:
-            self.episode += 1
+        if state.episode != self.episode:
+            self.episode = state.episode
             self.policy.reset()
             self._chunk_steps_left_at = 0.0
-            self.log.info("episode %d: %s", self.episode, self.instruction(self.episode))
-        self._last_ee = ee
+            self.log.info("episode %d: %s", self.episode, self.instruction(state) or "(no instruction)")
         self._state = state
 
     def run(self) -> None:
@@ -127,8 +103,15 @@ class NanoVLANode(Node):
             return
         state = self._state
         assert state is not None
+        instruction = self.instruction(state)
+        if not instruction:
+            if not self._warned_no_instruction:
+                self.log.warning("no instruction: the robot state carries none and the node's `instruction` param is empty; "
+                                 "waiting (set policy.instruction in the launch file)")
+                self._warned_no_instruction = True
+            return
         vector = np.array([*state.ee_pose[:3], state.gripper], dtype=np.float32)
-        chunk, info = self.policy.act(np.ascontiguousarray(frame.image[..., :3]), vector, self.instruction(max(self.episode, 0)))
+        chunk, info = self.policy.act(np.ascontiguousarray(frame.image[..., :3]), vector, instruction)
         if c.clock == "realtime":
             late = int((now_ns() - frame.t_capture_ns) / 1e9 * c.control_hz)
             chunk = chunk[min(late, chunk.shape[0] // 2):]

@@ -121,8 +121,10 @@ class _WireSource:
         self._last_frame: Any = None
         self._last_state: Any = None
         self.latencies_ms: list[float] = []  # capture -> chunk arrival
+        self.episode = -1
 
-    def start_episode(self) -> None:
+    def start_episode(self, episode: int) -> None:
+        self.episode = episode
         self.episode_first_seq = self.node.frame_seq
         self._request_seq = -1
 
@@ -147,6 +149,8 @@ class _WireSource:
             obs.ee_pose,
             float(obs.gripper),
             frame_seq,
+            instruction=self.node.env.instruction,  # the policy is told the task on the wire
+            episode=self.episode,
         )
         self._states.send(self._last_state)
         node.state_seq += 1
@@ -240,7 +244,7 @@ class SimNode:
     def _episode(self, episode: int, source: _WireSource, frame_every: int, stop: threading.Event) -> EpisodeResult | None:
         cfg = self.config
         clock = make_clock(cfg.clock, cfg.control_hz)
-        source.start_episode()
+        source.start_episode(episode)
         source.latencies_ms.clear()
         video = None
         if cfg.video_path:

@@ -1,176 +1,96 @@
-"""`agentrt demo`: the main job until the PyBullet agent demo lands.
+"""`agentrt demo`: the main job. The bundled nano VLA drives a PyBullet robot through the runtime.
 
-A camera process streams a synthetic 640x480 scene (a square moving over a
-gradient) at 30 fps over the shared-memory ring; a policy loop takes the newest
-frame, finds the square and sends an ActionChunk (lossless) to a robot
-stand-in, which measures capture-to-actuation latency on the echoed capture
-time. Prints a live status line and a summary, and writes a report (JSON and
-a PNG plot) to runs/.
+Two supervised processes, as `agentrt run launch/sim_reach.yaml` starts them:
+the simulator (Franka Panda, a seeded scene it never saw in training, real time
+at 20 Hz) publishes camera frames and robot state, instruction included; the
+policy node runs the nano VLA (consistency-distilled, early-exit Jacobi
+decoding) and sends action chunks back early enough that the robot never
+waits. Prints each episode and a summary (success, control rate,
+capture-to-chunk latency) and leaves an MP4 per episode, the telemetry report
+(JSON + PNG) and summary.json in the output folder.
 
-    agentrt demo
-    agentrt demo --duration 10 --fps 60 --out runs/demo
+    agentrt demo                                   # reach, 3 held-out scenes, runs/agent-demo/
+    agentrt demo --task push --episodes 5
+    agentrt demo --task all                        # reach, push and pick_place one after another
+    agentrt demo --transport                       # the wire alone: camera -> policy stand-in -> robot stand-in
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
-import os
 import sys
-import threading
-import time
-from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from agentrt.bench.report import percentile, print_rows
 from agentrt.errors import ConfigError
-from agentrt.messages import ActionChunk, Frame, now_ns
-from agentrt.transport import Publisher, Subscriber, endpoint
+
+__all__ = ["add_arguments", "run"]
+
+TASKS = ("reach", "push", "pick_place")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds to run (default 5)")
-    parser.add_argument("--fps", type=float, default=30.0, help="camera rate (default 30)")
-    parser.add_argument("--out", default="runs/demo", help="report folder (default runs/demo)")
-
-
-def synthetic_scene(seq: int, height: int = 480, width: int = 640) -> np.ndarray:
-    """A horizontal gradient with a white 40-px square circling the centre."""
-    image = np.empty((height, width, 3), np.uint8)
-    image[:] = (np.arange(width, dtype=np.uint16) * 200 // width).astype(np.uint8)[None, :, None]
-    angle = seq * 0.05
-    cx, cy = int(width / 2 + 200 * np.cos(angle)), int(height / 2 + 150 * np.sin(angle))
-    image[cy - 20 : cy + 20, cx - 20 : cx + 20] = 255
-    return image
-
-
-def _camera(address: str, fps: float, stop: EventType) -> None:
-    with Publisher(address) as publisher:
-        seq, next_time = 0, time.monotonic()
-        while not stop.is_set():
-            publisher.send(Frame("camera", seq, now_ns(), synthetic_scene(seq)))
-            seq += 1
-            next_time += 1.0 / fps
-            time.sleep(max(0.0, next_time - time.monotonic()))
-
-
-def _robot(address: str, stop: threading.Event, latencies_ms: list[tuple[float, float]], targets: list) -> None:
-    with Subscriber(address, lossless=True) as actions:
-        start = now_ns()
-        while not stop.is_set():
-            chunk = actions.recv(timeout_ms=100)
-            if isinstance(chunk, ActionChunk):
-                arrived = now_ns()
-                latencies_ms.append(((arrived - start) / 1e9, (arrived - chunk.t_capture_ns) / 1e6))
-                targets.append(chunk.actions[0, :2].tolist())
-
-
-def find_square(image: np.ndarray) -> tuple[float, float]:
-    """The policy's 'perception': centre of the saturated pixels, normalised to -1..1."""
-    ys, xs = np.nonzero(image[:, :, 1] == 255)
-    if len(xs) == 0:
-        return 0.0, 0.0
-    height, width = image.shape[:2]
-    return float(xs.mean() / width * 2 - 1), float(ys.mean() / height * 2 - 1)
+    parser.add_argument("--task", default="reach", choices=[*TASKS, "all"], help="which task (default reach)")
+    parser.add_argument("--episodes", type=int, default=3, help="episodes per task, held-out scenes (default 3)")
+    parser.add_argument("--seed", type=int, default=100_000, help="first scene seed (default 100000: never trained on)")
+    parser.add_argument("--decoding", default="consistency", choices=["ar", "jacobi", "consistency"],
+                        help="action decoding (default consistency: the distilled weights, early-exit Jacobi)")
+    parser.add_argument("--clock", default="realtime", choices=["realtime", "lockstep"], help="default realtime")
+    parser.add_argument("--out", default="", help="output folder (default runs/agent-demo, or runs/demo with --transport)")
+    parser.add_argument("--transport", action="store_true", help="run the transport demo instead (no model, no simulator)")
+    parser.add_argument("--duration", type=float, default=5.0, help="--transport: seconds to run (default 5)")
+    parser.add_argument("--fps", type=float, default=30.0, help="--transport: camera rate (default 30)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.duration <= 0 or args.fps <= 0:
-        raise ConfigError(f"--duration and --fps must be > 0, got {args.duration} and {args.fps}")
-    tag = f"demo-{os.getpid()}"
-    frames_address, actions_address = endpoint(f"{tag}.camera.frames"), endpoint(f"{tag}.policy.actions")
-    stop_camera = mp.get_context("spawn").Event()
-    camera = mp.get_context("spawn").Process(target=_camera, args=(frames_address, args.fps, stop_camera), daemon=True)
-    stop_robot = threading.Event()
-    latencies: list[tuple[float, float]] = []
-    targets: list[list[float]] = []
-    robot = threading.Thread(target=_robot, args=(actions_address, stop_robot, latencies, targets), daemon=True)
-    ages_ms: list[float] = []
-    print(f"demo: camera {args.fps:g} fps 640x480 -> policy -> robot, {args.duration:g} s "
-          "(shared-memory frames, lossless actions)")
-    camera.start()
-    robot.start()
-    frames = Subscriber(frames_address)
-    policy = Publisher(actions_address, lossless=True)
-    try:
-        frames.recv(timeout_ms=10_000)  # wait for the camera process to come up
-        start = time.monotonic()
-        chunk_seq = 0
-        while time.monotonic() - start < args.duration:
-            frame = frames.recv(timeout_ms=1000)
-            if not isinstance(frame, Frame):
-                continue
-            ages_ms.append((now_ns() - frame.t_capture_ns) / 1e6)
-            x, y = find_square(frame.image)
-            actions = np.tile(np.array([x, y, 0, 0, 0, 0, 0], np.float32), (4, 1))
-            policy.send(ActionChunk("demo-arm", chunk_seq, frame.seq, frame.t_capture_ns, "ee_delta", actions,
-                                    1000 / args.fps, now_ns()))
-            chunk_seq += 1
-            if chunk_seq % 15 == 0 and sys.stdout.isatty():
-                print(f"\r  {time.monotonic() - start:4.1f} s  frames {frames.stats.received}  "
-                      f"frame age p50 {percentile(ages_ms, 50):5.2f} ms  chunks {len(latencies)}", end="", flush=True)
-        time.sleep(0.2)  # let the last chunks arrive
-    finally:
-        stop_robot.set()
-        stop_camera.set()
-        robot.join(timeout=2)
-        camera.join(timeout=2)
-        if camera.is_alive():
-            camera.kill()
-            camera.join()
-        frames.close()
-        policy.close()
-    if sys.stdout.isatty():
-        print()
-    return _report(args, frames.stats.as_dict(), ages_ms, latencies)
+    if args.transport:
+        from agentrt.transport_demo import run_transport_demo
 
+        args.out = args.out or "runs/demo"
+        return run_transport_demo(args)
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    from policies.demo import AgentDemoConfig, run_agent_demo
 
-def _report(args: argparse.Namespace, stats: dict[str, Any], ages_ms: list[float],
-            latencies: list[tuple[float, float]]) -> int:
-    actuation = [lat for _, lat in latencies]
-    received = stats["received"]
-    summary = {
-        "duration_s": args.duration,
-        "camera_fps": args.fps,
-        "frames_received": received,
-        "frames_skipped": stats["skipped"],
-        "bad_messages": stats["bad"],
-        "policy_hz": received / args.duration,
-        "frame_age_p50_ms": percentile(ages_ms, 50),
-        "frame_age_p99_ms": percentile(ages_ms, 99),
-        "chunks_executed": len(actuation),
-        "capture_to_actuation_p50_ms": percentile(actuation, 50),
-        "capture_to_actuation_p99_ms": percentile(actuation, 99),
-    }
-    print_rows("demo summary", ["measure", "value"], [[k, float(v)] for k, v in summary.items()])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps({"summary": summary, "latencies_ms": latencies}, indent=2) + "\n")
-    _plot(out / "latency.png", latencies)
-    print(f"report: {out / 'report.json'}, {out / 'latency.png'}")
-    if not actuation:
-        print("demo: no action chunk reached the robot; see the log above", file=sys.stderr)
+    out = Path(args.out or "runs/agent-demo")
+    tasks = TASKS if args.task == "all" else (args.task,)
+    summaries = []
+    for task in tasks:
+        print(f"demo: the nano VLA drives the PyBullet '{task}' task, {args.episodes} held-out scenes "
+              f"(seeds {args.seed}..), {args.clock}, {args.decoding} decoding", flush=True)
+        cfg = AgentDemoConfig(task=task, episodes=args.episodes, seed=args.seed, clock=args.clock,
+                              decoding=args.decoding, out_dir=str(out / task if len(tasks) > 1 else out),
+                              timeout_s=60.0 + 15.0 * args.episodes * (2 if task == "pick_place" else 1))
+        summary = run_agent_demo(cfg, output=_quiet_output)
+        _print_summary(summary)
+        summaries.append(summary)
+    worked = all(s["episodes"] == args.episodes and not s["failure"] for s in summaries)
+    if not worked:
+        failure = next((s["failure"] for s in summaries if s["failure"]), "")
+        print(f"demo: the run did not finish its episodes{': ' + failure if failure else ''}; see the log above",
+              file=sys.stderr)
         return 1
     return 0
 
 
-def _plot(path: Path, latencies: list[tuple[float, float]]) -> None:
-    import matplotlib
+def _quiet_output(line: str) -> None:
+    """The supervisor's lines: keep the nodes' episode results and problems, drop the chatter."""
+    if "episode" in line or "error" in line.lower() or "warning" in line.lower():
+        print(line, flush=True)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (over_time, distribution) = plt.subplots(1, 2, figsize=(10, 3.5))
-    if latencies:
-        times, values = zip(*latencies, strict=True)
-        over_time.plot(times, values, ".", markersize=3)
-        distribution.hist(values, bins=40)
-    over_time.set(xlabel="time (s)", ylabel="capture to actuation (ms)", title="latency over time")
-    distribution.set(xlabel="capture to actuation (ms)", ylabel="chunks", title="distribution")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _print_summary(s: dict[str, Any]) -> None:
+    from agentrt.bench.report import print_rows
+
+    rows = [
+        ["task", s["task"]],
+        ["success", f"{s['successes']}/{s['episodes']} ({s['success_rate']:.0%})"],
+        ["control rate", f"{s['control_hz']:.1f} Hz"],
+        ["capture -> chunk p50 / p99", f"{s['latency_p50_ms']:.1f} / {s['latency_p99_ms']:.1f} ms"],
+        ["robot waited for a chunk", f"{s['watchdog_holds']} times"],
+    ]
+    print_rows(f"agent demo: {s['task']}", ["measure", "value"], rows)
+    for e in s["per_episode"]:
+        print(f"  seed {e['seed']}: {e['instruction']!r}: {'success' if e['success'] else 'fail'} in {e['steps']} steps")
+    print(f"videos: {', '.join(s['videos']) or 'none'}")
+    print(f"report: {s['report']}{', ' + s['plot'] if s['plot'] else ''}")

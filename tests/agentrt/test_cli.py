@@ -27,13 +27,15 @@ def test_unknown_benchmark_is_one_clear_line(capsys: pytest.CaptureFixture[str])
 
 
 def test_bad_demo_option_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--duration", "-1"]) == 2
+    assert main(["demo", "--transport", "--duration", "-1"]) == 2
     assert "must be > 0" in capsys.readouterr().err
+    assert main(["demo", "--episodes", "0"]) == 2
+    assert "--episodes must be >= 1" in capsys.readouterr().err
 
 
-def test_demo_runs_end_to_end_and_leaves_a_report(tmp_path: Path) -> None:
+def test_transport_demo_runs_end_to_end_and_leaves_a_report(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "agentrt.cli", "demo", "--duration", "1.5", "--out", str(tmp_path)],
+        [sys.executable, "-m", "agentrt.cli", "demo", "--transport", "--duration", "1.5", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=120, env={"AGENTRT_RUN_DIR": str(tmp_path / "run"),
                                                          "PATH": "/usr/bin:/bin"},
     )

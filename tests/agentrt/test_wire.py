@@ -59,6 +59,22 @@ def test_round_trip_every_kind(message) -> None:
     assert_same(message, decoded)
 
 
+def test_robot_state_carries_the_instruction_and_episode_optionally() -> None:
+    pose = np.array([0.5, 0, 0.2, 0, 0, 0, 1.0])
+    told = RobotState("panda", 3, 99, np.zeros(7), np.zeros(7), pose, 0.0, 7, instruction="touch the red cube", episode=2)
+    assert_same(told, wire.decode(bytes(wire.encode(told))))
+    plain = RobotState("panda", 3, 99, np.zeros(7), np.zeros(7), pose, 0.0, 7)
+    decoded = wire.decode(bytes(wire.encode(plain)))
+    assert isinstance(decoded, RobotState) and decoded.instruction == "" and decoded.episode == -1
+    assert b"instruction" not in bytes(wire.encode(plain))  # unset optional fields are not sent: old bytes unchanged
+    buffer = bytes(wire.encode(told))
+    _, _, _, _, header_len, _ = struct.unpack_from("<4sBBHII", buffer)
+    header = msgpack.unpackb(buffer[16 : 16 + header_len])
+    for field, value in (("instruction", 5), ("episode", -2), ("episode", "one")):
+        with pytest.raises(ProtocolError, match=field):
+            wire.decode(_with_header({**header, field: value}, kind=2))
+
+
 def test_prefix_layout_and_alignment() -> None:
     buffer = wire.encode(sample_messages()[0])
     magic, version, kind, flags, header_len, payload_len = struct.unpack_from("<4sBBHII", buffer)

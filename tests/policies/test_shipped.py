@@ -36,14 +36,52 @@ def test_node_answers_a_frame_with_a_chunk_echoing_its_seq() -> None:
     from agentrt.testing import MockNode
     from policies.node import NanoVLANode
 
-    harness = MockNode(NanoVLANode, params={"task": "reach", "seed": 3, "decoding": "ar"})
-    home = harness.node  # setup runs in run(); build inputs after it knows the home pose
+    harness = MockNode(NanoVLANode, params={"decoding": "ar"})
+    node = harness.node
     harness.setup()
-    state = RobotState("panda", 0, 1, np.zeros(9), np.zeros(9), np.array([*home._home, 0, 0, 0, 1.0]), 1.0, 7)
-    frame = Frame("scene", 7, 123, np.zeros((64, 64, 3), np.uint8))
-    out = harness.run(inputs=[("state", state), ("frames", frame), ("frames", frame)])
+    pose = np.array([0.45, 0.0, 0.3, 0, 0, 0, 1.0])
+    silent = RobotState("panda", 0, 1, np.zeros(9), np.zeros(9), pose, 1.0, 6)
+    state = RobotState("panda", 1, 2, np.zeros(9), np.zeros(9), pose, 1.0, 7, instruction="touch the red cube", episode=0)
+    frame6 = Frame("scene", 6, 100, np.zeros((64, 64, 3), np.uint8))
+    frame7 = Frame("scene", 7, 123, np.zeros((64, 64, 3), np.uint8))
+    out = harness.run(inputs=[("state", silent), ("frames", frame6), ("state", state), ("frames", frame7), ("frames", frame7)])
     chunks = [m for name, m in out if name == "actions"]
-    assert len(chunks) == 1 and isinstance(chunks[0], ActionChunk)  # the repeated frame is answered once
+    # No instruction on the wire and none configured: the node waits rather than act on nothing.
+    # Then the repeated frame is answered once.
+    assert len(chunks) == 1 and isinstance(chunks[0], ActionChunk)
     assert chunks[0].frame_seq == 7 and chunks[0].t_capture_ns == 123 and chunks[0].actions.shape[1] == 4
-    assert home.episode == 0 and "touch" in home.instruction(0)
+    assert node.episode == 0 and node.instruction(state) == "touch the red cube"
     harness.close()
+
+
+def test_node_instruction_param_overrides_the_wire() -> None:
+    from agentrt.messages import RobotState
+    from agentrt.testing import MockNode
+    from policies.node import NanoVLANode
+
+    harness = MockNode(NanoVLANode, params={"decoding": "ar", "instruction": "push the red cube to the left"})
+    harness.setup()
+    state = RobotState("panda", 1, 2, np.zeros(9), np.zeros(9), np.zeros(7), 1.0, 7, instruction="touch the red cube")
+    assert harness.node.instruction(state) == "push the red cube to the left"
+    harness.close()
+
+
+def test_agent_demo_runs_the_sim_and_policy_nodes_and_leaves_video_and_report(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AGENTRT_RUN_DIR": str(tmp_path / "run"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "agentrt.cli", "demo", "--episodes", "1", "--clock", "lockstep", "--decoding", "consistency",
+         "--out", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["episodes"] == 1 and summary["per_episode"][0]["instruction"].startswith("touch the ")
+    assert summary["control_hz"] > 0 and summary["latency_p50_ms"] > 0
+    assert all(os.path.getsize(v) > 1000 for v in summary["videos"]) and summary["videos"]
+    assert (tmp_path / "demo" / "report.json").exists()
+    assert "success" in result.stdout and "capture -> chunk" in result.stdout
