@@ -165,7 +165,8 @@ class _TextLM(nn.Module):
         pos = position_ids[0]  # [3, T] (the runner adds a batch axis in front)
         pos = pos[:, None] if self.mrope else pos[:1]  # [3, 1, T] or [1, T]
         out = self.model(inputs_embeds=inputs_embeds, position_ids=pos, cache=cache, use_cache=use_cache)
-        return _Logits(self.head(out.last_hidden_state))
+        # only the last position's logits are ever read: the head over a 49k vocabulary is not free
+        return _Logits(self.head(out.last_hidden_state[:, -1:]))
 
 
 @dataclass
@@ -200,7 +201,7 @@ class _KVWindow:
         return self.runner.cache_length(self.cache)
 
     def forward(self, chunk: _Chunk, offset: int = 0) -> torch.Tensor:
-        """Run a chunk at the next positions (+ offset); the cache grows by it. Returns logits [T, V]."""
+        """Run a chunk at the next positions (+ offset); the cache grows by it. Returns the last logits [1, V]."""
         pos = (chunk.positions + self.next_pos + offset).to(self.runner.device)
         return self.runner.forward(chunk.embeds[None], pos, self.cache)[0]
 
