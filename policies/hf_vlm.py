@@ -87,6 +87,7 @@ class HFVideoQAConfig:
     vit_ratio: float = 0.25  # tokens recomputed per layer; 1.0 = exact, no reuse
     skip_threshold: float = 0.002  # whole-frame skip below this relative mean |Δpixel|; 0 = never
     use_cache: bool = True  # False: the plain vision forward on every frame (the reference)
+    prefill_slow: bool = True  # run the newest frame's slow tokens at ingest, so a question only runs its text
     qwen_max_pixels: int = 224 * 224  # Qwen2-VL frame area cap (tokens per frame = pixels / 28²)
     keep_transcript: bool = False  # keep each chunk's inputs for `reference_answer` (tests)
 
@@ -195,10 +196,27 @@ class _KVWindow:
         self.transcript: list[_Chunk] = []  # sinks + frames' inputs, only with keep_transcript
         self.next_pos = 0
         self.evicted_rows = 0
+        self.tail: _Chunk | None = None  # cached after the frames, replaced by the next append (the slow frame)
 
     @property
     def length(self) -> int:
         return self.runner.cache_length(self.cache)
+
+    @property
+    def tail_span(self) -> int:
+        return self.tail.span if self.tail is not None else 0
+
+    def set_tail(self, chunk: _Chunk | None) -> None:
+        """Cache ``chunk`` after the frames without making it part of the stream; the next append drops it."""
+        self._drop_tail()
+        if chunk is not None:
+            self.forward(chunk)
+            self.tail = chunk
+
+    def _drop_tail(self) -> None:
+        if self.tail is not None:
+            self.runner.crop(self.cache, self.length - self.tail.rows)
+            self.tail = None
 
     def forward(self, chunk: _Chunk, offset: int = 0) -> torch.Tensor:
         """Run a chunk at the next positions (+ offset); the cache grows by it. Returns the last logits [1, V]."""
@@ -209,6 +227,7 @@ class _KVWindow:
         if not sink and chunk.rows > self.window_tokens:
             raise ModelError(f"a frame of {chunk.rows} LM tokens does not fit window_tokens={self.window_tokens}: "
                              "lower fast_tokens or widen the window")
+        self._drop_tail()
         if not sink:
             self._make_room(chunk.rows)
         if self.keep_transcript:
@@ -439,6 +458,8 @@ class HFVideoQA:
         self.frames += 1
         self.last_t_ns = t_ns
         self.window.append(self._frame_chunk(self._fast(grid)))
+        if self.config.prefill_slow:
+            self.window.set_tail(self._slow_chunk())
 
     def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
         ids: list[int] = []
@@ -473,9 +494,12 @@ class HFVideoQA:
     def _answer_tokens(self, question: str, max_new_tokens: int) -> Iterator[int]:
         window = self.window
         keep = window.length
-        chunk = self._question_chunk(question)
+        if window.tail is not None:  # the newest frame is cached already: only the text runs
+            chunk, offset = self._text_chunk(question), window.tail_span
+        else:
+            chunk, offset = _join(self._slow_chunk(), self._text_chunk(question)), 0
         try:
-            logits = window.forward(chunk)[-1]
+            logits = window.forward(chunk, offset)[-1]
             for step in range(max_new_tokens):
                 token = int(logits.argmax())
                 if token in self.stop_ids:
@@ -483,7 +507,7 @@ class HFVideoQA:
                 yield token
                 if step + 1 < max_new_tokens:
                     nxt = _Chunk(self._embed([token]), torch.zeros(3, 1, dtype=torch.long), 1)
-                    logits = window.forward(nxt, offset=chunk.span + step)[-1]
+                    logits = window.forward(nxt, offset=offset + chunk.span + step)[-1]
         finally:
             window.runner.crop(window.cache, keep)
 
@@ -493,7 +517,7 @@ class HFVideoQA:
         if not self.config.keep_transcript:
             raise ModelError("reference_tokens needs HFVideoQAConfig(keep_transcript=True)")
         window = self.window
-        q = self._question_chunk(question)
+        q = _join(self._slow_chunk(), self._text_chunk(question))
         embeds = torch.cat([c.embeds for c in window.transcript] + [q.embeds])
         positions = torch.cat([c.positions for c in window.transcript] + [q.positions + window.next_pos], dim=1)
         out: list[int] = []
@@ -555,17 +579,31 @@ class HFVideoQA:
         b.text(self._embed(self._ids["frame_close"]))
         return b.chunk()
 
-    def _question_chunk(self, question: str) -> _Chunk:
+    def _slow_chunk(self) -> _Chunk | None:
+        """The newest frame at full resolution, as the question's preamble; None before any frame."""
+        if not self.config.slow_frames or self._last_grid is None:
+            return None
         b = _Builder(self.mrope)
-        if self.config.slow_frames and self._last_grid is not None:
-            b.text(self._embed(self._ids["question_open"]))
-            b.text(self._embed(self._ids["frame_open"]))
-            b.image(self._last_grid)
-            b.text(self._embed(self._ids["frame_close"]))
+        b.text(self._embed(self._ids["question_open"]))
+        b.text(self._embed(self._ids["frame_open"]))
+        b.image(self._last_grid)
+        b.text(self._embed(self._ids["frame_close"]))
+        return b.chunk()
+
+    def _text_chunk(self, question: str) -> _Chunk:
+        b = _Builder(self.mrope)
         text = " " + question.strip() if self.family == "smolvlm" else question.strip()
         b.text(self._embed(self._encode([text])))
         b.text(self._embed(self._ids["question_close"]))
         return b.chunk()
+
+
+def _join(first: _Chunk | None, second: _Chunk) -> _Chunk:
+    """Two chunks as one: the second's positions follow the first's span."""
+    if first is None:
+        return second
+    return _Chunk(torch.cat([first.embeds, second.embeds]),
+                  torch.cat([first.positions, second.positions + first.span], dim=1), first.span + second.span)
 
 
 def _tensor_bytes(obj: Any) -> int:

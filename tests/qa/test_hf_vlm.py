@@ -62,6 +62,17 @@ def test_cache_reusing_nothing_equals_no_cache(checkpoints: dict[str, Path], kin
     assert list(exact.answer_tokens(QUESTION, 8)) == list(plain.answer_tokens(QUESTION, 8))  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("kind", ["smolvlm", "qwen2_vl"])
+def test_prefilled_newest_frame_changes_nothing(checkpoints: dict[str, Path], kind: str) -> None:
+    """Running the slow frame at ingest (so a question runs only its text) gives the same answer."""
+    ahead = _load(checkpoints[kind], prefill_slow=True, window_tokens=40)
+    asked = _load(checkpoints[kind], prefill_slow=False, window_tokens=40)
+    for model in (ahead, asked):
+        _feed(model, 0, 12)
+    assert ahead.window.tail is not None and asked.window.tail is None  # type: ignore[attr-defined]
+    assert list(ahead.answer_tokens(QUESTION, 8)) == list(asked.answer_tokens(QUESTION, 8))  # type: ignore[attr-defined]
+
+
 def test_unchanged_frames_are_skipped(checkpoints: dict[str, Path]) -> None:
     for kind in ("smolvlm", "qwen2_vl"):
         model = _load(checkpoints[kind])
@@ -80,7 +91,8 @@ def test_memory_stays_bounded(checkpoints: dict[str, Path], kind: str) -> None:
     _feed(model, 30, 60)
     later = model.memory()  # type: ignore[attr-defined]
     assert later["frames"] == 90
-    assert later["tokens"] <= sinks + 48
+    tail = model.window.tail.rows  # type: ignore[attr-defined]  # the newest frame, pre-filled for questions
+    assert later["tokens"] <= sinks + 48 + tail
     assert later["bytes"] <= first["bytes"] * 1.1
 
 
