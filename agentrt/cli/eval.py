@@ -4,6 +4,8 @@
     agentrt eval --tasks reach --decodings ar consistency --clocks lockstep --episodes 20 --json runs/eval.json
     agentrt eval --tasks reach --episodes 10 --seed 200000 --reworded       # unseen seeds and unseen wording
     agentrt eval --tasks reach --weights policies/weights/nano_vla.safetensors --cd-weights runs/cd.safetensors
+    agentrt eval qa --questions 500 --reworded --json runs/eval_qa.json       # the nano video-QA model
+    agentrt eval qa --model nano:runs/qa/train/nano_qa.safetensors --questions 200
 
 Seeds start at --seed (default 100000; training used 0 .. episodes-1). Decoding:
 ar (greedy, AR weights), jacobi (exact Jacobi, AR weights), consistency
@@ -12,6 +14,10 @@ with instructions in wording the model never saw. Rows: task, decoding, clock,
 split, episodes, success_rate, control_hz, latency_p50_ms / p99 (frame capture
 to chunk ready), decode_ms (the action block, median), iterations (passes per
 chunk, mean).
+
+`eval qa` measures a video-QA model (policies/qa_eval.py): templated questions
+on unseen sim scenes (seeds from 1000000), accuracy per question type and
+overall; --json writes {"accuracy", "questions", "per_kind", ...}.
 """
 
 from __future__ import annotations
@@ -30,20 +36,32 @@ COLUMNS = ("task", "decoding", "clock", "split", "episodes", "success_rate", "co
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", nargs="?", choices=("vla", "qa"), default="vla", help="vla (default) or qa")
     parser.add_argument("--tasks", nargs="+", default=["reach", "push", "pick_place"])
     parser.add_argument("--decodings", nargs="+", default=["ar", "jacobi", "consistency"])
     parser.add_argument("--clocks", nargs="+", default=["lockstep", "realtime"])
     parser.add_argument("--episodes", type=int, default=10, help="episodes per row (default 10)")
-    parser.add_argument("--seed", type=int, default=100_000, help="first seed (default 100000: never seen in training)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="first seed (default unseen in training: 100000 for vla, 1000000 for qa)")
     parser.add_argument("--reworded", action="store_true", help="also rows with reworded instructions (lockstep)")
     parser.add_argument("--weights", default="", help="AR weights (default: the shipped ones)")
     parser.add_argument("--cd-weights", default="", help="consistency-distilled weights (default: the shipped ones)")
     parser.add_argument("--max-iterations", type=int, default=4, help="consistency: cap on Jacobi passes (default 4)")
     parser.add_argument("--tolerance", type=int, default=3, help="consistency: early exit tolerance in bins (default 3)")
+    parser.add_argument("--execute-steps", type=int, default=4,
+                        help="lockstep: steps of each chunk run before planning again, 0 = all (default 4, as real time)")
     parser.add_argument("--json", metavar="PATH", help="write the rows, the machine and versions as JSON")
+    parser.add_argument("--questions", type=int, default=500, help="qa: questions asked (default 500)")
+    parser.add_argument("--model", default="nano", help="qa: nano | nano:PATH | hf:PATH (default nano)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.what == "qa":
+        from policies.qa_eval import run_cli
+
+        return run_cli(args)
+    if args.seed is None:
+        args.seed = 100_000
     import torch
 
     from agentrt.errors import ConfigError
@@ -65,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
             for clock, reworded in plans:
                 row = evaluate_policy(policy, task, decoding=decoding, clock=clock, episodes=args.episodes,
-                                      seed=args.seed, reworded=reworded).as_dict()
+                                      seed=args.seed, reworded=reworded, execute_steps=args.execute_steps).as_dict()
                 rows.append(row)
                 print(_line(tuple(str(row[c]) for c in COLUMNS)), flush=True)
     if args.json:

@@ -1,0 +1,39 @@
+"""`agentrt train-qa`: train the nano video-QA model on scenes from `agentrt collect-qa` (seeded, resumable).
+
+    agentrt train-qa --data data/qa --out runs/qa/train --steps 2500
+    agentrt train-qa --data data/qa --steps 100 --out /tmp/qa-pilot --no-resume      # a short pilot
+    nice -n 5 env OMP_NUM_THREADS=1 agentrt train-qa --threads 1 --max-minutes 35    # on a shared machine
+
+A run resumes from OUT/checkpoint.pt when it exists (--no-resume starts over);
+--max-minutes stops early with a checkpoint, and the same command goes on.
+OUT/nano_qa.safetensors holds the latest weights; copy them to
+policies/weights/nano_qa.safetensors to ship them. Details: docs/nano_qa.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="data/qa", help="dataset folder from collect-qa (default data/qa)")
+    parser.add_argument("--out", default="runs/qa/train", help="run folder: checkpoint and weights (default runs/qa/train)")
+    parser.add_argument("--steps", type=int, default=2500, help="optimiser steps (default 2500)")
+    parser.add_argument("--batch", type=int, default=16, help="scenes (streams) per step (default 16)")
+    parser.add_argument("--questions", type=int, default=7, help="questions per scene per step (default 7)")
+    parser.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches (default 0)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (resumable) after this long (default: no limit)")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/checkpoint.pt exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    from policies.qa_train import TrainQAConfig, train
+
+    config = TrainQAConfig(data=args.data, out=args.out, steps=args.steps, batch=args.batch, questions=args.questions,
+                           lr=args.lr, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes)
+    train(config, resume=not args.no_resume, report=lambda line: print(line, flush=True))
+    return 0

@@ -1,0 +1,230 @@
+"""The nano video-QA model: scene and question generation, the model, streaming memory, shipped weights."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agentrt.errors import ModelError
+from policies.nano_qa import DEFAULT_WEIGHTS, NanoQA, NanoQAConfig, NanoVideoQA, load_model, save_model
+from policies.qa_data import KINDS, SceneConfig, SceneMaker, make_question, questions_for, vocabulary
+
+TINY = dict(image_size=32, stem_channels=8, vit_patch=2, vit_width=32, vit_depth=1, vit_heads=2,
+            width=32, depth=2, heads=2, window_frames=3, frame_interval_ms=0.0)
+
+
+@pytest.fixture(scope="module")
+def maker() -> SceneMaker:
+    m = SceneMaker(SceneConfig(image_size=64))
+    m.connect()
+    yield m
+    m.close()
+
+
+def tiny_model(seed: int = 0) -> NanoQA:
+    torch.manual_seed(seed)
+    return NanoQA(NanoQAConfig(words=vocabulary(), **TINY)).eval()
+
+
+# -- scenes and questions ----------------------------------------------------------------------------
+
+def test_scenes_and_questions_are_deterministic(maker: SceneMaker) -> None:
+    a, frames_a = maker.make(5)
+    maker.make(6)  # another scene in between changes nothing
+    b, frames_b = maker.make(5)
+    assert a.to_json() == b.to_json()
+    assert all(np.array_equal(x, y) for x, y in zip(frames_a, frames_b, strict=True))
+    qa = questions_for(a, np.random.default_rng(1), 7)
+    qb = questions_for(b, np.random.default_rng(1), 7)
+    assert qa == qb and len({q.kind for q in qa}) == len(qa)
+
+
+def test_answers_match_sim_state(maker: SceneMaker) -> None:
+    from sims.tasks.base import COLOURS
+
+    kinds_seen = set()
+    for seed in range(12):
+        scene, (before, after) = maker.make(seed)
+        assert 2 <= len(scene.objects) <= 4
+        assert len({o.colour for o in scene.objects}) == len(scene.objects)  # colours are distinct
+        world = maker._world
+        in_world = world.p.getNumBodies(physicsClientId=world.client) - 2  # less the floor and the robot
+        count = make_question(scene, "count", np.random.default_rng(0))
+        assert count is not None and count.answer == ["", "one", "two", "three", "four"][in_world]
+        for i, (o, body) in enumerate(zip(scene.objects, maker._bodies, strict=True)):
+            assert np.allclose(o.after, world.position(body))
+            if i == scene.held:
+                assert o.after[2] > 0.05  # lifted
+            else:
+                assert o.after[2] == pytest.approx(0.02, abs=1e-3)  # on the floor
+            if i != scene.moved:
+                assert np.allclose(o.before, o.after)
+            if i != scene.held:  # the rendered pixel at the projected point has the object's colour
+                u, v = (int(round(c)) for c in o.pixel_after)
+                patch = after[max(v - 1, 0): v + 2, max(u - 1, 0): u + 2].reshape(-1, 3).astype(float) / 255
+                palette = {name: np.array(rgba[:3]) for name, rgba in COLOURS.items()}
+                nearest = {min(palette, key=lambda n: np.linalg.norm(px - palette[n])) for px in patch}
+                assert o.colour in nearest
+        if scene.moved is not None:
+            m = scene.objects[scene.moved]
+            assert np.linalg.norm(np.subtract(m.after, m.before)[:2]) >= 0.1
+            assert not np.array_equal(before, after)
+        else:
+            assert np.array_equal(before, after)
+        rng = np.random.default_rng(seed)
+        for kind in KINDS:
+            q = make_question(scene, kind, rng)
+            if q is None:
+                continue
+            kinds_seen.add(kind)
+            if kind == "relation":
+                names = {o.name: o for o in scene.objects}
+                a_name, b_name = q.text[len("is the "):-1].split(" left or right of the ")
+                left = names[a_name].pixel_after[0] < names[b_name].pixel_after[0]
+                assert q.answer == ("left" if left else "right")
+            if kind == "holding":
+                assert q.answer == (scene.objects[scene.held].name if scene.held is not None else "nothing")
+            if kind == "moved":
+                assert q.answer == (scene.objects[scene.moved].name if scene.moved is not None else "nothing")
+    assert kinds_seen == set(KINDS)
+
+
+def test_a_scene_not_showing_the_move_answers_nothing(maker: SceneMaker) -> None:
+    scene = next(s for s in (maker.make(seed)[0] for seed in range(20)) if s.moved is not None)
+    q = make_question(replace(scene, moved=None), "moved", np.random.default_rng(0))
+    assert q is not None and q.answer == "nothing"
+
+
+# -- the model ---------------------------------------------------------------------------------------
+
+def test_shared_prefix_forward_equals_the_plain_decoder() -> None:
+    model = tiny_model()
+    vit = model.encode(torch.rand(6, 3, 32, 32) * 2 - 1).view(2, 3, model.config.full_tokens, -1)
+    prefix = model.prefix(vit)
+    rows = torch.randint(0, model.config.vocab_size, (2, 3, 7))
+    with torch.no_grad():
+        assert torch.allclose(model(prefix, rows), model.reference_forward(prefix, rows), atol=1e-5)
+
+
+def test_streamed_question_equals_the_training_forward() -> None:
+    """ingest + answer (cached prefix, the feature cache exact) gives the logits of the batched forward."""
+    from agentrt.engine import ViTCacheConfig
+
+    model = tiny_model()
+    qa = NanoVideoQA(model, ViTCacheConfig(ratio=1.0))
+    frames = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(2)]
+    for i, f in enumerate(frames):
+        qa.ingest(f, i)
+    ids = qa.tokenizer.question("what moved?")
+    with torch.no_grad():
+        x = torch.stack([torch.from_numpy(f).permute(2, 0, 1).float() / 127.5 - 1 for f in frames])
+        logits = model(model.prefix(model.encode(x)[None]), torch.tensor([[ids]]))[0, 0, -1]
+    first = qa.tokenizer.word(int(logits.argmax()))
+    said = qa.ask("what moved?")
+    assert said.split(" ")[0] == first or (first == "<eos>" and said == "")
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    model = tiny_model()
+    path = tmp_path / "qa.safetensors"
+    save_model(model, path, {"step": 3})
+    loaded, extra = load_model(path)
+    assert extra == {"step": 3} and loaded.config == model.config
+    assert path.with_suffix(".json").exists() and path.stat().st_size < 5_000_000
+    x = torch.rand(1, 1, model.config.full_tokens, model.config.vit_width)
+    rows = torch.randint(0, model.config.vocab_size, (1, 2, 5))
+    with torch.no_grad():
+        assert torch.equal(model(model.prefix(x), rows), loaded(loaded.prefix(x), rows))
+
+
+def test_memory_stays_bounded_on_a_long_stream() -> None:
+    qa = NanoVideoQA(tiny_model())
+    rng = np.random.default_rng(0)
+    sizes = []
+    for i in range(60):
+        qa.ingest(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), i)  # any frame size: resized
+        sizes.append(qa.memory())
+    c = qa.config
+    assert max(m["tokens"] for m in sizes) == 1 + c.window_frames * c.frame_rows
+    assert sizes[-1]["frames"] == 60
+    assert len({m["bytes"] for m in sizes[10:]}) == 1  # flat once the window is full
+
+
+def test_asking_leaves_memory_as_it_was() -> None:
+    qa = NanoVideoQA(tiny_model())
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        qa.ingest(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), i)
+    before = qa.memory()
+    keys = qa.stream.cache.keys(0).clone()
+    first = qa.ask("what is the robot holding?")
+    assert qa.memory() == before and torch.equal(qa.stream.cache.keys(0), keys)
+    assert qa.ask("what is the robot holding?") == first
+    partial = qa.answer("how many objects are there?")
+    next(partial, None)
+    partial.close()  # a consumer that stops reading early
+    assert qa.memory() == before
+
+
+def test_frames_within_the_interval_are_answered_about_but_not_kept() -> None:
+    model = tiny_model()
+    model.config.frame_interval_ms = 1000.0
+    qa = NanoVideoQA(model)
+    image = np.zeros((32, 32, 3), np.uint8)
+    for i in range(10):
+        qa.ingest(image, i * 100_000_000)  # 10 frames in 0.9 s: one kept
+    assert qa.memory()["frames"] == 10 and qa.memory()["tokens"] == 1 + qa.config.frame_rows
+    assert isinstance(qa.ask("what moved?"), str)
+
+
+def test_missing_weights_is_one_line_model_error(tmp_path: Path) -> None:
+    from policies.videoqa import load_videoqa
+
+    with pytest.raises(ModelError) as err:
+        load_videoqa(f"nano:{tmp_path / 'none.safetensors'}")
+    assert "\n" not in str(err.value) and "train-qa" in str(err.value)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError):
+        load_videoqa(f"nano:{bad}")
+
+
+def test_train_two_steps_and_resume(tmp_path: Path) -> None:
+    from policies.qa_data import write_dataset
+    from policies.qa_train import TrainQAConfig, train
+
+    write_dataset(tmp_path / "data", "train", 4, 0, SceneConfig(image_size=32))
+    config = TrainQAConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), steps=2, batch=2, questions=3,
+                           max_frames=2, checkpoint_every=1, log_every=1)
+    lines: list[str] = []
+    weights = train(config, NanoQAConfig(words=vocabulary(), **TINY), report=lines.append)
+    assert weights.exists() and any("step 2/2" in line for line in lines)
+    train(replace(config, steps=3), report=lines.append)
+    assert any("resumed" in line for line in lines)
+    assert load_model(weights)[1]["step"] == 3
+
+
+def test_eval_cli_keeps_vla_as_the_default() -> None:
+    from agentrt.cli.__main__ import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["eval", "--tasks", "reach"]).what == "vla"
+    args = parser.parse_args(["eval", "qa", "--questions", "20"])
+    assert args.what == "qa" and args.questions == 20 and args.seed is None
+
+
+# -- the shipped weights -----------------------------------------------------------------------------
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="no shipped nano QA weights")
+def test_shipped_weights_answer_held_out_questions() -> None:
+    from policies.qa_eval import evaluate_qa
+    from policies.videoqa import load_videoqa
+
+    qa = load_videoqa("nano")
+    results, _ = evaluate_qa(qa, questions=20, seed=1_000_000)
+    assert results[0].questions == 20
+    assert results[0].accuracy >= 0.7, results[0].mistakes
