@@ -9,10 +9,13 @@ extra dependency is needed)::
       meta/stats.json       per feature: min, max, mean, std, q01, q99 (action and observation.state)
       data/episode_000000.npz
          observation.images.scene  (T_img, H, W, 3) uint8  scene camera at the steps in image_frame_index
+         observation.images.wrist  (T_img, H, W, 3) uint8  wrist camera at the same steps (``--wrist`` only)
          image_frame_index         (T_img,) int64         the steps that have an image (every ``image_every``-th)
          observation.state         (T, 4) float32      tool point xyz (m) + gripper (0 open .. 1 closed)
          observation.target        (T, 3) float32      the target object's position (m): privileged, for an
                                                         auxiliary training loss only, never a policy input
+         observation.goal          (T, 3) float32      where the target must go (the tray's centre), zeros when
+                                                        the task has no such place: privileged, like the target
          action                    (T, 4) float32      ee_delta dx, dy, dz (m/step) + gripper command
          frame_index, timestamp    (T,)                step index, seconds at the control rate
 
@@ -54,6 +57,7 @@ class CollectConfig:
     noise_share: float = 0.5  # share of episodes with noise
     renderer: str = "tiny"
     image_every: int = 2  # render (and keep a training sample) every n-th step; actions are kept for every step
+    wrist: bool = False  # also record the wrist camera (doubles the rendering cost; the nano VLA uses the scene camera)
     out_dir: str = "data/nano"
 
     def __post_init__(self) -> None:
@@ -79,6 +83,8 @@ class Episode:
     actions: np.ndarray  # (T, 4) float32
     image_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (T_img,) steps with an image
     targets: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))  # (T, 3) privileged
+    goals: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))  # (T, 3) privileged, zeros: none
+    wrist_images: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.uint8))  # (T_img, H, W, 3) or empty
     success: bool = True
     meta: dict[str, object] = field(default_factory=dict)
 
@@ -88,8 +94,10 @@ def robot_state(ee_pose: np.ndarray, gripper: float) -> np.ndarray:
     return np.array([*np.asarray(ee_pose)[:3], gripper], dtype=np.float32)
 
 
-def record_episode(env: object, seed: int, rng: np.random.Generator, noise_m: float, image_every: int = 1) -> Episode:
-    """One expert episode on ``env`` (a ``sims.SimEnv``), rendering the scene camera every ``image_every`` steps."""
+def record_episode(
+    env: object, seed: int, rng: np.random.Generator, noise_m: float, image_every: int = 1, wrist: bool = False
+) -> Episode:
+    """One expert episode on ``env`` (a ``sims.SimEnv``), rendering the scene (and wrist) camera every ``image_every`` steps."""
     from sims.robot import Action
 
     obs, info = env.reset(seed=seed)  # type: ignore[attr-defined]
@@ -99,13 +107,19 @@ def record_episode(env: object, seed: int, rng: np.random.Generator, noise_m: fl
     states: list[np.ndarray] = []
     actions: list[np.ndarray] = []
     targets: list[np.ndarray] = []
+    goals: list[np.ndarray] = []
+    wrist_images: list[np.ndarray] = []
     success = False
     while True:
         action = expert.act(obs)
         if len(actions) % image_every == 0:
             image_steps.append(len(actions))
             images.append(env.render("scene"))  # type: ignore[attr-defined]
+            if wrist:
+                wrist_images.append(env.render("wrist"))  # type: ignore[attr-defined]
         targets.append(env.task.target_position().astype(np.float32))  # type: ignore[attr-defined]
+        goal = env.task.goal_position()  # type: ignore[attr-defined]
+        goals.append(np.zeros(3, np.float32) if goal is None else np.asarray(goal, np.float32))
         states.append(robot_state(obs.ee_pose, obs.gripper))
         actions.append(np.asarray(action, dtype=np.float32))
         executed = action.copy()
@@ -126,6 +140,8 @@ def record_episode(env: object, seed: int, rng: np.random.Generator, noise_m: fl
         success=success,
         image_steps=np.asarray(image_steps, dtype=np.int64),
         targets=np.stack(targets),
+        goals=np.stack(goals),
+        wrist_images=np.stack(wrist_images) if wrist_images else np.zeros((0,), np.uint8),
     )
 
 
@@ -161,7 +177,7 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
                 noisy = rng.random() < config.noise_share
                 if (task, seed) in seen:
                     continue
-                ep = record_episode(env, seed, rng, config.noise_m if noisy else 0.0, config.image_every)
+                ep = record_episode(env, seed, rng, config.noise_m if noisy else 0.0, config.image_every, config.wrist)
                 ep.meta = {"noise_m": config.noise_m if noisy else 0.0}
                 if ep.success:
                     _write_episode(root, index, ep, config.control_hz)
@@ -185,10 +201,13 @@ def _write_episode(root: Path, index: int, ep: Episode, fps: float) -> None:
         "image_frame_index": ep.image_steps,
         "observation.state": ep.states,
         "observation.target": ep.targets,
+        "observation.goal": ep.goals,
         "action": ep.actions,
         "frame_index": np.arange(T, dtype=np.int64),
         "timestamp": (np.arange(T) / fps).astype(np.float32),
     }
+    if len(ep.wrist_images):
+        arrays["observation.images.wrist"] = ep.wrist_images
     np.savez_compressed(root / "data" / f"episode_{index:06d}.npz", **arrays)  # type: ignore[arg-type]
 
 
@@ -213,9 +232,11 @@ def write_meta(root: Path, config: CollectConfig) -> dict[str, object]:
             "image_frame_index": {"dtype": "int64", "shape": [1]},
             "observation.state": {"dtype": "float32", "shape": [STATE_DIMS], "names": ["x", "y", "z", "gripper"]},
             "observation.target": {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"], "privileged": True},
+            "observation.goal": {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"], "privileged": True},
             "action": {"dtype": "float32", "shape": [ACTION_DIMS], "names": ["dx", "dy", "dz", "gripper"]},
         },
         "image_every": config.image_every,
+        "wrist": config.wrist,
         "noise_m": config.noise_m,
         "noise_share": config.noise_share,
     }
@@ -256,6 +277,8 @@ def load_episodes(root: str | Path, *, images: bool = True, tasks: tuple[str, ..
                 states=z["observation.state"], actions=z["action"], success=d["success"],
                 image_steps=z["image_frame_index"] if "image_frame_index" in z else np.arange(len(z["action"])),
                 targets=z["observation.target"] if "observation.target" in z else np.zeros((len(z["action"]), 3), np.float32),
+                goals=z["observation.goal"] if "observation.goal" in z else np.zeros((len(z["action"]), 3), np.float32),
+                wrist_images=z["observation.images.wrist"] if images and "observation.images.wrist" in z else np.zeros((0,), np.uint8),
             )
 
 

@@ -32,11 +32,13 @@ import torch.nn.functional as F
 
 from agentrt.errors import ConfigError
 from policies.nano_vla import N_BINS, NanoVLA, load_model, pixels, save_model
-from policies.train import Samples, load_samples, seed_all
+from policies.train import Samples, TrainConfig, keypoint_loss, load_samples, seed_all
 
 __all__ = ["DistillConfig", "Trajectories", "collect_trajectories", "mixed_labels", "distill"]
 
 log = logging.getLogger(__name__)
+
+KEYPOINT_WEIGHT = TrainConfig.keypoint_weight
 
 
 @dataclass
@@ -81,7 +83,7 @@ def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch
     fixed, passes = [], []
     for start in range(0, len(index), batch):
         idx = index[start : start + batch]
-        prompt = teacher.prompt(teacher.encode(pixels(data.images[idx])), data.states[idx], data.text[idx])
+        prompt, _ = teacher.prompt(teacher.perceive(pixels(data.images[idx])), data.states[idx], data.text[idx])
         y = torch.randint(lo, hi, (len(idx), n), generator=gen)
         hist = [y]
         done = torch.zeros(len(idx), dtype=torch.long)
@@ -155,13 +157,16 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
         idx = traj.index[pick]
         y = torch.stack([traj.states[int(m)][int(torch.randint(len(traj.states[int(m)]), (1,), generator=gen))] for m in pick])
         y_star, label = traj.fixed[pick], labels[pick]
-        prompt = student.prompt(student.encode(pixels(data.images[idx])), data.states[idx], data.text[idx])
+        prompt, keypoints = student.prompt(student.perceive(pixels(data.images[idx])), data.states[idx], data.text[idx])
         B = len(idx)
         logits = student.action_logits(prompt.repeat(3, 1, 1), torch.cat([y, y_star, label]))[..., lo:hi]
         lg_y, lg_star, lg_label = logits[:B], logits[B : 2 * B].detach(), logits[2 * B :]
         loss_c = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_star, -1), log_target=True, reduction="none").sum(-1).mean()
         loss_ar = F.cross_entropy(lg_label.reshape(-1, N_BINS), (label - lo).reshape(-1))
         loss = loss_c + cfg.ar_weight * loss_ar
+        if keypoints.xy.shape[1]:  # keep the grounding where the teacher had it
+            heat, err = keypoint_loss(student, keypoints, data.places(idx))
+            loss = loss + heat + KEYPOINT_WEIGHT * err
         for group in opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, step / 20)
         opt.zero_grad(set_to_none=True)

@@ -77,6 +77,7 @@ def evaluate_policy(
     frame_every: int = 2,
     video: str | None = None,
     image_size: int | None = None,
+    execute_steps: int = 4,
     stop: threading.Event | None = None,
 ) -> EvalRow:
     """Run ``episodes`` episodes (seeds ``seed`` ..) and aggregate success, rate, latency and decoding cost."""
@@ -90,7 +91,8 @@ def evaluate_policy(
     size = image_size or policy.model.config.image_size
     env = SimEnv(SimEnvConfig(task=task, robot=RobotConfig(control_hz=control_hz),
                               camera=CameraConfig(width=size, height=size, renderer="tiny")))
-    source = PolicySource(policy, env=env, reword=(lambda s: reword(task, s)) if reworded else None, control_hz=control_hz)
+    source = PolicySource(policy, env=env, reword=(lambda s: reword(task, s)) if reworded else None, control_hz=control_hz,
+                          execute_steps=execute_steps)
     successes, rates = 0, []
     try:
         for i in range(episodes):

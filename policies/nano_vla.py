@@ -2,8 +2,18 @@
 
 Sequence (one sample)::
 
-    [ image tokens (ViT, pooled) | bos  instruction words  pad..  sep | state | a(0,0) a(0,1) ... a(K-1,D-1) ]
-      grid/pool² embeddings        text_len ids                         1       K x D action-bin ids
+    [ image tokens (ViT, pooled) | bos  instruction words  pad..  sep | keypoints | state | a(0,0) ... a(K-1,D-1) ]
+      grid/pool² embeddings        text_len ids                         n_kp        1       K x D action-bin ids
+
+Grounding: the ViT's pooled tokens are too coarse to put a 4 cm object within
+the 2 cm a task needs (a 64 px scene camera shows it as ~4 px). So the model
+also finds the instruction's objects itself: a spatial soft-argmax per keypoint
+(Levine et al. 2016) over a 32x32 map of the stem's features, the logits being
+each cell's match with a query made from the instruction's words. Keypoint 0
+is the named object, keypoint 1 the place it must go (the tray); each becomes
+a table position (normalised like the state), trained with an auxiliary loss
+on the sim's privileged positions, and enters the prompt as one token holding
+the position and its offset from the tool.
 
 Vocabulary: 4 specials (pad, bos, sep, unk), the instruction words, then 256
 action bins (id = ``action_start + bin``). Unknown words become ``unk``
@@ -24,7 +34,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,7 +44,7 @@ from torch import nn
 from agentrt.engine import Decoder, DecoderConfig, ViT, ViTConfig
 from agentrt.errors import ConfigError, ModelError
 
-__all__ = ["NanoVLAConfig", "NanoVLA", "ActionTokenizer", "TextTokenizer", "save_model", "load_model"]
+__all__ = ["NanoVLAConfig", "NanoVLA", "Percept", "Keypoints", "ActionTokenizer", "TextTokenizer", "save_model", "load_model"]
 
 SPECIALS = ("<pad>", "<bos>", "<sep>", "<unk>")
 PAD, BOS, SEP, UNK = 0, 1, 2, 3
@@ -57,6 +67,8 @@ class NanoVLAConfig:
     action_dims: int = 4  # D: dx, dy, dz, gripper
     state_dims: int = 4  # x, y, z, gripper
     text_len: int = 10  # bos + words + pad + sep
+    keypoints: int = 2  # grounding tokens: 0 the named object, 1 where it must go (0 = none)
+    keypoint_channels: int = 32
     words: list[str] = field(default_factory=list)
     action_q01: list[float] = field(default_factory=lambda: [-0.02, -0.02, -0.02])  # metres per step
     action_q99: list[float] = field(default_factory=lambda: [0.02, 0.02, 0.02])
@@ -70,6 +82,8 @@ class NanoVLAConfig:
             raise ConfigError(
                 f"NanoVLAConfig: image_size / patch_size must divide by pool, got {self.image_size}, {self.patch_size}, {self.pool}"
             )
+        if self.keypoints and not self.stem_channels:
+            raise ConfigError("NanoVLAConfig: keypoints need the conv stem (stem_channels > 0)")
         if self.text_len < 3 or self.chunk_steps < 1 or self.action_dims < 2:
             raise ConfigError(
                 f"NanoVLAConfig: expected text_len >= 3, chunk_steps >= 1, action_dims >= 2, "
@@ -92,7 +106,7 @@ class NanoVLAConfig:
 
     @property
     def prompt_len(self) -> int:
-        return self.image_tokens + 1 + self.text_len
+        return self.image_tokens + self.text_len + self.keypoints + 1
 
     @property
     def chunk_tokens(self) -> int:
@@ -109,6 +123,16 @@ class NanoVLAConfig:
     @property
     def action_ids(self) -> tuple[int, int]:
         return (self.action_start, self.action_start + N_BINS)
+
+
+class Percept(NamedTuple):
+    vit_tokens: torch.Tensor  # [B, grid², Cv]
+    keypoint_features: torch.Tensor | None  # [B, k, S/2, S/2], None without grounding
+
+
+class Keypoints(NamedTuple):
+    xy: torch.Tensor  # [B, n_kp, 2] table positions, normalised like the state
+    logits: torch.Tensor  # [B, n_kp, h*w] the heatmaps they are the soft-argmax of
 
 
 def split_words(text: str) -> list[str]:
@@ -160,19 +184,61 @@ class ActionTokenizer:
 
 
 class Stem(nn.Module):
-    """pixels [B, 3, S, S] -> features [B, C, S/4, S/4]: two convolutions over RGB + x, y coordinates."""
+    """pixels [B, 3, S, S] -> (full-resolution features [B, C/2, S, S], features [B, C, S/4, S/4]):
+    two convolutions over RGB + x, y coordinates."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(5, channels // 2, 3, padding=1)
         self.conv2 = nn.Conv2d(channels // 2, channels, 4, stride=4)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, _, H, W = x.shape  # batch, channels, height, width
-        ys = torch.linspace(-1, 1, H, device=x.device, dtype=x.dtype).view(1, 1, H, 1).expand(B, 1, H, W)
-        xs = torch.linspace(-1, 1, W, device=x.device, dtype=x.dtype).view(1, 1, 1, W).expand(B, 1, H, W)
-        h = F.gelu(self.conv1(torch.cat([x, xs, ys], dim=1)))
-        return F.gelu(self.conv2(h))
+        h = F.gelu(self.conv1(torch.cat([x, *coordinates(B, H, W, x)], dim=1)))
+        return h, F.gelu(self.conv2(h))
+
+
+def coordinates(B: int, H: int, W: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and y in [-1, 1] as [B, 1, H, W] maps."""
+    ys = torch.linspace(-1, 1, H, device=like.device, dtype=like.dtype).view(1, 1, H, 1).expand(B, 1, H, W)
+    xs = torch.linspace(-1, 1, W, device=like.device, dtype=like.dtype).view(1, 1, 1, W).expand(B, 1, H, W)
+    return xs, ys
+
+
+class Grounding(nn.Module):
+    """Finds the instruction's objects: per keypoint, a soft-argmax over a 32x32 feature map whose logits
+    are each cell's match with a query from the instruction's words; image (u, v) -> table (x, y)."""
+
+    def __init__(self, config: NanoVLAConfig) -> None:
+        super().__init__()
+        c, k = config, config.keypoint_channels
+        self.keypoints = c.keypoints
+        self.conv1 = nn.Conv2d(c.stem_channels // 2, k, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(k, k, 3, padding=1)
+        self.words_norm = nn.LayerNorm(c.width)  # word embeddings start tiny (std 0.02): without it the query ignores them
+        self.query = nn.Linear(c.width, c.keypoints * k)
+        # The scene camera is fixed, so image -> table is one smooth map (a homography on the floor).
+        self.to_table = nn.Sequential(nn.Linear(2, 64), nn.GELU(), nn.Linear(64, 2))
+        self.token = nn.Linear(4, c.width)  # (x, y, x - tool x, y - tool y) -> a prompt token
+
+    def features(self, stem_full: torch.Tensor) -> torch.Tensor:
+        """Full-resolution stem features [B, C/2, S, S] -> keypoint features [B, k, S/2, S/2]."""
+        return F.gelu(self.conv2(F.gelu(self.conv1(stem_full))))
+
+    def locate(self, features: torch.Tensor, words: torch.Tensor) -> Keypoints:
+        """Features [B, k, h, w] and the instruction's mean word embedding [B, C] -> keypoints: table xy
+        [B, n_kp, 2] (normalised like the state) and the heatmap logits [B, n_kp, h*w] behind them."""
+        B, k, h, w = features.shape
+        query = self.query(self.words_norm(words)).view(B, self.keypoints, k)
+        logits = torch.einsum("bnk,bkp->bnp", query, features.flatten(2)) / k**0.5
+        xs, ys = coordinates(1, h, w, features)
+        grid = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # [h*w, 2]
+        uv = logits.softmax(-1) @ grid  # [B, n_kp, 2]: the expected image position
+        return Keypoints(self.to_table(uv), logits)
+
+    def tokens(self, xy: torch.Tensor, tool_xy: torch.Tensor) -> torch.Tensor:
+        """Keypoints [B, n_kp, 2] and the tool's xy [B, 2] (both normalised) -> prompt tokens [B, n_kp, C]."""
+        return self.token(torch.cat([xy, xy - tool_xy[:, None]], dim=-1))
 
 
 class NanoVLA(nn.Module):
@@ -186,15 +252,21 @@ class NanoVLA(nn.Module):
         self.vision_proj = nn.Linear(c.vit_width, c.width)
         self.state_proj = nn.Linear(c.state_dims, c.width)
         self.decoder = Decoder(DecoderConfig(vocab_size=c.vocab_size, width=c.width, depth=c.depth, heads=c.heads))
-        self.target_head = nn.Linear(c.width, 3)  # training only: the target's position from the last prompt row
+        self.grounding = Grounding(c) if c.keypoints else None
         self.state_center: torch.Tensor
         self.state_scale: torch.Tensor
         self.register_buffer("state_center", torch.tensor(c.state_center, dtype=torch.float32), persistent=False)
         self.register_buffer("state_scale", torch.tensor(c.state_scale, dtype=torch.float32), persistent=False)
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Pixels [B, 3, S, S] in [-1, 1] -> ViT tokens [B, grid², Cv] (the stem, then the engine ViT)."""
-        return self.vit(self.stem(images) if self.stem is not None else images)
+    def perceive(self, images: torch.Tensor, vit: Any = None) -> Percept:
+        """Pixels [B, 3, S, S] in [-1, 1] -> ViT tokens (through ``vit``: the engine's feature cache, or
+        by default the plain ViT) and keypoint features."""
+        vit = vit if vit is not None else self.vit
+        if self.stem is None:
+            return Percept(vit(images), None)
+        full, quarter = self.stem(images)
+        keypoint_features = self.grounding.features(full) if self.grounding is not None else None
+        return Percept(vit(quarter), keypoint_features)
 
     def image_features(self, vit_tokens: torch.Tensor) -> torch.Tensor:
         """ViT tokens [B, grid², Cv] -> pooled, projected [B, image_tokens, C]."""
@@ -204,30 +276,31 @@ class NanoVLA(nn.Module):
         x = F.avg_pool2d(x, self.config.pool).flatten(2).transpose(1, 2)  # [B, image_tokens, Cv]
         return self.vision_proj(x)
 
-    def prompt(self, vit_tokens: torch.Tensor, states: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """-> prompt embeddings [B, prompt_len, C]: image tokens, instruction, then the state last (the
-        instruction's last row sees image and words but not the state: the grounding row)."""
-        img = self.image_features(vit_tokens)
-        st = self.state_proj((states - self.state_center) / self.state_scale)[:, None]  # [B, 1, C]
-        return torch.cat([img, self.decoder.embed(text), st], dim=1)
+    def prompt(self, percept: Percept, states: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, Keypoints]:
+        """-> (prompt embeddings [B, prompt_len, C]: image tokens, instruction, keypoints, state;
+        the keypoints, with n_kp = 0 without grounding)."""
+        img = self.image_features(percept.vit_tokens)
+        words = self.decoder.embed(text)
+        state = (states - self.state_center) / self.state_scale
+        parts = [img, words]
+        keypoints = Keypoints(state.new_zeros(state.shape[0], 0, 2), state.new_zeros(state.shape[0], 0, 1))
+        if self.grounding is not None and percept.keypoint_features is not None:
+            is_word = (text >= UNK).unsqueeze(-1).to(words.dtype)  # unknown words count: they still say "a word was here"
+            mean_word = (words * is_word).sum(1) / is_word.sum(1).clamp(min=1.0)
+            keypoints = self.grounding.locate(percept.keypoint_features, mean_word)
+            parts.append(self.grounding.tokens(keypoints.xy, state[:, :2]))
+        parts.append(self.state_proj(state)[:, None])
+        return torch.cat(parts, dim=1), keypoints
 
     def forward(
         self, images: torch.Tensor, states: torch.Tensor, text: torch.Tensor, actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher forcing: -> (logits [B, K*D, V], row i predicting action token i; target position [B, 3],
-        normalised like the state, read from the instruction's last row, which cannot see the state:
-        an auxiliary grounding loss that only the image and the words can satisfy)."""
-        prompt = self.prompt(self.encode(images), states, text)
-        x = torch.cat([prompt, self.decoder.embed(actions[:, :-1])], dim=1)
-        positions = torch.arange(x.shape[1], device=x.device)
-        for layer, block in enumerate(self.decoder.blocks):  # Decoder.forward, keeping the hidden rows
-            x = block(x, positions, None, layer)
-        x = self.decoder.ln_f(x)
-        P = prompt.shape[1]
-        return self.decoder.lm_head(x[:, P - 1 :]), self.target_head(x[:, P - 2])
+    ) -> tuple[torch.Tensor, Keypoints]:
+        """Teacher forcing: -> (logits [B, K*D, V], row i predicting action token i; the keypoints)."""
+        prompt, keypoints = self.prompt(self.perceive(images), states, text)
+        return self.action_logits(prompt, actions), keypoints
 
     def normalise_position(self, xyz: torch.Tensor) -> torch.Tensor:
-        return (xyz - self.state_center[:3]) / self.state_scale[:3]
+        return (xyz - self.state_center[: xyz.shape[-1]]) / self.state_scale[: xyz.shape[-1]]
 
     def action_logits(self, prompt: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Prompt embeddings [B, P, C] and action ids [B, N] (the guess) -> logits [B, N, V] at the N action
@@ -273,7 +346,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Na
     model = NanoVLA(config)
     state = load_file(str(path))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "decoder.lm_head.weight" and not k.startswith("target_head.")]
+    missing = [k for k in missing if k != "decoder.lm_head.weight"]
     if missing or unexpected:
         raise ModelError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     extra = {k: json.loads(v) for k, v in meta.items() if k != "config"}

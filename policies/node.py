@@ -7,7 +7,9 @@
         params: {clock: realtime, decoding: consistency}
 
 Lockstep: the sim publishes a frame exactly when it needs a chunk (and
-republishes it until answered); the node answers each frame seq once.
+republishes it until answered); the node answers each frame seq once, with the
+first ``execute_steps`` steps of the chunk it planned, so it plans again as
+often as in real time.
 Real time: frames arrive at the sim's frame rate; the node plans from the
 newest frame as soon as the chunk in flight has at most ``lead_steps`` steps
 left, so the next chunk lands before the robot runs out, and drops the steps
@@ -43,14 +45,16 @@ class NanoVLANodeConfig:
     weights: str = ""  # empty: the shipped weights for the decoding mode
     vit_cache: bool = False
     lead_steps: int = 4  # real time: plan when the chunk in flight has this many steps left
+    execute_steps: int = 4  # lockstep: send this many steps of each chunk (0 = all), so the sim asks again sooner
     robot: str = "arm"
     threads: int = 1  # the sim needs the other core
 
     def __post_init__(self) -> None:
         if self.clock not in ("lockstep", "realtime"):
             raise ConfigError(f"NanoVLANodeConfig.clock: expected lockstep or realtime, got {self.clock!r}")
-        if self.control_hz <= 0 or self.lead_steps < 0:
-            raise ConfigError(f"NanoVLANodeConfig: expected control_hz > 0, lead_steps >= 0, got {self.control_hz}, {self.lead_steps}")
+        if self.control_hz <= 0 or self.lead_steps < 0 or self.execute_steps < 0:
+            raise ConfigError(f"NanoVLANodeConfig: expected control_hz > 0, lead_steps >= 0, execute_steps >= 0, "
+                              f"got {self.control_hz}, {self.lead_steps}, {self.execute_steps}")
 
 
 class NanoVLANode(Node):
@@ -112,6 +116,8 @@ class NanoVLANode(Node):
             return
         vector = np.array([*state.ee_pose[:3], state.gripper], dtype=np.float32)
         chunk, info = self.policy.act(np.ascontiguousarray(frame.image[..., :3]), vector, instruction)
+        if c.clock == "lockstep" and c.execute_steps:
+            chunk = chunk[: c.execute_steps]
         if c.clock == "realtime":
             late = int((now_ns() - frame.t_capture_ns) / 1e9 * c.control_hz)
             chunk = chunk[min(late, chunk.shape[0] // 2):]

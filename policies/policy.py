@@ -113,12 +113,12 @@ class NanoPolicy:
             raise ConfigError(f"NanoPolicy: expected a {c.image_size}x{c.image_size} image, got {image.shape[1]}x{image.shape[0]}")
         t0 = time.perf_counter()
         x = pixels(image)
-        tokens = self.vit(self.model.stem(x) if self.model.stem is not None else x)
+        percept = self.model.perceive(x, self.vit)
         t1 = time.perf_counter()
         if self._text_cache is None or self._text_cache[0] != instruction:
             self._text_cache = (instruction, torch.tensor([self.text.encode(instruction)]))
         state_t = torch.as_tensor(np.asarray(state, dtype=np.float32))[None]
-        prompt = self.model.prompt(tokens, state_t, self._text_cache[1])
+        prompt, _ = self.model.prompt(percept, state_t, self._text_cache[1])
         cache, last = prefill(self.runner, prompt)
         t2 = time.perf_counter()
         n = c.chunk_tokens
@@ -150,6 +150,8 @@ class PolicySource:
     reword: Callable[[str], str] | None = None  # what the policy is told instead (held-out rewordings)
     instruction: str = ""
     lead_steps: int = 4
+    execute_steps: int = 4  # lockstep: run this many steps of each chunk, then plan again (0 = all); real time
+    # plans again with lead_steps left, so 4 of 8 makes lockstep behave like real time (and grasps land better)
     control_hz: float = 20.0
     wants_frames: bool = True
     infos: list[ActInfo] = field(default_factory=list)
@@ -192,7 +194,8 @@ class PolicySource:
             if queue.remaining == 0:
                 planned = self._plan()
                 if planned is not None:
-                    queue.submit("ee_delta", planned[0], t_capture_ns=planned[1])
+                    steps = self.execute_steps or planned[0].shape[0]
+                    queue.submit("ee_delta", planned[0][:steps], t_capture_ns=planned[1])
             return
         if self._worker is None:
             self._worker = threading.Thread(target=self._work, name="policy", daemon=True)

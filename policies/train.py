@@ -31,6 +31,7 @@ from policies.data import Episode, load_episodes, load_info
 from policies.nano_vla import (
     UNK,
     ActionTokenizer,
+    Keypoints,
     NanoVLA,
     NanoVLAConfig,
     TextTokenizer,
@@ -38,6 +39,7 @@ from policies.nano_vla import (
     save_model,
     split_words,
 )
+from sims.camera import project_scene
 
 __all__ = ["TrainConfig", "Samples", "load_samples", "train", "pick_device"]
 
@@ -56,7 +58,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     word_dropout: float = 0.15
-    target_weight: float = 5.0  # auxiliary loss: regress the target's position (privileged, training only)
+    keypoint_weight: float = 10.0  # auxiliary: keypoint position error (with a heatmap loss on the target's and goal's places)
     seed: int = 0
     ckpt_every: int = 200
     eval_every: int = 0  # 0: no lockstep evaluation along the way
@@ -86,16 +88,21 @@ class Samples:
     instructions: list[str]
     episode: torch.Tensor  # [N] episode of each sample
     targets: torch.Tensor  # [N, 3] the target's position (privileged, for the auxiliary loss)
+    goals: torch.Tensor  # [N, 3] where it must go (privileged; zeros: the task has no such place)
     raw_actions: np.ndarray  # [N, K, D] float32, the ground-truth chunks
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
+    def places(self, idx: torch.Tensor) -> torch.Tensor:
+        """[B, 2, 3]: the target's and the goal's world positions (keypoints 0 and 1)."""
+        return torch.stack([self.targets[idx], self.goals[idx]], dim=1)
+
 
 def model_config(data_dir: str, tasks: tuple[str, ...], overrides: dict[str, Any]) -> NanoVLAConfig:
     """Vocabulary and action statistics from the dataset, sizes from ``overrides``."""
     info = load_info(data_dir.split(",")[0])
-    words: set[str] = set()
+    words = task_vocabulary()
     acts = []
     for ep in _episodes(data_dir, images=False, tasks=tasks):
         words.update(split_words(ep.instruction))
@@ -116,10 +123,22 @@ def model_config(data_dir: str, tasks: tuple[str, ...], overrides: dict[str, Any
     return NanoVLAConfig(**cfg)
 
 
+def task_vocabulary() -> set[str]:
+    """Every word of the sims' instruction templates, so that one vocabulary serves any mix of tasks
+    (a checkpoint trained on some tasks can go on training on all of them)."""
+    from sims.tasks.base import COLOURS, SHAPES
+    from sims.tasks.push import DIRECTIONS
+
+    words = {"touch", "push", "put", "the", "to", "in", "tray", *COLOURS, *SHAPES}
+    for direction in DIRECTIONS:
+        words.update(split_words(direction))
+    return words
+
+
 def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = ()) -> Samples:
     text_tok, act_tok = TextTokenizer(config), ActionTokenizer(config)
     K = config.chunk_steps
-    images, states, text, actions, raw, instructions, episode, targets = [], [], [], [], [], [], [], []
+    images, states, text, actions, raw, instructions, episode, targets, goals = [], [], [], [], [], [], [], [], []
     for e, ep in enumerate(_episodes(data_dir, images=True, tasks=tasks)):
         steps = ep.image_steps
         T = len(steps)
@@ -130,6 +149,7 @@ def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = 
         images.append(ep.images)
         states.append(ep.states[steps])
         targets.append(ep.targets[steps])
+        goals.append(ep.goals[steps] if len(ep.goals) else np.zeros((T, 3), np.float32))
         raw.append(chunks)
         actions.append(np.stack([act_tok.encode(c) for c in chunks]))
         text.append(np.tile(text_tok.encode(ep.instruction), (T, 1)))
@@ -137,6 +157,7 @@ def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = 
         episode.append(np.full(T, e))
     return Samples(
         targets=torch.from_numpy(np.concatenate(targets)),
+        goals=torch.from_numpy(np.concatenate(goals)),
         images=torch.from_numpy(np.concatenate(images)),
         states=torch.from_numpy(np.concatenate(states)),
         text=torch.from_numpy(np.concatenate(text)),
@@ -160,6 +181,37 @@ def drop_words(text: torch.Tensor, p: float, generator: torch.Generator) -> torc
     words = text >= 4
     drop = (torch.rand(text.shape, generator=generator) < p) & words
     return torch.where(drop, torch.full_like(text, UNK), text)
+
+
+def keypoint_loss(model: NanoVLA, keypoints: Keypoints, places: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (heatmap cross-entropy, table-position mean squared error), keypoint k against place k.
+
+    ``places`` [B, n_kp, 3]: world positions (keypoint 0 the target, 1 the goal); all zeros where a
+    sample has none. The heatmap learns against a Gaussian around the place's projection into the
+    scene camera (sigma one cell): a dense, well-conditioned signal, where the position error alone
+    trains the soft-argmax slowly. The position error then fits image -> table.
+    """
+    B, n, cells = keypoints.logits.shape
+    side = int(round(cells**0.5))
+    known = (places[:, :n].abs().sum(-1) > 0).to(keypoints.xy.dtype)  # [B, n]
+    uv = torch.as_tensor(project_scene(places[:, :n].cpu().numpy()), dtype=keypoints.xy.dtype, device=keypoints.xy.device)
+    centres = torch.linspace(-1, 1, side, device=uv.device, dtype=uv.dtype)
+    sigma = 2.0 / side
+    gx = torch.exp(-0.5 * ((centres[None, None, :] - uv[..., :1]) / sigma) ** 2)  # [B, n, side]
+    gy = torch.exp(-0.5 * ((centres[None, None, :] - uv[..., 1:]) / sigma) ** 2)
+    target = (gy[..., :, None] * gx[..., None, :]).flatten(2)
+    target = target / target.sum(-1, keepdim=True).clamp(min=1e-12)
+    ce = -(target * keypoints.logits.log_softmax(-1)).sum(-1)  # [B, n]
+    err = (keypoints.xy - model.normalise_position(places[:, :n, :2])).pow(2).mean(-1)
+    count = known.sum().clamp(min=1)
+    return (ce * known).sum() / count, (err * known).sum() / count
+
+
+def keypoint_rms_cm(model: NanoVLA, mse: float) -> float:
+    """A keypoint mean squared error (normalised units) -> root mean square error in centimetres."""
+    if math.isnan(mse):
+        return mse
+    return math.sqrt(max(mse, 0.0)) * float(model.state_scale[:2].mean()) * 100.0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -212,19 +264,17 @@ def train(
     log.info("model: %.2f M parameters, prompt %d + %d action tokens", n_params / 1e6, mcfg.prompt_len, mcfg.chunk_tokens)
     model.train()
     started = time.monotonic() - elapsed
-    loss_avg = target_avg = float("nan")
+    loss_avg = keypoint_avg = float("nan")
     while step < cfg.steps:
         idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
         images = pixels(data.images[idx]).to(device)
         text = drop_words(data.text[idx], cfg.word_dropout, gen).to(device)
-        logits, target = model(images, data.states[idx].to(device), text, data.actions[idx].to(device))
+        logits, keypoints = model(images, data.states[idx].to(device), text, data.actions[idx].to(device))
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), data.actions[idx].to(device).reshape(-1))
-        if cfg.target_weight:
-            known = (data.targets[idx].abs().sum(-1) > 0).to(device)  # datasets without targets store zeros
-            err = (target - model.normalise_position(data.targets[idx].to(device))).pow(2).mean(-1)
-            loss_target = (err * known).sum() / known.sum().clamp(min=1)
-            loss = loss + cfg.target_weight * loss_target
-            target_avg = loss_target.item() if step == 0 or target_avg != target_avg else 0.95 * target_avg + 0.05 * loss_target.item()
+        if cfg.keypoint_weight and keypoints.xy.shape[1]:
+            heat, err = keypoint_loss(model, keypoints, data.places(idx).to(device))
+            loss = loss + heat + cfg.keypoint_weight * err
+            keypoint_avg = err.item() if math.isnan(keypoint_avg) else 0.95 * keypoint_avg + 0.05 * err.item()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         opt.zero_grad(set_to_none=True)
@@ -236,10 +286,10 @@ def train(
         if on_step is not None:
             on_step(step, loss_avg)
         if step % 50 == 0:
-            history.append({"step": step, "loss": round(loss_avg, 4), "target_mse": round(target_avg, 4),
+            history.append({"step": step, "loss": round(loss_avg, 4), "keypoint_mse": round(keypoint_avg, 5),
                             "time_s": round(time.monotonic() - started, 1)})
             if step % 100 == 0:
-                log.info("step %d: loss %.4f, target position mse %.4f (normalised)", step, loss_avg, target_avg)
+                log.info("step %d: loss %.4f, keypoint rms %.1f cm", step, loss_avg, keypoint_rms_cm(model, keypoint_avg))
         if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0:
             model.eval()
             result = evaluate(model, step)

@@ -21,7 +21,7 @@ import numpy as np
 from agentrt.errors import ConfigError
 from sims.world import World, quiet_stdout
 
-__all__ = ["CameraConfig", "Cameras", "RENDERERS"]
+__all__ = ["CameraConfig", "Cameras", "RENDERERS", "project_scene"]
 
 log = logging.getLogger(__name__)
 
@@ -138,3 +138,24 @@ class Cameras:
         )
         image = np.asarray(rgba, dtype=np.uint8).reshape(cfg.height, cfg.width, 4)
         return np.ascontiguousarray(image[:, :, :3])
+
+
+def project_scene(points_m: np.ndarray, config: CameraConfig | None = None) -> np.ndarray:
+    """World points (..., 3) -> where the scene camera sees them, (..., 2) as (u, v) in [-1, 1]
+    (u rightwards, v downwards over the image; pixel centres at -1 + (2i + 1) / size).
+
+    The same look-at and perspective (OpenGL conventions) that ``computeViewMatrix`` and
+    ``computeProjectionMatrixFOV`` build, in numpy, so training code can label image
+    positions without a simulator.
+    """
+    cfg = config or CameraConfig()
+    eye, target = np.asarray(cfg.scene_eye_m, np.float64), np.asarray(cfg.scene_target_m, np.float64)
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    side = np.cross(forward, [0.0, 0.0, 1.0])
+    side /= np.linalg.norm(side)
+    up = np.cross(side, forward)
+    rel = np.asarray(points_m, np.float64) - eye
+    x, y, depth = rel @ side, rel @ up, rel @ forward  # camera frame: right, up, ahead
+    f = 1.0 / np.tan(np.radians(cfg.fov_deg) / 2.0)
+    aspect = cfg.width / cfg.height
+    return np.stack([f / aspect * x / depth, -f * y / depth], axis=-1)

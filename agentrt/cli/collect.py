@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=64, help="scene camera size in pixels, square (default 64)")
     parser.add_argument("--noise", type=float, default=0.003, help="DART noise std on executed steps, metres (default 0.003)")
     parser.add_argument("--image-every", type=int, default=2, help="render a frame (a training sample) every n steps (default 2)")
+    parser.add_argument("--wrist", action="store_true", help="also record the wrist camera at the same steps")
     parser.add_argument("--out", default="data/nano", help="dataset folder (default data/nano)")
 
 
@@ -32,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from policies.data import CollectConfig, Episode, collect
 
     config = CollectConfig(tasks=tuple(args.tasks), episodes=args.episodes, seed=args.seed,
-                           image_size=args.size, noise_m=args.noise, image_every=args.image_every, out_dir=args.out)
+                           image_size=args.size, noise_m=args.noise, image_every=args.image_every,
+                           wrist=args.wrist, out_dir=args.out)
     total = config.episodes * len(config.tasks)
     counts = {"ok": 0, "failed": 0, "frames": 0}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -148,6 +148,10 @@ class Task(abc.ABC):
         assert self.world is not None and self.target is not None
         return np.array(self.world.position(self.target.body))
 
+    def goal_position(self) -> np.ndarray | None:
+        """Where the target must end up when that is a place in the scene (the tray), else None."""
+        return None
+
     def ee_position(self) -> np.ndarray:
         assert self.robot is not None
         return self.robot.get_observation().ee_pose[:3]

@@ -52,6 +52,9 @@ class PickPlaceTask(Task):
         inside = abs(pos[0] - self.tray_center[0]) <= half and abs(pos[1] - self.tray_center[1]) <= half
         return inside and pos[2] < 0.05
 
+    def goal_position(self) -> np.ndarray:
+        return np.array([self.tray_center[0], self.tray_center[1], 0.0])
+
     def success(self) -> bool:
         assert self.world is not None and self.robot is not None and self.target is not None
         return self.in_tray() and not self.world.in_contact(self.robot.body, self.target.body)

@@ -68,7 +68,7 @@ def test_teacher_forcing_matches_cached_decoding() -> None:
     model = NanoVLA(cfg).eval()
     img = torch.randint(0, 255, (32, 32, 3), dtype=torch.uint8).numpy()
     with torch.no_grad():
-        prompt = model.prompt(model.encode(pixels(img)), torch.zeros(1, 4), torch.tensor([TextTokenizer(cfg).encode("a")]))
+        prompt, _ = model.prompt(model.perceive(pixels(img)), torch.zeros(1, 4), torch.tensor([TextTokenizer(cfg).encode("a")]))
         runner = NativeRunner(model.decoder)
         cache, last = prefill(runner, prompt)
         ar = greedy_decode(runner, None, cfg.chunk_tokens, action_ids=cfg.action_ids, cache=cache, last_logits=last)
@@ -78,6 +78,40 @@ def test_teacher_forcing_matches_cached_decoding() -> None:
         cache, last = prefill(runner, prompt)
         jac = jacobi_decode(runner, None, cfg.chunk_tokens, JacobiConfig(action_ids=cfg.action_ids), cache=cache, last_logits=last)
         assert jac.tokens == ar.tokens
+
+
+def test_keypoint_loss_is_lowest_at_the_projected_place_and_ignores_missing_places() -> None:
+    from policies.nano_vla import Keypoints
+    from policies.train import keypoint_loss
+    from sims.camera import project_scene
+
+    model = NanoVLA(NanoVLAConfig(words=["a"], **TINY))
+    place = torch.tensor([[[0.55, 0.1, 0.02], [0.0, 0.0, 0.0]]])  # a target, no goal
+    side = 16
+    u, v = project_scene(place[0, 0].numpy())
+    col, row = int((u + 1) / 2 * side), int((v + 1) / 2 * side)
+    xy = model.normalise_position(place[:, :, :2])
+
+    def heat_at(r: int, c: int) -> torch.Tensor:
+        logits = torch.zeros(1, 2, side * side)
+        logits[0, :, r * side + c] = 12.0
+        return keypoint_loss(model, Keypoints(xy, logits), place)[0]
+
+    right, wrong = heat_at(row, col), heat_at((row + 6) % side, (col + 6) % side)
+    assert right < wrong
+    err = keypoint_loss(model, Keypoints(xy + torch.tensor([[[0.0, 0.0], [5.0, 5.0]]]), torch.zeros(1, 2, side * side)), place)[1]
+    assert float(err) == 0.0  # keypoint 1 is wrong by a mile, but the sample has no goal
+
+
+def test_collect_records_goal_and_wrist_camera(tmp_path: Path) -> None:
+    from policies.data import CollectConfig, collect, load_episodes
+
+    collect(CollectConfig(tasks=("pick_place",), episodes=1, image_size=32, image_every=8, wrist=True, noise_m=0.0,
+                          out_dir=str(tmp_path)))
+    ep = next(load_episodes(tmp_path))
+    assert ep.wrist_images.shape == ep.images.shape and ep.images.shape[1:] == (32, 32, 3)
+    assert ep.goals.shape == (len(ep.actions), 3) and np.all(ep.goals[:, :2] != 0)  # the tray's centre
+    assert not np.array_equal(ep.wrist_images, ep.images)
 
 
 def test_collect_train_distill_smoke(tmp_path: Path) -> None:

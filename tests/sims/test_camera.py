@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agentrt.errors import ConfigError
-from sims.camera import CameraConfig
+from sims.camera import CameraConfig, project_scene
 from sims.env import SimEnv, SimEnvConfig
 from sims.robot import Action
 
@@ -35,6 +35,22 @@ def test_the_named_object_is_visible_in_the_scene_camera() -> None:
             without = env.render()
             changed = np.any(with_target != without, axis=2)
             assert changed.sum() >= 9, f"seed {seed}: the {target.name} covers {changed.sum()} pixels"
+
+
+@pytest.mark.parametrize("width", [64, 96])
+def test_project_scene_lands_on_the_objects_the_camera_renders(width: int) -> None:
+    """The numpy projection (used to label keypoints in training) agrees with PyBullet's rendering:
+    removing an object changes the pixel its centre projects to."""
+    with SimEnv(SimEnvConfig(task="reach", camera=CameraConfig(width=width, height=width, renderer="tiny"))) as env:
+        for seed in range(2):
+            env.reset(seed=seed)
+            for obj in list(env.task.objects):
+                u, v = project_scene(np.array(env.world.position(obj.body)))
+                col, row = int((u + 1) / 2 * width), int((v + 1) / 2 * width)
+                before = env.render()
+                env.world.p.removeBody(obj.body, physicsClientId=env.world.client)
+                after = env.render()
+                assert np.any(before[row, col] != after[row, col]), f"seed {seed}: {obj.name} not at ({col}, {row})"
 
 
 def test_auto_renderer_reports_what_it_uses() -> None:
