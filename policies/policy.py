@@ -58,6 +58,7 @@ class PolicyConfig:
     tolerance_bins: int = 3  # consistency: stop when every changing token moved <= this many bins
     vit_cache: bool = False  # run the ViT through the engine's STC feature cache
     threads: int = 1  # a 1 M-parameter model gains little from more, and a shared 2-core machine loses a lot
+    guess_shift_steps: int = 4  # Jacobi's first guess: the previous chunk moved on by the steps run since (4 of 8)
 
     def __post_init__(self) -> None:
         if self.decoding not in DECODINGS:
@@ -125,7 +126,7 @@ class NanoPolicy:
         if self.config.decoding == "ar":
             result = greedy_decode(self.runner, None, n, action_ids=c.action_ids, cache=cache, last_logits=last)
         else:
-            init = self._previous[1:] if self._previous is not None else None
+            init = self._shifted_guess()[1:] if self._previous is not None else None
             result = jacobi_decode(self.runner, None, n, self.jacobi, init=init, cache=cache, last_logits=last)
         t3 = time.perf_counter()
         self._previous = result.tokens
@@ -133,6 +134,17 @@ class NanoPolicy:
         info.total_ms = (t3 - t0) * 1e3
         info.iterations, info.early_exit = result.stats.iterations, result.stats.early_exit
         return self.actions.decode(result.tokens), info
+
+
+    def _shifted_guess(self) -> list[int]:
+        """The previous chunk's tokens moved on by ``guess_shift_steps`` whole steps (all dims of a step move
+        together), the last step repeated behind them: what the new chunk most likely starts with."""
+        assert self._previous is not None
+        D, shift = self.model.config.action_dims, self.config.guess_shift_steps
+        steps = [self._previous[i : i + D] for i in range(0, len(self._previous), D)]
+        shift = min(shift, len(steps) - 1)
+        moved = steps[shift:] + [steps[-1]] * shift
+        return [token for step in moved for token in step]
 
 
 @dataclass

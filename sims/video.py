@@ -16,9 +16,14 @@ log = logging.getLogger(__name__)
 
 
 class VideoWriter:
-    """Append RGB frames (H, W, 3) uint8; odd sizes are padded to even (yuv420p needs it)."""
+    """Append RGB frames (H, W, 3) uint8; odd sizes are padded to even (yuv420p needs it).
 
-    def __init__(self, path: str | Path, fps: float) -> None:
+    Frames smaller than ``min_side`` pixels are enlarged by a whole factor (nearest neighbour, so
+    every pixel the policy saw stays a sharp block): a 64 px policy camera makes a 256 px video
+    a person can watch, at no rendering cost.
+    """
+
+    def __init__(self, path: str | Path, fps: float, min_side: int = 256) -> None:
         try:
             import av
         except ImportError:
@@ -27,6 +32,7 @@ class VideoWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = fps
+        self.min_side = min_side
         self.frames = 0
         self.codec = ""
         self._container: Any = None
@@ -55,6 +61,9 @@ class VideoWriter:
         log.debug("writing %s with %s at %sx%s", self.path, self.codec, width, height)
 
     def write(self, image: np.ndarray) -> None:
+        scale = -(-self.min_side // max(min(image.shape[:2]), 1))  # ceil: the smallest whole factor that reaches min_side
+        if scale > 1:
+            image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
         height, width = image.shape[0] + image.shape[0] % 2, image.shape[1] + image.shape[1] % 2
         if (height, width) != image.shape[:2]:
             image = np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)), mode="edge")

@@ -8,6 +8,7 @@ Every benchmark takes ``--quick`` (a reduced run, within 60 s on 2 cores) and
     agentrt bench engine --quick
     agentrt bench sim --quick --json sim.json
     agentrt bench qa --quick --json qa.json
+    agentrt bench vla --quick --threads 1          # the nano VLA's action decoding: ar, jacobi, consistency
     agentrt bench engine --quick --threads 1      # steadier ratios on a busy machine
 """
 
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "loop": "agentrt.bench.loop",
     "streams": "agentrt.bench.streams",
     "qa": "agentrt.bench.qa",
+    "vla": "agentrt.bench.vla",
 }
 
 

@@ -9,9 +9,8 @@ waits. Prints each episode and a summary (success, control rate,
 capture-to-chunk latency) and leaves an MP4 per episode, the telemetry report
 (JSON + PNG) and summary.json in the output folder.
 
-    agentrt demo                                   # reach, 3 held-out scenes, runs/agent-demo/
+    agentrt demo                                   # reach, push, pick_place: 3 held-out scenes each, runs/agent-demo/
     agentrt demo --task push --episodes 5
-    agentrt demo --task all                        # reach, push and pick_place one after another
     agentrt demo --transport                       # the wire alone: camera -> policy stand-in -> robot stand-in
 """
 
@@ -30,7 +29,8 @@ TASKS = ("reach", "push", "pick_place")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", default="reach", choices=[*TASKS, "all"], help="which task (default reach)")
+    parser.add_argument("--task", default="all", choices=[*TASKS, "all"],
+                        help="which task (default all: reach, push and pick_place one after another)")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per task, held-out scenes (default 3)")
     parser.add_argument("--seed", type=int, default=100_000, help="first scene seed (default 100000: never trained on)")
     parser.add_argument("--decoding", default="consistency", choices=["ar", "jacobi", "consistency"],
@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         summary = run_agent_demo(cfg, output=_quiet_output)
         _print_summary(summary)
         summaries.append(summary)
+    if len(summaries) > 1:
+        done = sum(s["episodes"] for s in summaries)
+        won = sum(s["successes"] for s in summaries)
+        print(f"demo: {won}/{done} episodes succeeded across {', '.join(tasks)}; everything is in {out}/")
     worked = all(s["episodes"] == args.episodes and not s["failure"] for s in summaries)
     if not worked:
         failure = next((s["failure"] for s in summaries if s["failure"]), "")

@@ -74,7 +74,7 @@ def test_agent_demo_runs_the_sim_and_policy_nodes_and_leaves_video_and_report(tm
 
     env = {**os.environ, "AGENTRT_RUN_DIR": str(tmp_path / "run"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "agentrt.cli", "demo", "--episodes", "1", "--clock", "lockstep", "--decoding", "consistency",
+        [sys.executable, "-m", "agentrt.cli", "demo", "--task", "reach", "--episodes", "1", "--clock", "lockstep",
          "--out", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=300, env=env,
     )
@@ -85,3 +85,23 @@ def test_agent_demo_runs_the_sim_and_policy_nodes_and_leaves_video_and_report(tm
     assert all(os.path.getsize(v) > 1000 for v in summary["videos"]) and summary["videos"]
     assert (tmp_path / "demo" / "report.json").exists()
     assert "success" in result.stdout and "capture -> chunk" in result.stdout
+
+
+def test_bench_vla_replays_episodes_through_every_decoding_and_jacobi_stays_exact() -> None:
+    from agentrt.bench.vla import measure
+
+    result = measure(episodes=1, max_plans=3)
+    modes = result["modes"]
+    assert result["chunks"] == 9 and set(modes) == {"ar", "jacobi", "consistency", "consistency-cap6"}
+    assert modes["jacobi"]["same_as_ar"] == 1.0 and modes["jacobi"]["bins_from_ar"] == 0.0
+    assert modes["ar"]["passes"] == 31 and modes["consistency"]["passes"] <= 4
+
+
+def test_jacobi_guess_moves_the_previous_chunk_on_by_whole_steps() -> None:
+    policy = NanoPolicy(PolicyConfig(decoding="jacobi", guess_shift_steps=2))
+    D = policy.model.config.action_dims
+    policy._previous = list(range(8 * D))  # steps 0..7, each D tokens
+    guess = policy._shifted_guess()
+    assert guess[:D] == list(range(2 * D, 3 * D))  # step 2 comes first
+    assert guess[-2 * D :] == list(range(7 * D, 8 * D)) * 2  # the last step repeated behind
+    assert len(guess) == 8 * D

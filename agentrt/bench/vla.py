@@ -1,0 +1,128 @@
+"""`agentrt bench vla`: the shipped nano VLA's action block, every decoding side by side.
+
+    agentrt bench vla --quick --threads 1
+    agentrt bench vla --json runs/bench-vla.json
+
+Observations come from closed-loop lockstep episodes of the AR policy on
+held-out scenes of each task (image, state, instruction at every plan). They
+are then replayed, in episode order, through one policy per decoding mode,
+the modes taking turns on each observation, so load on a shared machine hits
+them alike. Each mode keeps its own previous chunk (Jacobi's initial guess),
+as it would in an episode.
+
+Figures per mode: ``decode_ms`` (median, the 32-token action block after the
+prefill), ``passes`` (mean model passes), ``speedup`` (AR's median decode_ms /
+the mode's), ``same_as_ar`` (share of chunks token-identical to AR: 1.0 for
+exact Jacobi), ``bins_from_ar`` (mean |bin difference| of the xyz tokens).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from agentrt.bench.report import print_rows
+
+__all__ = ["run", "print_table", "MODES"]
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    decoding: str
+    max_iterations: int = 4
+    tolerance_bins: int = 3
+
+
+MODES = (
+    Mode("ar", "ar"),
+    Mode("jacobi", "jacobi"),
+    Mode("consistency", "consistency"),  # the shipped default: cap 4 passes, tolerance 3 bins
+    Mode("consistency-cap6", "consistency", max_iterations=6, tolerance_bins=2),
+)
+TASKS = ("reach", "push", "pick_place")
+
+
+def run(quick: bool) -> dict[str, Any]:
+    return measure(episodes=1 if quick else 4, max_plans=12 if quick else 40)
+
+
+def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[np.ndarray, np.ndarray, str]]]:
+    """Per episode, the (image, state, instruction) of every plan of the AR policy in lockstep."""
+    from policies.evaluate import HELD_OUT_SEED
+    from policies.policy import NanoPolicy, PolicyConfig, PolicySource
+    from sims.camera import CameraConfig
+    from sims.clock import make_clock
+    from sims.env import SimEnv, SimEnvConfig
+    from sims.loop import run_episode
+
+    policy = NanoPolicy(PolicyConfig(decoding="jacobi"))  # exact: the AR policy's actions, found faster
+    seen: list[list[tuple[np.ndarray, np.ndarray, str]]] = []
+
+    class Recording(PolicySource):
+        def _plan(self) -> tuple[np.ndarray, int] | None:
+            with self._lock:
+                frame = self._frame
+            if frame is not None and len(seen[-1]) < max_plans:
+                seen[-1].append((frame[0].copy(), frame[1].copy(), self.instruction))
+            return super()._plan()
+
+    size = policy.model.config.image_size
+    with SimEnv(SimEnvConfig(task=task, camera=CameraConfig(width=size, height=size, renderer="tiny"))) as env:
+        source = Recording(policy, env=env)
+        for i in range(episodes):
+            seen.append([])
+            run_episode(env, make_clock("lockstep", 20.0), source, seed=HELD_OUT_SEED + 500 + i, frame_every=2)
+    return seen
+
+
+def measure(*, episodes: int, max_plans: int) -> dict[str, Any]:
+    from policies.policy import NanoPolicy, PolicyConfig
+
+    policies = {m.name: NanoPolicy(PolicyConfig(decoding=m.decoding, max_iterations=m.max_iterations,
+                                                tolerance_bins=m.tolerance_bins)) for m in MODES}
+    c = policies["ar"].model.config
+    decode: dict[str, list[float]] = {m.name: [] for m in MODES}
+    passes: dict[str, list[int]] = {m.name: [] for m in MODES}
+    same: dict[str, list[bool]] = {m.name: [] for m in MODES}
+    bins: dict[str, list[float]] = {m.name: [] for m in MODES}
+    chunks = 0
+    for task in TASKS:
+        for episode in _observations(task, episodes, max_plans):
+            for policy in policies.values():
+                policy.reset()
+            for image, state, instruction in episode:
+                tokens: dict[str, np.ndarray] = {}
+                for m in MODES:
+                    chunk, info = policies[m.name].act(image, state, instruction)
+                    decode[m.name].append(info.decode_ms)
+                    passes[m.name].append(info.iterations)
+                    tokens[m.name] = policies[m.name].actions.to_bins(chunk)  # bin centres map back exactly
+                for m in MODES:
+                    same[m.name].append(bool(np.array_equal(tokens[m.name], tokens["ar"])))
+                    xyz = (tokens[m.name] - tokens["ar"])[:, :-1]
+                    bins[m.name].append(float(np.abs(xyz).mean()))
+                chunks += 1
+    ar_ms = statistics.median(decode["ar"])
+    modes = {}
+    for m in MODES:
+        ms = statistics.median(decode[m.name])
+        modes[m.name] = {
+            "decoding": m.decoding, "max_iterations": m.max_iterations if m.decoding == "consistency" else None,
+            "tolerance_bins": m.tolerance_bins if m.decoding == "consistency" else None,
+            "decode_ms": ms, "passes": statistics.fmean(passes[m.name]), "speedup": ar_ms / ms if ms > 0 else float("nan"),
+            "same_as_ar": statistics.fmean(same[m.name]), "bins_from_ar": statistics.fmean(bins[m.name]),
+        }
+    return {"chunks": chunks, "tasks": list(TASKS), "episodes_per_task": episodes, "chunk_tokens": c.chunk_tokens,
+            "modes": modes}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rows = [[name, f["decode_ms"], f["passes"], f["speedup"], f["same_as_ar"], f["bins_from_ar"]]
+            for name, f in result["modes"].items()]
+    print_rows(f"vla: the {result['chunk_tokens']}-token action block, {result['chunks']} chunks from "
+               f"{', '.join(result['tasks'])} (medians, side by side)",
+               ["mode", "decode ms", "passes", "x AR", "same as AR", "bins from AR"], rows)
