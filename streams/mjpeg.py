@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from agentrt.codecs import jpeg_encode
+from agentrt.httpd import BackgroundHTTPServer
 from agentrt.messages import Frame
 
 __all__ = ["MJPEGServer"]
@@ -33,32 +34,20 @@ _PAGE = """<!doctype html><html><head><title>agentrt view: {title}</title>
 """
 
 
-class MJPEGServer:
+class MJPEGServer(BackgroundHTTPServer):
     """Serves the newest frame as MJPEG over HTTP from a background thread."""
 
     def __init__(self, port: int = 8765, host: str = "127.0.0.1", title: str = "stream", quality: int = 80) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port, "mjpeg-server")
         self.title = title
         self.quality = quality
         self.frames = 0
         self._jpeg: bytes | None = None
         self._cond = threading.Condition()
         self._closed = False
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
 
     def start(self) -> None:
-        self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="mjpeg-server", daemon=True)
-        self._thread.start()
+        self.start_serving(_handler_for(self))
         log.info("MJPEG view of %s on %s", self.title, self.url)
 
     def update(self, frame: Frame) -> None:
@@ -89,13 +78,7 @@ class MJPEGServer:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self.stop_serving()
 
     def __enter__(self) -> MJPEGServer:
         self.start()

@@ -24,13 +24,14 @@ import queue
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
 from agentrt.codecs import jpeg_encode
+from agentrt.httpd import BackgroundHTTPServer
 from agentrt.messages import Answer, Frame, Query, now_ns
 
 __all__ = ["QAServer"]
@@ -41,12 +42,13 @@ _PAGE = Path(__file__).with_name("page.html")
 MAX_QUESTION_CHARS = 500
 
 
-class QAServer:
+class QAServer(BackgroundHTTPServer):
     """The page's HTTP server, run on a background thread; the owning node moves messages in and out."""
 
     def __init__(self, port: int = 8765, host: str = "127.0.0.1", quality: int = 80, max_width: int = 640,
                  answer_timeout_s: float = 120.0) -> None:
-        self.host, self.port, self.quality, self.max_width = host, port, quality, max_width
+        super().__init__(host, port, "qa-web")
+        self.quality, self.max_width = quality, max_width
         self.answer_timeout_s = answer_timeout_s
         self.outbox: queue.Queue[Query] = queue.Queue()
         self.ready = False  # the node sets it once the model answers (its upstream is ready)
@@ -56,29 +58,12 @@ class QAServer:
         self._lock = threading.Lock()
         self._waiting: dict[str, queue.Queue[Answer]] = {}
         self._seq = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
 
     def start(self) -> None:
-        self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="qa-web", daemon=True)
-        self._thread.start()
+        self.start_serving(_handler_for(self))
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self.stop_serving()
 
     # -- from the node's thread --
 
