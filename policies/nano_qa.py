@@ -60,7 +60,7 @@ __all__ = ["NanoQAConfig", "NanoQA", "QATokenizer", "NanoVideoQA", "save_model",
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "nano_qa.safetensors"
 SPECIALS = ("<pad>", "<bos>", "<frame>", "<unk>", "<q>", "<a>", "<eos>")
 PAD, BOS, FRAME, UNK, Q, A, EOS = range(len(SPECIALS))
-POINTER_LAYER = 1  # the decoder layer whose head 0 is taught to attend to the object asked about
+POINTER_LAYER = 0  # the decoder layer whose head 0 is taught to attend from a word to the object it names
 
 
 
@@ -263,8 +263,9 @@ class NanoQA(nn.Module):
 
     def forward_pointer(self, prefix: torch.Tensor, questions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward``, and the pointer head's attention log-probabilities [B*Q, T, P + T]: head 0 of
-        layer ``POINTER_LAYER``, which training teaches to look at the object a question is about (the
-        answers alone left the model at its priors for hundreds of steps: finding the object and
+        layer ``POINTER_LAYER``, which training teaches to look from the question word that names an
+        object ("cube" in "what colour is the cube?") at that object's full-resolution row (with the
+        answers alone the model sat at its priors for hundreds of steps: finding the object and
         reading it only pay off together)."""
         B, P, C = prefix.shape  # streams, prefix rows, width
         _, Qn, T = questions.shape  # streams, questions per stream, row length

@@ -77,6 +77,7 @@ class Batch:
     kinds: list[list[str]]  # [B][Q] question kind ("" for a padding row)
     cells: torch.Tensor  # [U, 2, grid²] per image and grid cell: colour, shape class (0 = nothing there)
     subject: torch.Tensor  # [B, Q] grid cell of the object each question is about in the newest frame (-1: none)
+    subject_pos: torch.Tensor  # [B, Q] row of the question word that names it (its shape, colour, "holding", "moved")
 
 
 class BatchMaker:
@@ -100,7 +101,7 @@ class BatchMaker:
         images: list[np.ndarray] = []
         cells: list[np.ndarray] = []
         frame_index = np.zeros((len(ids), Fr), np.int64)
-        all_rows: list[list[tuple[list[int], list[int], str, int]]] = []
+        all_rows: list[list[tuple[list[int], list[int], str, int, int]]] = []
         for b, i in enumerate(ids):
             scene = self.scenes[i]
             shard = self.shards[scene.shard]
@@ -115,20 +116,22 @@ class BatchMaker:
                 frame_index[b, :k] = len(images) - 1
             seen = scene if moved else replace(scene, moved=None)
             all_rows.append(self._questions(seen, rng))
-        T = max(len(q) + len(a) - 1 for rows in all_rows for q, a, _, _ in rows)
+        T = max(len(q) + len(a) - 1 for rows in all_rows for q, a, _, _, _ in rows)
         rows = torch.full((len(ids), self.questions, T), PAD, dtype=torch.long)
         targets = torch.full((len(ids), self.questions, T), -100, dtype=torch.long)
         kinds = [["" for _ in range(self.questions)] for _ in ids]
         subject = torch.full((len(ids), self.questions), -1, dtype=torch.long)
+        subject_pos = torch.zeros((len(ids), self.questions), dtype=torch.long)
         for b, qs in enumerate(all_rows):
-            for j, (q, a, kind, cell) in enumerate(qs):
+            for j, (q, a, kind, cell, pos) in enumerate(qs):
                 seq = q + a
                 rows[b, j, : len(seq) - 1] = torch.tensor(seq[:-1])
                 targets[b, j, len(q) - 1 : len(seq) - 1] = torch.tensor(a)
                 kinds[b][j] = kind
-                subject[b, j] = cell
+                subject[b, j], subject_pos[b, j] = cell, pos
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-        return Batch(x, torch.from_numpy(frame_index), rows, targets, kinds, torch.from_numpy(np.stack(cells)), subject)
+        return Batch(x, torch.from_numpy(frame_index), rows, targets, kinds, torch.from_numpy(np.stack(cells)), subject,
+                     subject_pos)
 
     def _cell(self, u: float, v: float) -> int:
         step = self.image_size / self.grid
@@ -144,35 +147,35 @@ class BatchMaker:
             out[1, cell] = self.shape_class[o.shape]
         return out
 
-    def _questions(self, scene: Scene, rng: np.random.Generator) -> list[tuple[list[int], list[int], str, int]]:
+    def _questions(self, scene: Scene, rng: np.random.Generator) -> list[tuple[list[int], list[int], str, int, int]]:
         out = []
         for k in rng.permutation(len(KINDS)):
             q = make_question(scene, KINDS[int(k)], rng)
             if q is None:
                 continue
             ids = self.tokenizer.question(q.text)
+            subject, word = _subject(scene, q)
+            pos = ids.index(self.tokenizer.index[word]) if word in self.tokenizer.index and self.tokenizer.index[word] in ids else 0
             if self.word_dropout > 0:
                 ids = [UNK if (0 < n < len(ids) - 1 and t not in self.keep and rng.random() < self.word_dropout) else t
                        for n, t in enumerate(ids)]
-            subject = _subject(scene, q)
-            cell = self._cell(*scene.objects[subject].pixel_after) if subject >= 0 else -1
-            out.append((ids, self.tokenizer.answer(q.answer), q.kind, cell))
+            cell = self._cell(*scene.objects[subject].pixel_after) if subject >= 0 and pos > 0 else -1
+            out.append((ids, self.tokenizer.answer(q.answer), q.kind, cell, pos))
             if len(out) == self.questions:
                 break
         return out
 
 
-def _subject(scene: Scene, q: Question) -> int:
-    """The object a question is about (-1: none, e.g. counting or an absent colour)."""
+def _subject(scene: Scene, q: Question) -> tuple[int, str]:
+    """The object a question is about (-1: none, e.g. counting or an absent colour) and the word naming it."""
     if q.kind in ("holding", "moved"):
         index = scene.held if q.kind == "holding" else scene.moved
-        return -1 if index is None else index
-    words = split_words(q.text)
-    for w in words:  # colour questions name a shape; the others name a colour first
+        return (-1 if index is None else index), q.kind
+    for w in split_words(q.text):  # colour questions name a shape; the others name a colour first
         for i, o in enumerate(scene.objects):
             if (q.kind == "colour" and w == o.shape) or (q.kind in ("shape", "exists", "relation") and w == o.colour):
-                return i
-    return -1
+                return i, w
+    return -1, ""
 
 
 def batch_loss(model: NanoQA, batch: Batch, probe_weight: float = 1.0, pointer_weight: float = 1.0
@@ -200,10 +203,10 @@ def batch_loss(model: NanoQA, batch: Batch, probe_weight: float = 1.0, pointer_w
             match = keep[:, None, :] == batch.subject[:, :, None]  # [B, Q, k]
             valid = (match.any(-1) & (batch.subject >= 0)).flatten()  # [B*Q]
             column = (P - k + match.float().argmax(-1)).flatten()
-            answer_row = (batch.targets != -100).float().argmax(-1).flatten()  # the <a> row of each question
+            word_row = batch.subject_pos.flatten()  # the word naming the object: one hop from its cells
         if bool(valid.any()):
             rows = torch.arange(B * Qn)[valid]
-            loss = loss - pointer_weight * pointer[rows, answer_row[valid], column[valid]].mean()
+            loss = loss - pointer_weight * pointer[rows, word_row[valid], column[valid]].mean()
     with torch.no_grad():
         answer = batch.targets != -100
         right = (logits.argmax(-1) == batch.targets) | ~answer
