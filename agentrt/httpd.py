@@ -6,10 +6,30 @@ one after ``start_serving``) and pass their request handler class.
 
 from __future__ import annotations
 
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["BackgroundHTTPServer"]
+__all__ = ["BackgroundHTTPServer", "QuietHandler"]
+
+log = logging.getLogger(__name__)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """Request lines go to the debug log (not stderr); ``_reply`` sends one whole, uncached response."""
+
+    log_name = "http"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        log.debug(f"{self.log_name} %s: " + format, self.address_string(), *args)
+
+    def _reply(self, code: int, content_type: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class BackgroundHTTPServer:

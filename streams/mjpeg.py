@@ -20,7 +20,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 
 from agentrt.codecs import jpeg_encode
-from agentrt.httpd import BackgroundHTTPServer
+from agentrt.httpd import BackgroundHTTPServer, QuietHandler
 from agentrt.messages import Frame
 
 __all__ = ["MJPEGServer"]
@@ -89,9 +89,8 @@ class MJPEGServer(BackgroundHTTPServer):
 
 
 def _handler_for(server: MJPEGServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-            log.debug("mjpeg %s: " + format, self.address_string(), *args)
+    class Handler(QuietHandler):
+        log_name = "mjpeg"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = self.path.split("?")[0]
@@ -108,14 +107,6 @@ def _handler_for(server: MJPEGServer) -> type[BaseHTTPRequestHandler]:
                 self._stream()
             else:
                 self._reply(404, "text/plain", b"not found: try / or /stream.mjpg\n")
-
-        def _reply(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
 
         def _stream(self) -> None:
             self.send_response(200)

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 
 from agentrt.codecs import jpeg_encode
-from agentrt.httpd import BackgroundHTTPServer
+from agentrt.httpd import BackgroundHTTPServer, QuietHandler
 from agentrt.messages import Answer, Frame, Query, now_ns
 
 __all__ = ["QAServer"]
@@ -121,11 +121,10 @@ def _displayable(frame: Frame, max_width: int) -> np.ndarray:
 
 
 def _handler_for(server: QAServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-            log.debug("web %s: " + format, self.address_string(), *args)
+        log_name = "web"
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             url = urlparse(self.path)
@@ -148,14 +147,6 @@ def _handler_for(server: QAServer) -> type[BaseHTTPRequestHandler]:
                     self._answer(question)
             else:
                 self._reply(404, "text/plain", b"not found: try /, /frame.jpg, /ask?q=..., /status\n")
-
-        def _reply(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
 
         def _event(self, data: dict[str, object], event: str = "") -> None:
             head = f"event: {event}\n" if event else ""
