@@ -32,6 +32,8 @@ import numpy as np
 from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk, Frame, RobotState, now_ns
 from agentrt.node import Input, Node, latest, lossless
+from policies.data import robot_state
+from sims.chunks import steps_to_run
 
 __all__ = ["NanoVLANodeConfig", "NanoVLANode"]
 
@@ -114,13 +116,11 @@ class NanoVLANode(Node):
                                  "waiting (set policy.instruction in the launch file)")
                 self._warned_no_instruction = True
             return
-        vector = np.array([*state.ee_pose[:3], state.gripper], dtype=np.float32)
-        chunk, info = self.policy.act(np.ascontiguousarray(frame.image[..., :3]), vector, instruction)
-        if c.clock == "lockstep" and c.execute_steps:
-            chunk = chunk[: c.execute_steps]
+        chunk, info = self.policy.act(np.ascontiguousarray(frame.image[..., :3]), robot_state(state.ee_pose, state.gripper),
+                                      instruction)
+        chunk = steps_to_run(chunk, lockstep=c.clock == "lockstep", execute_steps=c.execute_steps,
+                             t_capture_ns=frame.t_capture_ns, control_hz=c.control_hz)
         if c.clock == "realtime":
-            late = int((now_ns() - frame.t_capture_ns) / 1e9 * c.control_hz)
-            chunk = chunk[min(late, chunk.shape[0] // 2):]
             self._chunk_steps_left_at = time.monotonic() + max(chunk.shape[0] - c.lead_steps, 1) / c.control_hz
         self._answered = frame.seq
         self.send("actions", ActionChunk(c.robot, self.seq, frame.seq, frame.t_capture_ns, "ee_delta", chunk,

@@ -35,7 +35,9 @@ from agentrt.engine import (
     prefill,
 )
 from agentrt.errors import ConfigError
+from policies.data import robot_state
 from policies.nano_vla import ActionTokenizer, NanoVLA, TextTokenizer, load_model, pixels
+from sims.chunks import steps_to_run
 
 __all__ = ["DECODINGS", "PolicyConfig", "NanoPolicy", "ActInfo", "PolicySource", "default_weights"]
 
@@ -187,7 +189,7 @@ class PolicySource:
             text = self.env.instruction
             self.start_episode(self.reword(text) if self.reword else text)
         if tick.image is not None:
-            state = np.array([*tick.observation.ee_pose[:3], tick.observation.gripper], dtype=np.float32)
+            state = robot_state(tick.observation.ee_pose, tick.observation.gripper)
             with self._lock:
                 self._frame = (tick.image, state, tick.t_capture_ns)
 
@@ -206,8 +208,9 @@ class PolicySource:
             if queue.remaining == 0:
                 planned = self._plan()
                 if planned is not None:
-                    steps = self.execute_steps or planned[0].shape[0]
-                    queue.submit("ee_delta", planned[0][:steps], t_capture_ns=planned[1])
+                    chunk = steps_to_run(planned[0], lockstep=True, execute_steps=self.execute_steps,
+                                         t_capture_ns=planned[1], control_hz=self.control_hz)
+                    queue.submit("ee_delta", chunk, t_capture_ns=planned[1])
             return
         if self._worker is None:
             self._worker = threading.Thread(target=self._work, name="policy", daemon=True)
@@ -217,9 +220,9 @@ class PolicySource:
             busy = self._busy
         if pending is not None:
             chunk, t_capture = pending
-            late = int((time.monotonic_ns() - t_capture) / 1e9 * self.control_hz)
-            skip = min(late, chunk.shape[0] // 2)
-            queue.submit("ee_delta", chunk[skip:], t_capture_ns=t_capture)
+            chunk = steps_to_run(chunk, lockstep=False, execute_steps=self.execute_steps, t_capture_ns=t_capture,
+                                 control_hz=self.control_hz)
+            queue.submit("ee_delta", chunk, t_capture_ns=t_capture)
         elif not busy and queue.remaining <= self.lead_steps:
             self._wake.set()
 

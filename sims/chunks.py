@@ -11,6 +11,7 @@ computed. Thread-safe: a receiver thread may ``submit`` while the loop calls
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from agentrt.errors import ActionError
 from sims.robot import ACTION_KINDS, Action
 
-__all__ = ["ChunkQueue", "QueuedChunk"]
+__all__ = ["ChunkQueue", "QueuedChunk", "steps_to_run"]
 
 
 @dataclass
@@ -72,3 +73,13 @@ class ChunkQueue:
     def clear(self) -> None:
         with self._lock:
             self._chunk, self._index, self.last = None, 0, None
+
+
+def steps_to_run(chunk: np.ndarray, *, lockstep: bool, execute_steps: int, t_capture_ns: int, control_hz: float) -> np.ndarray:
+    """The part of a planned chunk the robot should run. Lockstep: the first ``execute_steps`` (0 = all), so
+    the next plan comes as often as in real time. Real time: without the steps that went by while the chunk
+    was computed (capture -> now at the control rate), at most half of it."""
+    if lockstep:
+        return chunk[: execute_steps or chunk.shape[0]]
+    late = int((time.monotonic_ns() - t_capture_ns) / 1e9 * control_hz)
+    return chunk[min(late, chunk.shape[0] // 2) :]

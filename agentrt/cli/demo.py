@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.errors import ConfigError
+from policies.data import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
 
-TASKS = ("reach", "push", "pick_place")
+TASKS = TASK_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
