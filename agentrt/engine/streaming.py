@@ -21,7 +21,7 @@ models (``DynamicCache``, through ``HFCausalLMRunner.evict``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from agentrt.engine.decoder import Decoder
-from agentrt.engine.decoding import NativeRunner, greedy_decode
+from agentrt.engine.decoding import NativeRunner
 from agentrt.errors import ConfigError, ModelError
 
 __all__ = ["StreamingConfig", "StreamingKVCache"]
@@ -122,22 +122,36 @@ class StreamingKVCache:
             self.runner.crop(self.cache, keep)
         return logits[0]
 
-    @torch.no_grad()
     def ask(self, question: torch.Tensor, max_new_tokens: int, *, stop_ids: Sequence[int] = ()) -> list[int]:
         """Greedy answer to a question about the stream so far; the cache is cropped back afterwards."""
-        x = self._as_batch(question, None)
-        keep = self.length
-        try:
-            logits = self._forward(x)
-            answer = greedy_decode(
-                self.runner, None, max_new_tokens, cache=self.cache, last_logits=logits[0, -1]
-            ).tokens
-        finally:
-            self.runner.crop(self.cache, keep)
+        answer = list(self.answer(question, max_new_tokens=max_new_tokens))
         for i, token in enumerate(answer):
             if token in stop_ids:
                 return answer[: i + 1]
         return answer
+
+    def answer(self, ids: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None,
+               max_new_tokens: int, stop_ids: Sequence[int] = ()) -> Generator[int, None, None]:
+        """Greedy answer token ids, one at a time, to a question given as ids [T] or embeddings [T, C]
+        (e.g. image rows before the words); a stop id ends it unyielded. The question and answer rows
+        are cropped off the cache when the answer ends, also when the caller stops reading early."""
+        x = self._as_batch(ids, embeds)
+        return self._answer(x, max_new_tokens, set(stop_ids))
+
+    @torch.no_grad()
+    def _answer(self, x: torch.Tensor, max_new_tokens: int, stop_ids: set[int]) -> Generator[int, None, None]:
+        keep = self.length
+        try:
+            logits = self._forward(x)[0, -1]
+            for step in range(max_new_tokens):
+                token = int(logits.argmax())
+                if token in stop_ids:
+                    return
+                yield token
+                if step + 1 < max_new_tokens:
+                    logits = self._forward(torch.tensor([[token]], device=self.runner.device))[0, -1]
+        finally:
+            self.runner.crop(self.cache, keep)
 
     def _as_batch(self, ids: torch.Tensor | None, embeds: torch.Tensor | None) -> torch.Tensor:
         if (ids is None) == (embeds is None):
