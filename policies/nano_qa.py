@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,7 +61,10 @@ __all__ = ["NanoQAConfig", "NanoQA", "QATokenizer", "NanoVideoQA", "save_model",
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "nano_qa.safetensors"
 SPECIALS = ("<pad>", "<bos>", "<frame>", "<unk>", "<q>", "<a>", "<eos>")
 PAD, BOS, FRAME, UNK, Q, A, EOS = range(len(SPECIALS))
-POINTER_LAYER = 0  # the decoder layer whose head 0 is taught to attend from a word to the object it names
+POINTER = (0, 0)  # (layer, head) taught to attend from a word to the object it names
+# (layer, head)s taught to attend from the answer row of "is the A left or right of the B?" to the word
+# naming A, and to the word naming B (which the pointer has read the position of) to compare them
+ROUTES = ((1, 0), (1, 1))
 
 
 
@@ -200,9 +204,29 @@ class NanoQA(nn.Module):
         # those words into the image tokens, so the word "red" in a question can find the red cells by
         # plain attention, and they rank the cells kept at full resolution.
         self.probe = nn.Linear(c.vit_width, sum(c.probe_classes))
+        # Where in its cell the object stands (a 12 px cell holds a 6 px object anywhere): trained on
+        # positions from sim state; full tokens get the exact (x, y) through coord_proj, so left / right
+        # of two objects in one or neighbouring cells can still be told apart.
+        self.locate = nn.Linear(c.vit_width, 2)
+        self.coord_proj = nn.Linear(2, c.width)
+        for layer in (self.locate, self.coord_proj):  # zero: new weights start as a no-op on trained ones
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        # Training-only readouts (auxiliary losses; never used to answer): the pointer's word row after
+        # its layer says where the object it names stands, and a left/right answer row after the routes
+        # says x(A) - x(B). Without them the pointer found the objects but carried no position, and
+        # left/right stayed at chance.
+        self.where_readout = nn.Linear(c.width, 2)
+        self.compare_readout = nn.Linear(c.width, 1)
         index = {w: len(SPECIALS) + i for i, w in enumerate(c.words)}
         self.symbol_ids: torch.Tensor
         self.register_buffer("symbol_ids", torch.tensor([index.get(w, UNK) for w in c.colour_words + c.shape_words]),
+                             persistent=False)
+        self.moved_id: torch.Tensor
+        self.register_buffer("moved_id", torch.tensor([index.get("moved", UNK)]), persistent=False)
+        cells = (torch.arange(c.grid, dtype=torch.float32) + 0.5) / c.grid * 2 - 1  # cell centres in [-1, 1]
+        self.cell_xy: torch.Tensor
+        self.register_buffer("cell_xy", torch.stack(torch.meshgrid(cells, cells, indexing="xy"), -1).reshape(-1, 2),
                              persistent=False)
 
     def tower(self) -> VisionTower:
@@ -214,15 +238,36 @@ class NanoQA(nn.Module):
         """Pixels [N, 3, S, S] in [-1, 1] -> ViT tokens [N, grid², Cv] (the plain forward)."""
         return self.vit(self.stem(images))
 
+    def cell_probs(self, vit_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ViT tokens [N, T, Cv] -> the probe's (colour [N, T, colours + 1], shape [N, T, shapes + 1])
+        probabilities per cell; class 0 = nothing there."""
+        nc = self.config.probe_classes[0]
+        logits = self.probe(vit_tokens)
+        return logits[..., :nc].softmax(-1), logits[..., nc:].softmax(-1)
+
     def symbols(self, vit_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ViT tokens [N, T, Cv] -> (the probe's colour and shape word embeddings, probability-weighted,
         scaled like the projections [N, T, C]; P(an object is there) [N, T])."""
-        nc = self.config.probe_classes[0]
-        logits = self.probe(vit_tokens)
-        colour, shape = logits[..., :nc].softmax(-1), logits[..., nc:].softmax(-1)
+        colour, shape = self.cell_probs(vit_tokens)
         probs = torch.cat([colour[..., 1:], shape[..., 1:]], dim=-1)  # class 0 (nothing there) adds nothing
         words = self.decoder.embed(self.symbol_ids) * self.config.width**0.5  # embeddings start at std 0.02
         return probs @ words, 1.0 - colour[..., 0]
+
+    def coordinates(self, vit_tokens: torch.Tensor) -> torch.Tensor:
+        """ViT tokens [N, grid², Cv] -> (x, y) in [-1, 1] of what stands in each cell [N, grid², 2]:
+        the cell's centre moved by the located offset (at most half a cell)."""
+        return self.cell_xy + self.locate(vit_tokens).tanh() / self.config.grid
+
+    @staticmethod
+    def change(colour: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """How much each cell of the newest frame shows something that was not there earlier in the
+        stream: P(object now) x the largest total-variation distance between the cell's colour now and
+        in any earlier frame. colour [N, T, K], history [N, H, T, K] -> [N, T] in [0, 1]. An object
+        that moved lights up where it now stands; objects that stayed put, and empty cells, stay dark."""
+        if history.shape[1] == 0:
+            return colour.new_zeros(colour.shape[:2])
+        distance = 0.5 * (colour[:, None] - history).abs().sum(-1).amax(1)  # [N, T]
+        return (1.0 - colour[..., 0]) * distance
 
     def frame_chunk(self, vit_tokens: torch.Tensor) -> torch.Tensor:
         """ViT tokens [N, grid², Cv] -> the rows a frame adds to the stream [N, fast + 1, C]."""
@@ -237,12 +282,18 @@ class NanoQA(nn.Module):
         sep = self.decoder.embed(torch.full((N, 1), FRAME, dtype=torch.long, device=vit_tokens.device))
         return torch.cat([fast, sep], dim=1)
 
-    def full_frame(self, vit_tokens: torch.Tensor) -> torch.Tensor:
+    def full_frame(self, vit_tokens: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
         """ViT tokens [N, grid², Cv] -> the newest frame at full resolution, pruned to the ``full_keep``
         cells most likely to hold an object, in grid order [N, full_keep, C] (fewer rows to attend over,
-        almost all of them about objects)."""
+        almost all of them about objects). Each row carries the probe's words, the exact coordinates of
+        what stands there and, given the colour probabilities of the stream's earlier frames
+        (``history`` [N, H, grid², K]), the word "moved" weighted by how much the cell changed, so
+        "what moved?" can find the object by plain attention, as "red" finds red cells."""
         symbols, objectness = self.symbols(vit_tokens)
-        rows = self.full_proj(vit_tokens) + self.full_pos + symbols  # [N, grid², C]
+        rows = self.full_proj(vit_tokens) + self.full_pos + symbols + self.coord_proj(self.coordinates(vit_tokens))
+        if history is not None:
+            change = self.change(self.cell_probs(vit_tokens)[0], history)  # [N, grid²]
+            rows = rows + change[..., None] * (self.decoder.embed(self.moved_id) * self.config.width**0.5)
         keep = objectness.topk(self.config.full_keep, dim=1).indices.sort(dim=1).values  # [N, k]
         return rows.gather(1, keep[..., None].expand(-1, -1, rows.shape[-1]))
 
@@ -251,7 +302,8 @@ class NanoQA(nn.Module):
         B, Fr, T, Cv = vit_frames.shape  # streams, frames, tokens, vit width
         chunks = self.frame_chunk(vit_frames.reshape(B * Fr, T, Cv)).reshape(B, Fr * self.config.frame_rows, -1)
         bos = self.decoder.embed(torch.full((B, 1), BOS, dtype=torch.long, device=vit_frames.device))
-        return torch.cat([bos, chunks, self.full_frame(vit_frames[:, -1])], dim=1)
+        history = self.cell_probs(vit_frames)[0]  # [B, F, grid², K]: every frame of the stream, as memory holds them
+        return torch.cat([bos, chunks, self.full_frame(vit_frames[:, -1], history)], dim=1)
 
     def forward(self, prefix: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
         """Prefix [B, P, C] and Q question+answer id rows per stream [B, Q, T] -> logits [B, Q, T, V].
@@ -259,14 +311,17 @@ class NanoQA(nn.Module):
         The prefix runs once per stream and each of its Q rows attends to it (and causally to
         itself), never to the other rows: Q questions about one stream cost one prefix. Equal to
         ``reference_forward`` (a test holds them together)."""
-        return self.forward_pointer(prefix, questions)[0]
+        return self.forward_attention(prefix, questions, ())[0]
 
-    def forward_pointer(self, prefix: torch.Tensor, questions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward``, and the pointer head's attention log-probabilities [B*Q, T, P + T]: head 0 of
-        layer ``POINTER_LAYER``, which training teaches to look from the question word that names an
-        object ("cube" in "what colour is the cube?") at that object's full-resolution row (with the
-        answers alone the model sat at its priors for hundreds of steps: finding the object and
-        reading it only pay off together)."""
+    def forward_attention(self, prefix: torch.Tensor, questions: torch.Tensor,
+                          heads: tuple[tuple[int, int], ...] = (POINTER, *ROUTES)
+                          ) -> tuple[torch.Tensor, dict[tuple[int, int], torch.Tensor], list[torch.Tensor]]:
+        """``forward``, the attention log-probabilities [B*Q, T, P + T] of the question rows in the
+        given (layer, head)s, and the question rows' hidden states after each layer [B*Q, T, C]. Training teaches ``POINTER`` to look from the question word that names an
+        object ("cube" in "what colour is the cube?") at that object's full-resolution row, and
+        ``ROUTES`` to look from a left/right answer row at the two words naming the objects (with the
+        answers alone the model sat at its priors for hundreds of steps: finding things and reading
+        them only pay off together)."""
         B, P, C = prefix.shape  # streams, prefix rows, width
         _, Qn, T = questions.shape  # streams, questions per stream, row length
         xp = prefix
@@ -274,7 +329,8 @@ class NanoQA(nn.Module):
         pos_p = torch.arange(P, device=prefix.device)
         pos_q = torch.arange(P, P + T, device=prefix.device)
         mask = torch.ones(T, P + T, dtype=torch.bool, device=prefix.device).tril(diagonal=P)
-        pointer = torch.empty(0)
+        attention: dict[tuple[int, int], torch.Tensor] = {}
+        hidden: list[torch.Tensor] = []
         for layer, block in enumerate(cast("list[Block]", list(self.decoder.blocks))):
             attn = block.attn
             H = attn.heads
@@ -286,15 +342,16 @@ class NanoQA(nn.Module):
             k_all = torch.cat([kp.repeat_interleave(Qn, dim=0), kq], dim=2)  # [B*Q, H, P+T, D]
             v_all = torch.cat([vp.repeat_interleave(Qn, dim=0), vq], dim=2)
             yq = F.scaled_dot_product_attention(qq, k_all, v_all, attn_mask=mask)
-            if layer == POINTER_LAYER:
-                scores = qq[:, 0] @ k_all[:, 0].transpose(1, 2) * qq.shape[-1] ** -0.5  # [B*Q, T, P+T]
-                pointer = scores.masked_fill(~mask, float("-inf")).log_softmax(-1)
+            for head in (h for lyr, h in heads if lyr == layer):
+                scores = qq[:, head] @ k_all[:, head].transpose(1, 2) * qq.shape[-1] ** -0.5  # [B*Q, T, P+T]
+                attention[layer, head] = scores.masked_fill(~mask, float("-inf")).log_softmax(-1)
             xp = xp + attn.proj(yp.transpose(1, 2).reshape(B, P, C))
             xp = xp + block.mlp(block.ln_2(xp))
             xq = xq + attn.proj(yq.transpose(1, 2).reshape(B * Qn, T, C))
             xq = xq + block.mlp(block.ln_2(xq))
+            hidden.append(xq)
         logits = self.decoder.lm_head(self.decoder.ln_f(xq))
-        return logits.view(B, Qn, T, -1), pointer
+        return logits.view(B, Qn, T, -1), attention, hidden
 
     def reference_forward(self, prefix: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
         """The plain way: each question appended to its prefix and run through the decoder."""
@@ -349,6 +406,8 @@ class NanoVideoQA:
         self.stream.reset()
         self.frames = 0
         self._newest: torch.Tensor | None = None  # ViT tokens [1, grid², Cv] of the newest frame
+        # the probe's colour per cell of each frame in memory (evicted with its frame): what "moved" compares with
+        self._history: deque[torch.Tensor] = deque(maxlen=self.config.window_frames)
         self._pending = False  # the newest frame is not in the stream (it came within frame_interval_ms)
         self._last_kept_ns: int | None = None
 
@@ -364,6 +423,7 @@ class NanoVideoQA:
         if self.stream.length == 0:
             self.stream.append(ids=torch.tensor([BOS], device=self.device))
         self.stream.append(embeds=self.model.frame_chunk(vit)[0])
+        self._history.append(self.model.cell_probs(vit)[0][0])
         self._last_kept_ns, self._pending = t_ns, False
 
     def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
@@ -372,27 +432,18 @@ class NanoVideoQA:
             return
         with torch.no_grad():
             parts = [self.model.frame_chunk(self._newest)[0]] if self._pending else []
-            parts.append(self.model.full_frame(self._newest)[0])
+            history = [*self._history, *([self.model.cell_probs(self._newest)[0][0]] if self._pending else [])]
+            parts.append(self.model.full_frame(self._newest, torch.stack(history)[None])[0])
             ids = torch.tensor(self.tokenizer.question(question), device=self.device)
             parts.append(self.model.decoder.embed(ids))
-            x = torch.cat(parts)[None]  # [1, L, C]
-        runner, cache = self.stream.runner, self.stream.cache
-        keep = self.stream.length
+            x = torch.cat(parts)  # [L, C]
+        limit = min(max_new_tokens, self.config.max_answer_words + 1)
+        words = self.stream.answer(embeds=x, max_new_tokens=limit, stop_ids=[EOS])  # crops back when it ends
         try:
-            with torch.no_grad():
-                logits = runner.forward(x, torch.arange(keep, keep + x.shape[1], device=self.device), cache)
-            limit = min(max_new_tokens, self.config.max_answer_words + 1)
-            for i in range(limit):
-                token = int(logits[0, -1].argmax())
-                if token == EOS:
-                    break
+            for i, token in enumerate(words):
                 yield self.tokenizer.word(token) if i == 0 else " " + self.tokenizer.word(token)
-                n = runner.cache_length(cache)
-                with torch.no_grad():
-                    logits = runner.forward(torch.tensor([[token]], device=self.device),
-                                            torch.arange(n, n + 1, device=self.device), cache)
         finally:
-            runner.crop(cache, keep)  # asking leaves no trace
+            words.close()  # a consumer that stops reading early: asking still leaves no trace
 
     def ask(self, question: str) -> str:
         return "".join(self.answer(question))
@@ -404,6 +455,7 @@ class NanoVideoQA:
             held += 6 * c.vit_depth * c.full_tokens * c.vit_width * 4
         if self._newest is not None:
             held += self._newest.numel() * self._newest.element_size()
+        held += sum(h.numel() * h.element_size() for h in self._history)
         return {"frames": self.frames, "tokens": self.stream.length, "bytes": held}
 
 

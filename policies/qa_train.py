@@ -30,7 +30,17 @@ import torch
 import torch.nn.functional as F
 
 from agentrt.errors import ConfigError
-from policies.nano_qa import PAD, UNK, NanoQA, NanoQAConfig, QATokenizer, save_model, split_words
+from policies.nano_qa import (
+    PAD,
+    POINTER,
+    ROUTES,
+    UNK,
+    NanoQA,
+    NanoQAConfig,
+    QATokenizer,
+    save_model,
+    split_words,
+)
 from policies.qa_data import KINDS, Question, Scene, load_split, make_question, vocabulary
 
 __all__ = ["TrainQAConfig", "Batch", "BatchMaker", "train"]
@@ -52,6 +62,10 @@ class TrainQAConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.05
     word_dropout: float = 0.1  # question words other than colours and shapes -> <unk>
+    word_insert: float = 0.1  # share of questions with 1-2 <unk> words inserted (wordings never seen)
+    relations: int = 2  # extra left / right questions per scene (other pairs): one per scene was too few to learn
+    locate_weight: float = 10.0  # the probe's in-cell position (sim state) next to its colour and shape
+    init: str = ""  # start from these weights (a .safetensors of the same model): parts they lack start at zero
     max_frames: int = 10
     seed: int = 0
     threads: int = 1
@@ -76,18 +90,23 @@ class Batch:
     targets: torch.Tensor  # [B, Q, T] next-token targets, -100 outside the answer
     kinds: list[list[str]]  # [B][Q] question kind ("" for a padding row)
     cells: torch.Tensor  # [U, 2, grid²] per image and grid cell: colour, shape class (0 = nothing there)
-    subject: torch.Tensor  # [B, Q] grid cell of the object each question is about in the newest frame (-1: none)
-    subject_pos: torch.Tensor  # [B, Q] row of the question word that names it (its shape, colour, "holding", "moved")
+    offsets: torch.Tensor  # [U, grid², 2] where in its cell the object stands, in half cells [-1, 1] (0 where none)
+    subject: torch.Tensor  # [B, Q, 2] grid cell of each object a question names in the newest frame (-1: none)
+    subject_pos: torch.Tensor  # [B, Q, 2] row of the question word naming it (its shape, colour, "holding", "moved")
+    answer_row: torch.Tensor  # [B, Q] the row that predicts the first answer word (the question's <a>)
 
 
 class BatchMaker:
     """Draws training (or validation) batches from a split held in memory."""
 
     def __init__(self, scenes: list[Scene], shards: list[np.ndarray], config: NanoQAConfig, *,
-                 questions: int, max_frames: int, word_dropout: float) -> None:
+                 questions: int, max_frames: int, word_dropout: float, word_insert: float = 0.0,
+                 relations: int = 0) -> None:
         self.scenes, self.shards = scenes, shards
         self.tokenizer = QATokenizer(config)
-        self.questions, self.max_frames, self.word_dropout = questions, max_frames, word_dropout
+        self.kinds, self.relations = questions, relations
+        self.questions = questions + relations  # rows per stream
+        self.max_frames, self.word_dropout, self.word_insert = max_frames, word_dropout, word_insert
         self.keep = {self.tokenizer.index[w] for w in (*config.colour_words, *config.shape_words) if w in self.tokenizer.index}
         self.colour_class = {c: i + 1 for i, c in enumerate(config.colour_words)}
         self.shape_class = {s: i + 1 for i, s in enumerate(config.shape_words)}
@@ -100,90 +119,115 @@ class BatchMaker:
         ids = scene_ids if scene_ids is not None else rng.integers(len(self.scenes), size=batch).tolist()
         images: list[np.ndarray] = []
         cells: list[np.ndarray] = []
+        offsets: list[np.ndarray] = []
         frame_index = np.zeros((len(ids), Fr), np.int64)
-        all_rows: list[list[tuple[list[int], list[int], str, int, int]]] = []
+        all_rows: list[list[tuple[list[int], list[int], str, list[tuple[int, int]]]]] = []
         for b, i in enumerate(ids):
             scene = self.scenes[i]
             shard = self.shards[scene.shard]
             moved = scene.moved is not None and Fr >= 2
             k = int(rng.integers(1, Fr)) if moved else 0  # frames shown before the move
-            images.append(shard[scene.after])
-            cells.append(self._cells(scene, after=True))
-            frame_index[b, :] = len(images) - 1
-            if k:
-                images.append(shard[scene.before])
-                cells.append(self._cells(scene, after=False))
-                frame_index[b, :k] = len(images) - 1
+            for after in (True, False) if k else (True,):
+                images.append(shard[scene.after if after else scene.before])
+                labels, where = self._cells(scene, after=after)
+                cells.append(labels)
+                offsets.append(where)
+                frame_index[b, : (Fr if after else k)] = len(images) - 1
             seen = scene if moved else replace(scene, moved=None)
             all_rows.append(self._questions(seen, rng))
-        T = max(len(q) + len(a) - 1 for rows in all_rows for q, a, _, _, _ in rows)
+        T = max(len(q) + len(a) - 1 for rows in all_rows for q, a, _, _ in rows)
         rows = torch.full((len(ids), self.questions, T), PAD, dtype=torch.long)
         targets = torch.full((len(ids), self.questions, T), -100, dtype=torch.long)
         kinds = [["" for _ in range(self.questions)] for _ in ids]
-        subject = torch.full((len(ids), self.questions), -1, dtype=torch.long)
-        subject_pos = torch.zeros((len(ids), self.questions), dtype=torch.long)
+        subject = torch.full((len(ids), self.questions, 2), -1, dtype=torch.long)
+        subject_pos = torch.zeros((len(ids), self.questions, 2), dtype=torch.long)
+        answer_row = torch.zeros((len(ids), self.questions), dtype=torch.long)
         for b, qs in enumerate(all_rows):
-            for j, (q, a, kind, cell, pos) in enumerate(qs):
+            for j, (q, a, kind, named) in enumerate(qs):
                 seq = q + a
                 rows[b, j, : len(seq) - 1] = torch.tensor(seq[:-1])
                 targets[b, j, len(q) - 1 : len(seq) - 1] = torch.tensor(a)
                 kinds[b][j] = kind
-                subject[b, j], subject_pos[b, j] = cell, pos
+                answer_row[b, j] = len(q) - 1
+                for n, (cell, pos) in enumerate(named):
+                    subject[b, j, n], subject_pos[b, j, n] = cell, pos
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-        return Batch(x, torch.from_numpy(frame_index), rows, targets, kinds, torch.from_numpy(np.stack(cells)), subject,
-                     subject_pos)
+        return Batch(x, torch.from_numpy(frame_index), rows, targets, kinds, torch.from_numpy(np.stack(cells)),
+                     torch.from_numpy(np.stack(offsets)), subject, subject_pos, answer_row)
 
     def _cell(self, u: float, v: float) -> int:
         step = self.image_size / self.grid
         col, row = min(max(int(u // step), 0), self.grid - 1), min(max(int(v // step), 0), self.grid - 1)
         return row * self.grid + col
 
-    def _cells(self, scene: Scene, *, after: bool) -> np.ndarray:
-        """[2, grid²]: the colour and shape class of the object whose centre falls in each cell."""
+    def _cells(self, scene: Scene, *, after: bool) -> tuple[np.ndarray, np.ndarray]:
+        """-> ([2, grid²]: the colour and shape class of the object whose centre falls in each cell,
+        [grid², 2]: where in the cell that centre is, in half cells from its middle, [-1, 1])."""
         out = np.zeros((2, self.grid * self.grid), np.int64)
+        where = np.zeros((self.grid * self.grid, 2), np.float32)
+        step = self.image_size / self.grid
         for o in scene.objects:
-            cell = self._cell(*(o.pixel_after if after else o.pixel_before))
+            u, v = o.pixel_after if after else o.pixel_before
+            cell = self._cell(u, v)
             out[0, cell] = self.colour_class[o.colour]
             out[1, cell] = self.shape_class[o.shape]
-        return out
+            where[cell] = np.clip([(u / step - cell % self.grid) * 2 - 1, (v / step - cell // self.grid) * 2 - 1], -1, 1)
+        return out, where
 
-    def _questions(self, scene: Scene, rng: np.random.Generator) -> list[tuple[list[int], list[int], str, int, int]]:
-        out = []
+    def _questions(self, scene: Scene, rng: np.random.Generator) -> list[tuple[list[int], list[int], str, list[tuple[int, int]]]]:
+        """Up to ``kinds`` questions of distinct kinds, then up to ``relations`` more left / right ones:
+        (question ids, answer ids, kind, [(grid cell, question row) of each object it names])."""
+        asked: list[Question] = []
         for k in rng.permutation(len(KINDS)):
             q = make_question(scene, KINDS[int(k)], rng)
-            if q is None:
-                continue
+            if q is not None and len(asked) < self.kinds:
+                asked.append(q)
+        for _ in range(self.relations):
+            q = make_question(scene, "relation", rng)
+            if q is not None and q.text not in {a.text for a in asked}:
+                asked.append(q)
+        out = []
+        for q in asked:
             ids = self.tokenizer.question(q.text)
-            subject, word = _subject(scene, q)
-            pos = ids.index(self.tokenizer.index[word]) if word in self.tokenizer.index and self.tokenizer.index[word] in ids else 0
+            if self.word_insert > 0 and rng.random() < self.word_insert:  # wordings never trained on
+                for _ in range(int(rng.integers(1, 3))):
+                    ids.insert(int(rng.integers(1, len(ids))), UNK)
+                ids = ids[: len(ids) - 1][: self.tokenizer.config.question_len - 1] + [ids[-1]]
+            named = []
+            for index, word in _subjects(scene, q):
+                token = self.tokenizer.index.get(word, UNK)
+                if index >= 0 and token in ids[1:-1]:
+                    named.append((self._cell(*scene.objects[index].pixel_after), ids.index(token)))
             if self.word_dropout > 0:
                 ids = [UNK if (0 < n < len(ids) - 1 and t not in self.keep and rng.random() < self.word_dropout) else t
                        for n, t in enumerate(ids)]
-            cell = self._cell(*scene.objects[subject].pixel_after) if subject >= 0 and pos > 0 else -1
-            out.append((ids, self.tokenizer.answer(q.answer), q.kind, cell, pos))
-            if len(out) == self.questions:
-                break
+            out.append((ids, self.tokenizer.answer(q.answer), q.kind, named))
         return out
 
 
-def _subject(scene: Scene, q: Question) -> tuple[int, str]:
-    """The object a question is about (-1: none, e.g. counting or an absent colour) and the word naming it."""
+def _subjects(scene: Scene, q: Question) -> list[tuple[int, str]]:
+    """The objects a question names (none for counting or an absent colour; two for a relation),
+    each with the word naming it: its shape in colour questions, its colour otherwise (colours are
+    distinct within a scene), "holding" / "moved" for those questions."""
     if q.kind in ("holding", "moved"):
         index = scene.held if q.kind == "holding" else scene.moved
-        return (-1 if index is None else index), q.kind
-    for w in split_words(q.text):  # colour questions name a shape; the others name a colour first
+        return [] if index is None else [(index, q.kind)]
+    out = []
+    for w in split_words(q.text):
         for i, o in enumerate(scene.objects):
             if (q.kind == "colour" and w == o.shape) or (q.kind in ("shape", "exists", "relation") and w == o.colour):
-                return i, w
-    return -1, ""
+                out.append((i, w))
+    return out[:2] if q.kind == "relation" else out[:1]
 
 
-def batch_loss(model: NanoQA, batch: Batch, probe_weight: float = 1.0, pointer_weight: float = 1.0
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (answer loss + cell probe and pointer losses, per-row exact match [B, Q] (bool; padding rows False))."""
+def batch_loss(model: NanoQA, batch: Batch, probe_weight: float = 1.0, pointer_weight: float = 1.0,
+               locate_weight: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (answer loss + cell probe, in-cell position and pointer losses, per-row exact match [B, Q]
+    (bool; padding rows False))."""
     vit = model.encode(batch.images)  # [U, grid², Cv]
     prefix = model.prefix(vit[batch.frames])  # [B, P, C]
-    logits, pointer = model.forward_pointer(prefix, batch.rows)  # [B, Q, T, V], [B*Q, T, P+T]
+    logits, attention, hidden = model.forward_attention(prefix, batch.rows)  # [B, Q, T, V], {head: [B*Q, T, P+T]}
+    pointer = attention[POINTER]
     loss = F.cross_entropy(logits.flatten(0, 2), batch.targets.flatten(), ignore_index=-100)
     if probe_weight > 0:
         n_colour = model.config.probe_classes[0]
@@ -193,20 +237,43 @@ def batch_loss(model: NanoQA, batch: Batch, probe_weight: float = 1.0, pointer_w
         cell_loss = (F.cross_entropy(probe[:, :n_colour], colour, reduction="none")
                      + F.cross_entropy(probe[:, n_colour:], shape, reduction="none"))
         loss = loss + probe_weight * (weight * cell_loss).sum() / weight.sum()
+    if locate_weight > 0:
+        where = model.locate(vit).tanh()  # [U, grid², 2], half cells
+        occupied = batch.cells[:, 0] > 0  # [U, grid²]
+        if bool(occupied.any()):
+            loss = loss + locate_weight * F.smooth_l1_loss(where[occupied], batch.offsets[occupied], beta=0.1)
     if pointer_weight > 0:
-        # the row of the asked object's cell among the newest frame's kept full tokens (the prefix's tail)
+        # the row of each named object's cell among the newest frame's kept full tokens (the prefix's tail)
         B, Qn, T = batch.rows.shape
         P, k = prefix.shape[1], model.config.full_keep
         with torch.no_grad():
             objectness = model.symbols(vit[batch.frames[:, -1]])[1]  # [B, grid²], as full_frame ranks them
             keep = objectness.topk(k, dim=1).indices.sort(dim=1).values  # [B, k]
-            match = keep[:, None, :] == batch.subject[:, :, None]  # [B, Q, k]
-            valid = (match.any(-1) & (batch.subject >= 0)).flatten()  # [B*Q]
+            match = keep[:, None, None, :] == batch.subject[..., None]  # [B, Q, 2, k]
+            valid = (match.any(-1) & (batch.subject >= 0)).flatten()  # [B*Q*2]
             column = (P - k + match.float().argmax(-1)).flatten()
             word_row = batch.subject_pos.flatten()  # the word naming the object: one hop from its cells
+            # where each named object stands, (x, y) in [-1, 1]: cell centre + in-cell offset
+            image = batch.frames[:, -1]  # [B]
+            cell = batch.subject.clamp(min=0)  # [B, Q, 2]
+            xy = model.cell_xy[cell] + batch.offsets[image[:, None, None], cell] / model.config.grid  # [B, Q, 2, 2]
         if bool(valid.any()):
-            rows = torch.arange(B * Qn)[valid]
+            rows = torch.arange(B * Qn).repeat_interleave(2)[valid]
             loss = loss - pointer_weight * pointer[rows, word_row[valid], column[valid]].mean()
+            said = model.where_readout(hidden[POINTER[0]][rows, word_row[valid]])  # [n, 2]
+            loss = loss + pointer_weight * F.smooth_l1_loss(said, xy.flatten(0, 2)[valid], beta=0.1) * 10
+        # a left / right answer row looks at the two words naming the objects (their rows after the prefix)
+        relation = torch.tensor([[k == "relation" for k in row] for row in batch.kinds]).flatten()  # [B*Q]
+        named = (batch.subject_pos > 0).all(-1).flatten() & relation
+        if bool(named.any()):
+            rows = torch.arange(B * Qn)[named]
+            answer_row = batch.answer_row.flatten()[named]
+            for n, head in enumerate(ROUTES):
+                word = P + batch.subject_pos[..., n].flatten()[named]
+                loss = loss - pointer_weight * attention[head][rows, answer_row, word].mean()
+            apart = (xy[..., 0, 0] - xy[..., 1, 0]).flatten()[named]  # x(A) - x(B)
+            said_apart = model.compare_readout(hidden[ROUTES[0][0]][rows, answer_row])[:, 0]
+            loss = loss + pointer_weight * F.smooth_l1_loss(said_apart, apart, beta=0.1) * 10
     with torch.no_grad():
         answer = batch.targets != -100
         right = (logits.argmax(-1) == batch.targets) | ~answer
@@ -233,7 +300,7 @@ def validate(model: NanoQA, maker: BatchMaker, *, scenes: int = 240, batch: int 
     for start in range(0, n, batch):
         ids = list(range(start, min(start + batch, n)))
         b = maker.make(rng, len(ids), scene_ids=ids, frames=int(rng.integers(1, maker.max_frames + 1)))
-        _, exact = batch_loss(model, b, probe_weight=0.0, pointer_weight=0.0)
+        _, exact = batch_loss(model, b, probe_weight=0.0, pointer_weight=0.0, locate_weight=0.0)
         _tally(exact, b.kinds, tally)
     model.train()
     out = {k: v[0] / max(v[1], 1) for k, v in sorted(tally.items())}
@@ -268,8 +335,10 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
         rng.bit_generator.state = state["rng"]
         step = int(state["step"])
         report(f"resumed from {ckpt} at step {step}")
+    elif config.init:
+        report(f"starting from {config.init}: " + init_from(model, config.init))
     maker = BatchMaker(scenes, shards, model.config, questions=config.questions, max_frames=config.max_frames,
-                       word_dropout=config.word_dropout)
+                       word_dropout=config.word_dropout, word_insert=config.word_insert, relations=config.relations)
     val_maker = None
     try:
         val_scenes, val_shards = load_split(config.data, "val")
@@ -296,7 +365,7 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
         for group in opt.param_groups:
             group["lr"] = lr
         batch = maker.make(rng, config.batch)
-        loss, exact = batch_loss(model, batch)
+        loss, exact = batch_loss(model, batch, locate_weight=config.locate_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -323,6 +392,21 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
     save()
     report(f"weights {out / 'nano_qa.safetensors'} (step {step}, {(time.perf_counter() - start) / 60:.1f} min)")
     return out / "nano_qa.safetensors"
+
+
+def init_from(model: NanoQA, path: str) -> str:
+    """Load the weights at ``path`` into ``model`` where names and shapes match; the parts they lack keep
+    their initialisation (the new heads start at zero, so the model starts as the loaded one). -> a summary."""
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise ConfigError(f"--init {path}: no such weights file (a nano_qa .safetensors)")
+    given = load_file(path)
+    own = model.state_dict()
+    taken = {k: v for k, v in given.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(taken, strict=False)
+    fresh = sorted(k for k in own if k not in taken and k != "decoder.lm_head.weight")
+    return f"{len(taken)} tensors loaded, new: {', '.join(fresh) or 'none'}"
 
 
 def _lr(step: int, config: TrainQAConfig) -> float:

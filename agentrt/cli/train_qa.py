@@ -28,12 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (resumable) after this long (default: no limit)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/checkpoint.pt exists")
+    parser.add_argument("--init", default="", metavar="WEIGHTS",
+                        help="start from these nano_qa weights (parts they lack start at zero); ignored when resuming")
+    parser.add_argument("--relations", type=int, default=2, help="extra left/right questions per scene (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
     from policies.qa_train import TrainQAConfig, train
 
     config = TrainQAConfig(data=args.data, out=args.out, steps=args.steps, batch=args.batch, questions=args.questions,
-                           lr=args.lr, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes)
+                           lr=args.lr, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes,
+                           init=args.init, relations=args.relations)
     train(config, resume=not args.no_resume, report=lambda line: print(line, flush=True))
     return 0
