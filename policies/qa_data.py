@@ -17,7 +17,8 @@ Questions (``KINDS``), answers in a closed vocabulary of words:
 | count    | how many objects are there?                      | two, three, four            |
 | exists   | is there a {colour} {shape}?                     | yes, no                     |
 | relation | is the {a} left or right of the {b}?             | left, right (the image's)   |
-| moved    | what moved?                                      | {colour} {shape}, nothing   |
+| moved    | what moved? / what changed in the last ten       | {colour} {shape}, nothing   |
+|          | seconds?                                         |                             |
 | holding  | what is the robot holding?                       | {colour} {shape}, nothing   |
 
 Left and right are the image's (the camera faces the robot: image left is the robot's
@@ -67,7 +68,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "count": ("how many objects are there?",),
     "exists": ("is there a {colour} {shape}?",),
     "relation": ("is the {a} left or right of the {b}?",),
-    "moved": ("what moved?",),
+    "moved": ("what moved?", "what changed in the last ten seconds?"),  # memory holds ~10 s (10 frames, 1 s apart)
     "holding": ("what is the robot holding?",),
 }
 # Held-out wordings: never trained on; words the model does not know become <unk>.

@@ -34,6 +34,7 @@ from policies.nano_qa import (
     PAD,
     POINTER,
     ROUTES,
+    SPECIALS,
     UNK,
     NanoQA,
     NanoQAConfig,
@@ -92,7 +93,7 @@ class Batch:
     cells: torch.Tensor  # [U, 2, grid²] per image and grid cell: colour, shape class (0 = nothing there)
     offsets: torch.Tensor  # [U, grid², 2] where in its cell the object stands, in half cells [-1, 1] (0 where none)
     subject: torch.Tensor  # [B, Q, 2] grid cell of each object a question names in the newest frame (-1: none)
-    subject_pos: torch.Tensor  # [B, Q, 2] row of the question word naming it (its shape, colour, "holding", "moved")
+    subject_pos: torch.Tensor  # [B, Q, 2] row of the question word naming it (shape, colour, "holding", "moved", "changed")
     answer_row: torch.Tensor  # [B, Q] the row that predicts the first answer word (the question's <a>)
 
 
@@ -211,7 +212,8 @@ def _subjects(scene: Scene, q: Question) -> list[tuple[int, str]]:
     distinct within a scene), "holding" / "moved" for those questions."""
     if q.kind in ("holding", "moved"):
         index = scene.held if q.kind == "holding" else scene.moved
-        return [] if index is None else [(index, q.kind)]
+        word = "changed" if "changed" in split_words(q.text) else q.kind
+        return [] if index is None else [(index, word)]
     out = []
     for w in split_words(q.text):
         for i, o in enumerate(scene.objects):
@@ -396,17 +398,36 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
 
 def init_from(model: NanoQA, path: str) -> str:
     """Load the weights at ``path`` into ``model`` where names and shapes match; the parts they lack keep
-    their initialisation (the new heads start at zero, so the model starts as the loaded one). -> a summary."""
+    their initialisation (the new heads start at zero, so the model starts as the loaded one). When the
+    vocabulary grew (new templates), the word embeddings are matched by word: known words keep theirs,
+    new words start fresh. -> a summary."""
+    import json
+
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
         raise ConfigError(f"--init {path}: no such weights file (a nano_qa .safetensors)")
     given = load_file(path)
+    with safe_open(path, framework="pt") as f:
+        old_words = json.loads((f.metadata() or {}).get("config", "{}")).get("words", [])
     own = model.state_dict()
+    embed = "decoder.wte.weight"  # the token embeddings (tied to the LM head)
+    new_words: list[str] = []
+    if embed in given and given[embed].shape != own[embed].shape and old_words:
+        rows = own[embed].clone()
+        old_index = {w: i for i, w in enumerate([*SPECIALS, *old_words])}
+        for i, w in enumerate([*SPECIALS, *model.config.words]):
+            if w in old_index:
+                rows[i] = given[embed][old_index[w]]
+            else:
+                new_words.append(w)
+        given[embed] = rows
     taken = {k: v for k, v in given.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(taken, strict=False)
     fresh = sorted(k for k in own if k not in taken and k != "decoder.lm_head.weight")
-    return f"{len(taken)} tensors loaded, new: {', '.join(fresh) or 'none'}"
+    return (f"{len(taken)} tensors loaded, new: {', '.join(fresh) or 'none'}"
+            + (f"; new words: {' '.join(new_words)}" if new_words else ""))
 
 
 def _lr(step: int, config: TrainQAConfig) -> float:

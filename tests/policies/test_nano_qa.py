@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from agentrt.errors import ModelError
-from policies.nano_qa import DEFAULT_WEIGHTS, NanoQA, NanoQAConfig, NanoVideoQA, load_model, save_model
+from policies.nano_qa import (
+    DEFAULT_WEIGHTS,
+    NanoQA,
+    NanoQAConfig,
+    NanoVideoQA,
+    QATokenizer,
+    load_model,
+    save_model,
+)
 from policies.qa_data import KINDS, SceneConfig, SceneMaker, make_question, questions_for, vocabulary
 
 TINY = dict(image_size=32, stem_channels=8, vit_patch=2, vit_width=32, vit_depth=1, vit_heads=2,
@@ -249,6 +257,24 @@ def test_train_two_steps_and_resume(tmp_path: Path) -> None:
     train(replace(config, steps=3), report=lines.append)
     assert any("resumed" in line for line in lines)
     assert load_model(weights)[1]["step"] == 3
+
+
+def test_init_from_weights_with_a_smaller_vocabulary_keeps_every_known_word(tmp_path: Path) -> None:
+    """New templates grow the vocabulary: going on from older weights keeps the embedding of every word
+    they knew (matched by word, not by row), and the rest of the model."""
+    from policies.qa_train import init_from
+
+    words = vocabulary()
+    torch.manual_seed(0)
+    old = NanoQA(NanoQAConfig(words=[w for w in words if w not in ("changed", "last")], **TINY))
+    save_model(old, tmp_path / "old.safetensors")
+    new = tiny_model(seed=1)
+    summary = init_from(new, str(tmp_path / "old.safetensors"))
+    assert "new words: changed last" in summary
+    old_ids, new_ids = QATokenizer(old.config).index, QATokenizer(new.config).index
+    for w in ("<eos>", "cube", "the", "yes", "moved"):
+        assert torch.equal(new.decoder.wte.weight[new_ids[w]], old.decoder.wte.weight[old_ids[w]])
+    assert torch.equal(new.probe.weight, old.probe.weight)
 
 
 def test_eval_cli_keeps_vla_as_the_default() -> None:
