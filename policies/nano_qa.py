@@ -17,6 +17,10 @@ Sequence (what the decoder's cache holds, then what a question adds for the time
   ``window_frames`` frames; appends are whole frames, so eviction drops whole frames and
   memory is flat on an endless stream. A frame is kept at most every ``frame_interval_ms``
   (the newest is always the one answered about).
+- What stands where and what changed: each full-resolution row also carries the exact (x, y)
+  of its object (cell centre + the ``locate`` head's in-cell offset) and the word "moved"
+  weighted by how much its cell's colour changed since the earlier frames in memory
+  (``NanoQA.change``), so left/right and "what moved?" are found by attention, as colours are.
 - Answers: the question's tokens run on the cached prefix, the answer is decoded greedily
   word by word (streamed as text deltas) until ``<eos>``, then the cache is cropped back.
 
@@ -317,11 +321,13 @@ class NanoQA(nn.Module):
                           heads: tuple[tuple[int, int], ...] = (POINTER, *ROUTES)
                           ) -> tuple[torch.Tensor, dict[tuple[int, int], torch.Tensor], list[torch.Tensor]]:
         """``forward``, the attention log-probabilities [B*Q, T, P + T] of the question rows in the
-        given (layer, head)s, and the question rows' hidden states after each layer [B*Q, T, C]. Training teaches ``POINTER`` to look from the question word that names an
-        object ("cube" in "what colour is the cube?") at that object's full-resolution row, and
-        ``ROUTES`` to look from a left/right answer row at the two words naming the objects (with the
-        answers alone the model sat at its priors for hundreds of steps: finding things and reading
-        them only pay off together)."""
+        given (layer, head)s, and the question rows' hidden states after each layer [B*Q, T, C].
+
+        Training teaches ``POINTER`` to look from the question word that names an object ("cube" in
+        "what colour is the cube?") at that object's full-resolution row, and ``ROUTES`` to look from
+        a left/right answer row at the two words naming the objects (with the answers alone the model
+        sat at its priors for hundreds of steps: finding things and reading them only pay off
+        together)."""
         B, P, C = prefix.shape  # streams, prefix rows, width
         _, Qn, T = questions.shape  # streams, questions per stream, row length
         xp = prefix
