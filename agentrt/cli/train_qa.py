@@ -1,6 +1,6 @@
 """`agentrt train-qa`: train the nano video-QA model on scenes from `agentrt collect-qa` (seeded, resumable).
 
-    agentrt train-qa --data data/qa --out runs/qa/train --steps 2500
+    agentrt train-qa --data data/qa --out runs/qa/train --threads 2       # 4500 steps, ~25 min on 2 quiet cores
     agentrt train-qa --data data/qa --steps 100 --out /tmp/qa-pilot --no-resume      # a short pilot
     nice -n 5 env OMP_NUM_THREADS=1 agentrt train-qa --threads 1 --max-minutes 35    # on a shared machine
 
@@ -20,7 +20,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="data/qa", help="dataset folder from collect-qa (default data/qa)")
     parser.add_argument("--out", default="runs/qa/train", help="run folder: checkpoint and weights (default runs/qa/train)")
-    parser.add_argument("--steps", type=int, default=2500, help="optimiser steps (default 2500)")
+    parser.add_argument("--steps", type=int, default=4500, help="optimiser steps (default 4500)")
     parser.add_argument("--batch", type=int, default=16, help="scenes (streams) per step (default 16)")
     parser.add_argument("--questions", type=int, default=7, help="questions per scene per step (default 7)")
     parser.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
