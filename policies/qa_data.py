@@ -8,6 +8,11 @@ two frames. Nothing runs physics: bodies and joints are placed with reset calls,
 scene costs one or two renders (~25 ms each), and the same seed gives the same images.
 Every answer is read back from sim state (body positions, projected to the image).
 
+A share ``SceneConfig.p_task`` of the scenes is a moment of a task episode instead (reach,
+push, pick-and-place with its tray: what launch/sim_qa.yaml shows), the scripted expert run
+with physics up to a random step; its "before" frame is 0-10 s earlier when exactly one
+object moved in between (``SceneMaker._task_scene``).
+
 Questions (``KINDS``), answers in a closed vocabulary of words:
 
 | kind     | template (training)                              | answer                      |
@@ -45,7 +50,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +91,8 @@ TRAIN_SEED = 0  # training scenes use seeds 0 .. scenes-1
 HELD_OUT_SEED = 1_000_000  # evaluation scenes start here: layouts never seen in training
 RELATION_MARGIN = 0.06  # fraction of the image width two objects must be apart for left / right
 MIN_MOVE_M = 0.1  # a moved object lands at least this far from where it was
+HELD_LIFT_M = 0.01  # an object touching the robot this far above its resting height is held
+TASK_CONTROL_HZ = 20  # task scenes run the scripted expert at the demo's control rate
 VERSION = 1
 
 
@@ -221,6 +228,10 @@ class SceneConfig:
     p_moved: float = 0.5  # share of scenes with an object moved between the frames
     p_holding: float = 0.35  # share of scenes with the robot holding an object
     p_away: float = 0.3  # share with the empty arm posed over the table (the rest: at home)
+    # Share of scenes taken from a task episode instead (reach, push, pick-and-place: what `agentrt demo`
+    # and launch/sim_qa.yaml show, the tray included) at a moment of its scripted expert's run.
+    # 0 keeps every seed's scene as it was without task scenes (the held-out evaluation uses 0).
+    p_task: float = 0.0
 
     def __post_init__(self) -> None:
         if not 32 <= self.image_size <= 256:
@@ -229,6 +240,8 @@ class SceneConfig:
             raise ConfigError(f"SceneConfig: expected 1 <= min_objects <= max_objects <= 5, got {self.min_objects}, {self.max_objects}")
         if self.p_holding + self.p_away > 1:
             raise ConfigError(f"SceneConfig: p_holding + p_away must be <= 1, got {self.p_holding} + {self.p_away}")
+        if not 0 <= self.p_task <= 1:
+            raise ConfigError(f"SceneConfig.p_task: expected a share in 0..1, got {self.p_task}")
 
 
 @dataclass
@@ -255,6 +268,7 @@ class SceneMaker:
         self._robot: Any = None
         self._cameras: Any = None
         self._bodies: list[int] = []
+        self._task_envs: dict[str, Any] = {}  # task name -> SimEnv, for task scenes (physics runs there)
 
     def __enter__(self) -> SceneMaker:
         self.connect()
@@ -286,6 +300,9 @@ class SceneMaker:
         if self._world is not None:
             self._world.disconnect()
         self._world = self._robot = self._cameras = None
+        for env in self._task_envs.values():
+            env.close()
+        self._task_envs = {}
 
     def pixel(self, xyz: tuple[float, float, float]) -> tuple[float, float]:
         """World point -> (u, v) pixel in the scene camera (u grows to the image's right)."""
@@ -298,6 +315,11 @@ class SceneMaker:
         """The scene of ``seed`` and its frames [before, after] (the same array twice when nothing moved)."""
         from sims.tasks.base import COLOURS, SHAPES, ScenePlanner
 
+        # its own generator, so that without task scenes every seed gives the scene it always gave
+        if self.config.p_task and np.random.default_rng([seed, 1]).random() < self.config.p_task:
+            made = self._task_scene(seed)
+            if made is not None:
+                return made
         self.connect()
         cfg, world, p = self.config, self._world, self._world.p
         rng = np.random.default_rng(seed)
@@ -367,6 +389,61 @@ class SceneMaker:
         scene = Scene(seed=seed, objects=objects, moved=moved, held=held, arm=arm, image_size=cfg.image_size)
         return scene, [frame_a, frame_b]
 
+    def _task_scene(self, seed: int) -> tuple[Scene, list[np.ndarray]] | None:
+        """A moment of a task episode (task and scene from ``seed``): the scripted expert runs up to a
+        random step; the frame there is "after", one 0-10 s earlier is "before" when exactly one object
+        moved at least ``MIN_MOVE_M`` in between (the carried or pushed one). None when some object
+        stays hidden behind the arm to the episode's end (the caller makes an ordinary scene)."""
+        from sims.robot import Action
+        from sims.tasks import TASKS
+
+        rng = np.random.default_rng([seed, 2])
+        name = sorted(TASKS)[int(rng.integers(len(TASKS)))]
+        env = self._task_env(name)
+        env.reset(seed=seed)
+        expert = env.expert()
+        end = int(rng.integers(0, env.task.max_steps))
+        start = max(0, end - int(rng.integers(0, 10 * TASK_CONTROL_HZ)))
+        obs = env.robot.get_observation()
+        size = self.config.image_size
+        before: tuple[np.ndarray, list[tuple[float, float, float]]] | None = None
+        for step in range(env.task.max_steps + 40):  # past the end: the arm may still hide an object
+            if step >= end and all_visible(env.world, env.config.camera.scene_eye_m, [o.body for o in env.task.objects]):
+                break
+            if step == start:
+                before = env.render("scene"), [env.world.position(o.body) for o in env.task.objects]
+            action = expert.act(obs)
+            obs = env.step(Action.ee_delta(action[:3], float(action[3]))).observation
+        else:
+            return None
+        after_frame = env.render("scene")
+        after = [env.world.position(o.body) for o in env.task.objects]
+        moved = None
+        frames = [after_frame, after_frame]
+        if before is not None:
+            far = [i for i, (a, b) in enumerate(zip(before[1], after, strict=True))
+                   if np.linalg.norm(np.subtract(a[:2], b[:2])) >= MIN_MOVE_M]
+            if len(far) == 1:
+                moved, frames = far[0], [before[0], after_frame]
+        starts = before[1] if moved is not None and before is not None else after
+        objects = [QAObject(o.colour, o.shape, a, b, image_pixel(a, size), image_pixel(b, size))
+                   for o, a, b in zip(env.task.objects, starts, after, strict=True)]
+        scene = Scene(seed=seed, objects=objects, moved=moved, held=held_object(env), arm=f"task:{name}", image_size=size)
+        return scene, frames
+
+    def _task_env(self, name: str) -> Any:
+        if name not in self._task_envs:
+            from sims.camera import CameraConfig
+            from sims.env import SimEnv, SimEnvConfig
+            from sims.robot import RobotConfig
+
+            size = self.config.image_size
+            camera = CameraConfig(width=size, height=size, renderer=self.config.renderer)
+            env = SimEnv(SimEnvConfig(task=name, camera=camera, robot=RobotConfig(control_hz=TASK_CONTROL_HZ)))
+            env.connect()
+            self._task_envs[name] = env
+        return self._task_envs[name]
+
     # -- arm and bodies (reset calls only: no physics step, so nothing drifts) --------------------
     def _pose_arm(self, tcp: np.ndarray | None, *, open_gripper: bool) -> None:
         robot, p, c = self._robot, self._world.p, self._world.client
@@ -397,17 +474,37 @@ class SceneMaker:
         self._set_pose(o.body, (float(xy[0]), float(xy[1]), 0.02), 0.0)
 
     def _all_visible(self, placed: list[_Placed]) -> bool:
-        """Each object is hit first by at least 2 of 5 rays from the camera (centre, top, four sides)."""
-        p, c = self._world.p, self._world.client
-        eye = list(self._cameras.config.scene_eye_m)
-        offsets = [(0, 0, 0), (0, 0, 0.015), (0, 0.012, 0), (0, -0.012, 0), (0.012, 0, 0.008), (0, 0, -0.012)][:5]
-        for o in placed:
-            centre = np.array(self._world.position(o.body))
-            ends = [(centre + np.array(off)).tolist() for off in offsets]
-            hits = p.rayTestBatch([eye] * len(ends), ends, physicsClientId=c)
-            if sum(h[0] == o.body for h in hits) < 2:
-                return False
-        return True
+        return all_visible(self._world, self._cameras.config.scene_eye_m, [o.body for o in placed])
+
+
+def all_visible(world: Any, eye: tuple[float, float, float], bodies: list[int]) -> bool:
+    """Each body is hit first by at least 2 of 5 rays from the camera at ``eye`` (centre, top, three sides)."""
+    p, c = world.p, world.client
+    offsets = [(0, 0, 0), (0, 0, 0.015), (0, 0.012, 0), (0, -0.012, 0), (0.012, 0, 0.008)]
+    for body in bodies:
+        centre = np.array(world.position(body))
+        ends = [(centre + np.array(off)).tolist() for off in offsets]
+        hits = p.rayTestBatch([list(eye)] * len(ends), ends, physicsClientId=c)
+        if sum(h[0] == body for h in hits) < 2:
+            return False
+    return True
+
+
+def held_object(env: Any) -> int | None:
+    """Index (in ``env.task.objects``) of the object the gripper holds: touching the robot and lifted
+    off the floor by more than ``HELD_LIFT_M``; None when it holds nothing."""
+    for i, o in enumerate(env.task.objects):
+        if env.world.position(o.body)[2] > o.size_m / 2 + HELD_LIFT_M and env.world.in_contact(env.robot.body, o.body):
+            return i
+    return None
+
+
+def image_pixel(xyz: tuple[float, float, float], size: int) -> tuple[float, float]:
+    """World point -> (u, v) pixel in the square scene camera of ``size`` px (u grows to the image's right)."""
+    from sims.camera import CameraConfig, project_scene
+
+    uv = project_scene(np.asarray(xyz), CameraConfig(width=size, height=size))
+    return float((uv[0] + 1) / 2 * size), float((uv[1] + 1) / 2 * size)
 
 
 # -- the dataset on disk -------------------------------------------------------------------------
@@ -432,6 +529,9 @@ def write_dataset(
     if info and (info.get("image_size") != config.image_size or info.get("version") != VERSION):
         raise ConfigError(f"{root} holds a dataset of image size {info.get('image_size')} (version {info.get('version')}); "
                           f"give another --out or delete it")
+    if info and info.get("config", {}).get("p_task", 0.0) != config.p_task:
+        raise ConfigError(f"{root} was made with p_task {info['config'].get('p_task', 0.0)}, not {config.p_task}: "
+                          f"give the same --p-task, another --out, or delete it")
     index_path = folder / "scenes.jsonl"
     done = index_path.read_text().splitlines() if index_path.exists() else []
     if done and json.loads(done[0])["seed"] != first_seed:
@@ -466,7 +566,19 @@ def write_dataset(
 
 
 def load_split(root: str | Path, split: str) -> tuple[list[Scene], list[np.ndarray]]:
-    """-> (scenes, per-shard image arrays); a scene's frames are ``shards[s.shard][[s.before, s.after]]``."""
+    """-> (scenes, per-shard image arrays); a scene's frames are ``shards[s.shard][[s.before, s.after]]``.
+    ``root`` may name several dataset folders, comma-separated (e.g. made by collectors in parallel):
+    their scenes are joined, each must hold ``split``, and all must share one image size."""
+    if isinstance(root, str) and "," in root:
+        scenes: list[Scene] = []
+        shards: list[np.ndarray] = []
+        for one in (r.strip() for r in root.split(",") if r.strip()):
+            more, more_shards = load_split(one, split)
+            scenes += [replace(s, shard=s.shard + len(shards)) for s in more]
+            shards += more_shards
+        if len({s.shape[1:] for s in shards}) > 1:
+            raise ConfigError(f"{root}: the folders hold images of different sizes; collect them with one --size")
+        return scenes, shards
     folder = Path(root) / split
     index_path = folder / "scenes.jsonl"
     if not index_path.exists():

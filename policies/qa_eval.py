@@ -21,7 +21,21 @@ from typing import Any
 import numpy as np
 
 from agentrt.errors import ConfigError
-from policies.qa_data import HELD_OUT_SEED, KINDS, Question, SceneConfig, iter_scenes, questions_for
+from policies.qa_data import (
+    HELD_OUT_SEED,
+    KINDS,
+    MIN_MOVE_M,
+    TASK_CONTROL_HZ,
+    QAObject,
+    Question,
+    Scene,
+    SceneConfig,
+    all_visible,
+    held_object,
+    image_pixel,
+    iter_scenes,
+    questions_for,
+)
 from policies.videoqa import VideoQAModel
 
 __all__ = ["QAEvalResult", "evaluate_qa", "normalise"]
@@ -113,6 +127,81 @@ def evaluate_qa(
     return results, timing
 
 
+def evaluate_qa_sim(
+    model: VideoQAModel,
+    *,
+    episodes: int = 10,
+    seed: int = HELD_OUT_SEED,
+    tasks: tuple[str, ...] = ("reach", "push", "pick_place"),
+    per_moment: int = 5,
+    camera_size: int = 64,
+    on_episode: Any = None,
+) -> tuple[QAEvalResult, dict[str, list[int]]]:
+    """Questions about running task episodes, as ``launch/sim_qa.yaml`` asks them: the scripted expert
+    runs each task (seeds from ``seed``, at 20 Hz), the scene camera (``camera_size`` px, as the sim node
+    publishes it) goes into the model at 1 frame a second of sim time, and every 2 s up to ``per_moment``
+    questions of distinct kinds are asked about that moment, answers from sim state: "what moved?" is the
+    one object displaced ``MIN_MOVE_M`` or more in the last 10 s (not asked when several were), "what is
+    the robot holding?" what the gripper lifted. Moments where the arm hides an object are skipped.
+    -> (the result, {task: [correct, asked]})."""
+    from sims.camera import CameraConfig
+    from sims.env import SimEnv, SimEnvConfig
+    from sims.robot import Action, RobotConfig
+
+    if episodes < 1 or not 1 <= per_moment <= len(KINDS):
+        raise ConfigError(f"evaluate_qa_sim: expected episodes >= 1 and per_moment in 1..{len(KINDS)}, got {episodes}, {per_moment}")
+    result = QAEvalResult("sim episodes")
+    per_task: dict[str, list[int]] = {}
+    frame_steps = TASK_CONTROL_HZ  # a frame a second
+    for task in tasks:
+        camera = CameraConfig(width=camera_size, height=camera_size, renderer="tiny")
+        with SimEnv(SimEnvConfig(task=task, camera=camera, robot=RobotConfig(control_hz=TASK_CONTROL_HZ))) as env:
+            for episode in range(episodes):
+                env.reset(seed=seed + episode)
+                model.reset()
+                expert = env.expert()
+                rng = np.random.default_rng([seed + episode, 3])
+                obs = env.robot.get_observation()
+                seen: list[tuple[int, list[tuple[float, float, float]]]] = []  # (t_ns, positions) per frame
+                for step in range(env.task.max_steps + 2 * frame_steps):
+                    if step % frame_steps == 0:
+                        now = [env.world.position(o.body) for o in env.task.objects]
+                        model.ingest(env.render("scene"), env.world.time_ns)
+                        seen.append((env.world.time_ns, now))
+                        if len(seen) % 2 == 1 and len(seen) > 1:  # every 2 s, from the 3rd frame on
+                            correct, asked = result.correct, result.questions
+                            _ask_about_moment(model, env, seen, rng, per_moment, result)
+                            tally = per_task.setdefault(task, [0, 0])
+                            tally[0] += result.correct - correct
+                            tally[1] += result.questions - asked
+                    action = expert.act(obs)
+                    obs = env.step(Action.ee_delta(action[:3], float(action[3]))).observation
+                if on_episode is not None:
+                    on_episode(task, episode)
+    return result, per_task
+
+
+def _ask_about_moment(model: VideoQAModel, env: Any, seen: list[tuple[int, list[tuple[float, float, float]]]],
+                      rng: np.random.Generator, n: int, result: QAEvalResult) -> None:
+    bodies = [o.body for o in env.task.objects]
+    if not all_visible(env.world, env.config.camera.scene_eye_m, bodies):
+        return
+    t_now, now = seen[-1]
+    window = [pos for t, pos in seen[:-1] if t_now - t <= 10_000_000_000]  # "in the last ten seconds"
+    far = {i for pos in window for i, (a, b) in enumerate(zip(pos, now, strict=True))
+           if np.linalg.norm(np.subtract(a[:2], b[:2])) >= MIN_MOVE_M}
+    kinds = KINDS if len(far) <= 1 else tuple(k for k in KINDS if k != "moved")
+    size = 96  # pixel units for left / right (the margin is a share of the width)
+    objects = [QAObject(o.colour, o.shape, p, p, image_pixel(p, size), image_pixel(p, size))
+               for o, p in zip(env.task.objects, now, strict=True)]
+    scene = Scene(seed=-1, objects=objects, moved=next(iter(far)) if far else None, held=held_object(env),
+                  arm=f"task:{env.task.name}", image_size=size)
+    for q in questions_for(scene, rng, n, kinds=kinds):
+        t0 = time.perf_counter()
+        said = "".join(model.answer(q.text))
+        result.add(q, said, (time.perf_counter() - t0) * 1e3)
+
+
 def run_cli(args: Any) -> int:
     """`agentrt eval qa`: the table per question kind, overall, and --json (see agentrt/cli/eval.py)."""
     import sys
@@ -138,6 +227,21 @@ def run_cli(args: Any) -> int:
                                   image_size=size, on_scene=progress)
     if tty:
         print()
+    per_task: dict[str, list[int]] = {}
+    if args.sim_episodes:
+        tasks = tuple(args.tasks)
+        print(f"sim episodes: {args.sim_episodes} per task ({', '.join(tasks)}), seeds from {seed}, "
+              f"{args.camera_size} px camera", flush=True)
+
+        def episode_done(task: str, episode: int) -> None:
+            if tty:
+                print(f"\r{task} episode {episode + 1}/{args.sim_episodes}   ", end="", flush=True)
+
+        sim, per_task = evaluate_qa_sim(model, episodes=args.sim_episodes, seed=seed, tasks=tasks,
+                                        camera_size=args.camera_size, on_episode=episode_done)
+        results.append(sim)
+        if tty:
+            print()
     columns = ["kind", *(r.split for r in results)]
     rows: list[list[Any]] = []
     for kind in KINDS:
@@ -149,10 +253,14 @@ def run_cli(args: Any) -> int:
     main = results[0].as_dict()
     print(f"ingest {timing['ingest_ms_p50']:.1f} ms/frame (p50), answer {main['answer_ms_p50']} ms (p50), "
           f"{int(timing['scenes'])} scenes")
+    sim_tasks = {task: {"accuracy": round(c / n, 4) if n else None, "questions": n} for task, (c, n) in per_task.items()}
+    if sim_tasks:
+        print("sim episodes by task: " + ", ".join(f"{t} {v['accuracy']:.3f} ({v['questions']})" for t, v in sim_tasks.items()
+                                                  if v["accuracy"] is not None))
     if args.json:
         doc = {"model": spec, "seed": seed, "accuracy": main["accuracy"], "questions": main["questions"],
                "per_kind": main["per_kind"], "answer_ms_p50": main["answer_ms_p50"], **timing,
-               "splits": [r.as_dict() for r in results]}
+               "splits": [r.as_dict() for r in results], "sim_tasks": sim_tasks}
         out = write_json(args.json, "eval qa", doc, quick=False)
         print(f"wrote {out}")
     return 0

@@ -57,7 +57,7 @@ FRAME_WEIGHTS = (0.2, 0.2, 0.17, 0.13, 0.1, 0.07, 0.05, 0.04, 0.02, 0.02)
 
 @dataclass
 class TrainQAConfig:
-    data: str = "data/qa"
+    data: str = "data/qa"  # dataset folder(s) from collect-qa, comma-separated
     out: str = "runs/qa/train"
     steps: int = 4500  # from scratch: 0.95 of held-out questions (policies/NANO_QA_CARD.md)
     batch: int = 16  # scenes (streams) per step
@@ -369,11 +369,12 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
     maker = BatchMaker(scenes, shards, model.config, questions=config.questions, max_frames=config.max_frames,
                        word_dropout=config.word_dropout, word_insert=config.word_insert, relations=config.relations)
     val_maker = None
-    try:
-        val_scenes, val_shards = load_split(config.data, "val")
+    val_roots = [r for r in config.data.split(",") if (Path(r.strip()) / "val" / "scenes.jsonl").exists()]
+    if val_roots:
+        val_scenes, val_shards = load_split(",".join(val_roots), "val")
         val_maker = BatchMaker(val_scenes, val_shards, model.config, questions=len(KINDS),
                                max_frames=config.max_frames, word_dropout=0.0)
-    except ConfigError:
+    else:
         report(f"no val split in {config.data}: validation skipped (make one with `agentrt collect-qa --split val --seed 2000000`)")
     n_params = sum(p.numel() for p in model.parameters())
     report(f"{len(scenes)} training scenes, {n_params / 1e6:.2f} M parameters, {config.steps} steps of "

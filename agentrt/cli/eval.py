@@ -6,6 +6,7 @@
     agentrt eval --tasks reach --weights policies/weights/nano_vla.safetensors --cd-weights runs/cd.safetensors
     agentrt eval qa --questions 500 --reworded --json runs/eval_qa.json       # the nano video-QA model
     agentrt eval qa --model nano:runs/qa/train/nano_qa.safetensors --questions 200
+    agentrt eval qa --questions 100 --sim-episodes 20 --tasks pick_place       # questions about running episodes
 
 Seeds start at --seed (default 100000; training used 0 .. episodes-1). Decoding:
 ar (greedy, AR weights), jacobi (exact Jacobi, AR weights), consistency
@@ -17,7 +18,10 @@ chunk, mean).
 
 `eval qa` measures a video-QA model (policies/qa_eval.py): templated questions
 on unseen sim scenes (seeds from 1000000), accuracy per question type and
-overall; --json writes {"accuracy", "questions", "per_kind", ...}.
+overall; then (--sim-episodes per task, 0 to skip) the same kinds of questions
+about running task episodes, the scripted expert at work and the camera at
+1 frame/s, as launch/sim_qa.yaml shows them; --json writes {"accuracy",
+"questions", "per_kind", "splits", "sim_tasks", ...}.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the rows, the machine and versions as JSON")
     parser.add_argument("--questions", type=int, default=500, help="qa: questions asked (default 500)")
     parser.add_argument("--model", default="nano", help="qa: nano | nano:PATH | hf:PATH (default nano)")
+    parser.add_argument("--sim-episodes", type=int, default=5,
+                        help="qa: also ask about running task episodes (as launch/sim_qa.yaml), this many per task "
+                             "of --tasks (default 5; 0: off)")
+    parser.add_argument("--camera-size", type=int, default=64,
+                        help="qa: the sim episodes' scene camera in pixels, square (default 64, as the sim node)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="data/qa", help="dataset folder from collect-qa (default data/qa)")
+    parser.add_argument("--data", default="data/qa", help="dataset folder(s) from collect-qa, comma-separated (default data/qa)")
     parser.add_argument("--out", default="runs/qa/train", help="run folder: checkpoint and weights (default runs/qa/train)")
     parser.add_argument("--steps", type=int, default=4500, help="optimiser steps (default 4500)")
     parser.add_argument("--batch", type=int, default=16, help="scenes (streams) per step (default 16)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from policies.nano_qa import (
     load_model,
     save_model,
 )
-from policies.qa_data import KINDS, SceneConfig, SceneMaker, make_question, questions_for, vocabulary
+from policies.qa_data import KINDS, Scene, SceneConfig, SceneMaker, make_question, questions_for, vocabulary
 
 TINY = dict(image_size=32, stem_channels=8, vit_patch=2, vit_width=32, vit_depth=1, vit_heads=2,
             width=32, depth=2, heads=2, window_frames=3, frame_interval_ms=0.0)
@@ -51,9 +52,17 @@ def test_scenes_and_questions_are_deterministic(maker: SceneMaker) -> None:
     assert qa == qb and len({q.kind for q in qa}) == len(qa)
 
 
-def test_answers_match_sim_state(maker: SceneMaker) -> None:
+def colours_near(image: np.ndarray, pixel: tuple[float, float]) -> set[str]:
+    """The task colours nearest to the 3x3 pixels around ``pixel`` (u, v) of ``image``."""
     from sims.tasks.base import COLOURS
 
+    u, v = (int(round(c)) for c in pixel)
+    patch = image[max(v - 1, 0): v + 2, max(u - 1, 0): u + 2].reshape(-1, 3).astype(float) / 255
+    palette = {name: np.array(rgba[:3]) for name, rgba in COLOURS.items()}
+    return {min(palette, key=lambda n: np.linalg.norm(px - palette[n])) for px in patch}
+
+
+def test_answers_match_sim_state(maker: SceneMaker) -> None:
     kinds_seen = set()
     for seed in range(12):
         scene, (before, after) = maker.make(seed)
@@ -72,11 +81,7 @@ def test_answers_match_sim_state(maker: SceneMaker) -> None:
             if i != scene.moved:
                 assert np.allclose(o.before, o.after)
             if i != scene.held:  # the rendered pixel at the projected point has the object's colour
-                u, v = (int(round(c)) for c in o.pixel_after)
-                patch = after[max(v - 1, 0): v + 2, max(u - 1, 0): u + 2].reshape(-1, 3).astype(float) / 255
-                palette = {name: np.array(rgba[:3]) for name, rgba in COLOURS.items()}
-                nearest = {min(palette, key=lambda n: np.linalg.norm(px - palette[n])) for px in patch}
-                assert o.colour in nearest
+                assert o.colour in colours_near(after, o.pixel_after)
         if scene.moved is not None:
             m = scene.objects[scene.moved]
             assert np.linalg.norm(np.subtract(m.after, m.before)[:2]) >= 0.1
@@ -151,6 +156,104 @@ def test_change_lights_only_cells_whose_content_is_new() -> None:
     assert change.tolist() == [[0.0, 1.0, 0.0, 1.0]]  # static, appeared, empty, another colour came
     assert NanoQA.change(now, now[:, None]).abs().sum() == 0
     assert NanoQA.change(now, torch.empty(1, 0, 4, 3)).abs().sum() == 0  # nothing earlier: nothing changed
+
+
+@pytest.fixture(scope="module")
+def task_scenes() -> list[tuple[Scene, list[np.ndarray]]]:
+    with SceneMaker(SceneConfig(image_size=96, p_task=1.0)) as m:
+        return [m.make(seed) for seed in range(10)]
+
+
+def test_task_scenes_show_task_episodes_with_answers_from_sim_state(
+        task_scenes: list[tuple[Scene, list[np.ndarray]]]) -> None:
+    """Scenes taken from task episodes (what launch/sim_qa.yaml shows): the objects are where the
+    records say, the tray is not an object, a moved object moved and a held one is off the floor."""
+    from_tasks = [(scene, frames) for scene, frames in task_scenes if scene.arm.startswith("task:")]
+    assert len(from_tasks) >= 8  # the rest: an object stayed hidden behind the arm, an ordinary scene instead
+    assert {scene.arm for scene, _ in from_tasks} == {"task:reach", "task:push", "task:pick_place"}
+    for scene, (before, after) in from_tasks:
+        assert len(scene.objects) == (2 if scene.arm == "task:pick_place" else 3)  # the tray is not counted
+        for i, o in enumerate(scene.objects):
+            if i != scene.held:
+                assert o.colour in colours_near(after, o.pixel_after), (scene.seed, o.name)
+            if i != scene.moved:  # the others stayed (or were nudged less than a move)
+                assert np.linalg.norm(np.subtract(o.after, o.before)[:2]) < 0.1
+        if scene.held is not None:
+            assert scene.objects[scene.held].after[2] > 0.03
+        if scene.moved is not None:
+            m = scene.objects[scene.moved]
+            assert np.linalg.norm(np.subtract(m.after, m.before)[:2]) >= 0.1
+            assert not np.array_equal(before, after)
+        else:
+            assert before is after
+    assert any(s.moved is not None for s, _ in from_tasks) and any(s.held is not None for s, _ in from_tasks)
+
+
+def test_task_scenes_leave_the_other_seeds_as_they_were(maker: SceneMaker) -> None:
+    with SceneMaker(SceneConfig(image_size=64, p_task=0.5)) as mixed:
+        made = [(seed, mixed.make(seed)) for seed in range(8)]
+    assert 0 < sum(scene.arm.startswith("task:") for _, (scene, _) in made) < 8
+    for seed, (scene, frames) in made:
+        if not scene.arm.startswith("task:"):
+            plain, plain_frames = maker.make(seed)
+            assert scene.to_json() == plain.to_json()
+            assert all(np.array_equal(a, b) for a, b in zip(frames, plain_frames, strict=True))
+
+
+def test_datasets_join_and_keep_their_scene_mix(tmp_path: Path) -> None:
+    from agentrt.errors import ConfigError
+    from policies.qa_data import load_split, write_dataset
+
+    write_dataset(tmp_path / "a", "train", 3, 0, SceneConfig(image_size=32))
+    write_dataset(tmp_path / "b", "train", 2, 100, SceneConfig(image_size=32))
+    joined, shards = load_split(f"{tmp_path / 'a'},{tmp_path / 'b'}", "train")
+    assert [s.seed for s in joined] == [0, 1, 2, 100, 101]
+    for folder, first in (("a", 0), ("b", 3)):
+        own, own_shards = load_split(tmp_path / folder, "train")
+        for i, scene in enumerate(own):
+            twin = joined[first + i]
+            assert np.array_equal(shards[twin.shard][twin.after], own_shards[scene.shard][scene.after])
+    with pytest.raises(ConfigError, match="p_task"):  # more scenes must be made the same way
+        write_dataset(tmp_path / "a", "train", 4, 0, SceneConfig(image_size=32, p_task=0.3))
+
+
+class RecordingModel:
+    """A VideoQAModel that answers "nothing" and records what it was shown."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[tuple[int, ...], int]] = []
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.frames = []
+
+    def ingest(self, image: np.ndarray, t_ns: int) -> None:
+        self.frames.append((image.shape, t_ns))
+
+    def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
+        yield "nothing"
+
+    def memory(self) -> dict[str, int]:
+        return {"frames": len(self.frames)}
+
+
+def test_sim_episode_questions_follow_the_running_task() -> None:
+    from policies.qa_eval import evaluate_qa_sim
+
+    model = RecordingModel()
+    result, per_task = evaluate_qa_sim(model, episodes=1, tasks=("pick_place",), camera_size=32)
+    assert model.resets == 1 and len(model.frames) >= 10
+    assert {shape for shape, _ in model.frames} == {(32, 32, 3)}
+    assert {b - a for (_, a), (_, b) in zip(model.frames[:-1], model.frames[1:], strict=True)} == {1_000_000_000}  # 1 frame a sim second
+    assert per_task == {"pick_place": [result.correct, result.questions]} and result.questions >= 10
+    assert 0 < result.correct < result.questions  # "nothing" is right only where nothing is held or moved
+    counts = [m for m in result.mistakes if m["kind"] == "count"]
+    assert all(m["expected"] == "two" for m in counts)  # the tray is no object
+    carried = [m for m in result.mistakes if m["kind"] in ("holding", "moved")]
+    assert carried, "the episode carries the object: some moment is asked what it holds or what moved"
 
 
 def test_located_offsets_give_back_the_object_positions(tmp_path: Path) -> None:
@@ -300,3 +403,4 @@ def test_shipped_weights_answer_held_out_questions() -> None:
     for kind in ("relation", "moved"):  # the two kinds earlier weights answered at chance
         right, asked = results[0].per_kind[kind]
         assert asked >= 5 and right / asked >= 0.8, (kind, results[0].mistakes)
+

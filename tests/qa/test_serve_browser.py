@@ -1,11 +1,12 @@
-"""End to end: `agentrt serve` (synthetic stream, a tiny model) driven by headless Chromium.
+"""End to end in headless Chromium: `agentrt serve` (synthetic stream, a tiny model) and
+`agentrt run launch/sim_qa.yaml` (the agent at work in PyBullet, the nano QA model watching).
 
 Chromium is driven through the DevTools protocol over a pipe
 (``--remote-debugging-pipe``: JSON messages separated by NUL bytes on fds 3
 and 4), so no websocket client or Playwright is needed. The test types a
 question, clicks Ask, waits for the streamed answer and its latency line, and
-saves a screenshot in its tmp dir (and to docs/img/serve.png when
-AGENTRT_UPDATE_DOCS_IMG=1). Skipped where /usr/bin/chromium is missing.
+saves a screenshot in its tmp dir (the sim_qa one also to docs/img/sim_qa.png
+when AGENTRT_UPDATE_DOCS_IMG=1). Skipped where /usr/bin/chromium is missing.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
 class DevTools:
     """Chromium with the DevTools protocol on a pipe; one page session."""
 
-    def __init__(self, user_data_dir: Path) -> None:
+    def __init__(self, user_data_dir: Path, window: tuple[int, int] = (1100, 640)) -> None:
         cmd_r, self._cmd_w = os.pipe()  # we write commands, Chromium reads fd 3
         self._res_r, res_w = os.pipe()  # Chromium writes fd 4, we read
 
@@ -67,7 +68,7 @@ class DevTools:
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--remote-debugging-pipe", f"--user-data-dir={user_data_dir}",
-                 "--window-size=1100,640", "about:blank"]
+                 f"--window-size={window[0]},{window[1]}", "about:blank"]
         self.proc = subprocess.Popen([CHROMIUM, *flags], preexec_fn=place_fds, pass_fds=(3, 4),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         os.close(cmd_r)
@@ -164,27 +165,19 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout_s: 
     pytest.fail(f"agentrt serve not ready in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.mark.skipif(not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)),
-                    reason=f"{CHROMIUM} missing: install Debian's chromium (apt-get install -y chromium)")
-def test_serve_answers_a_question_typed_in_the_browser(tiny_smolvlm: Path, tmp_path: Path) -> None:
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    with log.open("wb") as out:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "agentrt.cli.__main__", "serve", "--model", f"hf:{tiny_smolvlm}",
-             "--source", "synthetic:320x240@10", "--port", str(port), "--max-new-tokens", "12", "--duration", "240"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    browser: DevTools | None = None
+def _ask_in_browser(port: int, question: str, tmp_path: Path, shot_name: str,
+                    window: tuple[int, int] = (1100, 640), docs_image: bool = False) -> tuple[str, str]:
+    """Open the page, type ``question``, click Ask, wait for the streamed answer; a screenshot to
+    tmp_path/shot_name (and, with ``docs_image``, to docs/img/ when AGENTRT_UPDATE_DOCS_IMG=1).
+    -> (answer, latency line)."""
+    browser = DevTools(tmp_path / "chromium-profile", window)
     try:
-        _wait_ready(port, serve, log, timeout_s=180)
-        browser = DevTools(tmp_path / "chromium-profile")
         browser.open_page(f"http://127.0.0.1:{port}/")
         browser.wait_for("document.readyState === 'complete' && document.getElementById('video').naturalWidth > 0",
                          timeout_s=30)
         browser.wait_for("document.getElementById('status').textContent.includes('model ready')", timeout_s=30)
         browser.js("document.getElementById('question').focus()")
-        browser.call("Input.insertText", {"text": QUESTION})
+        browser.call("Input.insertText", {"text": question})
         browser.click("ask")
         browser.wait_for("document.getElementById('answer').dataset.done === '1'", timeout_s=60)
         answer = browser.js("document.getElementById('answer').textContent")
@@ -193,13 +186,55 @@ def test_serve_answers_a_question_typed_in_the_browser(tiny_smolvlm: Path, tmp_p
         assert answer and "first token" in latency and "total" in latency, (answer, latency)
         time.sleep(0.3)  # a fresh video frame under the answer
         shot = base64.b64decode(browser.call("Page.captureScreenshot", {"format": "png"})["data"])
-        (tmp_path / "serve.png").write_bytes(shot)
+        (tmp_path / shot_name).write_bytes(shot)
         assert shot[:8] == b"\x89PNG\r\n\x1a\n"
-        if os.environ.get("AGENTRT_UPDATE_DOCS_IMG") == "1":
+        if docs_image and os.environ.get("AGENTRT_UPDATE_DOCS_IMG") == "1":
             (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(tmp_path / "serve.png", REPO / "docs" / "img" / "serve.png")
+            shutil.copyfile(tmp_path / shot_name, REPO / "docs" / "img" / shot_name)
+        return str(answer), str(latency)
     finally:
-        if browser is not None:
-            browser.close()
+        browser.close()
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "agentrt.cli.__main__", *args], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+needs_chromium = pytest.mark.skipif(not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)),
+                                    reason=f"{CHROMIUM} missing: install Debian's chromium (apt-get install -y chromium)")
+
+
+@needs_chromium
+def test_serve_answers_a_question_typed_in_the_browser(tiny_smolvlm: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    serve = _start(["serve", "--model", f"hf:{tiny_smolvlm}", "--source", "synthetic:320x240@10", "--port", str(port),
+                    "--max-new-tokens", "12", "--duration", "240"], log)
+    try:
+        _wait_ready(port, serve, log, timeout_s=180)
+        _ask_in_browser(port, QUESTION, tmp_path, "serve.png")
+    finally:
         _stop_group(serve, grace_s=15)
     assert serve.returncode in (0, -signal.SIGTERM, -signal.SIGKILL), log.read_text()[-2000:]
+
+
+@needs_chromium
+def test_sim_qa_answers_about_the_running_simulation_in_the_browser(tmp_path: Path) -> None:
+    """launch/sim_qa.yaml as a user runs it: the nano VLA drives the reach task in PyBullet, the
+    nano QA model watches the scene camera, the question is typed into the page."""
+    port = _free_port()
+    log = tmp_path / "sim_qa.log"
+    run = _start(["run", str(REPO / "launch" / "sim_qa.yaml"), "--set", f"web.port={port}", "--duration", "240",
+                  "--no-status", "--report-dir", str(tmp_path / "runs")], log)
+    try:
+        _wait_ready(port, run, log, timeout_s=180)
+        time.sleep(2.0)  # a few frames of the episode in the model's memory
+        answer, _ = _ask_in_browser(port, "how many objects are there?", tmp_path, "sim_qa.png", window=(1100, 700),
+                                    docs_image=True)
+    finally:
+        _stop_group(run, grace_s=15)
+    assert answer in ("two", "three", "four"), answer  # a count word (accuracy: agentrt eval qa --sim-episodes)
+    assert run.returncode in (0, -signal.SIGTERM, -signal.SIGKILL), log.read_text()[-2000:]
