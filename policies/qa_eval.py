@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from agentrt.errors import ConfigError
+from policies.data import TASK_NAMES
 from policies.qa_data import (
     HELD_OUT_SEED,
     KINDS,
@@ -132,7 +133,7 @@ def evaluate_qa_sim(
     *,
     episodes: int = 10,
     seed: int = HELD_OUT_SEED,
-    tasks: tuple[str, ...] = ("reach", "push", "pick_place"),
+    tasks: tuple[str, ...] = TASK_NAMES,
     per_moment: int = 5,
     camera_size: int = 64,
     on_episode: Any = None,
