@@ -291,10 +291,6 @@ class SceneMaker:
         size = self.config.image_size
         self._cameras = Cameras(self._world, CameraConfig(width=size, height=size, renderer=self.config.renderer))
         self._cameras.setup()
-        cfg, p = self._cameras.config, self._world.p
-        view = np.array(p.computeViewMatrix(cfg.scene_eye_m, cfg.scene_target_m, [0, 0, 1])).reshape(4, 4).T
-        proj = np.array(p.computeProjectionMatrixFOV(cfg.fov_deg, 1.0, cfg.near_m, cfg.far_m)).reshape(4, 4).T
-        self._camera_matrix = proj @ view  # column-major lists from PyBullet, transposed to row-major
 
     def close(self) -> None:
         if self._world is not None:
@@ -306,10 +302,7 @@ class SceneMaker:
 
     def pixel(self, xyz: tuple[float, float, float]) -> tuple[float, float]:
         """World point -> (u, v) pixel in the scene camera (u grows to the image's right)."""
-        clip = self._camera_matrix @ np.array([*xyz, 1.0])
-        ndc = clip[:3] / clip[3]
-        size = self.config.image_size
-        return float((ndc[0] + 1) / 2 * size), float((1 - ndc[1]) / 2 * size)
+        return image_pixel(xyz, self.config.image_size)
 
     def make(self, seed: int) -> tuple[Scene, list[np.ndarray]]:
         """The scene of ``seed`` and its frames [before, after] (the same array twice when nothing moved)."""
