@@ -405,8 +405,7 @@ class SceneMaker:
                 break
             if step == start:
                 before = env.render("scene"), [env.world.position(o.body) for o in env.task.objects]
-            action = expert.act(obs)
-            obs = env.step(Action.ee_delta(action[:3], float(action[3]))).observation
+            obs = env.step(Action("ee_delta", expert.act(obs))).observation
         else:
             return None
         after_frame = env.render("scene")

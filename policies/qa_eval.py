@@ -175,8 +175,7 @@ def evaluate_qa_sim(
                             tally = per_task.setdefault(task, [0, 0])
                             tally[0] += result.correct - correct
                             tally[1] += result.questions - asked
-                    action = expert.act(obs)
-                    obs = env.step(Action.ee_delta(action[:3], float(action[3]))).observation
+                    obs = env.step(Action("ee_delta", expert.act(obs))).observation
                 if on_episode is not None:
                     on_episode(task, episode)
     return result, per_task
