@@ -25,14 +25,24 @@ Everything is validated before anything starts; the first problem raises one
         inputs: {actions: policy.actions}
         arm_after: [actions]                              # receives actions once these are ready
         ends_run: true                                    # its normal exit ends the run (a sim after its episodes)
+    external:                      # optional: outputs that programs outside the graph read (docs/protocol.md §4)
+      camera.frames: tcp://127.0.0.1:5560                 # node.output: endpoint, bound by the node; no CURVE
+      policy.actions: ipc:///tmp/agentrt-demo/actions     # ipc: absolute path; large frames in shared memory
 
 Relative ``keys`` paths are relative to the launch file.
+
+Ports across hosts: the output at position ``i`` in the list of every output of
+every node (sorted by node name, then output name; wired or not, whatever its
+host) is bound at ``tcp://<its node's host address>:<base_port + i>`` when a
+node on another host reads it. Adding a node or an output can move the ports
+after it; an ``external:`` tcp endpoint may not use a port of such a wire.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +76,9 @@ NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "ready_timeout_s": ((int, float), 60.0),
     "heartbeat_timeout_s": ((int, float), 3.0),
 }
-TOP_KEYS = ("name", "nodes", "hosts", "keys", "base_port")
+TOP_KEYS = ("name", "nodes", "hosts", "keys", "base_port", "external")
+_TCP_RE = re.compile(r"^tcp://([^/:\s]+|\[[0-9A-Fa-f:.]+\]):(\d+)$")
+_IPC_PATH_MAX = 107  # sun_path holds 108 bytes, the last a NUL
 
 
 @dataclass
@@ -101,6 +113,7 @@ class LaunchSpec:
     hosts: dict[str, str] = field(default_factory=dict)  # host name -> address
     keys_dir: Path | None = None
     base_port: int = 7600
+    external: dict[tuple[str, str], str] = field(default_factory=dict)  # (node, output) -> endpoint outside reads
 
     def where(self, node: str) -> str:
         return f"{self.path}:{self.nodes[node].line}"
@@ -118,6 +131,10 @@ class LaunchSpec:
     def crosses_hosts(self, node: str, output: str) -> bool:
         host = self.nodes[node].host
         return any(self.nodes[c].host != host for c, _ in self.consumers(node, output))
+
+    def host_port(self, node: str, output: str) -> int:
+        """The tcp port of ``node.output`` when a node on another host reads it (module docstring)."""
+        return self.base_port + self.all_outputs().index((node, output))
 
 
 def resolve_class(path: str) -> type[Node]:
@@ -291,6 +308,8 @@ def load_launch(path: str | Path, overrides: list[str] | None = None) -> LaunchS
     nodes = {n: _node(path, n, kn, vn, overrides_by_node.get(n, {}), hosts) for n, (kn, vn) in raw_nodes.items()}
     spec = LaunchSpec(path, name, nodes, hosts, keys_dir, base_port)
     _check_wiring(spec, raw_nodes)
+    if "external" in top:
+        spec.external = _external(spec, top["external"][1])
     if any(n.host != LOCAL_HOST for n in nodes.values()) and keys_dir is None:
         raise LaunchError(f"{path}: nodes are placed on other hosts but there is no 'keys:' directory; "
                           f"run `agentrt keys keys/` and add 'keys: keys/'")
@@ -391,3 +410,65 @@ def _check_wiring(spec: LaunchSpec, raw_nodes: dict[str, tuple[yaml.Node, yaml.N
         if spec.output_port(src, output).lossless and len(consumers) > 1:
             raise _fail(path, raw_nodes[src][0], f"lossless output '{src}.{output}' is wired to "
                         f"{len(consumers)} inputs ({consumers}); a lossless output feeds exactly one input")
+
+
+def _external(spec: LaunchSpec, section: yaml.Node) -> dict[tuple[str, str], str]:
+    """The ``external:`` section: node.output -> an endpoint that programs outside the graph connect to."""
+    path = spec.path
+    external: dict[tuple[str, str], str] = {}
+    taken: dict[str, str] = {}  # endpoint (tcp: its port) -> the output that has it
+    crossing = {spec.host_port(n, o): f"{n}.{o}" for n, o in spec.all_outputs() if spec.crosses_hosts(n, o)}
+    for key, (key_node, value_node) in _mapping(path, section, "external").items():
+        node, dot, output = key.partition(".")
+        if not dot or not node or not output:
+            raise _fail(path, key_node, f"external entry '{key}' must be node.output, e.g. camera.frames")
+        if node not in spec.nodes:
+            raise _fail(path, key_node, f"external entry '{key}': there is no node '{node}' "
+                        f"(nodes: {', '.join(spec.nodes)})")
+        cls = spec.nodes[node].cls
+        if output not in cls.outputs:
+            raise _fail(path, key_node, f"external entry '{key}': {cls.__name__} has outputs "
+                        f"{', '.join(sorted(cls.outputs)) or 'none'}")
+        endpoint = _value(value_node)
+        port = _check_endpoint(path, value_node, key, endpoint)
+        consumers = spec.consumers(node, output)
+        if spec.output_port(node, output).lossless and consumers:
+            raise _fail(path, key_node, f"lossless output '{key}' already feeds input '{consumers[0][1]}' of node "
+                        f"'{consumers[0][0]}'; a lossless output has one reader: unwire it or leave it out here")
+        if spec.crosses_hosts(node, output):
+            reader = next(c for c, _ in consumers if spec.nodes[c].host != spec.nodes[node].host)
+            host = spec.nodes[node].host
+            address = spec.hosts.get(host, f"<address of host '{host}'>")
+            raise _fail(path, key_node, f"'{key}' goes to host '{spec.nodes[reader].host}' on "
+                        f"tcp://{address}:{spec.host_port(node, output)} (CURVE); an output that crosses "
+                        f"hosts cannot also be external")
+        if port is not None and port in crossing:
+            raise _fail(path, value_node, f"external entry '{key}': port {port} is the port of the wire "
+                        f"'{crossing[port]}' between hosts (base_port {spec.base_port} + its index); pick another")
+        slot = str(port) if port is not None else endpoint
+        if slot in taken:
+            raise _fail(path, value_node, f"external entry '{key}': {endpoint} is also used by '{taken[slot]}'")
+        taken[slot] = key
+        external[(node, output)] = endpoint
+    return external
+
+
+def _check_endpoint(path: Path, value_node: yaml.Node, key: str, endpoint: Any) -> int | None:
+    """Validate an external endpoint; returns its tcp port (None for ipc)."""
+    expected = "tcp://HOST:PORT or ipc:///absolute/path"
+    if not isinstance(endpoint, str):
+        raise _fail(path, value_node, f"external entry '{key}' must be an endpoint, {expected}, got {endpoint!r}")
+    if endpoint.startswith("tcp://"):
+        match = _TCP_RE.match(endpoint)
+        if not match:
+            raise _fail(path, value_node, f"external entry '{key}' must be tcp://HOST:PORT, got {endpoint!r}")
+        port = int(match.group(2))
+        if not 1 <= port <= 65535:
+            raise _fail(path, value_node, f"external entry '{key}': port 1..65535 expected, got {port}")
+        return port
+    if endpoint.startswith("ipc:///"):
+        if len(endpoint) - len("ipc://") > _IPC_PATH_MAX:
+            raise _fail(path, value_node, f"external entry '{key}': the ipc path is too long "
+                        f"({len(endpoint) - len('ipc://')} > {_IPC_PATH_MAX} characters); pick a shorter one")
+        return None
+    raise _fail(path, value_node, f"external entry '{key}' must be {expected}, got {endpoint!r}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -73,7 +74,7 @@ def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heart
                telemetry_ms: int = 500) -> dict[str, dict[str, Any]]:
     """The nodehost plan (JSON-able) of every node placed on ``host``."""
     addresses: dict[tuple[str, str], dict[str, Any]] = {}
-    for port_index, (src, output) in enumerate(spec.all_outputs()):
+    for src, output in spec.all_outputs():
         lossless = spec.output_port(src, output).lossless
         if spec.crosses_hosts(src, output):
             producer = spec.nodes[src].host
@@ -81,9 +82,13 @@ def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heart
                 raise ConfigError(f"{spec.where(src)}: '{src}.{output}' goes to another host, so host "
                                   f"'{producer}' needs an address under hosts:")
             address = spec.hosts[producer]
-            port = spec.base_port + port_index
+            port = spec.host_port(src, output)
             addresses[(src, output)] = {"bind": f"tcp://{address}:{port}", "connect": f"tcp://{address}:{port}",
                                          "lossless": lossless, "curve": True}
+        elif (src, output) in spec.external:  # bound where outside programs look; nodes here read it there too
+            bind = spec.external[(src, output)]
+            connect = re.sub(r"^tcp://(\*|0\.0\.0\.0):", "tcp://127.0.0.1:", bind)
+            addresses[(src, output)] = {"bind": bind, "connect": connect, "lossless": lossless, "curve": False}
         else:
             ipc = f"ipc://{directory / f'{src}.{output}'}"
             addresses[(src, output)] = {"bind": ipc, "connect": ipc, "lossless": lossless, "curve": False}
@@ -92,7 +97,8 @@ def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heart
         if node.host != host:
             continue
         outputs = {o: {"address": addresses[(node.name, o)]["bind"], "lossless": addresses[(node.name, o)]["lossless"],
-                       "curve": addresses[(node.name, o)]["curve"], "wired": bool(spec.consumers(node.name, o))}
+                       "curve": addresses[(node.name, o)]["curve"],
+                       "wired": bool(spec.consumers(node.name, o)) or (node.name, o) in spec.external}
                    for o in node.cls.outputs}
         inputs = {i: {"address": addresses[src]["connect"], "lossless": addresses[src]["lossless"],
                       "curve": addresses[src]["curve"]} for i, src in node.inputs.items()}

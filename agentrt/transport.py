@@ -149,6 +149,7 @@ class Publisher:
             options = {zmq.LINGER: 0, zmq.CONFLATE: 1}
         self._socket = _open_socket(context, zmq.PUSH if lossless else zmq.PUB, address, bind, options, socket_setup)
         self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else address
+        self._ipc_file = _bound_ipc_file(address) if bind else None
 
     def send(self, message: Message) -> bool:
         """Send one message. Latest-only: returns False if it was dropped. Lossless: raises on timeout."""
@@ -188,6 +189,8 @@ class Publisher:
     def close(self) -> None:
         if not self._socket.closed:
             self._socket.close()
+        _remove_ipc_file(self._ipc_file)
+        self._ipc_file = None
         if self._ring is not None:
             self._ring.close()
             self._ring = None
@@ -320,6 +323,29 @@ class Subscriber:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bound_ipc_file(address: str) -> tuple[Path, int] | None:
+    """The socket file a bind to ``address`` made, and its inode (None for tcp / inproc)."""
+    if not address.startswith("ipc://"):
+        return None
+    path = Path(address[len("ipc://"):])
+    try:
+        return path, path.stat().st_ino
+    except OSError:
+        return None
+
+
+def _remove_ipc_file(bound: tuple[Path, int] | None) -> None:
+    # libzmq leaves the file behind; remove it unless another process has bound the same path since.
+    if bound is None:
+        return
+    path, inode = bound
+    try:
+        if path.stat().st_ino == inode:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def _now_ms() -> int:

@@ -4,6 +4,8 @@
     agentrt run launch/pipeline_demo.yaml --duration 10 --set camera.rate_hz=30 --set policy.work_ms=5
     agentrt run launch/pipeline_demo.yaml --check          # validate only, start nothing
 
+At start it prints one line per endpoint the launch file names under ``external:``
+(where outside programs read the graph; docs/protocol.md §4).
 Ctrl-C (or SIGTERM) stops every node within 2 s. At exit the report is written to
 runs/<name>-<time>/report.json and latency.png (``--report-dir`` to change).
 """
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from agentrt.launch import LOCAL_HOST, load_launch
+from agentrt.launch import LOCAL_HOST, LaunchSpec, load_launch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,13 +66,24 @@ class _StatusLine:
             self.shown = False
 
 
+def _print_external(spec: LaunchSpec, host: str | None) -> None:
+    """One line per ``external:`` endpoint (of the nodes on ``host``; None: all) and how to read it."""
+    for (node, output), endpoint in spec.external.items():
+        if host is None or spec.nodes[node].host == host:
+            port = spec.output_port(node, output)
+            how = "lossless: connect a PULL" if port.lossless else "latest-only: connect a SUB with CONFLATE"
+            print(f"external: {node}.{output} on {endpoint} ({port.message or 'messages'}, {how}; docs/protocol.md §4)")
+
+
 def run(args: argparse.Namespace) -> int:
     from agentrt.supervisor import Supervisor
 
     spec = load_launch(args.launch, args.overrides)
     if args.check:
         print(f"{args.launch}: ok ({len(spec.nodes)} nodes: {', '.join(spec.nodes)})")
+        _print_external(spec, None)
         return 0
+    _print_external(spec, args.host)
     status = _StatusLine(not args.no_status)
     supervisor = Supervisor(spec, host=args.host, output=status.line, status=status.show)
 

@@ -210,3 +210,16 @@ def test_sweep_removes_segments_of_dead_owners(tmp_path: Path, monkeypatch: pyte
     live.write_bytes(b"x")
     assert shm_module.sweep_stale() == [stale.name]
     assert live.exists() and not stale.exists()
+
+
+def test_a_publisher_removes_the_ipc_socket_file_it_bound_and_no_other(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "frames"
+    with Publisher(f"ipc://{path}", lossless=True):
+        assert path.is_socket()
+    assert not path.exists()  # an outside program never finds a dead endpoint
+    first = Publisher(f"ipc://{path}")
+    path.unlink()  # someone else binds the same path in its place
+    with Publisher(f"ipc://{path}"):
+        first.close()
+        assert path.is_socket()  # the first one leaves the new owner's file alone
+    assert not path.exists()
