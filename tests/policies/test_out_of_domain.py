@@ -1,14 +1,29 @@
-"""Out of domain, never silently: words a model does not know, and what eval reports."""
+"""Out of domain, never silently: words a model does not know, the robot the weights were trained on, and what eval reports."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import struct
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from agentrt.errors import ConfigError
 from agentrt.messages import Answer, Query
 from agentrt.testing import MockNode, fake_frame
+from policies.policy import default_weights
+
+shipped = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
+
+# sha256 of the tensor bytes (everything after the safetensors header) of the shipped nano VLA weights, as trained;
+# naming their robot rewrote only the header
+SHIPPED_TENSORS_SHA256 = {
+    "nano_vla.safetensors": "4ec46cc264b842eceec4dbb5d81b9c26a47037732e3c25f43e683d4734978774",
+    "nano_vla_cd.safetensors": "cbdb7a040ad61bf21dfc7cfaf8e4dd5fd3d044285e1255a88a3e0ffdeb9149e5",
+}
 
 
 def _lines(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
@@ -27,6 +42,56 @@ def test_check_words_reads_what_a_person_wrote() -> None:
     assert check.known == ("cube",) and not check.clean
     assert unknown_share([check, check_words("the cube", {"the", "cube"})]) == 5 / 8
     assert not check_words("?!", {"the"}).clean  # no words at all is not a clean question
+
+
+# -- the weights name their robot ------------------------------------------------------------------
+
+@shipped
+@pytest.mark.parametrize("name", sorted(SHIPPED_TENSORS_SHA256))
+def test_shipped_weights_name_the_panda_and_their_tensors_are_as_trained(name: str) -> None:
+    from policies.nano_vla import load_model, trained_robot
+
+    path = default_weights("ar").parent / name
+    raw = path.read_bytes()
+    header = struct.unpack("<Q", raw[:8])[0]
+    assert hashlib.sha256(raw[8 + header :]).hexdigest() == SHIPPED_TENSORS_SHA256[name]
+    _, extra = load_model(path)
+    assert extra["robot"] == "panda" and trained_robot(extra, path) == "panda"
+    assert json.loads(path.with_suffix(".json").read_text())["robot"] == "panda"
+
+
+def test_saved_weights_name_their_robot_and_old_ones_are_taken_for_the_panda(tmp_path: Path,
+                                                                              caplog: pytest.LogCaptureFixture) -> None:
+    from safetensors.torch import save_file
+
+    from policies.nano_vla import NanoVLA, NanoVLAConfig, load_model, save_model, trained_robot
+
+    model = NanoVLA(NanoVLAConfig(words=["a"], image_size=32, patch_size=8, vit_width=32, vit_depth=1, vit_heads=2,
+                                  width=32, depth=1, heads=2, chunk_steps=2)).eval()
+    save_model(model, tmp_path / "k.safetensors", robot="kuka_iiwa")
+    _, extra = load_model(tmp_path / "k.safetensors")
+    assert trained_robot(extra) == "kuka_iiwa"
+    with pytest.raises(ConfigError, match="name the robot"):
+        save_model(model, tmp_path / "x.safetensors", robot="")
+    # a checkpoint from before weights named their robot
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "decoder.lm_head.weight"}
+    save_file(state, str(tmp_path / "old.safetensors"),
+              metadata={"config": json.dumps(asdict(model.config))})
+    _, extra = load_model(tmp_path / "old.safetensors")
+    caplog.set_level(logging.INFO)
+    assert trained_robot(extra, tmp_path / "old.safetensors") == "panda"
+    assert _lines(caplog, "names no robot")
+
+
+def test_training_data_names_its_robot(tmp_path: Path) -> None:
+    from policies.data import data_robot
+
+    for name, info in (("old", {"image_size": 32}), ("panda", {"robot": "panda"}), ("kuka", {"robot": "kuka_iiwa"})):
+        (tmp_path / name / "meta").mkdir(parents=True)
+        (tmp_path / name / "meta" / "info.json").write_text(json.dumps(info))
+    assert data_robot(f"{tmp_path / 'old'},{tmp_path / 'panda'}") == "panda"  # data from before: the Panda
+    with pytest.raises(ConfigError, match="different robots"):
+        data_robot(f"{tmp_path / 'panda'},{tmp_path / 'kuka'}")
 
 
 # -- the QA node -----------------------------------------------------------------------------------
