@@ -200,6 +200,7 @@ class NodeStats:
     received: dict[str, int] = field(default_factory=dict)
     sent: dict[str, int] = field(default_factory=dict)
     held_unarmed: int = 0  # inputs dropped because the node was not armed yet
+    counters: dict[str, int] = field(default_factory=dict)  # the node's own counts, sent with telemetry as they are
     traces: deque[list[Hop]] = field(default_factory=lambda: deque(maxlen=MAX_TRACES))
 
 

@@ -188,6 +188,7 @@ class NodeHost:
         for name, pub in self._pubs.items():
             metrics[f"out.{name}.sent"] = pub.stats.sent
             metrics[f"out.{name}.dropped"] = pub.stats.send_dropped
+        metrics.update(stats.counters)
         now = now_ns()
         self._control_send(Telemetry(self.name, self._next_seq(), now, metrics))
         while stats.traces:

@@ -4,7 +4,7 @@ Layout (LeRobot v2 names; arrays in ``.npz`` instead of parquet + MP4, so no
 extra dependency is needed)::
 
     DATASET/
-      meta/info.json        fps, image size, features (name -> dtype, shape), totals, seeds, tasks
+      meta/info.json        fps, image size, robot, features (name -> dtype, shape), totals, seeds, tasks
       meta/episodes.jsonl   one line per episode: episode_index, task, seed, instruction, length, success
       meta/stats.json       per feature: min, max, mean, std, q01, q99 (action and observation.state)
       data/episode_000000.npz
@@ -37,13 +37,15 @@ import numpy as np
 
 from agentrt.errors import ConfigError
 
-__all__ = ["CollectConfig", "collect", "Episode", "load_episodes", "load_info", "action_stats", "STATE_DIMS", "ACTION_DIMS"]
+__all__ = ["CollectConfig", "collect", "Episode", "load_episodes", "load_info", "action_stats", "data_robot", "STATE_DIMS",
+           "ACTION_DIMS", "COLLECT_ROBOT"]
 
 log = logging.getLogger(__name__)
 
 STATE_DIMS = 4  # x, y, z (m), gripper
 ACTION_DIMS = 4  # dx, dy, dz (m / step), gripper
 TASK_NAMES = ("reach", "push", "pick_place")
+COLLECT_ROBOT = "panda"  # the arm the scripted experts drive; info.json names it, and so do weights trained on it
 
 
 @dataclass
@@ -167,7 +169,7 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
         env = SimEnv(
             SimEnvConfig(
                 task=task,
-                robot=RobotConfig(control_hz=config.control_hz),
+                robot=RobotConfig(robot=COLLECT_ROBOT, control_hz=config.control_hz),
                 camera=CameraConfig(width=config.image_size, height=config.image_size, renderer=config.renderer),
             )
         )
@@ -223,6 +225,7 @@ def write_meta(root: Path, config: CollectConfig) -> dict[str, object]:
         "codebase": "agentrt policies.data (LeRobot v2 layout, npz arrays)",
         "fps": config.control_hz,
         "image_size": config.image_size,
+        "robot": COLLECT_ROBOT,
         "total_episodes": len(episodes),
         "total_frames": int(len(actions)),
         "tasks": tasks,
@@ -258,6 +261,16 @@ def load_info(root: str | Path) -> dict[str, object]:
     if not path.exists():
         raise ConfigError(f"no dataset at {root}: expected {path} (make one with `agentrt collect`)")
     return dict(json.loads(path.read_text()))
+
+
+def data_robot(data_dir: str) -> str:
+    """The robot that recorded a dataset (or several, comma-separated, which must agree). A dataset whose
+    info.json names none is from before it did, when collections drove only ``COLLECT_ROBOT``."""
+    robots = {str(load_info(root).get("robot", COLLECT_ROBOT)) for root in data_dir.split(",")}
+    if len(robots) > 1:
+        raise ConfigError(f"{data_dir}: the datasets were recorded on different robots ({', '.join(sorted(robots))}); "
+                          "train one model per robot")
+    return robots.pop()
 
 
 def load_episodes(root: str | Path, *, images: bool = True, tasks: tuple[str, ...] | None = None) -> Iterator[Episode]:

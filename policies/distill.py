@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from agentrt.errors import ConfigError
-from policies.nano_vla import N_BINS, NanoVLA, load_model, pixels, save_model
+from policies.nano_vla import N_BINS, NanoVLA, load_model, pixels, save_model, trained_robot
 from policies.train import Samples, TrainConfig, keypoint_loss, load_samples, seed_all
 
 __all__ = ["DistillConfig", "Trajectories", "collect_trajectories", "mixed_labels", "distill"]
@@ -127,7 +127,7 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
     """Collect trajectories from the teacher, train the student, save it; returns a summary."""
     torch.set_num_threads(cfg.threads)
     gen = seed_all(cfg.seed)
-    teacher, _ = load_model(cfg.teacher)
+    teacher, teacher_meta = load_model(cfg.teacher)
     data = load_samples(cfg.data_dir, teacher.config, cfg.tasks)
     started = time.monotonic()
     got = [0]
@@ -184,5 +184,5 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
         "collect_s": round(collect_s, 1), "train_s": round(time.monotonic() - t_train, 1),
         "steps": cfg.steps, "loss": round(loss_avg, 4), "config": {k: v for k, v in asdict(cfg).items()},
     }
-    save_model(student, cfg.out, {"distillation": summary})
+    save_model(student, cfg.out, {"distillation": summary}, robot=trained_robot(teacher_meta, cfg.teacher))  # the teacher's
     return summary

@@ -4,7 +4,9 @@ Seeds: training demonstrations use seeds 0 .. episodes-1; evaluation uses
 ``HELD_OUT_SEED`` (100000) and up, scenes the model never saw. Reworded
 instructions (``reword``) replace the task's verb phrase with wording absent
 from training (``tap``, ``shove``, ``place ... into``); the words the model does
-not know become ``unk``.
+not know become ``unk``, and each row reports their share of the words the
+policy was told (``unknown_word_share``: 0 for the tasks' own wording) and
+which they were.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from policies.nano_vla import NanoVLA
 from policies.policy import NanoPolicy, PolicyConfig, PolicySource
+from policies.vocabulary import unknown_share
 
 __all__ = ["HELD_OUT_SEED", "REWORDINGS", "reword", "EvalRow", "evaluate_policy", "quick_eval"]
 
@@ -52,6 +55,8 @@ class EvalRow:
     decode_ms: float
     iterations: float
     split: str = "held-out seeds"
+    unknown_word_share: float = 0.0  # of the instructions' words, the share the model does not know (read as unk)
+    unknown_words: list[str] = field(default_factory=list)  # which, each once
     details: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,7 +65,8 @@ class EvalRow:
             "episodes": self.episodes, "success_rate": round(self.success_rate, 3),
             "control_hz": round(self.control_hz, 1), "latency_p50_ms": round(self.latency_p50_ms, 1),
             "latency_p99_ms": round(self.latency_p99_ms, 1), "decode_ms": round(self.decode_ms, 2),
-            "iterations": round(self.iterations, 2), **self.details,
+            "iterations": round(self.iterations, 2), "unknown_word_share": round(self.unknown_word_share, 3),
+            "unknown_words": self.unknown_words, **self.details,
         }
 
 
@@ -113,6 +119,7 @@ def evaluate_policy(
         source.close()
         env.close()
     infos, lat = source.infos, source.latencies_ms
+    checks = [policy.text.check(told) for told in source.told]
     return EvalRow(
         task=task, decoding=decoding, clock=clock, episodes=len(rates), success_rate=successes / max(len(rates), 1),
         control_hz=statistics.median(rates) if rates else 0.0,
@@ -121,6 +128,7 @@ def evaluate_policy(
         decode_ms=statistics.median(i.decode_ms for i in infos) if infos else 0.0,
         iterations=statistics.fmean(i.iterations for i in infos) if infos else 0.0,
         split="reworded" if reworded else "held-out seeds",
+        unknown_word_share=unknown_share(checks), unknown_words=sorted({w for c in checks for w in c.unknown}),
         details={"inference_ms_p50": round(statistics.median(i.total_ms for i in infos), 2) if infos else 0.0},
     )
 

@@ -32,7 +32,6 @@ safetensors with the config (and so the vocabulary) in the metadata.
 from __future__ import annotations
 
 import json
-import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -58,6 +57,7 @@ from agentrt.engine import (
 )
 from agentrt.engine.decoder import Block
 from agentrt.errors import ConfigError, ModelError
+from policies.vocabulary import WordCheck, check_words, split_words
 
 __all__ = ["NanoQAConfig", "NanoQA", "QATokenizer", "NanoVideoQA", "save_model", "load_model", "load_nano_qa",
            "DEFAULT_WEIGHTS", "SPECIALS", "split_words"]
@@ -70,10 +70,6 @@ POINTER = (0, 0)  # (layer, head) taught to attend from a word to the object it 
 # naming A, and to the word naming B (which the pointer has read the position of) to compare them
 ROUTES = ((1, 0), (1, 1))
 
-
-
-def split_words(text: str) -> list[str]:
-    return re.findall(r"[a-z]+", text.lower())
 
 
 class Stem(nn.Module):
@@ -182,6 +178,10 @@ class QATokenizer:
 
     def word(self, token: int) -> str:
         return self.words[token] if 0 <= token < len(self.words) else "<unk>"
+
+    def check(self, question: str) -> WordCheck:
+        """The words of ``question`` this vocabulary lacks (read as ``<unk>``) and those past ``question_len``."""
+        return check_words(question, self.index, self.config.question_len - 2)  # specials are never written words
 
 
 class NanoQA(nn.Module):
@@ -453,6 +453,10 @@ class NanoVideoQA:
 
     def ask(self, question: str) -> str:
         return "".join(self.answer(question))
+
+    def check_words(self, question: str) -> WordCheck:
+        """The optional ``VideoQAModel`` capability of a closed vocabulary: which words it does not know."""
+        return self.tokenizer.check(question)
 
     def memory(self) -> dict[str, int]:
         c = self.config

@@ -21,7 +21,8 @@ action bins (id = ``action_start + bin``). Unknown words become ``unk``
 gracefully). Actions: dims 0..2 (ee xyz deltas) are normalised with the
 dataset's q01/q99 to [-1, 1] and put in 256 uniform bins (OpenVLA style); the
 gripper is binarised (bin 0 open, 255 closed). The normalisation statistics are
-part of the config, so they are saved with the weights.
+part of the config, so they are saved with the weights, and so is the robot
+whose demonstrations trained them (metadata "robot"; ``trained_robot``).
 
 The pieces are the engine's: ``agentrt.engine.ViT`` for vision and
 ``agentrt.engine.Decoder`` (RoPE, ``KVCache``) for the language side, so
@@ -31,7 +32,7 @@ The pieces are the engine's: ``agentrt.engine.ViT`` for vision and
 from __future__ import annotations
 
 import json
-import re
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,12 +44,17 @@ from torch import nn
 
 from agentrt.engine import Decoder, DecoderConfig, ViT, ViTConfig
 from agentrt.errors import ConfigError, ModelError
+from policies.vocabulary import WordCheck, check_words, split_words
 
-__all__ = ["NanoVLAConfig", "NanoVLA", "Percept", "Keypoints", "ActionTokenizer", "TextTokenizer", "save_model", "load_model"]
+__all__ = ["NanoVLAConfig", "NanoVLA", "Percept", "Keypoints", "ActionTokenizer", "TextTokenizer", "save_model", "load_model",
+           "trained_robot", "LEGACY_ROBOT"]
+
+log = logging.getLogger(__name__)
 
 SPECIALS = ("<pad>", "<bos>", "<sep>", "<unk>")
 PAD, BOS, SEP, UNK = 0, 1, 2, 3
 N_BINS = 256
+LEGACY_ROBOT = "panda"  # the robot of weights that do not name theirs (all saved before "robot" was written)
 
 
 @dataclass
@@ -135,10 +141,6 @@ class Keypoints(NamedTuple):
     logits: torch.Tensor  # [B, n_kp, h*w] the heatmaps they are the soft-argmax of
 
 
-def split_words(text: str) -> list[str]:
-    return re.findall(r"[a-z]+", text.lower())
-
-
 class TextTokenizer:
     """Word-level: ``bos w1 .. wn pad .. sep`` in exactly ``text_len`` ids; unknown words are ``unk``."""
 
@@ -149,6 +151,10 @@ class TextTokenizer:
     def encode(self, text: str) -> list[int]:
         ids = [self.index.get(w, UNK) for w in split_words(text)][: self.config.text_len - 2]
         return [BOS, *ids] + [PAD] * (self.config.text_len - 2 - len(ids)) + [SEP]
+
+    def check(self, text: str) -> WordCheck:
+        """The words of ``text`` this vocabulary lacks (read as ``unk``) and those past ``text_len`` (not read)."""
+        return check_words(text, self.index, self.config.text_len - 2)  # specials are never written words
 
 
 class ActionTokenizer:
@@ -318,16 +324,33 @@ def pixels(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
-def save_model(model: NanoVLA, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """Weights to ``path`` (safetensors; the config as JSON in its metadata) and ``path``.json beside it."""
+def save_model(model: NanoVLA, path: str | Path, extra: dict[str, Any] | None = None, *, robot: str) -> None:
+    """Weights to ``path`` (safetensors; the config as JSON in its metadata) and ``path``.json beside it.
+    ``robot``: the robot whose demonstrations trained it (metadata "robot"), which the policy node compares
+    with the robot it is asked to drive."""
     from safetensors.torch import save_file
 
+    if not robot:
+        raise ConfigError("save_model: name the robot the weights were trained on (robot='panda')")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "decoder.lm_head.weight"}
-    meta = {"config": json.dumps(asdict(model.config)), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+    described = {"robot": robot, **{k: v for k, v in (extra or {}).items() if k != "robot"}}
+    meta = {"config": json.dumps(asdict(model.config)), **{k: json.dumps(v) for k, v in described.items()}}
     save_file(state, str(path), metadata=meta)
-    path.with_suffix(".json").write_text(json.dumps({"config": asdict(model.config), **(extra or {})}, indent=1) + "\n")
+    path.with_suffix(".json").write_text(json.dumps({"config": asdict(model.config), **described}, indent=1) + "\n")
+
+
+def trained_robot(extra: dict[str, Any], path: str | Path = "") -> str:
+    """The robot the weights were trained on: their metadata's "robot" (``load_model``'s extra). Weights
+    saved before they named it say nothing; every one of those was trained on the simulated Panda."""
+    robot = extra.get("robot")
+    if isinstance(robot, str) and robot:
+        return robot
+    log.info("%s names no robot in its metadata: taking it for %s, the only robot nano VLA weights were trained "
+             "on before they named theirs (re-save it with save_model(..., robot=...) to say so)", path or "the model",
+             LEGACY_ROBOT)
+    return LEGACY_ROBOT
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[NanoVLA, dict[str, Any]]:

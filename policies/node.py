@@ -20,12 +20,32 @@ from its task), and ``RobotState.episode`` changing resets the policy's memory
 (the previous chunk, the feature cache). ``instruction`` (non-empty) overrides
 what the robot says, e.g. for a real arm whose driver has no task. With neither,
 the node waits and says so once.
+
+Out of domain, never silently:
+
+- The robot: the weights name the robot they were trained on (their metadata;
+  ``panda`` for the shipped ones), ``RobotState.robot`` the robot that reports.
+  When they differ the node fails with one line (a Panda policy flails on a KUKA
+  or an xArm6) unless ``allow_other_robot`` is set, and then it warns, once per
+  robot name.
+- The words: each new instruction is checked against the model's vocabulary.
+  Words it does not know (read as ``unk``) or that come past its 8-word limit are
+  logged once, with what the node does: it acts on the words it knows when one of
+  them still names the object (a colour or shape: "tap the red cube" works, the
+  model was trained with words dropped). Otherwise, with ``unknown_object: hold``
+  (the default), it logs an error and answers every frame of that instruction
+  with a chunk of no motion (the gripper as it was): the robot holds still and a
+  lockstep sim runs the episode out instead of waiting; ``unknown_object: act``
+  lets the model guess. An ``instruction`` param that names no object fails the
+  start. Telemetry counts ``instructions_unknown_words``,
+  ``instructions_refused`` and ``frames_refused`` (frames answered by holding).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,7 +53,11 @@ from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk, Frame, RobotState, now_ns
 from agentrt.node import Input, Node, latest, lossless
 from policies.data import robot_state
+from policies.vocabulary import quote_words
 from sims.chunks import steps_to_run
+
+if TYPE_CHECKING:
+    from policies.policy import InstructionCheck
 
 __all__ = ["NanoVLANodeConfig", "NanoVLANode"]
 
@@ -50,10 +74,14 @@ class NanoVLANodeConfig:
     execute_steps: int = 4  # lockstep: send this many steps of each chunk (0 = all), so the sim asks again sooner
     robot: str = "arm"
     threads: int = 1  # the sim needs the other core
+    unknown_object: str = "hold"  # an instruction naming no object the model knows: hold (send nothing) | act (guess)
+    allow_other_robot: bool = False  # drive a robot the weights were not trained on (warns); false: fail
 
     def __post_init__(self) -> None:
         if self.clock not in ("lockstep", "realtime"):
             raise ConfigError(f"NanoVLANodeConfig.clock: expected lockstep or realtime, got {self.clock!r}")
+        if self.unknown_object not in ("hold", "act"):
+            raise ConfigError(f"NanoVLANodeConfig.unknown_object: expected hold or act, got {self.unknown_object!r}")
         if self.control_hz <= 0 or self.lead_steps < 0 or self.execute_steps < 0:
             raise ConfigError(f"NanoVLANodeConfig: expected control_hz > 0, lead_steps >= 0, execute_steps >= 0, "
                               f"got {self.control_hz}, {self.lead_steps}, {self.execute_steps}")
@@ -76,6 +104,18 @@ class NanoVLANode(Node):
         self.seq = 0
         self._state: RobotState | None = None
         self._warned_no_instruction = False
+        self._gripper: float | None = None  # the last gripper command sent this episode
+        self._robots_seen: set[str] = set()
+        self._judged: tuple[str, bool] = ("", False)  # the last instruction checked, and whether it is refused
+        for name in ("instructions_unknown_words", "instructions_refused", "frames_refused"):
+            self.stats.counters[name] = 0
+        if c.instruction:  # the param is known now: a refusal fails the start, at once
+            check = self.policy.check_instruction(c.instruction)
+            if not check.names_object and c.unknown_object == "hold":
+                raise ConfigError(f"policy.instruction {c.instruction!r}: {self._words_said(check)}it names no object "
+                                  f"the model knows ({self._known_objects()}): reword it, or set "
+                                  f"unknown_object=act to let the model guess")
+            self._judge(c.instruction)
         self._answered = -1  # lockstep: the last frame seq answered
         self._chunk_steps_left_at = 0.0  # real time: monotonic time when the chunk in flight runs out
 
@@ -83,10 +123,13 @@ class NanoVLANode(Node):
         return self.config.instruction or state.instruction
 
     def _on_state(self, state: RobotState) -> None:
+        if state.robot not in self._robots_seen:
+            self._check_robot(state.robot)
         if state.episode != self.episode:
             self.episode = state.episode
             self.policy.reset()
             self._chunk_steps_left_at = 0.0
+            self._gripper = None
             self.log.info("episode %d: %s", self.episode, self.instruction(state) or "(no instruction)")
         self._state = state
 
@@ -116,14 +159,81 @@ class NanoVLANode(Node):
                                  "waiting (set policy.instruction in the launch file)")
                 self._warned_no_instruction = True
             return
-        chunk, info = self.policy.act(np.ascontiguousarray(frame.image[..., :3]), robot_state(state.ee_pose, state.gripper),
-                                      instruction)
+        if instruction != self._judged[0]:
+            self._judge(instruction)
+        if self._judged[1]:  # refused: hold still, so a lockstep sim goes on to the episode's end rather than wait
+            self.stats.counters["frames_refused"] += 1
+            chunk = self._hold_chunk(state)
+        else:
+            chunk, info = self.policy.act(np.ascontiguousarray(frame.image[..., :3]),
+                                          robot_state(state.ee_pose, state.gripper), instruction)
+            self.log.debug("chunk %d: %.1f ms (decode %.1f ms, %d passes)", self.seq, info.total_ms, info.decode_ms,
+                           info.iterations)
         chunk = steps_to_run(chunk, lockstep=c.clock == "lockstep", execute_steps=c.execute_steps,
                              t_capture_ns=frame.t_capture_ns, control_hz=c.control_hz)
         if c.clock == "realtime":
             self._chunk_steps_left_at = time.monotonic() + max(chunk.shape[0] - c.lead_steps, 1) / c.control_hz
         self._answered = frame.seq
+        self._gripper = float(chunk[-1, -1])
         self.send("actions", ActionChunk(c.robot, self.seq, frame.seq, frame.t_capture_ns, "ee_delta", chunk,
                                          1e3 / c.control_hz, t_sent_ns=now_ns(), hops=list(frame.hops)))
         self.seq += 1
-        self.log.debug("chunk %d: %.1f ms (decode %.1f ms, %d passes)", self.seq, info.total_ms, info.decode_ms, info.iterations)
+
+    def _hold_chunk(self, state: RobotState) -> np.ndarray:
+        """A whole chunk of no motion, the gripper as last commanded this episode (else as measured: more than a
+        quarter closed is closed, so a held object stays held)."""
+        mc = self.policy.model.config
+        chunk = np.zeros((mc.chunk_steps, mc.action_dims), np.float32)
+        chunk[:, -1] = self._gripper if self._gripper is not None else float(state.gripper > 0.25)
+        return chunk
+
+    def _check_robot(self, robot: str) -> None:
+        """Fail (or, allowed, warn once) on a robot the weights were not trained on."""
+        self._robots_seen.add(robot)
+        trained = self.policy.robot
+        if robot == trained:
+            return
+        weights = self.config.weights or "the shipped weights"
+        if not self.config.allow_other_robot:
+            raise ConfigError(f"{weights} were trained on the {trained}, but the robot on the wire is '{robot}': "
+                              f"refusing to drive it (use a policy trained on '{robot}', or set "
+                              f"allow_other_robot=true to try anyway)")
+        self.log.warning("DRIVING '%s' WITH A POLICY TRAINED ON THE %s (allow_other_robot is set): its actions "
+                         "were learnt for another arm; expect misses, and keep a hand on the stop", robot,
+                         trained.upper())
+
+    def _judge(self, instruction: str) -> bool:
+        """Check a new instruction's words once: log what the model does not know and what the node does.
+        -> True when the node refuses it (no known object word, ``unknown_object: hold``)."""
+        check = self.policy.check_instruction(instruction)
+        refused = not check.names_object and self.config.unknown_object == "hold"
+        self._judged = (instruction, refused)
+        if check.clean:
+            return refused
+        if check.words.unknown:
+            self.stats.counters["instructions_unknown_words"] += 1
+        said = f"instruction '{instruction}': {self._words_said(check)}"
+        if check.names_object:
+            self.log.warning("%sacting on the words it knows (%s): it guesses the rest from them and the scene, "
+                             "and may do another task than asked", said, quote_words(check.words.known))
+        elif refused:
+            self.stats.counters["instructions_refused"] += 1
+            self.log.error("%sit names no object the model knows (%s): not acting on it, the robot holds still; "
+                           "reword it, or set unknown_object=act to let the model guess", said, self._known_objects())
+        else:
+            self.log.warning("%sit names no object the model knows (%s); acting anyway (unknown_object=act): the "
+                             "model will pick an object and a task by itself", said, self._known_objects())
+        return refused
+
+    def _words_said(self, check: InstructionCheck) -> str:
+        """"words the model does not know: 'a' (...); ...; " for what is unknown or unread, "" when nothing is."""
+        words, parts = check.words, []
+        if words.unknown:
+            parts.append(f"words the model does not know: {quote_words(words.unknown)} (read as <unk>)")
+        if words.cut:
+            limit = self.policy.model.config.text_len - 2
+            parts.append(f"past its {limit}-word limit, not read: {quote_words(words.cut)}")
+        return "".join(f"{part}; " for part in parts)
+
+    def _known_objects(self) -> str:
+        return "it knows " + ", ".join(sorted(self.policy.object_words))

@@ -36,10 +36,19 @@ from agentrt.engine import (
 )
 from agentrt.errors import ConfigError
 from policies.data import robot_state
-from policies.nano_vla import ActionTokenizer, NanoVLA, TextTokenizer, load_model, pixels
+from policies.nano_vla import (
+    LEGACY_ROBOT,
+    ActionTokenizer,
+    NanoVLA,
+    TextTokenizer,
+    load_model,
+    pixels,
+    trained_robot,
+)
+from policies.vocabulary import WordCheck
 from sims.chunks import steps_to_run
 
-__all__ = ["DECODINGS", "PolicyConfig", "NanoPolicy", "ActInfo", "PolicySource", "default_weights"]
+__all__ = ["DECODINGS", "PolicyConfig", "NanoPolicy", "ActInfo", "InstructionCheck", "PolicySource", "default_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +81,16 @@ class PolicyConfig:
             )
 
 
+@dataclass(frozen=True)
+class InstructionCheck:
+    words: WordCheck
+    names_object: bool  # a colour or shape word the model knows is in it
+
+    @property
+    def clean(self) -> bool:
+        return self.words.clean and self.names_object
+
+
 @dataclass
 class ActInfo:
     vit_ms: float = 0.0
@@ -83,13 +102,22 @@ class ActInfo:
 
 
 class NanoPolicy:
-    """Loads the weights once; ``act`` is one inference. ``reset()`` between episodes."""
+    """Loads the weights once; ``act`` is one inference. ``reset()`` between episodes.
 
-    def __init__(self, config: PolicyConfig | None = None, model: NanoVLA | None = None) -> None:
+    ``robot``: the robot the weights were trained on, read from their metadata when the policy loads them
+    (``robot`` names it for a ``model`` given in memory). ``check_instruction`` says which words of an
+    instruction the model does not know and whether it still names an object the model knows.
+    """
+
+    def __init__(self, config: PolicyConfig | None = None, model: NanoVLA | None = None, *,
+                 robot: str = LEGACY_ROBOT) -> None:
         self.config = cfg = config or PolicyConfig()
         torch.set_num_threads(cfg.threads)
         if model is None:
-            model, _ = load_model(cfg.weights or default_weights(cfg.decoding))
+            path = cfg.weights or default_weights(cfg.decoding)
+            model, extra = load_model(path)
+            robot = trained_robot(extra, path)
+        self.robot = robot
         self.model = model.eval()
         self.text = TextTokenizer(model.config)
         self.actions = ActionTokenizer(model.config)
@@ -101,6 +129,21 @@ class NanoPolicy:
             self.jacobi = JacobiConfig(max_iterations=cfg.max_iterations, tolerance_bins=cfg.tolerance_bins, action_ids=c.action_ids)
         self._previous: list[int] | None = None
         self._text_cache: tuple[str, torch.Tensor] | None = None
+
+    @property
+    def object_words(self) -> frozenset[str]:
+        """The words the model knows that name an object: the sims' colours and shapes in its vocabulary."""
+        from sims.tasks.base import COLOURS, SHAPES
+
+        return frozenset(self.model.config.words) & {*COLOURS, *SHAPES}
+
+    def check_instruction(self, instruction: str) -> InstructionCheck:
+        """What the model makes of ``instruction``: its unknown and unread words, and whether a word it knows
+        still names the object (without one, the grounding has nothing to look for)."""
+        words = self.text.check(instruction)
+        objects = self.object_words
+        named = not objects or any(w in objects for w in words.known)  # a vocabulary without objects: no judging
+        return InstructionCheck(words, named)
 
     def reset(self) -> None:
         self._previous = None
@@ -170,6 +213,7 @@ class PolicySource:
     wants_frames: bool = True
     infos: list[ActInfo] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # capture -> chunk ready
+    told: list[str] = field(default_factory=list)  # the instruction of each episode, as the policy was told it
     _frame: tuple[np.ndarray, np.ndarray, int] | None = None
     _pending: tuple[np.ndarray, int] | None = None
     _busy: bool = False
@@ -180,6 +224,7 @@ class PolicySource:
 
     def start_episode(self, instruction: str) -> None:
         self.instruction = instruction
+        self.told.append(instruction)
         self.policy.reset()
         with self._lock:
             self._frame, self._pending, self._busy = None, None, False

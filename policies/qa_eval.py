@@ -8,7 +8,9 @@ is compared with the answer from sim state (case and spaces ignored, a leading "
 dropped). Any ``VideoQAModel`` can be measured, not only the nano one.
 
 Splits: ``unseen scenes`` (training wording) and, with ``reworded``, the same scenes asked
-in wording never trained on (``qa_data.REWORDED``), reported as a separate row.
+in wording never trained on (``qa_data.REWORDED``), reported as a separate row. Each split
+reports the share of its questions' words the model does not know (``unknown_word_share``;
+None for a model that reads any text).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from policies.qa_data import (
     iter_scenes,
     questions_for,
 )
-from policies.videoqa import VideoQAModel
+from policies.videoqa import VideoQAModel, word_check
+from policies.vocabulary import WordCheck
 
 __all__ = ["QAEvalResult", "evaluate_qa", "normalise"]
 
@@ -57,13 +60,23 @@ class QAEvalResult:
     per_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [correct, asked]
     answer_ms: list[float] = field(default_factory=list)
     mistakes: list[dict[str, str]] = field(default_factory=list)  # the first few, for the report
+    words: int = 0  # the questions' words, for a model with a closed vocabulary (none counted for another)
+    unknown_words: int = 0  # of them, those the model does not know (read as <unk>)
+
+    @property
+    def unknown_word_share(self) -> float | None:
+        """None: the model reads any text (or no word was counted)."""
+        return self.unknown_words / self.words if self.words else None
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.questions if self.questions else 0.0
 
-    def add(self, q: Question, said: str, ms: float) -> None:
+    def add(self, q: Question, said: str, ms: float, check: WordCheck | None = None) -> None:
         ok = normalise(said) == normalise(q.answer)
+        if check is not None:
+            self.words += len(check.words)
+            self.unknown_words += check.unknown_count
         self.questions += 1
         self.correct += ok
         tally = self.per_kind.setdefault(q.kind, [0, 0])
@@ -78,6 +91,7 @@ class QAEvalResult:
             "split": self.split, "accuracy": round(self.accuracy, 4), "questions": self.questions,
             "per_kind": {k: {"accuracy": round(c / n, 4), "questions": n} for k, (c, n) in sorted(self.per_kind.items())},
             "answer_ms_p50": round(statistics.median(self.answer_ms), 2) if self.answer_ms else None,
+            "unknown_word_share": None if self.unknown_word_share is None else round(self.unknown_word_share, 4),
             "mistakes": self.mistakes,
         }
 
@@ -116,7 +130,7 @@ def evaluate_qa(
             for q in asked:
                 t0 = time.perf_counter()
                 said = "".join(model.answer(q.text))
-                result.add(q, said, (time.perf_counter() - t0) * 1e3)
+                result.add(q, said, (time.perf_counter() - t0) * 1e3, word_check(model, q.text))
         scenes += 1
         if on_scene is not None:
             on_scene(results[0].questions)
@@ -199,7 +213,7 @@ def _ask_about_moment(model: VideoQAModel, env: Any, seen: list[tuple[int, list[
     for q in questions_for(scene, rng, n, kinds=kinds):
         t0 = time.perf_counter()
         said = "".join(model.answer(q.text))
-        result.add(q, said, (time.perf_counter() - t0) * 1e3)
+        result.add(q, said, (time.perf_counter() - t0) * 1e3, word_check(model, q.text))
 
 
 def run_cli(args: Any) -> int:
@@ -249,6 +263,7 @@ def run_cli(args: Any) -> int:
                  for r in results]
         rows.append([kind, *cells])
     rows.append(["all", *(f"{r.accuracy:.3f} ({r.questions})" for r in results)])
+    rows.append(["unknown words", *("-" if r.unknown_word_share is None else f"{r.unknown_word_share:.3f}" for r in results)])
     print_rows("nano video QA: accuracy (questions)", columns, rows)
     main = results[0].as_dict()
     print(f"ingest {timing['ingest_ms_p50']:.1f} ms/frame (p50), answer {main['answer_ms_p50']} ms (p50), "
@@ -259,7 +274,8 @@ def run_cli(args: Any) -> int:
                                                   if v["accuracy"] is not None))
     if args.json:
         doc = {"model": spec, "seed": seed, "accuracy": main["accuracy"], "questions": main["questions"],
-               "per_kind": main["per_kind"], "answer_ms_p50": main["answer_ms_p50"], **timing,
+               "per_kind": main["per_kind"], "answer_ms_p50": main["answer_ms_p50"],
+               "unknown_word_share": main["unknown_word_share"], **timing,
                "splits": [r.as_dict() for r in results], "sim_tasks": sim_tasks}
         out = write_json(args.json, "eval qa", doc, quick=False)
         print(f"wrote {out}")

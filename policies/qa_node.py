@@ -12,11 +12,21 @@ when set). Queries are lossless and answered between two frames, in order;
 each answer goes out as Answer pieces ``seq`` 0, 1, ... with ``done=True`` on
 the last, or one ``done=True`` piece with ``error`` set when it failed (the
 node keeps running). The model is anything behind `policies.videoqa.VideoQAModel`.
+
+Words a closed-vocabulary model (the nano one) does not know are never passed
+over in silence (``checked_answer``, also behind `agentrt ask`): a question
+with some of them is answered with a note first, "(I do not know the word
+'now') red cube"; one with more than ``max_unknown_share`` of its words
+unknown (another language: "où est le cube rouge ?") is not put to the model,
+and the answer says which words it does not know. The node logs each such
+question once and counts ``questions_unknown_words`` and ``questions_refused``
+in its telemetry.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,9 +37,15 @@ import numpy as np
 from agentrt.errors import AgentRTError, ConfigError, ModelError
 from agentrt.messages import Answer, Frame, Query, now_ns
 from agentrt.node import Input, Node, latest, lossless
-from policies.videoqa import BACKENDS, VideoQAModel, load_videoqa
+from policies.videoqa import BACKENDS, VideoQAModel, load_videoqa, word_check
+from policies.vocabulary import WordCheck, quote_words
 
-__all__ = ["VideoQANodeConfig", "VideoQANode", "check_qa_model", "load_qa_model", "to_rgb", "NANO_WEIGHTS"]
+__all__ = ["VideoQANodeConfig", "VideoQANode", "check_qa_model", "load_qa_model", "to_rgb", "checked_answer",
+           "refuses", "NANO_WEIGHTS", "MAX_UNKNOWN_SHARE"]
+
+log = logging.getLogger(__name__)
+
+MAX_UNKNOWN_SHARE = 0.5  # a question with more of its words unknown to the model is not put to it
 
 NANO_WEIGHTS = Path(__file__).parent / "weights" / "nano_qa.safetensors"
 
@@ -81,6 +97,44 @@ def to_rgb(frame: Frame) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
+def refuses(check: WordCheck, max_unknown_share: float = MAX_UNKNOWN_SHARE) -> bool:
+    """Too few of the question's words known to answer it: more than ``max_unknown_share`` unknown, or none known."""
+    return not check.known or check.share > max_unknown_share
+
+
+def checked_answer(model: VideoQAModel, question: str, *, max_new_tokens: int = 32,
+                   max_unknown_share: float = MAX_UNKNOWN_SHARE, logger: logging.Logger | None = None) -> Iterator[str]:
+    """``model.answer`` with what the model makes of the question's words said, in the answer and once in the
+    log: unknown words (read as ``<unk>``) or words past its limit -> a note before the answer; too many
+    unknown (``refuses``) -> no answer from the model, only the note. An open-vocabulary model: as it is."""
+    check = word_check(model, question)
+    if check is None or check.clean:
+        yield from model.answer(question, max_new_tokens=max_new_tokens)
+        return
+    logger = logger or log
+    unknown, cut = quote_words(check.unknown), quote_words(check.cut)
+    parts = [f"words the model does not know: {unknown} ({check.unknown_count} of {len(check.words)}, read as <unk>)"
+             if check.unknown else "", f"words past its limit, not read: {cut}" if check.cut else "",
+             "" if check.words else "no words it can read"]
+    said = f"question '{question}': " + "; ".join(p for p in parts if p)
+    if refuses(check, max_unknown_share):
+        logger.warning("%s: not answering it; the answer says so", said)
+        if not check.words:
+            yield "I found no words in that question."
+        else:
+            plural = "s" if len(check.unknown) > 1 else ""
+            yield f"I do not know the word{plural} {unknown}, so I cannot answer that."
+        return
+    logger.warning("%s: answering from the words it knows (%s), after a note saying so", said, quote_words(check.known))
+    notes = []
+    if check.unknown:
+        notes.append(f"I do not know the word{'s' if len(check.unknown) > 1 else ''} {unknown}")
+    if check.cut:
+        notes.append(f"I did not read {cut}")
+    yield "(" + "; ".join(notes) + ") "
+    yield from model.answer(question, max_new_tokens=max_new_tokens)
+
+
 @dataclass
 class VideoQANodeConfig:
     model: str = "nano"  # nano | nano:PATH | hf:PATH (policies.videoqa.load_videoqa)
@@ -88,6 +142,7 @@ class VideoQANodeConfig:
     max_new_tokens: int = 32
     ingest_hz: float = 0.0  # at most this many frames per second into the model; 0 = every frame it can take
     stream: str = ""  # only frames of this stream; "" = any
+    max_unknown_share: float = MAX_UNKNOWN_SHARE  # more of a question's words unknown to the model: not answered
 
     def __post_init__(self) -> None:
         prefix = self.model.partition(":")[0]
@@ -97,6 +152,8 @@ class VideoQANodeConfig:
             raise ConfigError(f"VideoQANodeConfig.max_new_tokens: expected >= 1, given {self.max_new_tokens}")
         if self.ingest_hz < 0:
             raise ConfigError(f"VideoQANodeConfig.ingest_hz: expected >= 0, given {self.ingest_hz}")
+        if not 0 <= self.max_unknown_share <= 1:
+            raise ConfigError(f"VideoQANodeConfig.max_unknown_share: expected 0..1, given {self.max_unknown_share}")
 
 
 class VideoQANode(Node):
@@ -111,6 +168,7 @@ class VideoQANode(Node):
         self.pending: deque[Query] = deque()
         self.last_ingest_ns = 0
         self.ingested = 0
+        self.stats.counters.update(questions_unknown_words=0, questions_refused=0)
         self.log.info("model %s ready", self.model.name)
 
     def run(self) -> None:
@@ -154,4 +212,9 @@ class VideoQANode(Node):
     def _pieces(self, query: Query) -> Iterator[str]:
         if not query.text.strip():
             raise ConfigError("empty question")
-        yield from self.model.answer(query.text, max_new_tokens=self.config.max_new_tokens)
+        check = word_check(self.model, query.text)
+        if check is not None and not check.clean:
+            self.stats.counters["questions_unknown_words"] += bool(check.unknown)
+            self.stats.counters["questions_refused"] += refuses(check, self.config.max_unknown_share)
+        yield from checked_answer(self.model, query.text, max_new_tokens=self.config.max_new_tokens,
+                                  max_unknown_share=self.config.max_unknown_share, logger=self.log)

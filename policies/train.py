@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from agentrt.errors import ConfigError
-from policies.data import Episode, load_episodes, load_info
+from policies.data import Episode, data_robot, load_episodes, load_info
 from policies.nano_vla import (
     UNK,
     ActionTokenizer,
@@ -305,7 +305,8 @@ def train(
         "seed": cfg.seed, "data_dir": cfg.data_dir, "history": history[-40:],
     }
     model.eval()
-    save_model(model, cfg.weights, {"training": {k: v for k, v in summary.items() if k != "history"}})
+    save_model(model, cfg.weights, {"training": {k: v for k, v in summary.items() if k != "history"}},
+               robot=data_robot(cfg.data_dir))
     (out / "summary.json").write_text(json.dumps({**summary, "config": asdict(cfg)}, indent=1) + "\n")
     return summary
 

@@ -10,6 +10,11 @@ talks to this protocol, so the bundled nano QA model and Hugging Face VLMs
 - ``answer(question)`` streams the answer as text pieces (deltas) about the
   stream so far; asking leaves the memory as it was.
 - ``memory()`` says what is held: {"frames", "tokens", "bytes"}.
+- Optional, for a model with a closed vocabulary (the nano one):
+  ``check_words(question)`` -> ``policies.vocabulary.WordCheck``, the words it
+  does not know (read as ``<unk>``) or never reads. ``word_check(model, text)``
+  asks it, None for an open-vocabulary model (a Hugging Face tokenizer reads
+  any text).
 
 ``load_videoqa(spec)`` is the one table from a model name to code:
 ``nano`` (the shipped weights), ``nano:PATH``, ``hf:PATH`` (a local Hugging
@@ -25,8 +30,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from agentrt.errors import ConfigError
+from policies.vocabulary import WordCheck
 
-__all__ = ["VideoQAModel", "load_videoqa", "BACKENDS"]
+__all__ = ["VideoQAModel", "load_videoqa", "word_check", "BACKENDS"]
 
 
 @runtime_checkable
@@ -64,3 +70,12 @@ def load_videoqa(spec: str, device: str = "cpu") -> VideoQAModel:
     module = importlib.import_module(module_name)
     model: VideoQAModel = getattr(module, loader)(path, device)
     return model
+
+
+def word_check(model: VideoQAModel, text: str) -> WordCheck | None:
+    """What ``model`` makes of the words of ``text`` (its optional ``check_words``); None: it reads any text."""
+    check = getattr(model, "check_words", None)
+    if not callable(check):
+        return None
+    result: WordCheck = check(text)
+    return result

@@ -87,7 +87,7 @@ def _ask_server(url: str, question: str) -> int:
 
 def _ask_here(args: argparse.Namespace) -> int:
     from agentrt.cli.stream import sigterm_as_interrupt
-    from policies.qa_node import check_qa_model, load_qa_model, to_rgb
+    from policies.qa_node import check_qa_model, checked_answer, load_qa_model, to_rgb
     from streams.feed import open_feed
     from streams.registry import parse_source
     from streams.video import is_network
@@ -126,7 +126,7 @@ def _ask_here(args: argparse.Namespace) -> int:
         raise ModelError(f"no frames came from {feed.label}; is the stream running?")
     t0 = time.monotonic()
     first = None
-    for piece in model.answer(args.question, max_new_tokens=args.max_new_tokens):
+    for piece in checked_answer(model, args.question, max_new_tokens=args.max_new_tokens):
         first = first if first is not None else time.monotonic()
         print(piece, end="", flush=True)
     done = time.monotonic()

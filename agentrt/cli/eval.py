@@ -14,14 +14,17 @@ ar (greedy, AR weights), jacobi (exact Jacobi, AR weights), consistency
 with instructions in wording the model never saw. Rows: task, decoding, clock,
 split, episodes, success_rate, control_hz, latency_p50_ms / p99 (frame capture
 to chunk ready), decode_ms (the action block, median), iterations (passes per
-chunk, mean).
+chunk, mean), unknown_word_share (of the words the policy was told, the share
+not in its vocabulary, read as unk: 0 for the tasks' own wording; --json also
+lists them as unknown_words).
 
 `eval qa` measures a video-QA model (policies/qa_eval.py): templated questions
 on unseen sim scenes (seeds from 1000000), accuracy per question type and
 overall; then (--sim-episodes per task, 0 to skip) the same kinds of questions
 about running task episodes, the scripted expert at work and the camera at
-1 frame/s, as launch/sim_qa.yaml shows them; --json writes {"accuracy",
-"questions", "per_kind", "splits", "sim_tasks", ...}.
+1 frame/s, as launch/sim_qa.yaml shows them; a last row gives the share of the
+questions' words the model does not know; --json writes {"accuracy",
+"questions", "per_kind", "unknown_word_share", "splits", "sim_tasks", ...}.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any
 __all__ = ["add_arguments", "run"]
 
 COLUMNS = ("task", "decoding", "clock", "split", "episodes", "success_rate", "control_hz",
-           "latency_p50_ms", "latency_p99_ms", "decode_ms", "iterations")
+           "latency_p50_ms", "latency_p99_ms", "decode_ms", "iterations", "unknown_word_share")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _line(cells: tuple[str, ...]) -> str:
-    widths = (10, 11, 9, 14, 8, 12, 10, 14, 14, 9, 10)
+    widths = (10, 11, 9, 14, 8, 12, 10, 14, 14, 9, 10, 18)
     return " ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))

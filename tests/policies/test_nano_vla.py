@@ -52,9 +52,9 @@ def test_config_rejects_a_pool_that_does_not_divide_the_grid() -> None:
 def test_save_load_round_trip_and_missing_file(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = NanoVLA(NanoVLAConfig(words=["a", "b"], **TINY)).eval()
-    save_model(model, tmp_path / "m.safetensors", {"note": "x"})
+    save_model(model, tmp_path / "m.safetensors", {"note": "x"}, robot="panda")
     loaded, extra = load_model(tmp_path / "m.safetensors")
-    assert extra == {"note": "x"} and loaded.config == model.config
+    assert extra == {"note": "x", "robot": "panda"} and loaded.config == model.config
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
     with pytest.raises(ModelError, match="agentrt train"):
@@ -134,3 +134,5 @@ def test_collect_train_distill_smoke(tmp_path: Path) -> None:
     out = distill(DistillConfig(teacher=str(weights), data_dir=str(tmp_path / "data"), out=str(tmp_path / "cd.safetensors"),
                                 trajectories=8, steps=2, batch_size=4))
     assert out["trajectories"] == 8 and (tmp_path / "cd.safetensors").exists()
+    # the weights name the robot that recorded the data, and the student its teacher's
+    assert load_model(weights)[1]["robot"] == load_model(tmp_path / "cd.safetensors")[1]["robot"] == "panda"
