@@ -154,6 +154,38 @@ def test_view_window_without_a_display_says_what_to_do(run_dir: Path, monkeypatc
     assert "no display" in capsys.readouterr().err
 
 
+def test_a_killed_recording_plays_up_to_the_kill(run_dir: Path, tmp_path: Path) -> None:
+    """kill -9 mid-recording: the MP4 (fragmented, flushed as it goes) decodes, in the sidecar's order."""
+    import av
+
+    out = tmp_path / "killed.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentrt.cli", "record", "--source", "synthetic:160x128@30", "--out", str(out), "--quiet",
+         "--crf", "0"],  # lossless: every stamp reads back exactly
+        env={**os.environ, "AGENTRT_RUN_DIR": str(run_dir)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        rows: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 60
+        while len(rows) < 90 and process.poll() is None and time.monotonic() < deadline:  # the sidecar flushes every 30
+            time.sleep(0.1)
+            rows = read_sidecar(out) if out.with_name("killed.frames.csv").exists() else []
+        assert process.poll() is None and len(rows) >= 90, process.stderr.read() if process.stderr else ""
+        process.kill()
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+    with av.open(str(out)) as container:
+        stamps = [read_stamp(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    rows = read_sidecar(out)
+    assert len(stamps) > 0
+    assert stamps == [seq % 65536 for seq, _ in rows[: len(stamps)]]
+
+
 def test_record_gives_up_on_a_silent_stream(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["record", "nobody", "--out", str(tmp_path / "x.mp4"), "--wait", "0.5", "--quiet"]) == 1
     captured = capsys.readouterr()
