@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FRAGMENT_S", "KILL_SAFE_OPTIONS", "open_mp4", "kill_safe_stream"]
+__all__ = ["FRAGMENT_S", "KILL_SAFE_OPTIONS", "MOV_SUFFIXES", "open_mp4", "kill_safe_stream"]
 
 FRAGMENT_S = 0.5  # at most this much of a recording (plus the encoder's lookahead) is lost to a kill
 
@@ -30,9 +30,18 @@ KILL_SAFE_OPTIONS = {
 }
 
 
+MOV_SUFFIXES = (".mp4", ".m4v", ".mov")  # FFmpeg's mov muxer: the one with an index at the end
+
+
 def open_mp4(av: Any, path: str | Path) -> Any:
-    """A PyAV output container for ``path`` (MP4, fragmented and flushed as written: see the module)."""
-    return av.open(str(path), mode="w", format="mp4", options=dict(KILL_SAFE_OPTIONS))
+    """A PyAV output container for ``path``, flushed as written; fragmented when it is an MP4 (see the module).
+
+    The container format follows the file's suffix, as FFmpeg guesses it; formats
+    written front to back anyway (Matroska, AVI, ...) only get the flushing.
+    """
+    mov = Path(path).suffix.lower() in MOV_SUFFIXES
+    options = dict(KILL_SAFE_OPTIONS) if mov else {"flush_packets": KILL_SAFE_OPTIONS["flush_packets"]}
+    return av.open(str(path), mode="w", options=options)
 
 
 def kill_safe_stream(stream: Any) -> None:
