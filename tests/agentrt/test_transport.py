@@ -210,3 +210,31 @@ def test_sweep_removes_segments_of_dead_owners(tmp_path: Path, monkeypatch: pyte
     live.write_bytes(b"x")
     assert shm_module.sweep_stale() == [stale.name]
     assert live.exists() and not stale.exists()
+
+
+def test_an_ipc_endpoint_held_by_a_live_process_is_refused_naming_its_pid() -> None:
+    address = endpoint("taken")
+    process = start_publisher(address, "zmq", -1, 16)
+    try:
+        with pytest.raises(TransportError, match=rf"in use by pid {process.pid}\b"):
+            Publisher(address)
+        with pytest.raises(TransportError, match=rf"in use by pid {process.pid}\b"):
+            Subscriber(address, lossless=True, bind=True)  # every kind of bind, not only publishers
+        with Subscriber(address) as sub:  # and the holder still delivers
+            assert isinstance(sub.recv(timeout_ms=5000), Frame)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    with Publisher(address) as pub:  # a killed holder leaves nothing that blocks the name
+        assert pub.bound_address == address
+
+
+def test_the_same_endpoint_twice_in_one_process_is_refused_until_closed(isolated_run_dir: Path) -> None:
+    address = endpoint("twice")
+    first = Publisher(address)
+    with pytest.raises(TransportError, match=rf"in use by pid {os.getpid()}\b"):
+        Publisher(address)
+    first.close()
+    with Publisher(address):
+        pass
+    assert sorted(p.name for p in isolated_run_dir.iterdir() if p.name.startswith("twice.")) == []  # no lock left

@@ -186,6 +186,31 @@ def test_a_killed_recording_plays_up_to_the_kill(run_dir: Path, tmp_path: Path) 
     assert stamps == [seq % 65536 for seq, _ in rows[: len(stamps)]]
 
 
+def test_a_second_stream_of_the_same_name_is_refused_and_the_first_still_delivers(
+    publisher: subprocess.Popen, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["stream", "synthetic:64x48@30", "--name", "cam", "--duration", "1", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and f"in use by pid {publisher.pid}:" in err[0] and "another name" in err[0], err
+    assert "publishing" not in captured.out
+    out = tmp_path / "first.mp4"
+    assert main(["record", "cam", "--out", str(out), "--frames", "5", "--quiet", "--timeout-s", "10"]) == 0
+    assert len(read_sidecar(out)) == 5
+
+
+def test_view_and_record_say_when_nothing_comes(run_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """No publisher: both give up after --timeout-s with one error line and a non-zero status."""
+    assert main(["view", "nobody", "--save", str(tmp_path / "shots"), "--timeout-s", "0.5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no frame from" in err[0] and "nobody" in err[0], err
+    assert main(["record", "nobody", "--out", str(tmp_path / "x.mp4"), "--timeout-s", "0.5", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no frame from" in err[0], err
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_record_gives_up_on_a_silent_stream(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["record", "nobody", "--out", str(tmp_path / "x.mp4"), "--wait", "0.5", "--quiet"]) == 1
     captured = capsys.readouterr()
