@@ -107,7 +107,8 @@ class _Saver:
         return True
 
     def close(self) -> None:
-        print(f"saved frames to {self.folder}/", flush=True)
+        if self.count:
+            print(f"saved {self.count} frames to {self.folder}/", flush=True)
 
 
 class _Page:

@@ -203,7 +203,9 @@ def test_view_and_record_say_when_nothing_comes(run_dir: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """No publisher: both give up after --timeout-s with one error line and a non-zero status."""
     assert main(["view", "nobody", "--save", str(tmp_path / "shots"), "--timeout-s", "0.5"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    assert "saved" not in captured.out  # nothing was
+    err = captured.err.strip().splitlines()
     assert len(err) == 1 and "no frame from" in err[0] and "nobody" in err[0], err
     assert main(["record", "nobody", "--out", str(tmp_path / "x.mp4"), "--timeout-s", "0.5", "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
