@@ -33,6 +33,7 @@ from typing import Any
 import zmq
 
 from agentrt import wire
+from agentrt.endpoint_lock import EndpointLock
 from agentrt.errors import ConfigError, ProtocolError, TransportError
 from agentrt.messages import Frame, FrameRef, Message
 from agentrt.shm import ShmRingReader, ShmRingWriter
@@ -83,8 +84,14 @@ class TransportStats:
 
 
 def _open_socket(context: zmq.Context | None, socket_type: int, address: str, bind: bool,
-                 options: dict[int, int | bytes], socket_setup: SocketSetup | None) -> zmq.Socket:
-    """A socket with ``options`` set before bind / connect (CONFLATE must be), closed again on failure."""
+                 options: dict[int, int | bytes], socket_setup: SocketSetup | None,
+                 ) -> tuple[zmq.Socket, EndpointLock | None]:
+    """A socket with ``options`` set before bind / connect (CONFLATE must be), closed again on failure.
+
+    Binding an ipc endpoint first takes its lock (`agentrt.endpoint_lock`): a bind would
+    otherwise silently take the endpoint over from a live process.
+    """
+    lock = EndpointLock.acquire(address) if bind else None
     sock = (context or zmq.Context.instance()).socket(socket_type)
     try:
         for option, value in options.items():
@@ -94,8 +101,15 @@ def _open_socket(context: zmq.Context | None, socket_type: int, address: str, bi
         (sock.bind if bind else sock.connect)(address)
     except zmq.ZMQError as exc:
         sock.close(linger=0)
+        if lock is not None:
+            lock.release()
         raise TransportError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}") from None
-    return sock
+    except BaseException:
+        sock.close(linger=0)
+        if lock is not None:
+            lock.release()
+        raise
+    return sock, lock
 
 
 def _prepare_endpoint(address: str, bind: bool) -> None:
@@ -147,7 +161,8 @@ class Publisher:
             # Keep only the newest outgoing message per subscriber: a burst or a stalled
             # subscriber never queues stale frames, and the newest is never the one dropped.
             options = {zmq.LINGER: 0, zmq.CONFLATE: 1}
-        self._socket = _open_socket(context, zmq.PUSH if lossless else zmq.PUB, address, bind, options, socket_setup)
+        self._socket, self._lock = _open_socket(context, zmq.PUSH if lossless else zmq.PUB, address, bind, options,
+                                                socket_setup)
         self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else address
         self._ipc_file = _bound_ipc_file(address) if bind else None
 
@@ -189,8 +204,12 @@ class Publisher:
     def close(self) -> None:
         if not self._socket.closed:
             self._socket.close()
+        # The socket file goes before the lock: the next holder of the name never finds our dead socket.
         _remove_ipc_file(self._ipc_file)
         self._ipc_file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         if self._ring is not None:
             self._ring.close()
             self._ring = None
@@ -228,7 +247,8 @@ class Subscriber:
         options: dict[int, int | bytes] = {zmq.LINGER: 0}
         if not lossless:
             options.update({zmq.CONFLATE: 1, zmq.SUBSCRIBE: b""})
-        self._socket = _open_socket(context, zmq.PULL if lossless else zmq.SUB, address, bind, options, socket_setup)
+        self._socket, self._lock = _open_socket(context, zmq.PULL if lossless else zmq.SUB, address, bind, options,
+                                                socket_setup)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
 
@@ -314,6 +334,8 @@ class Subscriber:
     def close(self) -> None:
         if not self._socket.closed:
             self._socket.close()
+        if self._lock is not None:
+            self._lock.release()
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()

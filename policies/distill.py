@@ -45,7 +45,7 @@ KEYPOINT_WEIGHT = TrainConfig.keypoint_weight
 class DistillConfig:
     teacher: str = "policies/weights/nano_vla.safetensors"
     data_dir: str = "data/nano"
-    out: str = "policies/weights/nano_vla_cd.safetensors"
+    out: str = "runs/distill/nano_vla_cd.safetensors"  # the shipped file only when named
     tasks: tuple[str, ...] = ()
     trajectories: int = 2000
     steps: int = 400

@@ -473,15 +473,12 @@ class NanoVideoQA:
 
 def save_model(model: NanoQA, path: str | Path, extra: dict[str, Any] | None = None) -> None:
     """Weights to ``path`` (safetensors; config and vocabulary as JSON in its metadata) and ``path``.json beside."""
-    from safetensors.torch import save_file
+    from policies.weights_file import write_weights
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "decoder.lm_head.weight"}
     meta = {"config": json.dumps(asdict(model.config)), "kind": "nano_qa",
             **{k: json.dumps(v) for k, v in (extra or {}).items()}}
-    save_file(state, str(path), metadata=meta)
-    path.with_suffix(".json").write_text(json.dumps({"config": asdict(model.config), **(extra or {})}, indent=1) + "\n")
+    write_weights(path, state, meta, {"config": asdict(model.config), **(extra or {})})
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[NanoQA, dict[str, Any]]:

@@ -328,17 +328,14 @@ def save_model(model: NanoVLA, path: str | Path, extra: dict[str, Any] | None = 
     """Weights to ``path`` (safetensors; the config as JSON in its metadata) and ``path``.json beside it.
     ``robot``: the robot whose demonstrations trained it (metadata "robot"), which the policy node compares
     with the robot it is asked to drive."""
-    from safetensors.torch import save_file
+    from policies.weights_file import write_weights
 
     if not robot:
         raise ConfigError("save_model: name the robot the weights were trained on (robot='panda')")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "decoder.lm_head.weight"}
     described = {"robot": robot, **{k: v for k, v in (extra or {}).items() if k != "robot"}}
     meta = {"config": json.dumps(asdict(model.config)), **{k: json.dumps(v) for k, v in described.items()}}
-    save_file(state, str(path), metadata=meta)
-    path.with_suffix(".json").write_text(json.dumps({"config": asdict(model.config), **described}, indent=1) + "\n")
+    write_weights(path, state, meta, {"config": asdict(model.config), **described})
 
 
 def trained_robot(extra: dict[str, Any], path: str | Path = "") -> str:

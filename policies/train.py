@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     data_dir: str = "data/nano"
     out_dir: str = "runs/train"
-    weights: str = "policies/weights/nano_vla.safetensors"
+    weights: str = ""  # the final weights; empty: out_dir/nano_vla.safetensors (the shipped ones only when named)
     tasks: tuple[str, ...] = ()  # empty: every task in the dataset
     steps: int = 3000
     batch_size: int = 64
@@ -71,6 +71,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig: expected steps >= 1, batch_size >= 1, lr > 0, got {self.steps}, {self.batch_size}, {self.lr}")
         if not 0 <= self.word_dropout < 1:
             raise ConfigError(f"TrainConfig.word_dropout: expected [0, 1), got {self.word_dropout}")
+
+    @property
+    def weights_path(self) -> Path:
+        return Path(self.weights) if self.weights else Path(self.out_dir) / "nano_vla.safetensors"
 
 
 def pick_device() -> torch.device:
@@ -305,7 +309,7 @@ def train(
         "seed": cfg.seed, "data_dir": cfg.data_dir, "history": history[-40:],
     }
     model.eval()
-    save_model(model, cfg.weights, {"training": {k: v for k, v in summary.items() if k != "history"}},
+    save_model(model, cfg.weights_path, {"training": {k: v for k, v in summary.items() if k != "history"}},
                robot=data_robot(cfg.data_dir))
     (out / "summary.json").write_text(json.dumps({**summary, "config": asdict(cfg)}, indent=1) + "\n")
     return summary

@@ -1,4 +1,4 @@
-"""MP4 writing with PyAV: libx264 where the build has it, else mpeg4; yuv420p, even sizes."""
+"""MP4 writing with PyAV: libx264 where the build has it, else mpeg4; yuv420p, even sizes; fragmented (agentrt.mp4)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from agentrt.errors import MissingDependencyError
+from agentrt.mp4 import kill_safe_stream, open_mp4
 
 __all__ = ["VideoWriter"]
 
@@ -42,7 +43,7 @@ class VideoWriter:
         from fractions import Fraction
 
         av = self._av
-        self._container = av.open(str(self.path), mode="w")
+        self._container = open_mp4(av, self.path)  # fragmented: an episode cut by a kill still plays
         rate = Fraction(self.fps).limit_denominator(1000)
         for codec in ("libx264", "mpeg4"):
             try:
@@ -54,6 +55,7 @@ class VideoWriter:
         if self._stream is None:
             self._container.close()
             raise MissingDependencyError("av", "an H.264 or MPEG-4 encoder", "pip install --force-reinstall av")
+        kill_safe_stream(self._stream)
         self._stream.width, self._stream.height = width, height
         self._stream.pix_fmt = "yuv420p"
         if self.codec == "mpeg4":

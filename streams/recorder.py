@@ -11,7 +11,9 @@ pixel and the true size is kept in the MP4's ``comment`` metadata (JSON) for
 the player to crop back. Presentation timestamps are the capture times
 (microseconds from the first frame), so even a plain video player shows the
 original timing; the sidecar keeps the exact seq and t_capture_ns of every
-frame and is written as frames arrive (it survives a crash).
+frame and is written as frames arrive (it survives a crash). The MP4 is
+fragmented and flushed as it goes (``agentrt.mp4``): a recorder killed with
+``kill -9`` leaves a file that plays up to about half a second before the kill.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from agentrt.errors import ConfigError, SourceError
 from agentrt.messages import Frame
+from agentrt.mp4 import kill_safe_stream, open_mp4
 from streams._deps import import_av
 from streams.config import check_field_types
 
@@ -108,9 +111,10 @@ class Recorder:
         self.codec = self._pick_codec(av)
         meta = {"stream": frame.stream, "width": width, "height": height, "pixel_format": frame.pixel_format}
         try:
-            self._container = av.open(str(self.path), "w")
+            self._container = open_mp4(av, self.path)  # fragmented: a killed recorder leaves a playable file
             self._container.metadata["comment"] = json.dumps(meta)
             stream = self._container.add_stream(self.codec, rate=Fraction(self.config.fps).limit_denominator(1001))
+            kill_safe_stream(stream)
             stream.width, stream.height = width + width % 2, height + height % 2
             stream.pix_fmt = "yuv420p"
             stream.codec_context.time_base = _TIME_BASE

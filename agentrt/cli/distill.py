@@ -1,29 +1,36 @@
 """`agentrt distill`: consistency-distil the nano VLA so early-exit Jacobi decoding needs few passes.
 
-    agentrt distill --teacher policies/weights/nano_vla.safetensors --data data/nano \\
-        --out policies/weights/nano_vla_cd.safetensors --trajectories 2000 --steps 400
+    agentrt distill --data data/nano --trajectories 2000 --steps 400     # -> runs/distill/nano_vla_cd.safetensors
+    agentrt distill --teacher runs/train/nano_vla.safetensors --data data/nano --out runs/cd/nano_vla_cd.safetensors
     agentrt distill --data /tmp/tiny --teacher /tmp/tiny.safetensors --out /tmp/tiny_cd.safetensors \\
         --trajectories 16 --steps 3
 
 Collects Jacobi trajectories from the AR teacher (random initial guesses), mixes
 labels (the teacher's fixed point where it is within --delta bins of the
 demonstration, the demonstration elsewhere) and trains the student with the
-consistency loss plus the AR loss (CEED-VLA / CLLM; docs/policies.md).
+consistency loss plus the AR loss (CEED-VLA / CLLM; docs/policies.md). The
+student goes to --out (default runs/distill/nano_vla_cd.safetensors): the
+shipped policies/weights/nano_vla_cd.safetensors is replaced only when named.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-__all__ = ["add_arguments", "run"]
+if TYPE_CHECKING:
+    from policies.distill import DistillConfig
+
+__all__ = ["add_arguments", "config", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", default="policies/weights/nano_vla.safetensors")
     parser.add_argument("--data", default="data/nano")
     parser.add_argument("--tasks", nargs="*", default=[])
-    parser.add_argument("--out", default="policies/weights/nano_vla_cd.safetensors")
+    parser.add_argument("--out", default="runs/distill/nano_vla_cd.safetensors",
+                        help="the student's weights (default runs/distill/nano_vla_cd.safetensors; the shipped ones only when named)")
     parser.add_argument("--trajectories", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -34,14 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
 
 
+def config(args: argparse.Namespace) -> DistillConfig:
+    """The run's DistillConfig from the parsed command line."""
+    from policies.distill import DistillConfig
+
+    return DistillConfig(teacher=args.teacher, data_dir=args.data, out=args.out, tasks=tuple(args.tasks),
+                         trajectories=args.trajectories, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         ar_weight=args.ar_weight, delta_bins=args.delta, seed=args.seed, threads=args.threads)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from policies.distill import DistillConfig, distill
+    from policies.distill import distill
 
-    cfg = DistillConfig(teacher=args.teacher, data_dir=args.data, out=args.out, tasks=tuple(args.tasks),
-                        trajectories=args.trajectories, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                        ar_weight=args.ar_weight, delta_bins=args.delta, seed=args.seed, threads=args.threads)
+    cfg = config(args)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         disable=not sys.stdout.isatty())
     bars: dict[str, object] = {}

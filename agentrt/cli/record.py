@@ -4,11 +4,14 @@ The recording is OUT plus OUT's stem + ``.frames.csv`` (index, seq,
 t_capture_ns, pts_us). `agentrt stream OUT` replays it with its original
 timing. Frames the recorder never saw (the stream is latest-only: a
 recorder slower than the source skips frames) show as seq gaps in the
-sidecar and are counted in the status line.
+sidecar and are counted in the status line. With no frame for --timeout-s
+seconds (10) it stops; with none at all it says so and exits with status 1.
+The MP4 is fragmented as it is written: a recorder killed with kill -9 leaves a
+file that plays up to about half a second before the kill (docs/streams.md).
 
     agentrt record camera --out run1.mp4 --duration 10          # the stream named camera
     agentrt record ipc:///tmp/agentrt-1000/cam0 --out cam0.mp4 --frames 300
-    agentrt record tcp://robot:5555 --out remote.mp4
+    agentrt record tcp://robot:5555 --out remote.mp4 --timeout-s 30  # give up after 30 s without a frame
     agentrt record --source synthetic:640x480@30 --out test.mp4 --duration 5   # straight from a source
     agentrt stream run1.mp4                                      # replay with the original timing
 """
@@ -31,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=0, metavar="N", help="stop after N frames (0 = no limit)")
     parser.add_argument("--codec", default="auto", help="auto (libx264, else mpeg4), libx264, mpeg4, ...")
     parser.add_argument("--crf", type=int, default=23, help="libx264 quality, 0 (lossless) .. 51")
-    parser.add_argument("--wait", type=float, default=10.0, metavar="S", help="give up if no frame arrives for S seconds")
+    parser.add_argument("--timeout-s", "--wait", dest="timeout_s", type=float, default=10.0, metavar="S",
+                        help="give up if no frame arrives for S seconds (default 10, 0 = wait forever; with none at all: an error)")
     parser.add_argument("--quiet", action="store_true", help="no status line")
 
 
@@ -60,9 +64,10 @@ def _run(args: argparse.Namespace) -> int:
             now = time.monotonic()
             if (args.duration and now - t_start >= args.duration) or (args.frames and recorder.frames >= args.frames):
                 break
-            if now - last_frame > args.wait:
+            if args.timeout_s and now - last_frame > args.timeout_s:
                 if recorder.frames:  # with none at all, the one error line below says it
-                    print(f"no frame from {feed.label} for {args.wait:g} s; stopping (is the stream running?)", flush=True)
+                    print(f"no frame from {feed.label} for {args.timeout_s:g} s; stopping (is the stream running?)",
+                          flush=True)
                 break
             if not args.quiet and now >= next_status:
                 print(f"recorded {recorder.frames} frames | not seen {feed.dropped()}", flush=True)

@@ -1,6 +1,6 @@
 """`agentrt train`: train the nano VLA on a demonstration dataset (resumable, seeded).
 
-    agentrt train --data data/nano --steps 3000 --out runs/train --weights policies/weights/nano_vla.safetensors
+    agentrt train --data data/nano --steps 3000 --out runs/train          # weights: runs/train/nano_vla.safetensors
     agentrt train --data data/nano --steps 4000 --out runs/train          # same --out: resumes from its checkpoint
     agentrt train --data data/nano --steps 1500 --eval-every 500 --eval-episodes 5
     agentrt train --data /tmp/tiny --steps 5 --set width=32 --set depth=1 --weights /tmp/tiny.safetensors
@@ -8,7 +8,9 @@
 Progress shows the step, the running loss and samples/s. With --eval-every N a
 lockstep evaluation (AR decoding, held-out seeds) runs every N steps. The
 weights (safetensors, config and action statistics in the metadata) and a
-JSON beside them are written at the end; docs/policies.md.
+JSON beside them are written at the end, to OUT/nano_vla.safetensors unless
+--weights names another file: the shipped policies/weights/ are replaced only
+when named there; docs/policies.md.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["add_arguments", "run"]
+if TYPE_CHECKING:
+    from policies.train import TrainConfig
+
+__all__ = ["add_arguments", "config", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,11 +36,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
     parser.add_argument("--out", default="runs/train", help="checkpoint folder; an existing checkpoint there is resumed")
-    parser.add_argument("--weights", default="policies/weights/nano_vla.safetensors", help="where the final weights go")
+    parser.add_argument("--weights", default="",
+                        help="where the final weights go (default OUT/nano_vla.safetensors; the shipped ones only when named)")
     parser.add_argument("--eval-every", type=int, default=0, help="lockstep evaluation every N steps (default off)")
     parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per task in each evaluation (default 5)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="model size override, e.g. --set depth=4 --set chunk_steps=8")
+
+
+def config(args: argparse.Namespace) -> TrainConfig:
+    """The run's TrainConfig from the parsed command line."""
+    from agentrt.errors import ConfigError
+    from policies.train import TrainConfig
+
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
+        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false") else value
+    return TrainConfig(data_dir=args.data, out_dir=args.out, weights=args.weights, tasks=tuple(args.tasks),
+                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       eval_every=args.eval_every, eval_episodes=args.eval_episodes, model=overrides,
+                       threads=args.threads)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,20 +71,10 @@ def run(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from agentrt.errors import ConfigError
     from policies.evaluate import quick_eval
-    from policies.train import TrainConfig, train
+    from policies.train import train
 
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
-        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false") else value
-    cfg = TrainConfig(data_dir=args.data, out_dir=args.out, weights=args.weights, tasks=tuple(args.tasks),
-                      steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      eval_every=args.eval_every, eval_episodes=args.eval_episodes, model=overrides,
-                      threads=args.threads)
+    cfg = config(args)
     progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                         TimeElapsedColumn(), TimeRemainingColumn(), disable=not sys.stdout.isatty())
     started = [time.monotonic(), 0]
@@ -82,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
         summary = train(cfg, on_step=on_step, evaluate=evaluate if cfg.eval_every else None)
     print(f"trained {summary['steps']} steps on {summary['samples']} samples ({summary['episodes']} episodes) "
           f"in {summary['train_s']:.0f} s; loss {summary['loss']:.4f}; {summary['parameters'] / 1e6:.2f} M parameters")
-    print(f"wrote {cfg.weights}")
+    print(f"wrote {cfg.weights_path}")
     return 0

@@ -11,12 +11,18 @@ it serves an MJPEG page on localhost: open the printed URL in a browser.
     agentrt view tcp://robot:5555
     agentrt view --source camera:0                        # a source directly, no publisher
     agentrt view --source run1.mp4                        # replay a recording
+    agentrt view camera --timeout-s 0                     # wait for the stream however long it takes
+
+With no frame for --timeout-s seconds (10) it stops. When it stops having
+received no frame at all (timeout, --duration, Ctrl-C) it says so on one line
+and exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=1, metavar="N", help="with --save: keep every Nth frame")
     parser.add_argument("--duration", type=float, default=0.0, metavar="S", help="stop after S seconds (0 = until Ctrl-C)")
     parser.add_argument("--frames", type=int, default=0, metavar="N", help="stop after N frames shown or saved")
+    parser.add_argument("--timeout-s", "--wait", dest="timeout_s", type=float, default=10.0, metavar="S",
+                        help="give up if no frame arrives for S seconds (default 10, 0 = wait forever; "
+                             "with none at all: an error)")
 
 
 def display_available() -> bool:
@@ -98,7 +107,8 @@ class _Saver:
         return True
 
     def close(self) -> None:
-        print(f"saved frames to {self.folder}/", flush=True)
+        if self.count:
+            print(f"saved {self.count} frames to {self.folder}/", flush=True)
 
 
 class _Page:
@@ -135,6 +145,8 @@ def _run(args: argparse.Namespace) -> int:
     feed = open_feed(args.stream, source=args.source, overrides=parse_overrides(args.set) if args.source else None)
     sink: Any = None
     t_start = time.monotonic()
+    last_frame = t_start
+    received = 0
     try:
         if args.save:
             sink = _Saver(args.save, args.every)
@@ -147,11 +159,18 @@ def _run(args: argparse.Namespace) -> int:
         while True:
             if (args.duration and time.monotonic() - t_start >= args.duration) or (args.frames and sink.count >= args.frames):
                 break
+            if args.timeout_s and time.monotonic() - last_frame > args.timeout_s:
+                if received:  # with none at all, the one error line below says it
+                    print(f"no frame from {feed.label} for {args.timeout_s:g} s; stopping (is the stream running?)",
+                          flush=True)
+                break
             frame = feed.next(timeout_ms=200)
             if frame is None:
                 if feed.ended:
                     break
                 continue
+            received += 1
+            last_frame = time.monotonic()
             if not sink.show(frame):
                 break
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop; finish cleanly
@@ -160,6 +179,10 @@ def _run(args: argparse.Namespace) -> int:
         if sink is not None:
             sink.close()
         feed.close()
+    if not received:
+        print(f"agentrt view: error: no frame from {feed.label} in {time.monotonic() - t_start:.1f} s; is the stream "
+              "running (agentrt stream ...) and is the name or endpoint right?", file=sys.stderr)
+        return 1
     shown = sink.count if sink is not None else 0
     print(f"{shown} frames from {feed.label}; not seen {feed.dropped()}", flush=True)
     return 0

@@ -218,8 +218,41 @@ def test_a_publisher_removes_the_ipc_socket_file_it_bound_and_no_other(tmp_path:
         assert path.is_socket()
     assert not path.exists()  # an outside program never finds a dead endpoint
     first = Publisher(f"ipc://{path}")
-    path.unlink()  # someone else binds the same path in its place
-    with Publisher(f"ipc://{path}"):
+    path.unlink()  # a program that takes no lock (not agentrt) binds the same path in its place
+    context = zmq.Context.instance()
+    foreign = context.socket(zmq.PULL)
+    foreign.setsockopt(zmq.LINGER, 0)
+    try:
+        foreign.bind(f"ipc://{path}")
         first.close()
         assert path.is_socket()  # the first one leaves the new owner's file alone
-    assert not path.exists()
+    finally:
+        foreign.close()
+
+
+def test_an_ipc_endpoint_held_by_a_live_process_is_refused_naming_its_pid() -> None:
+    address = endpoint("taken")
+    process = start_publisher(address, "zmq", -1, 16)
+    try:
+        with pytest.raises(TransportError, match=rf"in use by pid {process.pid}\b"):
+            Publisher(address)
+        with pytest.raises(TransportError, match=rf"in use by pid {process.pid}\b"):
+            Subscriber(address, lossless=True, bind=True)  # every kind of bind, not only publishers
+        with Subscriber(address) as sub:  # and the holder still delivers
+            assert isinstance(sub.recv(timeout_ms=5000), Frame)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    with Publisher(address) as pub:  # a killed holder leaves nothing that blocks the name
+        assert pub.bound_address == address
+
+
+def test_the_same_endpoint_twice_in_one_process_is_refused_until_closed(isolated_run_dir: Path) -> None:
+    address = endpoint("twice")
+    first = Publisher(address)
+    with pytest.raises(TransportError, match=rf"in use by pid {os.getpid()}\b"):
+        Publisher(address)
+    first.close()
+    with Publisher(address):
+        pass
+    assert sorted(p.name for p in isolated_run_dir.iterdir() if p.name.startswith("twice.")) == []  # no lock left

@@ -154,6 +154,65 @@ def test_view_window_without_a_display_says_what_to_do(run_dir: Path, monkeypatc
     assert "no display" in capsys.readouterr().err
 
 
+def test_a_killed_recording_plays_up_to_the_kill(run_dir: Path, tmp_path: Path) -> None:
+    """kill -9 mid-recording: the MP4 (fragmented, flushed as it goes) decodes, in the sidecar's order."""
+    import av
+
+    out = tmp_path / "killed.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentrt.cli", "record", "--source", "synthetic:160x128@30", "--out", str(out), "--quiet",
+         "--crf", "0"],  # lossless: every stamp reads back exactly
+        env={**os.environ, "AGENTRT_RUN_DIR": str(run_dir)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        rows: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 60
+        while len(rows) < 90 and process.poll() is None and time.monotonic() < deadline:  # the sidecar flushes every 30
+            time.sleep(0.1)
+            rows = read_sidecar(out) if out.with_name("killed.frames.csv").exists() else []
+        assert process.poll() is None and len(rows) >= 90, process.stderr.read() if process.stderr else ""
+        process.kill()
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+    with av.open(str(out)) as container:
+        stamps = [read_stamp(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    rows = read_sidecar(out)
+    assert len(stamps) > 0
+    assert stamps == [seq % 65536 for seq, _ in rows[: len(stamps)]]
+
+
+def test_a_second_stream_of_the_same_name_is_refused_and_the_first_still_delivers(
+    publisher: subprocess.Popen, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["stream", "synthetic:64x48@30", "--name", "cam", "--duration", "1", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and f"in use by pid {publisher.pid}:" in err[0] and "another name" in err[0], err
+    assert "publishing" not in captured.out
+    out = tmp_path / "first.mp4"
+    assert main(["record", "cam", "--out", str(out), "--frames", "5", "--quiet", "--timeout-s", "10"]) == 0
+    assert len(read_sidecar(out)) == 5
+
+
+def test_view_and_record_say_when_nothing_comes(run_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """No publisher: both give up after --timeout-s with one error line and a non-zero status."""
+    assert main(["view", "nobody", "--save", str(tmp_path / "shots"), "--timeout-s", "0.5"]) == 1
+    captured = capsys.readouterr()
+    assert "saved" not in captured.out  # nothing was
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "no frame from" in err[0] and "nobody" in err[0], err
+    assert main(["record", "nobody", "--out", str(tmp_path / "x.mp4"), "--timeout-s", "0.5", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no frame from" in err[0], err
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_record_gives_up_on_a_silent_stream(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["record", "nobody", "--out", str(tmp_path / "x.mp4"), "--wait", "0.5", "--quiet"]) == 1
     captured = capsys.readouterr()
