@@ -53,7 +53,11 @@ if TYPE_CHECKING:
 class NodeHost:
     """The process-side `NodeIO`: transport sockets, the control socket, signals.
 
-    An input whose server refuses this host's CURVE
+    What it counts goes out with every Telemetry (docs/runtime.md has the list):
+    ``in.<input>.received|skipped|gaps|bad|torn|wrong_kind|refused``,
+    ``out.<output>.sent|dropped|refused`` and the node's own ``stats.counters``.
+    A message of another kind than its input's port declares is dropped and
+    counted as ``wrong_kind``. An input whose server refuses this host's CURVE
     key never receives anything (ZeroMQ does not retry), so the node is stopped
     and the process exits 1 with one line saying which server and what to do.
     """
@@ -76,6 +80,7 @@ class NodeHost:
         self._servers: dict[str, CurveServer] = {}  # output -> its CURVE server (refusals)
         self._clients: dict[str, CurveClient] = {}  # input -> its CURVE client (refused by its server?)
         self._refused: dict[str, int] = {}  # input -> refusals heard
+        self._wrong_kind: dict[str, int] = {}  # input -> messages of another kind than the port declares
         self.failure = ""  # why the host stopped the node (an input refused), or ""
         self._poller = zmq.Poller()
         self._by_socket: dict[zmq.Socket, tuple[str, Subscriber]] = {}
@@ -120,14 +125,25 @@ class NodeHost:
         out: list[tuple[str, Message]] = []
         for socket in ready:
             name, sub = self._by_socket[socket]
+            port = type(self.node).inputs.get(name) if self.node is not None else None
+            expected = port.message if port is not None else ""
             while True:  # drain what is there without waiting: lossless inputs may hold several
                 message = sub.recv(timeout_ms=0)
                 if message is None:
                     break
+                if expected and type(message).__name__ != expected:
+                    self._count_wrong_kind(name, expected, message)
+                    continue
                 out.append((name, message))
                 if not sub.lossless:
                     break
         return out
+
+    def _count_wrong_kind(self, name: str, expected: str, message: Message) -> None:
+        count = self._wrong_kind[name] = self._wrong_kind.get(name, 0) + 1
+        if count == 1 or count % 100 == 0:
+            log.warning("input '%s' takes %s messages, got a %s: dropped (%d so far)", name, expected,
+                        type(message).__name__, count)
 
     def _check_refusals(self) -> None:
         """Stop the node, once, if the server of a CURVE input refused us: that input would stay silent."""
@@ -208,6 +224,8 @@ class NodeHost:
             metrics[f"in.{name}.skipped"] = sub.stats.skipped
             metrics[f"in.{name}.gaps"] = sub.stats.gaps
             metrics[f"in.{name}.bad"] = sub.stats.bad
+            metrics[f"in.{name}.torn"] = sub.stats.torn
+            metrics[f"in.{name}.wrong_kind"] = self._wrong_kind.get(name, 0)
             if name in self._clients:
                 metrics[f"in.{name}.refused"] = self._refused.get(name, 0)
         for name, server in self._servers.items():
@@ -215,6 +233,7 @@ class NodeHost:
         for name, pub in self._pubs.items():
             metrics[f"out.{name}.sent"] = pub.stats.sent
             metrics[f"out.{name}.dropped"] = pub.stats.send_dropped
+        metrics.update(stats.counters)
         now = now_ns()
         self._control_send(Telemetry(self.name, self._next_seq(), now, metrics))
         while stats.traces:
