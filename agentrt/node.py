@@ -72,6 +72,11 @@ Test it without processes: ``agentrt.testing.MockNode(Gain).run(inputs=[("frames
 `Node.send` appends ``(node name, now_ns())`` to a message's ``hops``; a node
 that consumes a message with hops and has no outputs (or ``trace: true`` in the
 launch file) records the trace ``capture -> hops -> receipt`` for telemetry.
+The runtime counts what goes wrong on the wires (malformed messages, wrong
+kinds, gaps, skips); a node counts what it refuses or drops itself in
+``self.stats.counters``: keys ``bad.<what>`` (refused as invalid, e.g. a chunk
+for another robot) and ``dropped.<what>`` (valid, not used, e.g. a stale chunk)
+add to the run report's bad / dropped totals; other keys are reported as they are.
 """
 
 from __future__ import annotations
@@ -84,7 +89,18 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from agentrt.errors import ConfigError
-from agentrt.messages import Hop, Message, now_ns
+from agentrt.messages import (
+    ActionChunk,
+    Answer,
+    Frame,
+    Heartbeat,
+    Hop,
+    Message,
+    Query,
+    RobotState,
+    Telemetry,
+    now_ns,
+)
 
 __all__ = [
     "Port",
@@ -105,6 +121,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_TRACES = 4096  # traces kept between two telemetry reports
+# What a port's ``message`` may name: the message classes a node receives (a FrameRef arrives as a Frame).
+MESSAGE_KINDS = tuple(cls.__name__ for cls in (Frame, RobotState, ActionChunk, Query, Answer, Telemetry, Heartbeat))
 
 
 @dataclass(frozen=True)
@@ -112,7 +130,7 @@ class Port:
     """One input or output of a node: latest-only (frames, state) or lossless (actions, answers)."""
 
     lossless: bool = False
-    message: str = ""  # the message kind it carries, e.g. "Frame" (documentation, shown by `check_node`)
+    message: str = ""  # the message kind it carries, e.g. "Frame"; an input drops (and counts) other kinds
 
 
 def latest(message: str = "") -> Port:
@@ -362,6 +380,10 @@ def check_node(cls: type) -> None:
         if not isinstance(ports, dict) or not all(isinstance(k, str) and isinstance(v, Port)
                                                   for k, v in ports.items()):
             raise ConfigError(f"{cls.__name__}.{attr} must map names to latest()/lossless() ports, got {ports!r}")
+        for name, port in ports.items():
+            if port.message and port.message not in MESSAGE_KINDS:
+                raise ConfigError(f"{cls.__name__}.{attr}['{name}'] carries {port.message!r}: expected one of "
+                                  f"{', '.join(MESSAGE_KINDS)} (or nothing, for any kind)")
     if not dataclasses.is_dataclass(cls.Config):
         raise ConfigError(f"{cls.__name__}.Config must be a dataclass type, got {cls.Config!r}")
     if cls.rate_hz < 0:

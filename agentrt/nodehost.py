@@ -30,7 +30,7 @@ import sys
 import time
 import traceback
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -46,9 +46,21 @@ __all__ = ["NodeHost", "main", "PLAN_ENV"]
 PLAN_ENV = "AGENTRT_NODE"
 log = logging.getLogger("agentrt.nodehost")
 
+if TYPE_CHECKING:
+    from agentrt.curve import CurveClient, CurveServer
+
 
 class NodeHost:
-    """The process-side `NodeIO`: transport sockets, the control socket, signals."""
+    """The process-side `NodeIO`: transport sockets, the control socket, signals.
+
+    What it counts goes out with every Telemetry (docs/runtime.md has the list):
+    ``in.<input>.received|skipped|gaps|bad|torn|wrong_kind|refused``,
+    ``out.<output>.sent|dropped|refused`` and the node's own ``stats.counters``.
+    A message of another kind than its input's port declares is dropped and
+    counted as ``wrong_kind``. An input whose server refuses this host's CURVE
+    key never receives anything (ZeroMQ does not retry), so the node is stopped
+    and the process exits 1 with one line saying which server and what to do.
+    """
 
     def __init__(self, plan: dict[str, Any]) -> None:
         self.plan = plan
@@ -65,6 +77,11 @@ class NodeHost:
         self._subs: dict[str, Subscriber] = {}
         self._pubs: dict[str, Publisher] = {}
         self._unwired: dict[str, int] = {}
+        self._servers: dict[str, CurveServer] = {}  # output -> its CURVE server (refusals)
+        self._clients: dict[str, CurveClient] = {}  # input -> its CURVE client (refused by its server?)
+        self._refused: dict[str, int] = {}  # input -> refusals heard
+        self._wrong_kind: dict[str, int] = {}  # input -> messages of another kind than the port declares
+        self.failure = ""  # why the host stopped the node (an input refused), or ""
         self._poller = zmq.Poller()
         self._by_socket: dict[zmq.Socket, tuple[str, Subscriber]] = {}
         self._control: zmq.Socket = zmq.Context.instance().socket(zmq.PUSH)
@@ -77,17 +94,17 @@ class NodeHost:
         for name, wire_plan in self.plan["outputs"].items():
             if not wire_plan.get("wired", True):
                 continue  # nobody listens: a lossless PUSH would block on every send
-            setup = None
+            server = None
             if wire_plan.get("curve"):
-                from agentrt.curve import server_setup
-                setup = server_setup(keys)
-            self._pubs[name] = Publisher(wire_plan["address"], lossless=wire_plan["lossless"], socket_setup=setup)
+                from agentrt.curve import CurveServer
+                server = self._servers[name] = CurveServer(keys, name=f"output '{name}' ({wire_plan['address']})")
+            self._pubs[name] = Publisher(wire_plan["address"], lossless=wire_plan["lossless"], socket_setup=server)
         for name, wire_plan in self.plan["inputs"].items():
-            setup = None
+            client = None
             if wire_plan.get("curve"):
-                from agentrt.curve import client_setup
-                setup = client_setup(keys, client_key=wire_plan.get("client_key"))
-            sub = Subscriber(wire_plan["address"], lossless=wire_plan["lossless"], socket_setup=setup)
+                from agentrt.curve import CurveClient
+                client = self._clients[name] = CurveClient(keys, client_key=wire_plan.get("client_key"), watch=True)
+            sub = Subscriber(wire_plan["address"], lossless=wire_plan["lossless"], socket_setup=client)
             self._subs[name] = sub
             self._poller.register(sub.socket, zmq.POLLIN)
             self._by_socket[sub.socket] = (name, sub)
@@ -108,14 +125,35 @@ class NodeHost:
         out: list[tuple[str, Message]] = []
         for socket in ready:
             name, sub = self._by_socket[socket]
+            port = type(self.node).inputs.get(name) if self.node is not None else None
+            expected = port.message if port is not None else ""
             while True:  # drain what is there without waiting: lossless inputs may hold several
                 message = sub.recv(timeout_ms=0)
                 if message is None:
                     break
+                if expected and type(message).__name__ != expected:
+                    self._count_wrong_kind(name, expected, message)
+                    continue
                 out.append((name, message))
                 if not sub.lossless:
                     break
         return out
+
+    def _count_wrong_kind(self, name: str, expected: str, message: Message) -> None:
+        count = self._wrong_kind[name] = self._wrong_kind.get(name, 0) + 1
+        if count == 1 or count % 100 == 0:
+            log.warning("input '%s' takes %s messages, got a %s: dropped (%d so far)", name, expected,
+                        type(message).__name__, count)
+
+    def _check_refusals(self) -> None:
+        """Stop the node, once, if the server of a CURVE input refused us: that input would stay silent."""
+        for name, client in self._clients.items():
+            for line in client.refusals():
+                self._refused[name] = self._refused.get(name, 0) + 1
+                if not self.failure:
+                    self.failure = f"input '{name}': {line}"
+                    log.error("%s", self.failure)
+                    self._stop = self._stop or "an input was refused"
 
     def send(self, output: str, message: Message) -> None:
         pub = self._pubs.get(output)
@@ -164,6 +202,7 @@ class NodeHost:
         now = now_ns()
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self._heartbeat_ns
+            self._check_refusals()
             state = self._state
             if state == "ready" and self._armed:
                 state = self._state = "running"
@@ -185,6 +224,12 @@ class NodeHost:
             metrics[f"in.{name}.skipped"] = sub.stats.skipped
             metrics[f"in.{name}.gaps"] = sub.stats.gaps
             metrics[f"in.{name}.bad"] = sub.stats.bad
+            metrics[f"in.{name}.torn"] = sub.stats.torn
+            metrics[f"in.{name}.wrong_kind"] = self._wrong_kind.get(name, 0)
+            if name in self._clients:
+                metrics[f"in.{name}.refused"] = self._refused.get(name, 0)
+        for name, server in self._servers.items():
+            metrics[f"out.{name}.refused"] = server.refused
         for name, pub in self._pubs.items():
             metrics[f"out.{name}.sent"] = pub.stats.sent
             metrics[f"out.{name}.dropped"] = pub.stats.send_dropped
@@ -201,6 +246,8 @@ class NodeHost:
             sub.close()
         for pub in self._pubs.values():
             pub.close()
+        for client in self._clients.values():
+            client.close()  # its monitors, after the sockets they watch
         self._control.close(linger=500)
 
 
@@ -251,6 +298,9 @@ def main() -> int:
         host.report("ready")
         node.run()
         host.flush_telemetry()
+        if host.failure:
+            host.report("failed")
+            return 1
         host.report("stopping")
         return 0
     except KeyboardInterrupt:

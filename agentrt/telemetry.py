@@ -9,6 +9,17 @@ line and writes the report at exit::
 
 A trace is ``[("capture", t), (node, t_send), ..., (last node, t_recv)]``; a
 hop is one step between consecutive nodes (send -> next send or receipt).
+
+Counters fall in three groups, totalled per node and per run (`category`):
+
+- **dropped**: good messages not used: latest-only skips (``in.*.skipped``),
+  lossless gaps (``in.*.gaps``), shared-memory frames overwritten before they
+  were read (``in.*.torn``), publisher drops (``out.*.dropped``), and a node's
+  own ``dropped.*`` counters;
+- **bad**: messages refused as invalid: malformed (``in.*.bad``), of another
+  kind than the input takes (``in.*.wrong_kind``), a node's own ``bad.*``;
+- **refused**: CURVE handshakes refused (``out.*.refused`` on the server,
+  ``in.*.refused`` on the client).
 """
 
 from __future__ import annotations
@@ -23,11 +34,26 @@ from typing import Any
 from agentrt.bench.report import machine_info, percentile
 from agentrt.messages import Hop, Telemetry, now_ns
 
-__all__ = ["TelemetryCollector", "NodeFigures", "parse_trace"]
+__all__ = ["TelemetryCollector", "NodeFigures", "parse_trace", "category", "CATEGORIES"]
 
 log = logging.getLogger(__name__)
 
 MAX_TRACES = 200_000
+
+CATEGORIES = ("dropped", "bad", "refused")
+_HOST_METRICS = ("ticks", "over_budget", "missed_ticks", "target_hz", "held_unarmed", "pid")
+_WIRE_COUNTERS = {"skipped": "dropped", "gaps": "dropped", "torn": "dropped", "dropped": "dropped",
+                  "bad": "bad", "wrong_kind": "bad", "refused": "refused"}
+
+
+def category(key: str) -> str:
+    """Which of `CATEGORIES` a telemetry counter adds to ("" for none: rates, ticks, received, ...)."""
+    head, _, rest = key.partition(".")
+    if head in ("in", "out") and rest:
+        return _WIRE_COUNTERS.get(key.rsplit(".", 1)[1], "")
+    if head in ("bad", "dropped") and rest:  # a node's own (`NodeStats.counters`)
+        return head
+    return ""
 
 
 def parse_trace(metrics: dict[str, float]) -> list[Hop]:
@@ -62,6 +88,28 @@ class NodeFigures:
 
     def total_prefix(self, suffixes: tuple[str, ...]) -> float:
         return sum(v for e in self.per_pid.values() for k, v in e["last"].items() if k.endswith(suffixes))
+
+    def counted(self) -> dict[str, float]:
+        """Every non-zero counter of `CATEGORIES`, summed over the node's processes."""
+        totals: dict[str, float] = {}
+        for entry in self.per_pid.values():
+            for key, value in entry["last"].items():
+                if value and category(key):
+                    totals[key] = totals.get(key, 0.0) + value
+        return dict(sorted(totals.items()))
+
+    def own_counters(self) -> dict[str, float]:
+        """What the node counted itself (``stats.counters``), summed over its processes."""
+        totals: dict[str, float] = {}
+        for entry in self.per_pid.values():
+            for key, value in entry["last"].items():
+                if key not in _HOST_METRICS and not key.startswith(("in.", "out.")):
+                    totals[key] = totals.get(key, 0.0) + value
+        return dict(sorted(totals.items()))
+
+    def total_of(self, wanted: str) -> float:
+        """The node's total of one category ("dropped", "bad" or "refused")."""
+        return sum(value for key, value in self.counted().items() if category(key) == wanted)
 
     def rate_hz(self) -> float:
         ticks = sum(e["last"].get("ticks", 0.0) - e["first_ticks"] for e in self.per_pid.values())
@@ -125,20 +173,27 @@ class TelemetryCollector:
             "hop_us": _stats(all_hops),
             "hops_us": {hop: _stats(values) for hop, values in self.hops_us().items()},
             "over_budget_share": over / ticks if ticks else 0.0,
-            "dropped": sum(n.total_prefix((".skipped", ".dropped", ".gaps")) for n in self.nodes.values()),
+            **{wanted: self.total(wanted) for wanted in CATEGORIES},
             "restarts": sum(n.restarts for n in self.nodes.values()),
             "nodes": {
                 n.name: {
                     "state": n.state, "restarts": n.restarts, "target_hz": n.target_hz,
                     "rate_hz": n.rate_hz(), "ticks": n.total("ticks"), "over_budget": n.total("over_budget"),
                     "missed_ticks": n.total("missed_ticks"),
-                    "dropped": n.total_prefix((".skipped", ".dropped", ".gaps")),
+                    **{wanted: n.total_of(wanted) for wanted in CATEGORIES},
+                    "counts": n.counted(),  # which counter: {"in.frames.bad": 20, ...}
+                    "node_counters": n.own_counters(),  # everything the node counted itself
+                    "held_unarmed": n.total("held_unarmed"),
                     "received": n.total_prefix((".received",)), "sent": n.total_prefix((".sent",)),
                 }
                 for n in self.nodes.values()
             },
             "events": self.events[-50:],
         }
+
+    def total(self, wanted: str) -> float:
+        """The run's total of one category ("dropped", "bad" or "refused"), over every node."""
+        return sum(n.total_of(wanted) for n in self.nodes.values())
 
     def status_line(self) -> str:
         parts = [f"{(now_ns() - self.started_ns) / 1e9:6.1f}s"]
@@ -152,11 +207,25 @@ class TelemetryCollector:
         over = sum(n.total("over_budget") for n in self.nodes.values() if n.target_hz > 0)
         if timed_ticks:
             parts.append(f"over budget {100 * over / timed_ticks:.1f}%")
-        dropped = sum(n.total_prefix((".skipped", ".dropped", ".gaps")) for n in self.nodes.values())
-        parts.append(f"dropped {dropped:.0f}")
+        parts.append(f"dropped {self.total('dropped'):.0f}")
+        parts.append(f"bad {self.total('bad'):.0f}")
+        refused = self.total("refused")
+        if refused:  # only runs across hosts have CURVE
+            parts.append(f"refused {refused:.0f}")
         parts.append(f"restarts {sum(n.restarts for n in self.nodes.values())}")
         parts.append(" ".join(f"{n.name}:{n.state}" for n in self.nodes.values()))
         return "  ".join(parts)
+
+    def count_lines(self) -> list[str]:
+        """One line per node that dropped, refused or was refused anything: which counters, how many."""
+        lines = []
+        for n in self.nodes.values():
+            counted = n.counted()
+            if counted:
+                totals = ", ".join(f"{wanted} {n.total_of(wanted):.0f}" for wanted in CATEGORIES if n.total_of(wanted))
+                detail = ", ".join(f"{key} {value:.0f}" for key, value in counted.items())
+                lines.append(f"{n.name}: {totals} ({detail})")
+        return lines
 
     # ---- report --------------------------------------------------------------------------------
 

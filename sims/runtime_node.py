@@ -12,7 +12,10 @@ Outputs ``frames`` (scene camera, latest-only) and ``state`` (RobotState every
 control tick); input ``actions`` (ActionChunk, lossless). Params are the fields
 of `sims.node.SimConfig`; the episode logic, clocks and chunk handling are
 `sims.node.SimNode`'s, so a sim behaves the same standalone and supervised.
-Each received chunk's trace (capture -> hops -> arrival) goes to telemetry.
+Each received chunk's trace (capture -> hops -> arrival) goes to telemetry, and
+so does what it did not execute: ``bad.rejected_actions`` (actions, or whole
+chunks, the robot refused: wrong shape or kind; it holds) and
+``dropped.stale_chunks`` (chunks computed from a frame of an earlier episode).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class _Actions:
             return None
         message = self._pending.popleft()
         self._node.stats.received["actions"] = self._node.stats.received.get("actions", 0) + 1
+        self._node.count_chunks()  # the previous chunk's fate is known by now
         if isinstance(message, ActionChunk):
             self._node.record_trace(message)
         return message
@@ -80,8 +84,14 @@ class SimulationNode(Node):
     def poll_inputs(self, timeout_ms: int) -> list[tuple[str, Message]]:
         return self._io.poll(int(timeout_ms * 1e6))
 
+    def count_chunks(self) -> None:
+        """Copy what the sim did not execute into ``stats.counters`` (telemetry sends them)."""
+        self.stats.counters["bad.rejected_actions"] = self.sim.env.robot.stats.rejected
+        self.stats.counters["dropped.stale_chunks"] = self.sim.stale_chunks
+
     def run(self) -> None:
         results = self.sim.run_on(_Output(self, "frames"), _Output(self, "state"), _Actions(self), _StopFlag(self))
+        self.count_chunks()
         successes = sum(r.success for r in results)
         self.log.info("%d/%d episodes succeeded (%s)", successes, len(results), self.config.task)
 

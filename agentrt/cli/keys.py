@@ -4,7 +4,8 @@
     agentrt keys keys/ --force    # replace existing keys
 
 Copy DIR to every host and name it in the launch file (``keys: keys/``). A
-peer without an authorised key gets nothing. Keep the *.key_secret files private.
+peer without an authorised key gets nothing, and the server logs its public key
+(once per key). Keep the *.key_secret files private.
 """
 
 from __future__ import annotations

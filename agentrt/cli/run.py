@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.report_dir) / f"{spec.name}-{args.host}-{time.strftime('%Y%m%d-%H%M%S')}"
     json_path, png_path = supervisor.telemetry.write_report(folder)
     print(f"{supervisor.telemetry.status_line()}")
+    for line in supervisor.telemetry.count_lines():  # where the dropped / bad / refused messages were
+        print(f"  {line}")
     print(f"stopped {len(supervisor.procs)} node(s) in {supervisor.shutdown_s:.2f} s")
     print(f"report: {json_path}" + (f", {png_path}" if png_path else ""))
     if supervisor.failure:

@@ -52,3 +52,30 @@ def test_summary_rates_budget_drops_restarts_across_pids(tmp_path: Path) -> None
 def test_report_without_traces_has_no_plot(tmp_path: Path) -> None:
     json_path, png_path = TelemetryCollector("empty").write_report(tmp_path)
     assert json_path.exists() and png_path is None
+
+
+def test_bad_torn_and_refused_counts_reach_the_report_not_just_dropped(tmp_path: Path) -> None:
+    collector = TelemetryCollector("counts")
+    collector.on_telemetry(Telemetry("camera", 1, 10**9, {"pid": 1, "out.frames.sent": 90, "out.frames.refused": 5}))
+    collector.on_telemetry(Telemetry("policy", 1, 10**9, {"pid": 2, "in.frames.received": 50, "in.frames.bad": 20,
+                                                          "in.frames.torn": 2, "in.frames.skipped": 3,
+                                                          "bad.wrong_robot": 4, "dropped.stale_chunk": 1}))
+    collector.on_restart("policy", "exit code 1")  # counts of the next process add to the first one's
+    collector.on_telemetry(Telemetry("policy", 1, 2 * 10**9, {"pid": 3, "in.frames.bad": 1, "in.frames.refused": 1}))
+    summary = collector.summary()
+    assert (summary["bad"], summary["dropped"], summary["refused"]) == (25, 6, 6)
+    policy = summary["nodes"]["policy"]
+    assert (policy["bad"], policy["dropped"], policy["refused"]) == (25, 6, 1)
+    assert policy["counts"] == {"bad.wrong_robot": 4, "dropped.stale_chunk": 1, "in.frames.bad": 21,
+                                "in.frames.refused": 1, "in.frames.skipped": 3, "in.frames.torn": 2}
+    line = collector.status_line()
+    assert "dropped 6" in line and "bad 25" in line and "refused 6" in line
+    assert collector.count_lines() == [
+        "camera: refused 5 (out.frames.refused 5)",
+        "policy: dropped 6, bad 25, refused 1 (bad.wrong_robot 4, dropped.stale_chunk 1, in.frames.bad 21, "
+        "in.frames.refused 1, in.frames.skipped 3, in.frames.torn 2)",
+    ]
+    report = json.loads(collector.write_report(tmp_path)[0].read_text())
+    assert (report["bad"], report["dropped"], report["refused"]) == (25, 6, 6)
+    assert report["nodes"]["policy"]["counts"]["in.frames.bad"] == 21
+    assert "refused" not in TelemetryCollector("one host").status_line()  # no CURVE, no noise

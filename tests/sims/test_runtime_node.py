@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agentrt.launch import load_launch
@@ -48,3 +49,19 @@ def test_sim_node_declares_its_ports_and_validates_params() -> None:
     assert SimulationNode.inputs["actions"].lossless
     with pytest.raises(Exception, match="clock"):
         MockNode(SimulationNode, params={"clock": "sundial"})
+
+
+def test_chunks_the_sim_did_not_execute_are_counted_for_telemetry() -> None:
+    from agentrt.messages import ActionChunk
+
+    def chunk(seq: int, frame_seq: int, dims: int) -> ActionChunk:
+        return ActionChunk("panda", seq, frame_seq, 1, "ee_delta", np.zeros((2, dims), np.float32), 50.0)
+
+    harness = MockNode(SimulationNode, params={"task": "reach", "episodes": 1, "clock": "lockstep",
+                                               "camera_width": 32, "camera_height": 32, "renderer": "tiny"})
+    try:
+        # dims 5 is no ee_delta (4 or 7): the robot refuses both rows; then a chunk from before the episode began
+        harness.run(inputs=[("actions", chunk(0, 10**6, 5)), ("actions", chunk(1, -1, 4))])
+    finally:
+        harness.close()
+    assert harness.node.stats.counters == {"bad.rejected_actions": 2, "dropped.stale_chunks": 1}
