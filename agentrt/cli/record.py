@@ -19,6 +19,7 @@ import argparse
 import sys
 import time
 
+from agentrt.cli.common import add_no_status
 from agentrt.errors import ConfigError
 
 
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", default="auto", help="auto (libx264, else mpeg4), libx264, mpeg4, ...")
     parser.add_argument("--crf", type=int, default=23, help="libx264 quality, 0 (lossless) .. 51")
     parser.add_argument("--wait", type=float, default=10.0, metavar="S", help="give up if no frame arrives for S seconds")
-    parser.add_argument("--quiet", action="store_true", help="no status line")
+    add_no_status(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
                 if recorder.frames:  # with none at all, the one error line below says it
                     print(f"no frame from {feed.label} for {args.wait:g} s; stopping (is the stream running?)", flush=True)
                 break
-            if not args.quiet and now >= next_status:
+            if not args.no_status and now >= next_status:
                 print(f"recorded {recorder.frames} frames | not seen {feed.dropped()}", flush=True)
                 next_status = now + 1.0
             frame = feed.next(timeout_ms=200)
