@@ -94,7 +94,8 @@ def _open_socket(context: zmq.Context | None, socket_type: int, address: str, bi
         (sock.bind if bind else sock.connect)(address)
     except zmq.ZMQError as exc:
         sock.close(linger=0)
-        raise TransportError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}") from None
+        in_use = bind and exc.errno in (zmq.EADDRINUSE, zmq.EADDRNOTAVAIL)  # a retry meets the same holder
+        raise TransportError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}", permanent=in_use) from None
     return sock
 
 
