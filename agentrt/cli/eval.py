@@ -87,11 +87,14 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {args.episodes}")
     rows: list[dict[str, Any]] = []
+    policies = {  # every model loads before the table starts: a bad --weights is one line, not half a table
+        decoding: NanoPolicy(PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
+                                          decoding=decoding, max_iterations=args.max_iterations,
+                                          tolerance_bins=args.tolerance))
+        for decoding in args.decodings
+    }
     print(_line(COLUMNS))
-    for decoding in args.decodings:
-        weights = args.cd_weights if decoding == "consistency" else args.weights
-        policy = NanoPolicy(PolicyConfig(weights=weights, decoding=decoding, max_iterations=args.max_iterations,
-                                         tolerance_bins=args.tolerance))
+    for decoding, policy in policies.items():
         for task in args.tasks:
             plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
             for clock, reworded in plans:
