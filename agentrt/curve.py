@@ -95,6 +95,18 @@ def _authorized_keys(folder: Path) -> frozenset[bytes]:
     return frozenset(zmq.auth.load_certificates(str(folder)))
 
 
+def check_keys(keys_dir: str | Path, *, server: bool, client: bool) -> None:
+    """ConfigError naming the first key file that a server and/or a client side would miss (reads, starts nothing)."""
+    keys = Path(keys_dir)
+    if server:
+        _load(keys / "server.key_secret", secret=True)
+        if not (keys / "authorized").is_dir():
+            raise ConfigError(f"no authorised keys at {keys / 'authorized'}: run `agentrt keys {keys}`")
+    if client:
+        _load(keys / "server.key", secret=False)
+        _load(keys / "client.key_secret", secret=True)
+
+
 class CurveServer:
     """A ``socket_setup`` making a binding socket a CURVE server that admits only ``DIR/authorized`` keys.
 

@@ -50,7 +50,8 @@ class EndpointLock:
                 os.close(fd)
                 raise TransportError(
                     f"{address} is in use by pid {holder}: another process publishes there; "
-                    "stop it, or give this one another name or endpoint"
+                    "stop it, or give this one another name or endpoint",
+                    permanent=True,  # a live holder: a restart would meet it again
                 ) from None
             # The holder we waited on may have released and removed the file between our open and
             # our flock: then we hold a lock on a name nobody can see. Start again on the new file.

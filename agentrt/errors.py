@@ -3,9 +3,17 @@
 Every error a user can hit is an ``AgentRTError`` whose message says what went
 wrong (expected vs actual) and what to do next, in one line. The CLI prints it
 without a traceback. ``assert`` is kept for internal invariants only.
+
+An error is *permanent* when trying again the same way cannot help: a bad
+value, a missing file, a port in use, weights that do not load, missing keys.
+A node whose start-up raises one is not restarted: the run fails at once with
+its message (`is_permanent`). ConfigError, ModelError and MissingDependencyError
+always are; another type is when raised with ``permanent=True``.
 """
 
 from __future__ import annotations
+
+import errno
 
 __all__ = [
     "AgentRTError",
@@ -18,11 +26,19 @@ __all__ = [
     "RobotError",
     "ActionError",
     "ModelError",
+    "is_permanent",
 ]
 
 
 class AgentRTError(Exception):
     """Base of every error agentrt raises on purpose."""
+
+    permanent: bool = False  # trying again the same way cannot help (see the module docstring)
+
+    def __init__(self, *args: object, permanent: bool | None = None) -> None:
+        super().__init__(*args)
+        if permanent is not None:
+            self.permanent = permanent
 
 
 class ProtocolError(AgentRTError):
@@ -36,6 +52,8 @@ class TransportError(AgentRTError):
 class ConfigError(AgentRTError):
     """A configuration value is invalid; the message names the field, the expected and the given value."""
 
+    permanent = True
+
 
 class LaunchError(ConfigError):
     """A launch file is invalid; the message names the file and line."""
@@ -43,6 +61,8 @@ class LaunchError(ConfigError):
 
 class MissingDependencyError(AgentRTError):
     """An optional dependency is missing; the message holds the install command."""
+
+    permanent = True
 
     def __init__(self, package: str, purpose: str, install: str | None = None) -> None:
         command = install or f"pip install {package}"
@@ -64,3 +84,19 @@ class ActionError(RobotError):
 
 class ModelError(AgentRTError):
     """A model could not be loaded or run (missing weights, wrong shapes, unsupported architecture)."""
+
+    permanent = True
+
+
+# OS errors that a retry meets again: a path that is not there or not what it should be, an address in use.
+_PERMANENT_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EADDRINUSE,
+                               errno.EADDRNOTAVAIL})
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Would trying again the same way fail the same way? By type, never by message text."""
+    if isinstance(exc, AgentRTError):
+        return exc.permanent
+    if isinstance(exc, ImportError):  # a module that is not installed stays missing
+        return True
+    return isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS

@@ -53,8 +53,8 @@ import yaml
 from agentrt.errors import AgentRTError, ConfigError, LaunchError
 from agentrt.node import Node, Port, check_node
 
-__all__ = ["NodeSpec", "LaunchSpec", "load_launch", "resolve_class", "build_config", "apply_overrides",
-           "RESTART_POLICIES", "LOCAL_HOST"]
+__all__ = ["NodeSpec", "LaunchSpec", "load_launch", "check_launch", "resolve_class", "build_config",
+           "apply_overrides", "RESTART_POLICIES", "LOCAL_HOST"]
 
 RESTART_POLICIES = ("never", "on-failure", "always")
 LOCAL_HOST = "local"
@@ -316,6 +316,15 @@ def load_launch(path: str | Path, overrides: list[str] | None = None) -> LaunchS
     return spec
 
 
+def _node_value_error(name: str, key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for node key ``key`` (None: nothing). The one check for the file and --set."""
+    expected = NODE_KEYS[key][0]
+    if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+        names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+        return f"'{key}' of node '{name}' must be {names}, got {value!r}"
+    return None
+
+
 def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, overrides: dict[str, Any],
           hosts: dict[str, str]) -> NodeSpec:
     entry = _mapping(path, value_node, f"node '{name}'")
@@ -323,55 +332,76 @@ def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, ove
     for key, (kn, vn) in entry.items():
         if key not in NODE_KEYS:
             raise _fail(path, kn, f"unknown key '{key}' in node '{name}': expected one of {', '.join(NODE_KEYS)}")
-        value = _value(vn)
-        expected = NODE_KEYS[key][0]
-        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
-            names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-            raise _fail(path, vn, f"'{key}' of node '{name}' must be {names}, got {value!r}")
+        values[key] = _value(vn)
+        problem = _node_value_error(name, key, values[key])
+        if problem:
+            raise _fail(path, vn, problem)
+    from_set: set[str] = set()  # node keys given by --set: their errors point at the node and say so
+
+    def fail(key: str | None, message: str) -> LaunchError:
+        if key in from_set:
+            return _fail(path, key_node, f"{message} (from --set {name}.{key})")
+        return _fail(path, entry[key][1] if key in entry else key_node, message)
+
+    def set_node_key(key: str, value: Any) -> None:
+        problem = _node_value_error(name, key, value)
+        if problem:
+            from_set.add(key)
+            raise fail(key, problem)
+        if key == "params":  # --set node.params={a: 1} sets those params; the file's others stay
+            value = {**(values.get("params") or {}), **value}
         values[key] = value
+        from_set.add(key)
+
+    if "class" in overrides:  # no Config field can be named 'class' (a keyword): it is always the node's class
+        set_node_key("class", overrides["class"])
     if "class" not in values:
         raise _fail(path, key_node, f"node '{name}' has no 'class:' (module:Class)")
-    where = entry.get("params", entry["class"])[1]
     try:
         cls = resolve_class(values["class"])
     except ConfigError as exc:
-        raise _fail(path, entry["class"][1], str(exc)) from None
-    params = dict(values.get("params") or {})
+        raise fail("class", str(exc)) from None
+    config_fields = {f.name for f in dataclasses.fields(cls.Config)}
+    set_params: dict[str, Any] = {}
     for key, value in overrides.items():  # --set: a Config field, else a node key such as rate_hz
-        if key in {f.name for f in dataclasses.fields(cls.Config)} or key not in NODE_KEYS:
-            params[key] = value
+        if key == "class":
+            continue
+        if key in config_fields or key not in NODE_KEYS:
+            set_params[key] = value
         else:
-            values[key] = value
+            set_node_key(key, value)
+    params = {**(values.get("params") or {}), **set_params}
     try:
         config = build_config(cls, params)
     except ConfigError as exc:
-        raise _fail(path, where, f"node '{name}': {exc}") from None
+        if set_params or "params" in from_set:
+            given = ", ".join(f"{name}.{k}" for k in sorted(set_params)) or f"{name}.params"
+            raise _fail(path, key_node, f"node '{name}': {exc} (with --set {given})") from None
+        raise _fail(path, entry.get("params", entry["class"])[1], f"node '{name}': {exc}") from None
     restart = values.get("restart", "on-failure")
     if restart not in RESTART_POLICIES:
-        raise _fail(path, entry["restart"][1], f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
+        raise fail("restart", f"restart must be one of {', '.join(RESTART_POLICIES)}, got {restart!r}")
     for key in ("rate_hz", "backoff_s", "backoff_max_s", "ready_timeout_s", "heartbeat_timeout_s", "max_restarts"):
         number = values.get(key)
         if number is not None and (not isinstance(number, (int, float)) or number < 0):
-            raise _fail(path, entry.get(key, (key_node, value_node))[1],
-                        f"'{key}' of node '{name}' must be a number >= 0, got {number!r}")
+            raise fail(key, f"'{key}' of node '{name}' must be a number >= 0, got {number!r}")
     host = values.get("host", LOCAL_HOST)
     if host != LOCAL_HOST and host not in hosts:
-        raise _fail(path, entry["host"][1], f"node '{name}' is placed on host '{host}', which is not under "
-                    f"'hosts:' ({', '.join(hosts) or 'none defined'})")
+        raise fail("host", f"node '{name}' is placed on host '{host}', which is not under "
+                   f"'hosts:' ({', '.join(hosts) or 'none defined'})")
     inputs: dict[str, tuple[str, str]] = {}
     for input_name, source in (values.get("inputs") or {}).items():
         src_node, dot, src_output = str(source).partition(".")
         if not dot or not src_node or not src_output:
-            raise _fail(path, entry["inputs"][1], f"input '{input_name}' of node '{name}' must be wired as "
-                        f"node.output, got {source!r}")
+            raise fail("inputs", f"input '{input_name}' of node '{name}' must be wired as node.output, got {source!r}")
         if input_name not in cls.inputs:
-            raise _fail(path, entry["inputs"][1], f"node '{name}' ({cls.__name__}) has no input '{input_name}': "
-                        f"it declares {', '.join(sorted(cls.inputs)) or 'none'}")
+            raise fail("inputs", f"node '{name}' ({cls.__name__}) has no input '{input_name}': "
+                       f"it declares {', '.join(sorted(cls.inputs)) or 'none'}")
         inputs[input_name] = (src_node, src_output)
     arm_after = tuple(str(a) for a in values["arm_after"]) if "arm_after" in values else None
     if arm_after is not None and any(a not in cls.inputs for a in arm_after):
-        raise _fail(path, entry["arm_after"][1], f"arm_after of node '{name}' names {list(arm_after)}, but its "
-                    f"inputs are {', '.join(sorted(cls.inputs)) or 'none'}")
+        raise fail("arm_after", f"arm_after of node '{name}' names {list(arm_after)}, but its "
+                   f"inputs are {', '.join(sorted(cls.inputs)) or 'none'}")
     return NodeSpec(
         name, values["class"], cls, params, config, inputs,
         rate_hz=float(values["rate_hz"]) if "rate_hz" in values else None, restart=restart,
@@ -382,6 +412,31 @@ def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, ove
         ready_timeout_s=float(values.get("ready_timeout_s", 60.0)),
         heartbeat_timeout_s=float(values.get("heartbeat_timeout_s", 3.0)), line=key_node.start_mark.line + 1,
     )
+
+
+def check_launch(spec: LaunchSpec, host: str = LOCAL_HOST) -> None:
+    """Run each node's ``preflight`` (files it names exist, ...) for the nodes placed on ``host``.
+
+    `load_launch` checks what the file says; this checks it against this machine, so it runs where the
+    nodes will (the supervisor calls it for its host; ``agentrt run --check`` for this one).
+    """
+    for node in spec.nodes.values():
+        if node.host != host:
+            continue
+        try:
+            node.cls.preflight(node.config)
+        except AgentRTError as exc:
+            raise LaunchError(f"{spec.where(node.name)}: node '{node.name}': {exc}") from None
+    if spec.keys_dir is not None:  # the CURVE keys the wires between this host and others need
+        here = [n for n in spec.nodes.values() if n.host == host]
+        server = any(spec.crosses_hosts(n.name, output) for n in here for output in n.cls.outputs)
+        client = any(spec.nodes[src].host != host for n in here for src, _ in n.inputs.values())
+        from agentrt.curve import check_keys
+
+        try:
+            check_keys(spec.keys_dir, server=server, client=client)
+        except ConfigError as exc:
+            raise LaunchError(f"{spec.path}: {exc}") from None
 
 
 def _check_wiring(spec: LaunchSpec, raw_nodes: dict[str, tuple[yaml.Node, yaml.Node]]) -> None:

@@ -262,6 +262,15 @@ class Node:
 
     # ---- to override -------------------------------------------------------------------------
 
+    @classmethod
+    def preflight(cls, config: Any) -> None:
+        """Check what ``config`` names on this machine (files, folders) without opening anything.
+
+        `agentrt run` (and ``--check``) calls it on the host the node is placed on, before any
+        process starts, so a missing file is one line at once instead of a node failing at start.
+        Raise an `AgentRTError`. Default: nothing to check.
+        """
+
     def setup(self) -> None:
         """Warm up (load a model and run it once, open a device). Ready is reported when it returns."""
 

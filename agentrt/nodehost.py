@@ -1,20 +1,28 @@
-"""One node in its own process: ``python -m agentrt.nodehost`` with its plan in $AGENTRT_NODE (JSON).
+"""One node in its own process: ``python -m agentrt.nodehost --node NAME`` with its plan in $AGENTRT_NODE (JSON).
 
-The supervisor writes the plan; nobody runs this by hand. The plan::
+The supervisor writes the plan; nobody runs this by hand. ``--node NAME`` is
+there for people: `ps` shows it in the command line, and the process (and
+thread) name is set to NAME (``prctl(PR_SET_NAME)``: `ps -o comm`, `top`, `pgrep`).
+The plan::
 
     {"name": "policy", "class": "agentrt.nodes.echo:EchoPolicy", "params": {...},
      "rate_hz": null, "arm_after": ["frames"], "trace": null,
      "inputs":  {"frames":  {"address": "ipc://.../camera.frames", "lossless": false, "curve": false}},
      "outputs": {"actions": {"address": "ipc://.../policy.actions", "lossless": true, "curve": false}},
-     "control": "ipc://.../control", "keys_dir": null, "heartbeat_ms": 200, "telemetry_ms": 500}
+     "control": "ipc://.../control", "keys_dir": null, "heartbeat_ms": 200, "telemetry_ms": 500,
+     "error_file": ".../policy.error"}
 
 It reports over the control socket (a PUSH to the supervisor's PULL): Heartbeat
 "starting" at launch, "ready" after ``setup()``, "running" once armed (at once
 without ``arm_after``), then every ``heartbeat_ms`` from the event loop (so a
 hung loop stops heartbeats and the supervisor restarts it); Telemetry counters
 every ``telemetry_ms`` and one Telemetry per latency trace. SIGTERM / SIGINT
-request a stop (the node gets a `Stop` event); SIGUSR1 arms the node.
-Exit status: 0 stopped or finished, 1 the node raised, 2 bad plan or config.
+request a stop (the node gets a `Stop` event); during start-up (before ready)
+they end it at once. SIGUSR1 arms the node.
+Exit status: 0 stopped or finished, 1 the node raised (a restart may help),
+2 it cannot start (a bad plan, or a start-up error that `agentrt.errors.is_permanent`
+says a retry meets again: bad config, missing file, port in use, bad weights,
+missing keys); its one-line message is then in the plan's ``error_file``.
 """
 
 from __future__ import annotations
@@ -35,15 +43,18 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from agentrt import wire
-from agentrt.errors import AgentRTError, TransportError
+from agentrt.errors import AgentRTError, TransportError, is_permanent
 from agentrt.launch import build_config, resolve_class
 from agentrt.messages import Heartbeat, Message, Telemetry, now_ns
 from agentrt.node import Node
 from agentrt.transport import Publisher, Subscriber
 
-__all__ = ["NodeHost", "main", "PLAN_ENV"]
+__all__ = ["NodeHost", "main", "PLAN_ENV", "EXIT_FAILED", "EXIT_CANNOT_START"]
 
 PLAN_ENV = "AGENTRT_NODE"
+EXIT_FAILED = 1  # the node raised: the launch file's restart policy decides
+EXIT_CANNOT_START = 2  # a retry would fail the same way: the supervisor does not restart it
+PR_SET_NAME = 15
 log = logging.getLogger("agentrt.nodehost")
 
 if TYPE_CHECKING:
@@ -181,8 +192,8 @@ class NodeHost:
     # ---- signals and reports ------------------------------------------------------------------
 
     def request_stop(self, reason: str) -> None:
-        if self._stop and reason.startswith("SIG"):
-            raise KeyboardInterrupt  # a second signal: stop now
+        if reason.startswith("SIG") and (self._stop or self._state == "starting"):
+            raise KeyboardInterrupt  # a second signal, or one during start-up (nothing to finish): stop now
         self._stop = reason
 
     def arm(self) -> None:
@@ -262,6 +273,32 @@ def _stop_with_parent(host: NodeHost, parent_pid: int) -> None:
         host.request_stop("supervisor gone")
 
 
+def _set_process_name(name: str) -> None:
+    """Name this process after its node (Linux: `ps -o comm`, `top`, `pgrep`; 15 bytes at most)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+        except (OSError, AttributeError):
+            log.debug("prctl(PR_SET_NAME) unavailable")
+
+
+def _cannot_start(host: NodeHost, exc: BaseException) -> int:
+    """A start-up error a retry meets again: one line, to the log and to the supervisor's error file."""
+    message = str(exc) if isinstance(exc, AgentRTError) else f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, AgentRTError):  # a node's own code: its traceback helps whoever wrote it
+        log.error("node raised:\n%s", traceback.format_exc().rstrip())
+    log.error("cannot start: %s", message)
+    error_file = host.plan.get("error_file")
+    if error_file:
+        try:
+            with open(error_file, "w") as out:
+                out.write(" ".join(message.split()))
+        except OSError as write_error:
+            log.debug("cannot write %s: %s", error_file, write_error)
+    host.report("failed")
+    return EXIT_CANNOT_START
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -269,7 +306,8 @@ def main() -> int:
     except (KeyError, json.JSONDecodeError) as exc:
         print(f"agentrt.nodehost: no valid plan in ${PLAN_ENV} ({exc}); it is started by `agentrt run`",
               file=sys.stderr)
-        return 2
+        return EXIT_CANNOT_START
+    _set_process_name(str(plan.get("name", "")))
     host = NodeHost(plan)
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -278,13 +316,13 @@ def main() -> int:
     def on_arm(_signum: int, _frame: FrameType | None) -> None:
         host.arm()
 
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGUSR1, on_arm)
-    _stop_with_parent(host, int(plan.get("supervisor_pid", 0)))
-    host.report("starting")
     node: Node | None = None
     try:
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGUSR1, on_arm)
+        _stop_with_parent(host, int(plan.get("supervisor_pid", 0)))
+        host.report("starting")
         cls = resolve_class(plan["class"])
         config = build_config(cls, plan.get("params") or {})
         node = cls(config, name=host.name, io=host, rate_hz=plan.get("rate_hz"),
@@ -306,14 +344,15 @@ def main() -> int:
     except KeyboardInterrupt:
         host.report("stopping")
         return 0
-    except AgentRTError as exc:
-        log.error("%s", exc)
+    except Exception as exc:
+        if host.node is None and is_permanent(exc):
+            return _cannot_start(host, exc)
+        if isinstance(exc, AgentRTError):
+            log.error("%s", exc)
+        else:
+            log.error("node raised:\n%s", traceback.format_exc().rstrip())
         host.report("failed")
-        return 1
-    except Exception:
-        log.error("node raised:\n%s", traceback.format_exc().rstrip())
-        host.report("failed")
-        return 1
+        return EXIT_FAILED
     finally:
         if node is not None:
             try:

@@ -5,13 +5,17 @@
     code = supervisor.run(duration_s=10)       # 0 = ran and stopped cleanly, 1 = a node failed for good
     print(supervisor.failure)                  # one line saying which node and why, or ""
 
-Each node runs as ``python -m agentrt.nodehost`` in its own session (process
-group), its plan in $AGENTRT_NODE; its stdout and stderr come back one line at
-a time, prefixed ``[name]``. Restart policies: ``never``, ``on-failure`` (exit
-status != 0, killed, or hung), ``always``; the delay doubles from
+Each node runs as ``python -m agentrt.nodehost --node NAME`` in its own session
+(process group), its plan in $AGENTRT_NODE; its stdout and stderr come back one
+line at a time, prefixed ``[name]``. Restart policies: ``never``, ``on-failure``
+(exit status != 0, killed, or hung), ``always``; the delay doubles from
 ``backoff_s`` up to ``backoff_max_s``; past ``max_restarts`` the run ends with
 one line naming the node, its last exit and its last output (the count starts
-again after a node stays up ``restart_reset_s``). A node that sends no
+again after a node stays up ``restart_reset_s``). A node that cannot start
+(a start-up error a retry meets again: bad config, missing file, port in use,
+bad weights, missing keys) is not restarted: the run ends at once with its
+message. A run that ends (duration, ``ends_run``) while a node is still failing
+or never became ready is a failure too, naming that node. A node that sends no
 heartbeat for ``heartbeat_timeout_s`` after it is ready is killed and treated as
 failed. A node with ``arm_after`` is armed (SIGUSR1) once the nodes feeding those
 inputs are ready; until then it drops those inputs. Stop (``request_stop``,
@@ -41,9 +45,9 @@ import zmq
 
 from agentrt import wire
 from agentrt.errors import ConfigError, ProtocolError
-from agentrt.launch import LOCAL_HOST, LaunchSpec, NodeSpec
+from agentrt.launch import LOCAL_HOST, LaunchSpec, NodeSpec, check_launch
 from agentrt.messages import Heartbeat, Telemetry, now_ns
-from agentrt.nodehost import PLAN_ENV
+from agentrt.nodehost import EXIT_CANNOT_START, PLAN_ENV
 from agentrt.telemetry import TelemetryCollector
 from agentrt.transport import run_dir
 
@@ -107,6 +111,7 @@ def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heart
             "arm_after": list(node.arm_after), "trace": node.trace, "inputs": inputs, "outputs": outputs,
             "control": control, "keys_dir": str(spec.keys_dir) if spec.keys_dir else None,
             "heartbeat_ms": heartbeat_ms, "telemetry_ms": telemetry_ms, "supervisor_pid": os.getpid(),
+            "error_file": str(directory / f"{node.name}.error"),
         }
     return plans
 
@@ -122,6 +127,8 @@ class _Proc:
     attempts: int = 0
     next_start_ns: int = 0
     last_arm_ns: int = 0
+    last_exit: str = ""  # how it last exited ("exit code 1", ...), for the end-of-run check
+    failing: bool = False  # it last exited failed and has not been ready since
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     reader: threading.Thread | None = None
     pids: list[int] = field(default_factory=list)
@@ -143,9 +150,11 @@ class Supervisor:
         self._output_lock = threading.Lock()
         self._status = status
         self._stop = threading.Event()
+        self._ended_by = ""  # what ended the run when no stop was requested: a duration, a node's ends_run
         if not any(n.host == host for n in spec.nodes.values()):
             raise ConfigError(f"{spec.path}: no node is placed on host '{host}' (hosts: "
                               f"{', '.join(sorted({n.host for n in spec.nodes.values()}))})")
+        check_launch(spec, host)  # files the nodes here name exist: one line now, not a node failing at start
         self._dir = Path(tempfile.mkdtemp(prefix=f"{spec.name[:20]}-", dir=run_dir()))
         self._control_address = f"ipc://{self._dir / 'control'}"
         try:
@@ -176,7 +185,8 @@ class Supervisor:
         self._control = zmq.Context.instance().socket(zmq.PULL)
         self._control.setsockopt(zmq.LINGER, 0)
         self._control.bind(self._control_address)
-        end_ns = now_ns() + int(duration_s * 1e9) if duration_s else None
+        began_ns = now_ns()
+        end_ns = began_ns + int(duration_s * 1e9) if duration_s else None
         next_status = 0
         try:
             for proc in self.procs.values():
@@ -190,10 +200,13 @@ class Supervisor:
                     log.info("every node finished")
                     break
                 if end_ns is not None and now >= end_ns:
+                    self._ended_by = f"the run ended after {duration_s:g} s"
                     break
                 if self._status is not None and now >= next_status:
                     next_status = now + int(self.config.status_interval_s * 1e9)
                     self._status(self.telemetry.status_line())
+            if not self.failure:
+                self.failure = self._unhealthy((now_ns() - began_ns) / 1e9)
         finally:
             self.shutdown()
         if self.failure:
@@ -234,8 +247,8 @@ class Supervisor:
         env[PLAN_ENV] = json.dumps(proc.plan)
         env["PYTHONUNBUFFERED"] = "1"
         env["AGENTRT_RUN_DIR"] = str(self._dir)
-        proc.popen = subprocess.Popen(
-            [sys.executable, "-m", "agentrt.nodehost"], env=env, stdin=subprocess.DEVNULL,
+        proc.popen = subprocess.Popen(  # --node NAME: so `ps` tells the nodes apart (the nodehost reads the plan)
+            [sys.executable, "-m", "agentrt.nodehost", "--node", proc.spec.name], env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
         proc.pids.append(proc.popen.pid)
@@ -286,6 +299,7 @@ class Supervisor:
                 log.info("node '%s' is %s", proc.spec.name, beat.state)
                 self.telemetry.on_state(proc.spec.name, beat.state)
             proc.state = beat.state
+            proc.failing = proc.failing and beat.state == "starting"  # ready again: no longer failing
 
     def _upstream_ready(self, proc: _Proc) -> bool:
         for input_name in proc.spec.arm_after:
@@ -295,6 +309,25 @@ class Supervisor:
                 return False  # a node on another host counts as ready: its own supervisor gates it
         return True
 
+    def _unhealthy(self, ran_s: float) -> str:
+        """At the end of a run: one line naming a node still failing, or never ready ("" if none).
+
+        A node restarting after a failure counts however the run ended. A node still starting counts
+        when the run ended by itself (duration, ``ends_run``), not when someone stopped it during start-up.
+        """
+        ended = self._ended_by or "the run was stopped"
+        for proc in self.procs.values():
+            if proc.failing and proc.state in ("waiting", "starting"):
+                return (f"node '{proc.spec.name}' was still failing when {ended} (last: {proc.last_exit}; restart "
+                        f"{proc.attempts}/{proc.spec.max_restarts}){_last_words(proc)}")
+        if not self._ended_by:
+            return ""
+        for proc in self.procs.values():
+            if proc.state == "starting":
+                return (f"node '{proc.spec.name}' never became ready: {ended} ({ran_s:.1f} s) while it was still "
+                        f"starting (ready_timeout_s = {proc.spec.ready_timeout_s:g}){_last_words(proc)}")
+        return ""
+
     def _check(self, proc: _Proc, now: int) -> None:
         name = proc.spec.name
         if proc.popen is None:
@@ -302,6 +335,9 @@ class Supervisor:
                 self._start(proc)
             return
         code = proc.popen.poll()
+        if code == EXIT_CANNOT_START and proc.state == "starting":
+            self._cannot_start(proc)
+            return
         if code is not None:
             self._on_exit(proc, f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}",
                           failed=code != 0)
@@ -320,13 +356,33 @@ class Supervisor:
                 proc.last_arm_ns = now
                 _signal_pid(proc.popen, signal.SIGUSR1)
 
-    def _on_exit(self, proc: _Proc, how: str, *, failed: bool) -> None:
+    def _cannot_start(self, proc: _Proc) -> None:
+        """The node's start-up failed in a way a retry meets again: end the run now, with its message."""
         spec = proc.spec
+        self._reap(proc)
+        proc.state = "failed"
+        self.telemetry.on_state(spec.name, "failed")
+        error_file = Path(proc.plan["error_file"])
+        try:
+            message = error_file.read_text().strip()
+            error_file.unlink()
+        except OSError:
+            message = ""
+        why = f": {message}" if message else f" (exit code {EXIT_CANNOT_START}){_last_words(proc)}"
+        self.failure = (f"node '{spec.name}' cannot start{why} ({self.spec.where(spec.name)}; not restarted: "
+                        f"a retry would fail the same way)")
+
+    def _reap(self, proc: _Proc) -> None:
         assert proc.popen is not None
         _signal_group(proc.popen, signal.SIGKILL)  # anything the node left in its group
         if proc.reader is not None:
             proc.reader.join(timeout=1.0)
         proc.popen = None
+
+    def _on_exit(self, proc: _Proc, how: str, *, failed: bool) -> None:
+        spec = proc.spec
+        self._reap(proc)
+        proc.last_exit, proc.failing = how, failed
         policy = spec.restart
         restart = policy == "always" or (policy == "on-failure" and failed)
         if not restart:
@@ -338,12 +394,8 @@ class Supervisor:
                 log.info("node '%s' finished (%s)", spec.name, how)
                 if spec.ends_run:
                     log.info("node '%s' ends the run (ends_run: true)", spec.name)
-                    self._stop.set()
-                    failing = [p for p in self.procs.values() if p.attempts and p.state in ("waiting", "starting")]
-                    if failing:  # the run ended while a node was still failing: that is no success
-                        p = failing[0]
-                        self.failure = (f"node '{spec.name}' ended the run while node '{p.spec.name}' was failing "
-                                        f"(restart {p.attempts}/{p.spec.max_restarts}){_last_words(p)}")
+                    self._ended_by = f"node '{spec.name}' ended the run"
+                    self._stop.set()  # `run` then checks that no other node was still failing
             self.telemetry.on_state(spec.name, proc.state)
             return
         now = now_ns()

@@ -103,7 +103,8 @@ def _open_socket(context: zmq.Context | None, socket_type: int, address: str, bi
         sock.close(linger=0)
         if lock is not None:
             lock.release()
-        raise TransportError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}") from None
+        in_use = bind and exc.errno in (zmq.EADDRINUSE, zmq.EADDRNOTAVAIL)  # a retry meets the same holder
+        raise TransportError(f"cannot {'bind' if bind else 'connect'} {address}: {exc}", permanent=in_use) from None
     except BaseException:
         sock.close(linger=0)
         if lock is not None:

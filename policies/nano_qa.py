@@ -380,7 +380,8 @@ def pixels(image: np.ndarray, size: int) -> torch.Tensor:
     """An RGB frame (H, W, 3) uint8 of any size -> [1, 3, size, size] in [-1, 1]."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ModelError(f"nano QA: expected an RGB frame (H, W, 3) uint8, given shape {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    # astype copies: a frame off the wire is read-only, which torch.from_numpy warns about
+    x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="area")  # averaging: small objects keep their colour
     return x.div_(127.5).sub_(1.0)
@@ -497,8 +498,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Na
         raise ModelError(f"{path}: not a readable safetensors file ({exc}); re-save or re-train it") from None
     if meta.get("kind") != "nano_qa" or "config" not in meta:
         raise ModelError(f"{path}: no nano QA config in the safetensors metadata (is it the nano VLA's?)")
-    model = NanoQA(NanoQAConfig(**json.loads(meta["config"])))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        model = NanoQA(NanoQAConfig(**json.loads(meta["config"])))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (TypeError, ValueError, RuntimeError) as exc:  # unknown config fields; tensors of other shapes
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        what = (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:200]
+        raise ModelError(f"{path}: not nano QA weights this version can load ({what})") from None
     missing = [k for k in missing if k != "decoder.lm_head.weight"]
     if missing or unexpected:
         raise ModelError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")

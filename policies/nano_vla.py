@@ -356,18 +356,30 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Na
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ModelError(f"no weights at {path}: expected a .safetensors file (train one with `agentrt train`)")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own types for a truncated or foreign file
+        raise ModelError(f"{path}: not a readable safetensors file ({exc}); re-save or re-train it") from None
     if "config" not in meta:
         raise ModelError(f"{path}: no nano VLA config in the safetensors metadata")
-    config = NanoVLAConfig(**json.loads(meta["config"]))
-    model = NanoVLA(config)
-    state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        config = NanoVLAConfig(**json.loads(meta["config"]))
+        model = NanoVLA(config)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (TypeError, ValueError, RuntimeError) as exc:  # unknown config fields; tensors of other shapes
+        raise ModelError(f"{path}: not nano VLA weights this version can load ({_first_line(exc)})") from None
     missing = [k for k in missing if k != "decoder.lm_head.weight"]
     if missing or unexpected:
         raise ModelError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     extra = {k: json.loads(v) for k, v in meta.items() if k != "config"}
     return model.to(device).eval(), extra
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line of a load error that says what: torch puts it under a header ("size mismatch for ...")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:200]

@@ -20,6 +20,7 @@ import numpy as np
 
 from agentrt.errors import ConfigError
 from sims.camera import CameraConfig, Cameras
+from sims.descriptions import get_description
 from sims.experts import WaypointExpert
 from sims.robot import Action, RobotConfig, RobotObservation
 from sims.sim_robot import SimRobot
@@ -44,6 +45,7 @@ class SimEnvConfig:
         if self.task.replace("-", "_") not in TASKS:
             raise ConfigError(f"SimEnvConfig.task: expected one of {', '.join(TASKS)}, got {self.task!r}")
         self.task = self.task.replace("-", "_")
+        get_description(self.robot.robot)  # an unknown robot: one line now, not a node failing at start
         ratio = self.world.physics_hz / self.robot.control_hz
         if abs(ratio - round(ratio)) > 1e-6 or ratio < 1:
             raise ConfigError(
@@ -114,6 +116,8 @@ class SimEnv:
 
     def reset(self, *, seed: int | None = None) -> tuple[RobotObservation, dict[str, Any]]:
         """Rebuild the world and a new scene; ``seed`` makes it reproducible (None continues the last stream)."""
+        if seed is not None and seed < 0:
+            raise ConfigError(f"seed: expected an integer >= 0 (or None), got {seed}")
         self.connect()
         if seed is not None or self._rng is None:
             self._rng = np.random.default_rng(seed)

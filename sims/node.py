@@ -80,6 +80,8 @@ class SimConfig:
             raise ConfigError(f"{name}.clock: expected one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if self.episodes < 1:
             raise ConfigError(f"{name}.episodes: expected >= 1, got {self.episodes}")
+        if self.seed < 0:
+            raise ConfigError(f"{name}.seed: expected an integer >= 0, got {self.seed}")
         if not (0 < self.frame_hz <= self.control_hz):
             raise ConfigError(f"{name}.frame_hz: expected 0 < frame_hz <= control_hz={self.control_hz}, got {self.frame_hz}")
         self.env_config()  # task, robot, camera and renderer are checked here, before anything starts

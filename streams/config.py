@@ -89,3 +89,10 @@ class SourceConfig:
                 f"{name}.reconnect_backoff_s / reconnect_backoff_max_s: expected 0 <= first <= max, "
                 f"got {self.reconnect_backoff_s} / {self.reconnect_backoff_max_s}"
             )
+
+    def check_exists(self) -> None:
+        """Raise a permanent SourceError if what this config names is not on this machine.
+
+        Only a look (stat), nothing opened. Files and folders are checked; a camera or a
+        network stream is not: it may appear or come back, and the source reconnects.
+        """

@@ -41,6 +41,12 @@ class FolderConfig(SourceConfig):
         if self.fps < 0:
             raise ConfigError(f"FolderConfig.fps: expected >= 0 (0 = as fast as read), got {self.fps}")
 
+    def check_exists(self) -> None:
+        folder = Path(self.path)
+        if not folder.is_dir():
+            what = "a file, not a folder" if folder.exists() else "no such folder"
+            raise SourceError(f"folder {self.path}: {what}", permanent=True)
+
 
 class FolderSource(Source):
     """Images from a folder, sorted by name, paced at ``fps``."""
@@ -58,17 +64,16 @@ class FolderSource(Source):
 
     def _open(self) -> None:
         import_cv2()
+        self.config.check_exists()
         folder = Path(self.config.path)
-        if not folder.is_dir():
-            what = "a file, not a folder" if folder.exists() else "no such folder"
-            raise SourceError(f"{self.describe()}: {what}")
         self._files = sorted(
             p for p in folder.iterdir()
             if p.suffix.lower() in IMAGE_SUFFIXES and fnmatch.fnmatch(p.name, self.config.pattern)
         )
         if not self._files:
             raise SourceError(
-                f"{self.describe()}: no images matching {self.config.pattern!r} (expected {', '.join(IMAGE_SUFFIXES)})"
+                f"{self.describe()}: no images matching {self.config.pattern!r} (expected {', '.join(IMAGE_SUFFIXES)})",
+                permanent=True,
             )
         self.fps = self.config.fps or None
         self.backpressure = self.config.fps == 0

@@ -59,6 +59,10 @@ class SourceNode(Node):
     outputs = {"frames": latest("Frame")}
     Config = SourceNodeConfig
 
+    @classmethod
+    def preflight(cls, config: SourceNodeConfig) -> None:
+        config.source_config().check_exists()  # a missing file: one line before anything starts
+
     def setup(self) -> None:
         self.source: Source = make_source(self.config.source, **{"stream": self.config.stream, **self.config.params})
         self.source.connect()

@@ -61,6 +61,11 @@ class VideoConfig(SourceConfig):
         if self.loop and is_network(self.path) and self.path.lower().startswith(LIVE_SCHEMES):
             raise ConfigError(f"{name}.loop: a live stream ({self.path}) cannot loop; it reconnects instead")
 
+    def check_exists(self) -> None:
+        if not is_network(self.path) and not os.path.isfile(self.path):
+            what = "a folder, not a video file" if os.path.isdir(self.path) else "no such file"
+            raise SourceError(f"file {self.path}: {what} (cwd {os.getcwd()})", permanent=True)
+
 
 def frame_to_array(reformatter: Any, av_frame: Any, pixel_format: str = "rgb") -> np.ndarray:
     """A decoded frame as H x W x 3 uint8 (RGB or BGR).
@@ -115,9 +120,7 @@ class VideoSource(Source):
     def _open(self) -> None:
         av = import_av()
         path = self.config.path
-        if not self.network and not os.path.isfile(path):
-            what = "a folder, not a video file" if os.path.isdir(path) else "no such file"
-            raise SourceError(f"{self.describe()}: {what} (cwd {os.getcwd()})")
+        self.config.check_exists()
         options = dict(self.config.options)
         if path.lower().startswith(("rtsp://", "rtsps://")):
             options.setdefault("rtsp_transport", self.config.rtsp_transport)

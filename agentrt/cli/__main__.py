@@ -4,6 +4,7 @@ Each subcommand lives in its own module with two functions:
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules import heavy
 backends (torch, pybullet, cv2) inside ``run`` so `agentrt --help` stays fast.
 
+    agentrt --version
     agentrt demo
     agentrt bench transport --quick
     agentrt bench engine --quick --json engine.json
@@ -42,9 +43,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def version() -> str:
+    """The installed package's version (pyproject.toml), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("agentrt")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from agentrt import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentrt", description="A real-time runtime for agents that see.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"agentrt {version()}", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         try:
@@ -65,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:  # Ctrl-C while the subcommands load (imports take a moment): one line, no traceback
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("agentrt: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -7,7 +7,7 @@ See docs/robots.md and docs/protocol.md ("The robot bridge").
 
     agentrt keys keys/                                   # once; copy keys/ to the model's machine
     agentrt bridge --arm so100 --port /dev/ttyACM0 --calibration calib/so100.json --keys keys/
-    agentrt bridge --arm so100 --dry-run --insecure --bind 127.0.0.1    # no hardware: prints every servo write
+    agentrt bridge --arm so100 --dry-run --insecure      # no hardware: prints every servo write (127.0.0.1 only)
     agentrt bridge --arm koch --port /dev/ttyUSB0 --calibration calib/koch.json --keys keys/ --control-hz 50
     agentrt bridge --arm so100 --port /dev/ttyACM0 --calibrate calib/so100.json   # record a calibration
 """
@@ -29,16 +29,17 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arm", default="so100", help="so100 (Feetech) or koch (Dynamixel); default so100")
     parser.add_argument("--port", default="/dev/ttyACM0", help="the bus's serial port (default /dev/ttyACM0)")
-    parser.add_argument("--baudrate", type=int, default=1_000_000)
+    parser.add_argument("--baudrate", type=int, default=1_000_000, help="the bus's baud rate (default 1000000)")
     parser.add_argument("--timeout-ms", type=float, default=20.0, help="wait this long for each servo's reply (default 20)")
     parser.add_argument("--calibration", default="", metavar="FILE", help="calibration JSON (see --calibrate)")
     parser.add_argument("--dry-run", action="store_true", help="open no port: an emulated bus answers; print every servo write")
     parser.add_argument("--keys", default="", metavar="DIR", help="CURVE keys from `agentrt keys DIR`")
     parser.add_argument("--insecure", action="store_true", help="no CURVE: anyone who reaches the port moves the robot")
-    parser.add_argument("--bind", default="0.0.0.0", help="interface to listen on (default 0.0.0.0)")
+    parser.add_argument("--bind", default="", metavar="ADDRESS",
+                        help="interface to listen on (default: 0.0.0.0 with CURVE keys, 127.0.0.1 with --insecure)")
     parser.add_argument("--state-port", type=int, default=7600, help="RobotState out (default 7600; 0 = any free)")
     parser.add_argument("--actions-port", type=int, default=7601, help="ActionChunk in (default 7601; 0 = any free)")
-    parser.add_argument("--control-hz", type=float, default=30.0)
+    parser.add_argument("--control-hz", type=float, default=30.0, help="control rate of the arm (default 30)")
     parser.add_argument("--deadline-ms", type=float, default=250.0, help="hold after this long without an action")
     parser.add_argument("--release-after-ms", type=float, default=2000.0, help="torque off after this long without an action")
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = until Ctrl-C)")

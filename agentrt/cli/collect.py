@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from agentrt.cli.common import add_seed
+
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", nargs="+", default=["reach"], help="reach, push, pick_place (default reach)")
     parser.add_argument("--episodes", type=int, default=100, help="episodes per task (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (default 0)")
+    add_seed(parser, 0, "seed of the first episode (default 0)")
     parser.add_argument("--size", type=int, default=64, help="scene camera size in pixels, square (default 64)")
     parser.add_argument("--noise", type=float, default=0.003, help="DART noise std on executed steps, metres (default 0.003)")
     parser.add_argument("--image-every", type=int, default=2, help="render a frame (a training sample) every n steps (default 2)")

@@ -19,12 +19,14 @@ import argparse
 import sys
 import time
 
+from agentrt.cli.common import add_seed
+
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", type=int, default=8000, help="scenes in the split (default 8000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first scene (default 0)")
+    add_seed(parser, 0, "seed of the first scene (default 0)")
     parser.add_argument("--split", default="train", help="split name, a folder under --out (default train)")
     parser.add_argument("--size", type=int, default=96, help="scene camera size in pixels, square (default 96)")
     parser.add_argument("--out", default="data/qa", help="dataset folder (default data/qa)")

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agentrt.cli.common import add_seed
 from agentrt.errors import ConfigError
 from policies.data import TASK_NAMES
 
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="all", choices=[*TASKS, "all"],
                         help="which task (default all: reach, push and pick_place one after another)")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per task, held-out scenes (default 3)")
-    parser.add_argument("--seed", type=int, default=100_000, help="first scene seed (default 100000: never trained on)")
+    add_seed(parser, 100_000, "first scene seed (default 100000: never trained on)")
     parser.add_argument("--decoding", default="consistency", choices=["ar", "jacobi", "consistency"],
                         help="action decoding (default consistency: the distilled weights, early-exit Jacobi)")
     parser.add_argument("--clock", default="realtime", choices=["realtime", "lockstep"], help="default realtime")

@@ -19,6 +19,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from agentrt.cli.common import add_batch_size, add_seed
+
 if TYPE_CHECKING:
     from policies.distill import DistillConfig
 
@@ -26,18 +28,21 @@ __all__ = ["add_arguments", "config", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", default="policies/weights/nano_vla.safetensors")
-    parser.add_argument("--data", default="data/nano")
-    parser.add_argument("--tasks", nargs="*", default=[])
+    parser.add_argument("--teacher", default="policies/weights/nano_vla.safetensors",
+                        help="the AR weights to distil (default: the shipped ones)")
+    parser.add_argument("--data", default="data/nano", help="dataset folder from `agentrt collect` (default data/nano)")
+    parser.add_argument("--tasks", nargs="*", default=[], help="distil on these tasks only (default: all in the dataset)")
     parser.add_argument("--out", default="runs/distill/nano_vla_cd.safetensors",
                         help="the student's weights (default runs/distill/nano_vla_cd.safetensors; the shipped ones only when named)")
-    parser.add_argument("--trajectories", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--ar-weight", type=float, default=1.0)
+    parser.add_argument("--trajectories", type=int, default=2000,
+                        help="Jacobi trajectories collected from the teacher (default 2000)")
+    parser.add_argument("--steps", type=int, default=400, help="optimiser steps (default 400)")
+    add_batch_size(parser, 32, "trajectories per optimiser step (default 32)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
+    parser.add_argument("--ar-weight", type=float, default=1.0,
+                        help="weight of the AR loss beside the consistency loss (default 1.0)")
     parser.add_argument("--delta", type=float, default=6.0, help="mixed labels: mean bin error for the teacher's label")
-    parser.add_argument("--seed", type=int, default=0)
+    add_seed(parser, 0, "seed of the trajectories, initial guesses and batches (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
 
 

@@ -36,6 +36,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agentrt.cli.common import add_seed
+
 __all__ = ["add_arguments", "run"]
 
 COLUMNS = ("task", "decoding", "clock", "split", "episodes", "success_rate", "control_hz",
@@ -44,12 +46,14 @@ COLUMNS = ("task", "decoding", "clock", "split", "episodes", "success_rate", "co
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", choices=("vla", "qa"), default="vla", help="vla (default) or qa")
-    parser.add_argument("--tasks", nargs="+", default=["reach", "push", "pick_place"])
-    parser.add_argument("--decodings", nargs="+", default=["ar", "jacobi", "consistency"])
-    parser.add_argument("--clocks", nargs="+", default=["lockstep", "realtime"])
+    parser.add_argument("--tasks", nargs="+", default=["reach", "push", "pick_place"],
+                        help="sim tasks (default: reach push pick_place)")
+    parser.add_argument("--decodings", nargs="+", default=["ar", "jacobi", "consistency"],
+                        help="vla: ar, jacobi, consistency (default: all three)")
+    parser.add_argument("--clocks", nargs="+", default=["lockstep", "realtime"],
+                        help="vla: lockstep, realtime (default: both)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per row (default 10)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="first seed (default unseen in training: 100000 for vla, 1000000 for qa)")
+    add_seed(parser, None, "first seed (default unseen in training: 100000 for vla, 1000000 for qa)")
     parser.add_argument("--reworded", action="store_true", help="also rows with reworded instructions (lockstep)")
     parser.add_argument("--weights", default="", help="AR weights (default: the shipped ones)")
     parser.add_argument("--cd-weights", default="", help="consistency-distilled weights (default: the shipped ones)")
@@ -86,11 +90,14 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {args.episodes}")
     rows: list[dict[str, Any]] = []
+    policies = {  # every model loads before the table starts: a bad --weights is one line, not half a table
+        decoding: NanoPolicy(PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
+                                          decoding=decoding, max_iterations=args.max_iterations,
+                                          tolerance_bins=args.tolerance))
+        for decoding in args.decodings
+    }
     print(_line(COLUMNS))
-    for decoding in args.decodings:
-        weights = args.cd_weights if decoding == "consistency" else args.weights
-        policy = NanoPolicy(PolicyConfig(weights=weights, decoding=decoding, max_iterations=args.max_iterations,
-                                         tolerance_bins=args.tolerance))
+    for decoding, policy in policies.items():
         for task in args.tasks:
             plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
             for clock, reworded in plans:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from agentrt.cli import run as run_command
+from agentrt.cli.common import add_no_status
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a node parameter (repeatable)")
     parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     parser.add_argument("--report-dir", default="runs", help="where the report folder goes (default: runs)")
-    parser.add_argument("--no-status", action="store_true", help="no live status line")
+    add_no_status(parser)
 
 
 def run(args: argparse.Namespace) -> int:

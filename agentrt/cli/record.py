@@ -22,6 +22,7 @@ import argparse
 import sys
 import time
 
+from agentrt.cli.common import add_no_status
 from agentrt.errors import ConfigError
 
 
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crf", type=int, default=23, help="libx264 quality, 0 (lossless) .. 51")
     parser.add_argument("--timeout-s", "--wait", dest="timeout_s", type=float, default=10.0, metavar="S",
                         help="give up if no frame arrives for S seconds (default 10, 0 = wait forever; with none at all: an error)")
-    parser.add_argument("--quiet", action="store_true", help="no status line")
+    add_no_status(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
                     print(f"no frame from {feed.label} for {args.timeout_s:g} s; stopping (is the stream running?)",
                           flush=True)
                 break
-            if not args.quiet and now >= next_status:
+            if not args.no_status and now >= next_status:
                 print(f"recorded {recorder.frames} frames | not seen {feed.dropped()}", flush=True)
                 next_status = now + 1.0
             frame = feed.next(timeout_ms=200)

@@ -6,8 +6,13 @@
 
 At start it prints one line per endpoint the launch file names under ``external:``
 (where outside programs read the graph; docs/protocol.md §4).
-Ctrl-C (or SIGTERM) stops every node within 2 s. At exit the report is written to
-runs/<name>-<time>/report.json and latency.png (``--report-dir`` to change).
+--check validates the file (classes, params, wiring, --set values, robots and
+tasks) and what its nodes on this host name on this machine (source files and
+folders), and starts nothing. Ctrl-C (or SIGTERM) stops every node within 2 s.
+Exit status: 0 when the run ended cleanly; 1 when a node failed, could not
+start, was still failing or had never become ready when the run ended (the
+node is named on stderr); 2 for a bad launch file or option. At exit the report
+is written to runs/<name>-<time>/report.json and latency.png (``--report-dir``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from agentrt.launch import LOCAL_HOST, LaunchSpec, load_launch
+from agentrt.cli.common import add_no_status
+from agentrt.launch import LOCAL_HOST, LaunchSpec, check_launch, load_launch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="override a node parameter (repeatable); the value is parsed as YAML")
     parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
-    parser.add_argument("--check", action="store_true", help="validate the launch file and exit")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the launch file and what it names on this host, start nothing, and exit")
     parser.add_argument("--host", default=LOCAL_HOST, help=argparse.SUPPRESS)
     parser.add_argument("--report-dir", default="runs", help="where the report folder goes (default: runs)")
-    parser.add_argument("--no-status", action="store_true", help="no live status line")
+    add_no_status(parser)
 
 
 class _StatusLine:
@@ -80,18 +87,27 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_launch(args.launch, args.overrides)
     if args.check:
+        check_launch(spec, args.host)
         print(f"{args.launch}: ok ({len(spec.nodes)} nodes: {', '.join(spec.nodes)})")
         _print_external(spec, None)
         return 0
     _print_external(spec, args.host)
     status = _StatusLine(not args.no_status)
-    supervisor = Supervisor(spec, host=args.host, output=status.line, status=status.show)
+    supervisor: Supervisor | None = None
+    stopped: list[bool] = []
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        supervisor.request_stop()
+        stopped.append(True)
+        if supervisor is not None:
+            supervisor.request_stop()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    try:  # the handlers are in place before the supervisor makes anything: Ctrl-C leaves nothing behind
+        supervisor = Supervisor(spec, host=args.host, output=status.line, status=status.show)
+        if stopped:
+            supervisor.shutdown()  # nothing started yet: remove its run folder
+            print(f"agentrt {args.command}: interrupted", file=sys.stderr)
+            return 130
         code = supervisor.run(duration_s=args.duration)
     finally:
         for sig, handler in previous.items():
@@ -105,5 +121,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"stopped {len(supervisor.procs)} node(s) in {supervisor.shutdown_s:.2f} s")
     print(f"report: {json_path}" + (f", {png_path}" if png_path else ""))
     if supervisor.failure:
-        print(f"agentrt run: error: {supervisor.failure}", file=sys.stderr)
+        print(f"agentrt {args.command}: error: {supervisor.failure}", file=sys.stderr)
     return code

@@ -1,8 +1,10 @@
 """`agentrt sim TASK`: run a PyBullet task with its scripted expert and report per-episode results.
 
-Tasks: reach ("touch the red cube"), push ("push the blue cube to the left"),
-pick_place ("put the green cube in the tray"). Robots: panda (default),
-kuka_iiwa (no gripper: reach and push), xarm6.
+Tasks (the target's shape and colour vary with the seed):
+  reach       "touch the red cube"              a cube, cylinder or sphere
+  push        "push the blue cube to the left"  a cube or cylinder
+  pick_place  "put the green cube in the tray"  a cube or cylinder
+Robots: panda (default), kuka_iiwa (no gripper: reach and push), xarm6.
 
     agentrt sim reach
     agentrt sim reach --episodes 3 --video runs/reach.mp4
@@ -25,15 +27,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agentrt.cli.common import add_seed
+
 __all__ = ["add_arguments", "run"]
 
-_TASKS = ("reach", "push", "pick_place")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help=f"one of: {', '.join(_TASKS)}")
+    parser.add_argument("task", help="reach, push or pick_place (see above)")
     parser.add_argument("--episodes", type=int, default=1, help="number of episodes (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; episode i uses seed + i")
+    add_seed(parser, 0, "seed of the first episode; episode i uses seed + i (default 0)")
     parser.add_argument("--robot", default="panda", help="panda, kuka_iiwa or xarm6 (default panda)")
     parser.add_argument("--clock", choices=("lockstep", "realtime"), default=None, help="default: lockstep, realtime with --gui")
     parser.add_argument("--control-hz", type=float, default=20.0, help="control rate (default 20)")

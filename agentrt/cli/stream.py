@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from agentrt.cli.common import add_no_status
 from agentrt.errors import SourceError
 
 _FAST: dict[str, dict[str, Any]] = {"file": {"realtime": False}, "player": {"speed": 0.0}, "synthetic": {"fps": 0.0}, "folder": {"fps": 0.0}}
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", action="store_true", help="files, folders, recordings: start over at the end")
     parser.add_argument("--fast", action="store_true", help="as fast as possible instead of the source's own rate")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any source config field")
-    parser.add_argument("--quiet", action="store_true", help="no status line")
+    add_no_status(parser)
 
 
 def source_overrides(args: argparse.Namespace, type_name: str) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
             now = time.monotonic()
             if (args.duration and now - t_start >= args.duration) or (args.frames and sent >= args.frames):
                 break
-            if not args.quiet and now >= next_status:
+            if not args.no_status and now >= next_status:
                 _status(args.name, source, publisher, sent)
                 next_status = now + 1.0
             try:

@@ -21,6 +21,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from agentrt.cli.common import add_batch_size, add_seed
+
 if TYPE_CHECKING:
     from policies.train import TrainConfig
 
@@ -31,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="data/nano", help="dataset folder from `agentrt collect` (default data/nano)")
     parser.add_argument("--tasks", nargs="*", default=[], help="train on these tasks only (default: all in the dataset)")
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps in total (default 3000)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    add_batch_size(parser, 64, "demonstration samples per optimiser step (default 64)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    add_seed(parser, 0, "seed of initialisation and batches (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
     parser.add_argument("--out", default="runs/train", help="checkpoint folder; an existing checkpoint there is resumed")
     parser.add_argument("--weights", default="",

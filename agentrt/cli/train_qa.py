@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from agentrt.cli.common import add_batch_size, add_seed
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -21,10 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="data/qa", help="dataset folder(s) from collect-qa, comma-separated (default data/qa)")
     parser.add_argument("--out", default="runs/qa/train", help="run folder: checkpoint and weights (default runs/qa/train)")
     parser.add_argument("--steps", type=int, default=4500, help="optimiser steps (default 4500)")
-    parser.add_argument("--batch", type=int, default=16, help="scenes (streams) per step (default 16)")
+    add_batch_size(parser, 16, "scenes (streams) per step (default 16)")
     parser.add_argument("--questions", type=int, default=7, help="questions per scene per step (default 7)")
     parser.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches (default 0)")
+    add_seed(parser, 0, "seed of initialisation and batches (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (resumable) after this long (default: no limit)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/checkpoint.pt exists")
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from policies.qa_train import TrainQAConfig, train
 
-    config = TrainQAConfig(data=args.data, out=args.out, steps=args.steps, batch=args.batch, questions=args.questions,
+    config = TrainQAConfig(data=args.data, out=args.out, steps=args.steps, batch=args.batch_size, questions=args.questions,
                            lr=args.lr, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes,
                            init=args.init, relations=args.relations)
     train(config, resume=not args.no_resume, report=lambda line: print(line, flush=True))

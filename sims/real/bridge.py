@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BridgeConfig:
-    bind: str = "0.0.0.0"  # interface to listen on
+    bind: str = ""  # interface to listen on; "" = 0.0.0.0 with keys, 127.0.0.1 when insecure (no one else)
     state_port: int = 7600  # 0 = any free port (see RobotBridge.state_address)
     actions_port: int = 7601
     keys_dir: str = ""  # CURVE keys made by `agentrt keys DIR`; required unless insecure
@@ -60,8 +60,8 @@ class BridgeConfig:
                 "the robot bridge needs CURVE keys: run `agentrt keys keys/`, copy keys/ to the model's machine, "
                 "and start the bridge with --keys keys/ (or --insecure, on a trusted network only)"
             )
-        if not self.bind:
-            raise ConfigError("BridgeConfig.bind: expected an interface address like 0.0.0.0, got ''")
+        if not self.bind:  # without CURVE anyone who reaches the port moves the robot: this machine only
+            self.bind = "127.0.0.1" if self.insecure else "0.0.0.0"
 
     def endpoint(self, port: int) -> str:
         return f"tcp://{self.bind}:{port if port else '*'}"

@@ -102,6 +102,8 @@ class Task(abc.ABC):
     name: ClassVar[str]
     max_steps: ClassVar[int]
     needs_gripper: ClassVar[bool] = False
+    example: ClassVar[str]  # an instruction it gives; docs and `agentrt sim --help` quote this one
+    targets: ClassVar[tuple[str, ...]]  # the shapes its target can have
 
     def __init__(self) -> None:
         self.world: World | None = None

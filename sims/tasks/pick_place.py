@@ -30,6 +30,8 @@ class PickPlaceTask(Task):
 
     name = "pick_place"
     max_steps = 200
+    example = "put the green cube in the tray"
+    targets = ("cube", "cylinder")
     needs_gripper = True
     tray_inner_m = 0.12
 
@@ -40,7 +42,7 @@ class PickPlaceTask(Task):
         tray_xy = planner.place(0.12)
         self.tray_center = (float(tray_xy[0]), float(tray_xy[1]))
         self.tray = world.add_tray(self.tray_center, self.tray_inner_m, TRAY_RGBA)
-        shape = "cube" if rng.random() < 0.7 else "cylinder"
+        shape = self.targets[0] if rng.random() < 0.7 else self.targets[1]
         self.target = self._spawn(rng, colours[0], shape, planner.place(0.06), upright=True)
         self._spawn_distractors(rng, planner, colours[1:])
         self.instruction = f"put the {self.target.name} in the tray"

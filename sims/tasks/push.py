@@ -38,6 +38,8 @@ class PushTask(Task):
 
     name = "push"
     max_steps = 150
+    example = "push the blue cube to the left"
+    targets = ("cube", "cylinder")
     min_distance_m = 0.08
     max_sideways_m = 0.06
     approach_m = 0.07  # pusher starts this far behind the object's centre
@@ -53,7 +55,7 @@ class PushTask(Task):
         back, ahead = self.approach_m + 0.02, self.travel_m + 0.04
         x_range, y_range = _shrink(REGION_X_M, self.direction[0], back, ahead), _shrink(REGION_Y_M, self.direction[1], back, ahead)
         xy = planner.place(0.06, x_range, y_range)
-        shape = "cube" if rng.random() < 0.7 else "cylinder"
+        shape = self.targets[0] if rng.random() < 0.7 else self.targets[1]
         self.target = self._spawn(rng, colours[0], shape, xy)
         corridor = (xy - self.direction * back, xy + self.direction * ahead, 0.09)
         self._spawn_distractors(rng, planner, colours[1:], avoid_segment=corridor)

@@ -28,6 +28,8 @@ class ReachTask(Task):
 
     name = "reach"
     max_steps = 100
+    example = "touch the red cube"
+    targets = SHAPES
     touch_margin_m = 0.02
 
     def build(self, world: World, robot: SimRobot, rng: np.random.Generator) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from agentrt.cli.__main__ import main
 from agentrt.errors import ConfigError, LaunchError
-from agentrt.launch import load_launch
+from agentrt.launch import check_launch, load_launch
 from agentrt.testing import child_pids as children
 
 FIXTURES = Path(__file__).parent / "launch_fixtures"
@@ -91,3 +91,106 @@ def test_lossless_fan_out_and_hosts_without_keys(tmp_path: Path) -> None:
     )
     with pytest.raises(LaunchError, match="no 'keys:'"):
         load_launch(remote)
+
+
+POLICY = {"class": "agentrt.nodes.echo:EchoPolicy", "inputs": "{frames: camera.frames}"}
+
+
+def node_file(policy: dict[str, str]) -> str:
+    lines = "".join(f"    {key}: {value}\n" for key, value in policy.items())
+    return f"nodes:\n  camera:\n    class: agentrt.nodes.synthetic:SyntheticSource\n  policy:\n{lines}"
+
+
+# (node key, a value that is wrong for it): each must fail the same way in the file and by --set.
+BAD_NODE_VALUES = [
+    ("class", "builtins:dict"),
+    ("class", "3"),
+    ("rate_hz", "fast"),
+    ("rate_hz", "-1"),
+    ("restart", "sometimes"),
+    ("max_restarts", "many"),
+    ("max_restarts", "-2"),
+    ("backoff_s", "[1]"),
+    ("backoff_max_s", "-1"),
+    ("host", "mars"),
+    ("inputs", "camera.frames"),
+    ("inputs", "{pictures: camera.frames}"),
+    ("arm_after", "[pictures]"),
+    ("arm_after", "frames"),
+    ("trace", "maybe"),
+    ("ends_run", "yes please"),
+    ("ready_timeout_s", "soon"),
+    ("heartbeat_timeout_s", "-3"),
+]
+
+
+@pytest.mark.parametrize(("key", "text"), BAD_NODE_VALUES)
+def test_set_is_checked_like_the_same_key_in_the_file(tmp_path: Path, key: str, text: str) -> None:
+    in_file = tmp_path / "in_file.yaml"
+    in_file.write_text(node_file({**POLICY, key: text}))
+    by_set = tmp_path / "by_set.yaml"
+    by_set.write_text(node_file(POLICY))
+    with pytest.raises(LaunchError) as file_error:
+        load_launch(in_file)
+    with pytest.raises(LaunchError) as set_error:  # never a KeyError or AttributeError
+        load_launch(by_set, [f"policy.{key}={text}"])
+    file_message, set_message = str(file_error.value), str(set_error.value)
+    assert set_message.startswith(f"{by_set}:4: ") and "\n" not in set_message, set_message
+    assert f"(from --set policy.{key})" in set_message
+    what = file_message.split(": ", 1)[1]  # the file's problem, without its file:line
+    assert what in set_message, (file_message, set_message)
+
+
+def test_set_class_must_be_a_node_and_its_params_fit() -> None:
+    with pytest.raises(LaunchError, match="is not a node"):
+        load_launch(DEMO, ["camera.class=collections:OrderedDict"])
+    spec = load_launch(DEMO, ["robot.class=agentrt.nodes.sink:ActionSink"])
+    assert spec.nodes["robot"].class_path == "agentrt.nodes.sink:ActionSink"
+    with pytest.raises(LaunchError, match="unknown parameter 'width'"):  # the file's params checked on the new class
+        load_launch(DEMO, ["camera.class=agentrt.nodes.echo:EchoPolicy"])
+
+
+def test_set_params_merges_with_the_file() -> None:
+    spec = load_launch(DEMO, ["policy.params={dims: 3}"])
+    assert spec.nodes["policy"].config.dims == 3 and spec.nodes["policy"].config.steps == 4
+
+
+@pytest.mark.parametrize(
+    ("launch", "override", "words"),
+    [
+        ("sim_reach.yaml", "sim.robot=r2d2", "unknown robot 'r2d2'"),
+        ("sim_reach.yaml", "sim.task=juggle", "expected one of reach, push, pick_place, got 'juggle'"),
+        ("sim_reach.yaml", "sim.seed=-1", "seed: expected an integer >= 0"),
+        ("stream_record.yaml", "camera.source={NOPE}/missing.mp4", "no such file"),
+        ("stream_record.yaml", "camera.source=folder:{NOPE}/nothing", "no such folder"),
+        ("stream_record.yaml", "camera.class=builtins:dict", "is not a node"),
+        ("stream_record.yaml", "recorder.restart=sometimes", "restart must be one of"),
+    ],
+)
+def test_check_catches_what_the_docs_say(tmp_path: Path, capsys: pytest.CaptureFixture[str], launch: str,
+                                         override: str, words: str) -> None:
+    path = DEMO.parent / launch
+    before = set(children(os.getpid()))
+    code = main(["run", str(path), "--check", "--set", override.replace("{NOPE}", str(tmp_path))])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert code == 2, captured.out
+    assert len(err) == 1 and words in err[0] and f"{path}:" in err[0], err
+    assert set(children(os.getpid())) == before
+
+
+def test_check_looks_at_files_only_for_nodes_on_this_host(tmp_path: Path) -> None:
+    path = tmp_path / "remote.yaml"
+    path.write_text(f"""hosts:
+  robot: {{address: 127.0.0.1}}
+keys: keys/
+nodes:
+  camera:
+    class: streams.node:SourceNode
+    params: {{source: {tmp_path}/on_the_robot.mp4}}
+    host: robot
+""")
+    spec = load_launch(path)
+    check_launch(spec)  # the file is on the robot's computer, not here
+    with pytest.raises(LaunchError, match="no such file"):
+        check_launch(spec, "robot")

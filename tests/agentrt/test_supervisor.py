@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from agentrt.cli.__main__ import main
+from agentrt.errors import LaunchError
 from agentrt.launch import load_launch
 from agentrt.messages import now_ns
 from agentrt.supervisor import Supervisor, SupervisorConfig
@@ -239,3 +243,139 @@ nodes:
 """)
     code = Supervisor(load_launch(launch), config=FAST).run(duration_s=60)
     assert code == 1  # the player's normal end must not hide that 'broken' kept crashing
+
+
+def test_a_start_up_error_a_retry_meets_again_fails_at_once_with_its_message(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # the port the web page wants is in use
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write(tmp_path, f"""
+nodes:
+  web:
+    class: agentrt.web.node:WebNode
+    params: {{port: {port}}}
+    arm_after: []
+    max_restarts: 5
+    backoff_s: 0.05
+""")
+        supervisor = Supervisor(load_launch(path), config=FAST, output=lambda line: None)
+        assert supervisor.run(duration_s=60) == 1
+    assert supervisor.failure.startswith(f"node 'web' cannot start: web page: cannot listen on 127.0.0.1:{port}")
+    assert "max_restarts" not in supervisor.failure and "\n" not in supervisor.failure
+    assert f"{path}:3" in supervisor.failure
+    assert len(supervisor.all_pids()) == 1  # not restarted
+    assert not any(alive(pid) for pid in supervisor.all_pids())
+
+
+def test_missing_curve_keys_fail_before_anything_starts(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    path = write(tmp_path, """
+hosts:
+  local: {address: 127.0.0.1}
+  robot: {address: 127.0.0.1}
+keys: keys/
+nodes:
+  camera:
+    class: agentrt.nodes.synthetic:SyntheticSource
+  policy:
+    class: agentrt.nodes.echo:EchoPolicy
+    inputs: {frames: camera.frames}
+    host: robot
+""")
+    before = set(children(os.getpid()))
+    for host in ("local", "robot"):
+        with pytest.raises(LaunchError, match="CURVE key file .* is missing"):
+            Supervisor(load_launch(path), host=host, config=FAST, output=lambda line: None)
+    assert set(children(os.getpid())) == before
+
+
+@pytest.mark.parametrize("ended_by", ["duration", "ends_run"])
+def test_a_run_that_ends_while_a_node_crash_loops_fails_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  ended_by: str) -> None:
+    monkeypatch.setenv("AGENTRT_RUN_DIR", str(tmp_path / "run"))
+    ender = """
+  clip:
+    class: streams.node:SourceNode
+    params: {source: {type: synthetic, width: 32, height: 32, fps: 10, frames: 30}}
+    ends_run: true
+    restart: never
+""" if ended_by == "ends_run" else ""
+    path = write(tmp_path, f"""
+nodes:
+  cam:
+    class: agentrt.nodes.faults:CrashOnStart
+    params: {{message: "no file at clips/missing.mp4"}}
+    max_restarts: 50
+    backoff_s: 0.3
+{ender}""")
+    duration = "60" if ended_by == "ends_run" else "3"
+    code = main(["run", str(path), "--duration", duration, "--no-status", "--report-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith("agentrt run: error: node 'cam' was still failing when "), err
+    assert "no file at clips/missing.mp4" in err[0]
+
+
+def test_a_node_that_never_became_ready_fails_a_timed_run(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+nodes:
+  camera:
+    class: agentrt.nodes.synthetic:SyntheticSource
+    rate_hz: 20
+  policy:
+    class: agentrt.nodes.echo:EchoPolicy
+    inputs: {frames: camera.frames}
+    params: {warmup_s: 600}
+""")
+    supervisor = Supervisor(load_launch(path), config=FAST, output=lambda line: None)
+    assert supervisor.run(duration_s=2) == 1
+    assert supervisor.failure.startswith("node 'policy' never became ready: the run ended after 2 s")
+    assert not any(alive(pid) for pid in supervisor.all_pids())
+
+
+def test_stopping_during_start_up_is_clean_and_no_failure(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+nodes:
+  policy:
+    class: agentrt.nodes.echo:EchoPolicy
+    params: {warmup_s: 600}
+""")
+    lines: list[str] = []
+    warnings: list[str] = []
+    supervisor = Supervisor(load_launch(path), config=FAST, output=lines.append)
+    handler = _ListHandler(warnings)
+    logging.getLogger("agentrt.supervisor").addHandler(handler)
+    try:
+        run = Running(supervisor)
+        wait_for(lambda: "policy" in supervisor.telemetry.nodes and supervisor.pids().get("policy") is not None)
+        time.sleep(0.5)  # well inside setup()'s warm-up
+        assert run.finish() == 0
+    finally:
+        logging.getLogger("agentrt.supervisor").removeHandler(handler)
+    assert supervisor.failure == ""
+    assert not any("did not stop" in w for w in warnings), warnings  # it stopped on SIGTERM, not SIGKILL
+    assert not any("Traceback" in line for line in lines), lines
+    assert not any(alive(pid) for pid in supervisor.all_pids())
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, out: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out.append(record.getMessage())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_each_node_process_shows_its_name(running: list[Running]) -> None:
+    spec = load_launch(DEMO, ["camera.rate_hz=20", "policy.warmup_s=0"])
+    run = Running(Supervisor(spec, config=FAST, output=lambda line: None))
+    running.append(run)
+    wait_for(lambda: len(run.supervisor.pids()) == 3)
+    for name, pid in run.supervisor.pids().items():
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        assert args[args.index("--node") + 1] == name, args  # `ps` / `ps aux`
+        wait_for(lambda pid=pid, name=name: Path(f"/proc/{pid}/comm").read_text().strip() == name)  # `ps -o comm`

@@ -46,3 +46,20 @@ def test_bench_sim_figures_and_table(capsys: pytest.CaptureFixture[str]) -> None
     assert result["loop_jitter_p99_ms"] >= 0 and result["loop_ticks"] > 0
     bench_sim.print_table(result)
     assert "physics steps" in capsys.readouterr().out
+
+
+def test_docs_and_sim_help_quote_the_same_instruction_per_task(capsys: pytest.CaptureFixture[str]) -> None:
+    from sims.tasks import TASKS
+
+    with pytest.raises(SystemExit):
+        main(["sim", "--help"])
+    help_text = capsys.readouterr().out
+    root = Path(__file__).resolve().parents[2]
+    readme, sims_doc = (root / "README.md").read_text(), (root / "docs" / "sims.md").read_text()
+    for name, task in TASKS.items():
+        assert f'"{task.example}"' in help_text, name
+        assert f'{name} ("{task.example}")' in readme, name
+        assert f'| `{name}` | "{task.example}"' in sims_doc, name
+        assert ", ".join(task.targets[:-1]) + f" or {task.targets[-1]}" in help_text, name  # "a cube or cylinder"
+        shape = task.example.split(" the ", 1)[1].split()[1]  # "... the green cube ..." -> cube
+        assert shape in task.targets, name

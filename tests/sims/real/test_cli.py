@@ -51,3 +51,21 @@ def test_calibrate_records_and_saves_a_calibration(
 def test_the_bridge_cli_refuses_a_real_arm_without_calibration(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bridge", "--arm", "so100", "--port", "/dev/ttyNOPE-agentrt", "--insecure"]) == 2
     assert "--calibrate calib/so100.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "address"), [([], "127.0.0.1"), (["--bind", "127.0.0.2"], "127.0.0.2")])
+def test_an_insecure_bridge_listens_on_this_machine_only_unless_told(
+    extra: list[str], address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["bridge", "--arm", "so100", "--dry-run", "--insecure", "--state-port", "0", "--actions-port", "0",
+            "--duration", "1", *extra]
+    assert main(args) == 0
+    listening = [line for line in capsys.readouterr().out.splitlines() if "listening" in line]
+    assert len(listening) == 1 and f"state tcp://{address}:" in listening[0] and f"actions tcp://{address}:" in listening[0]
+
+
+def test_a_bridge_with_keys_listens_on_every_interface() -> None:
+    from sims.real.bridge import BridgeConfig
+
+    assert BridgeConfig(keys_dir="keys").bind == "0.0.0.0"  # CURVE admits only authorised keys
+    assert BridgeConfig(insecure=True).bind == "127.0.0.1"

@@ -1,0 +1,37 @@
+"""Options several subcommands share, spelled one way everywhere.
+
+    add_no_status(parser)     --no-status (also --quiet): no live status line
+    add_seed(parser, ...)     --seed N, an integer >= 0
+    add_batch_size(parser)    --batch-size N (also --batch)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_no_status", "add_seed", "add_batch_size", "non_negative_int"]
+
+
+def add_no_status(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-status", action="store_true", help="no live status line")
+    parser.add_argument("--quiet", dest="no_status", action="store_true", help=argparse.SUPPRESS)  # older spelling
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a seed, a count); argparse prints one line otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def add_seed(parser: argparse.ArgumentParser, default: int | None, help_text: str) -> None:
+    parser.add_argument("--seed", type=non_negative_int, default=default, metavar="N", help=help_text)
+
+
+def add_batch_size(parser: argparse.ArgumentParser, default: int, help_text: str) -> None:
+    parser.add_argument("--batch-size", type=int, default=default, metavar="N", help=help_text)
+    parser.add_argument("--batch", dest="batch_size", type=int, help=argparse.SUPPRESS)  # older spelling
