@@ -24,11 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -38,7 +36,7 @@ from typing import IO, Any
 
 import zmq
 
-from agentrt import wire
+from agentrt import runfiles, wire
 from agentrt.errors import ConfigError, ProtocolError
 from agentrt.launch import LOCAL_HOST, LaunchSpec, NodeSpec
 from agentrt.messages import Heartbeat, Telemetry, now_ns
@@ -140,13 +138,16 @@ class Supervisor:
         if not any(n.host == host for n in spec.nodes.values()):
             raise ConfigError(f"{spec.path}: no node is placed on host '{host}' (hosts: "
                               f"{', '.join(sorted({n.host for n in spec.nodes.values()}))})")
-        self._dir = Path(tempfile.mkdtemp(prefix=f"{spec.name[:20]}-", dir=run_dir()))
+        # the run folder (sockets of every wire, the control socket) carries our pid: removed at shutdown,
+        # and a killed supervisor's is swept by the next start, with the socket files dead streams left
+        runfiles.sweep(run_dir())
+        self._dir = runfiles.owned_dir(run_dir(), f"{spec.name[:20]}-")
         self._control_address = f"ipc://{self._dir / 'control'}"
         try:
             plans = plan_nodes(spec, host, self._dir, self._control_address, self.config.heartbeat_ms,
                                self.config.telemetry_ms)
         except ConfigError:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            runfiles.remove_dir(self._dir)
             raise
         self.procs = {name: _Proc(spec.nodes[name], plan) for name, plan in plans.items()}
         self._control: zmq.Socket | None = None
@@ -216,10 +217,10 @@ class Supervisor:
             if proc.reader is not None:
                 proc.reader.join(timeout=1.0)
         self.shutdown_s = (now_ns() - began) / 1e9
-        self._drain_control(0)
-        if self._control is not None and not self._control.closed:
+        if self._control is not None and not self._control.closed:  # None: run() never started
+            self._drain_control(0)
             self._control.close(linger=0)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        runfiles.remove_dir(self._dir)
 
     # ---- internals -----------------------------------------------------------------------------
 

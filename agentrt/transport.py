@@ -32,7 +32,7 @@ from typing import Any
 
 import zmq
 
-from agentrt import wire
+from agentrt import runfiles, wire
 from agentrt.errors import ConfigError, ProtocolError, TransportError
 from agentrt.messages import Frame, FrameRef, Message
 from agentrt.shm import ShmRingReader, ShmRingWriter
@@ -100,7 +100,9 @@ def _open_socket(context: zmq.Context | None, socket_type: int, address: str, bi
 
 def _prepare_endpoint(address: str, bind: bool) -> None:
     if address.startswith("ipc://") and bind:
-        Path(address[len("ipc://") :]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(address[len("ipc://") :]).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        runfiles.sweep_once(folder)  # socket files and run folders that dead processes left there
     elif not address.startswith(("ipc://", "tcp://", "inproc://")):
         raise ConfigError(f"endpoint must start with ipc://, tcp:// or inproc://, got {address!r}")
 
@@ -149,6 +151,7 @@ class Publisher:
             options = {zmq.LINGER: 0, zmq.CONFLATE: 1}
         self._socket = _open_socket(context, zmq.PUSH if lossless else zmq.PUB, address, bind, options, socket_setup)
         self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else address
+        self._socket_file = runfiles.bound_socket(address) if bind else None  # ZeroMQ leaves it: we remove it
 
     def send(self, message: Message) -> bool:
         """Send one message. Latest-only: returns False if it was dropped. Lossless: raises on timeout."""
@@ -188,6 +191,8 @@ class Publisher:
     def close(self) -> None:
         if not self._socket.closed:
             self._socket.close()
+        runfiles.remove_socket(self._socket_file)
+        self._socket_file = None
         if self._ring is not None:
             self._ring.close()
             self._ring = None
@@ -226,6 +231,7 @@ class Subscriber:
         if not lossless:
             options.update({zmq.CONFLATE: 1, zmq.SUBSCRIBE: b""})
         self._socket = _open_socket(context, zmq.PULL if lossless else zmq.SUB, address, bind, options, socket_setup)
+        self._socket_file = runfiles.bound_socket(address) if bind else None
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
 
@@ -311,6 +317,8 @@ class Subscriber:
     def close(self) -> None:
         if not self._socket.closed:
             self._socket.close()
+        runfiles.remove_socket(self._socket_file)
+        self._socket_file = None
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()

@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from agentrt.bench.report import print_rows
+from agentrt.runfiles import temporary_dir
 
 __all__ = ["run", "print_table", "measure", "build_bench_checkpoint"]
 
@@ -64,11 +64,12 @@ SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any], int]] = {
 def run(quick: bool) -> dict[str, Any]:
     """The benchmark's figures; ``quick`` finishes within about 60 s on 2 cores."""
     spec = os.environ.get("AGENTRT_BENCH_QA_MODEL", "")
-    with tempfile.TemporaryDirectory(prefix="agentrt-bench-qa-") as tmp:
+    # an owned temp folder: removed at the end, and a killed run's is swept by the next start
+    with temporary_dir("agentrt-bench-qa-") as tmp:
         shape = "tiny" if quick else "smollm2-135m"
         model_label = spec
         if not spec:
-            spec = "hf:" + str(build_bench_checkpoint(Path(tmp) / shape, shape))
+            spec = "hf:" + str(build_bench_checkpoint(tmp / shape, shape))
             model_label = f"random SmolVLM, shape {shape} (built offline)"
         # one frame every 2 s of stream in the full run: the window (about 70 frames) is full long before
         # 5 minutes either way, and 900 frames of the 135M-shaped model fit a shared 2-core machine
