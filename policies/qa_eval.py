@@ -39,7 +39,7 @@ from policies.qa_data import (
 )
 from policies.videoqa import VideoQAModel
 
-__all__ = ["QAEvalResult", "evaluate_qa", "normalise"]
+__all__ = ["QAEvalResult", "evaluate_qa", "normalise", "accuracy_cell", "table_rows"]
 
 
 def normalise(text: str) -> str:
@@ -59,8 +59,9 @@ class QAEvalResult:
     mistakes: list[dict[str, str]] = field(default_factory=list)  # the first few, for the report
 
     @property
-    def accuracy(self) -> float:
-        return self.correct / self.questions if self.questions else 0.0
+    def accuracy(self) -> float | None:
+        """Share answered right; None when nothing was asked (no accuracy, rather than a false 0)."""
+        return self.correct / self.questions if self.questions else None
 
     def add(self, q: Question, said: str, ms: float) -> None:
         ok = normalise(said) == normalise(q.answer)
@@ -75,11 +76,25 @@ class QAEvalResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "split": self.split, "accuracy": round(self.accuracy, 4), "questions": self.questions,
+            "split": self.split, "accuracy": None if self.accuracy is None else round(self.accuracy, 4),
+            "questions": self.questions,
             "per_kind": {k: {"accuracy": round(c / n, 4), "questions": n} for k, (c, n) in sorted(self.per_kind.items())},
             "answer_ms_p50": round(statistics.median(self.answer_ms), 2) if self.answer_ms else None,
             "mistakes": self.mistakes,
         }
+
+
+def accuracy_cell(correct: int, asked: int) -> str:
+    """``0.950 (40)``: accuracy (questions); ``n/a (no questions)`` for a split nobody asked about."""
+    return f"{correct / asked:.3f} ({asked})" if asked else "n/a (no questions)"
+
+
+def table_rows(results: list[QAEvalResult]) -> list[list[str]]:
+    """The accuracy table: one row per question kind, then "all"; a column per split."""
+    rows = [[kind, *(accuracy_cell(*r.per_kind[kind]) if kind in r.per_kind else "-" for r in results)]
+            for kind in KINDS]
+    rows.append(["all", *(accuracy_cell(r.correct, r.questions) for r in results)])
+    return rows
 
 
 def evaluate_qa(
@@ -243,20 +258,14 @@ def run_cli(args: Any) -> int:
         if tty:
             print()
     columns = ["kind", *(r.split for r in results)]
-    rows: list[list[Any]] = []
-    for kind in KINDS:
-        cells = [f"{r.per_kind[kind][0] / r.per_kind[kind][1]:.3f} ({r.per_kind[kind][1]})" if kind in r.per_kind else "-"
-                 for r in results]
-        rows.append([kind, *cells])
-    rows.append(["all", *(f"{r.accuracy:.3f} ({r.questions})" for r in results)])
-    print_rows("nano video QA: accuracy (questions)", columns, rows)
+    print_rows("nano video QA: accuracy (questions)", columns, table_rows(results))
     main = results[0].as_dict()
     print(f"ingest {timing['ingest_ms_p50']:.1f} ms/frame (p50), answer {main['answer_ms_p50']} ms (p50), "
           f"{int(timing['scenes'])} scenes")
-    sim_tasks = {task: {"accuracy": round(c / n, 4) if n else None, "questions": n} for task, (c, n) in per_task.items()}
-    if sim_tasks:
-        print("sim episodes by task: " + ", ".join(f"{t} {v['accuracy']:.3f} ({v['questions']})" for t, v in sim_tasks.items()
-                                                  if v["accuracy"] is not None))
+    asked = {task: per_task.get(task, [0, 0]) for task in args.tasks} if args.sim_episodes else {}  # none asked: n/a
+    sim_tasks = {task: {"accuracy": round(c / n, 4) if n else None, "questions": n} for task, (c, n) in asked.items()}
+    if asked:
+        print("sim episodes by task: " + ", ".join(f"{t} {accuracy_cell(c, n)}" for t, (c, n) in asked.items()))
     if args.json:
         doc = {"model": spec, "seed": seed, "accuracy": main["accuracy"], "questions": main["questions"],
                "per_kind": main["per_kind"], "answer_ms_p50": main["answer_ms_p50"], **timing,

@@ -21,7 +21,9 @@ on unseen sim scenes (seeds from 1000000), accuracy per question type and
 overall; then (--sim-episodes per task, 0 to skip) the same kinds of questions
 about running task episodes, the scripted expert at work and the camera at
 1 frame/s, as launch/sim_qa.yaml shows them; --json writes {"accuracy",
-"questions", "per_kind", "splits", "sim_tasks", ...}.
+"questions", "per_kind", "splits", "sim_tasks", ...}. A split or task nobody asked
+about (every moment had an object hidden) shows "n/a (no questions)", null in
+the JSON, never an accuracy of 0.
 """
 
 from __future__ import annotations
