@@ -153,11 +153,18 @@ class Publisher:
         self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else address
         self._socket_file = runfiles.bound_socket(address) if bind else None  # ZeroMQ leaves it: we remove it
 
-    def send(self, message: Message) -> bool:
-        """Send one message. Latest-only: returns False if it was dropped. Lossless: raises on timeout."""
+    def send(self, message: Message, *, give_up: Callable[[], bool] | None = None) -> bool:
+        """Send one message. Latest-only: returns False if it was dropped. Lossless: raises on timeout.
+
+        ``give_up`` (lossless): checked every 50 ms while the receiver is not taking the message;
+        when it says True the wait ends with the same TransportError as a timeout (a node that
+        must stop never waits out ``send_timeout_ms`` for a consumer that has already gone).
+        """
         buffer = self._encode(message)
         try:
-            if self.lossless:
+            if self.lossless and give_up is not None:
+                self._send_unless(buffer, give_up)
+            elif self.lossless:
                 self._socket.send(buffer, copy=False)
             else:
                 self._socket.send(buffer, zmq.NOBLOCK, copy=False)
@@ -170,6 +177,19 @@ class Publisher:
             return False
         self.stats.sent += 1
         return True
+
+    def _send_unless(self, buffer: bytearray, give_up: Callable[[], bool]) -> None:
+        timeout_ms = int(self._socket.getsockopt(zmq.SNDTIMEO))
+        deadline = None if timeout_ms < 0 else _now_ms() + timeout_ms  # -1: wait as long as it takes
+        while True:
+            try:
+                self._socket.send(buffer, zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                remaining = 50 if deadline is None else deadline - _now_ms()
+                if remaining <= 0 or give_up():
+                    raise
+                self._socket.poll(min(50, remaining), zmq.POLLOUT)
 
     def _encode(self, message: Message) -> bytearray:
         if isinstance(message, Frame) and self._use_shm and message.image.nbytes >= SHM_MIN_BYTES:
