@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     status = _StatusLine(not args.no_status)
     supervisor = Supervisor(spec, host=args.host, output=status.line, status=status.show)
+    supervisor.telemetry.prepare_report()  # so the report at exit takes a fraction of a second, not two
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         supervisor.request_stop()
