@@ -14,7 +14,9 @@ one line naming the node, its last exit and its last output (the count starts
 again after a node stays up ``restart_reset_s``). A node that sends no
 heartbeat for ``heartbeat_timeout_s`` after it is ready is killed and treated as
 failed. A node with ``arm_after`` is armed (SIGUSR1) once the nodes feeding those
-inputs are ready; until then it drops those inputs. Stop (``request_stop``,
+inputs are ready; until then it drops those inputs. A node with ``start_after`` is
+started only once those nodes are ready (a camera after its recorder: no frame
+goes out before the recorder listens). Stop (``request_stop``,
 Ctrl-C or SIGTERM in the CLI): SIGTERM to every group, then SIGKILL after
 ``grace_s``; every process is reaped before ``run`` returns.
 """
@@ -175,7 +177,8 @@ class Supervisor:
         next_status = 0
         try:
             for proc in self.procs.values():
-                self._start(proc)
+                if self._may_start(proc):
+                    self._start(proc)
             while not self._stop.is_set() and not self.failure:
                 self._drain_control(50)
                 now = now_ns()
@@ -290,10 +293,18 @@ class Supervisor:
                 return False  # a node on another host counts as ready: its own supervisor gates it
         return True
 
+    def _may_start(self, proc: _Proc) -> bool:
+        """Every node in ``start_after`` is ready (or finished); one on another host counts as ready."""
+        for name in proc.spec.start_after:
+            other = self.procs.get(name)
+            if other is not None and other.state not in (*READY_STATES, "done"):
+                return False
+        return True
+
     def _check(self, proc: _Proc, now: int) -> None:
         name = proc.spec.name
         if proc.popen is None:
-            if proc.state == "waiting" and now >= proc.next_start_ns:
+            if proc.state == "waiting" and now >= proc.next_start_ns and self._may_start(proc):
                 self._start(proc)
             return
         code = proc.popen.poll()

@@ -248,6 +248,10 @@ class Subscriber:
         self._max_payload = max_payload_bytes
         self._readers: OrderedDict[str, ShmRingReader] = OrderedDict()
         options: dict[int, int | bytes] = {zmq.LINGER: 0}
+        if address.startswith("ipc://") and not bind:
+            # a producer started after us (start_after) binds a moment later: retry the connect every 10 ms,
+            # not every 100 ms, so its first frames are not sent before we are there (a failed ipc connect is cheap)
+            options[zmq.RECONNECT_IVL] = 10
         if not lossless:
             options.update({zmq.CONFLATE: 1, zmq.SUBSCRIBE: b""})
         self._socket = _open_socket(context, zmq.PULL if lossless else zmq.SUB, address, bind, options, socket_setup)
