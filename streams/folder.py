@@ -71,6 +71,7 @@ class FolderSource(Source):
                 f"{self.describe()}: no images matching {self.config.pattern!r} (expected {', '.join(IMAGE_SUFFIXES)})"
             )
         self.fps = self.config.fps or None
+        self.frame_count = len(self._files)
         self.backpressure = self.config.fps == 0
         self._index = 0
 

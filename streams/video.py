@@ -131,7 +131,6 @@ class VideoSource(Source):
         self._period_s = 1 / 30
         self._reformatter: Any = None
         self._live_http = False
-        self._declared_frames = 0  # frames the file's header counts (0: unknown)
         self._truncation = ""  # why the file is cut short, found at open ("" = it is whole, as far as we can tell)
 
     @property
@@ -180,7 +179,7 @@ class VideoSource(Source):
             self._period_s = 1 / self.fps if self.fps else 1 / 30
             self._frames = self._container.decode(stream)
             if not self.network:
-                self._declared_frames = int(stream.frames or 0)
+                self.frame_count = int(stream.frames or 0) or None  # what the header counts
                 self._truncation = mp4_truncation(path)
         except BaseException:
             self._close()
@@ -236,7 +235,7 @@ class VideoSource(Source):
         """At the end of a pass over a file: why it ended before its own header says it should, or ""."""
         if self._truncation:
             return self._truncation
-        declared, decoded = self._declared_frames, self._loop_index
+        declared, decoded = self.frame_count, self._loop_index
         if declared and declared - decoded > max(1, declared // 100):  # a frame or 1 % of slack: decoder quirks
             return f"{decoded} of the {declared} frames its header counts are in it"
         return ""
