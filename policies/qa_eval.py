@@ -219,9 +219,8 @@ def _ask_about_moment(model: VideoQAModel, env: Any, seen: list[tuple[int, list[
 
 def run_cli(args: Any) -> int:
     """`agentrt eval qa`: the table per question kind, overall, and --json (see agentrt/cli/eval.py)."""
-    import sys
-
     from agentrt.bench.report import check_writable, print_rows, write_json
+    from agentrt.progress import ProgressLine
     from policies.videoqa import load_videoqa
 
     if args.json:
@@ -230,33 +229,29 @@ def run_cli(args: Any) -> int:
     spec = args.model if args.model != "nano" or not args.weights else f"nano:{args.weights}"
     model = load_videoqa(spec)
     size = int(getattr(getattr(model, "config", None), "image_size", 96))
-    tty = sys.stdout.isatty()
     print(f"eval qa: model {spec}, {args.questions} questions on unseen scenes from seed {seed}"
           + (" (+ reworded)" if args.reworded else ""), flush=True)
-
-    def progress(done: int) -> None:
-        if tty:
-            print(f"\r{done}/{args.questions} questions", end="", flush=True)
-
+    asking = ProgressLine("eval qa", total=args.questions, unit="questions")  # on stderr, terminal or not
     results, timing = evaluate_qa(model, questions=args.questions, seed=seed, reworded=args.reworded,
-                                  image_size=size, on_scene=progress)
-    if tty:
-        print()
+                                  image_size=size, on_scene=asking.update)
+    asking.done()
     per_task: dict[str, list[int]] = {}
     if args.sim_episodes:
         tasks = tuple(args.tasks)
         print(f"sim episodes: {args.sim_episodes} per task ({', '.join(tasks)}), seeds from {seed}, "
               f"{args.camera_size} px camera", flush=True)
+        watching = ProgressLine("eval qa, sim episodes", total=args.sim_episodes * len(tasks), unit="episodes")
+        finished = 0
 
-        def episode_done(task: str, episode: int) -> None:
-            if tty:
-                print(f"\r{task} episode {episode + 1}/{args.sim_episodes}   ", end="", flush=True)
+        def episode_done(task: str, _episode: int) -> None:
+            nonlocal finished
+            finished += 1
+            watching.update(finished, note=task)
 
         sim, per_task = evaluate_qa_sim(model, episodes=args.sim_episodes, seed=seed, tasks=tasks,
                                         camera_size=args.camera_size, on_episode=episode_done)
         results.append(sim)
-        if tty:
-            print()
+        watching.done()
     columns = ["kind", *(r.split for r in results)]
     print_rows("nano video QA: accuracy (questions)", columns, table_rows(results))
     main = results[0].as_dict()

@@ -14,7 +14,8 @@ ar (greedy, AR weights), jacobi (exact Jacobi, AR weights), consistency
 with instructions in wording the model never saw. Rows: task, decoding, clock,
 split, episodes, success_rate, control_hz, latency_p50_ms / p99 (frame capture
 to chunk ready), decode_ms (the action block, median), iterations (passes per
-chunk, mean).
+chunk, mean). Progress goes to stderr: episodes done of the whole run and an
+estimate of the time left (a line every 10 s when not on a terminal).
 
 `eval qa` measures a video-QA model (policies/qa_eval.py): templated questions
 on unseen sim scenes (seeds from 1000000), accuracy per question type and
@@ -32,6 +33,7 @@ import argparse
 import json
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from agentrt.errors import ConfigError
+    from agentrt.progress import ProgressLine, duration
     from policies.evaluate import evaluate_policy
     from policies.policy import DECODINGS, NanoPolicy, PolicyConfig
 
@@ -85,18 +88,32 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {args.episodes}")
     rows: list[dict[str, Any]] = []
-    print(_line(COLUMNS))
+    plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
+    total = len(args.decodings) * len(args.tasks) * len(plans) * args.episodes
+    # every episode counts on stderr, with an estimate of the time left: 20 episodes a row run for minutes
+    progress = ProgressLine("eval", total=total, unit="episodes")
+    finished = 0
+
+    def episode_done(_index: int, _success: bool) -> None:
+        nonlocal finished
+        finished += 1
+        progress.update(finished, note=f"{task} {decoding} {clock}{' reworded' if reworded else ''}")
+
+    print(_line(COLUMNS), flush=True)
+    progress.update(0)
     for decoding in args.decodings:
         weights = args.cd_weights if decoding == "consistency" else args.weights
         policy = NanoPolicy(PolicyConfig(weights=weights, decoding=decoding, max_iterations=args.max_iterations,
                                          tolerance_bins=args.tolerance))
         for task in args.tasks:
-            plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
             for clock, reworded in plans:
                 row = evaluate_policy(policy, task, decoding=decoding, clock=clock, episodes=args.episodes,
-                                      seed=args.seed, reworded=reworded, execute_steps=args.execute_steps).as_dict()
+                                      seed=args.seed, reworded=reworded, execute_steps=args.execute_steps,
+                                      on_episode=episode_done).as_dict()
                 rows.append(row)
+                progress.done()  # a live line on a terminal gives way to the row
                 print(_line(tuple(str(row[c]) for c in COLUMNS)), flush=True)
+    progress.done(f"eval: {finished} episodes in {duration(time.monotonic() - progress.started)}")
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ def test_a_split_with_no_questions_is_not_reported_as_zero(tmp_path: Path, monke
     out = tmp_path / "qa.json"
     assert main(["eval", "qa", "--questions", "5", "--sim-episodes", "1", "--tasks", "reach",
                  "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
+    assert "eval qa: 5/5 questions" in err  # progress shows off a terminal too (stderr)
     table = printed[printed.index("accuracy (questions)"):]
     assert "0.000 (0)" not in table and "(0)" not in table
     assert "n/a (no questions)" in table
