@@ -113,12 +113,15 @@ def _old(path: Path, now: float) -> bool:
         return False
 
 
-def _dead_socket(path: Path, now: float) -> bool:
+def _dead_socket(path: Path, now: float) -> SocketFile | None:
+    """The file, if it is a socket nobody listens on (older than the grace)."""
     try:
-        is_socket = stat.S_ISSOCK(path.lstat().st_mode)
+        st = path.lstat()
     except OSError:
-        return False
-    return is_socket and _old(path, now) and not _listening(path)
+        return None
+    if not stat.S_ISSOCK(st.st_mode) or now - st.st_mtime <= GRACE_S or _listening(path):
+        return None
+    return path, st.st_dev, st.st_ino
 
 
 def sweep(parent: str | Path, prefix: str = "") -> list[str]:
@@ -145,13 +148,15 @@ def sweep(parent: str | Path, prefix: str = "") -> list[str]:
                     stale = not owner_alive(path)
                 else:
                     inside = list(path.iterdir())
-                    stale = bool(inside) and _old(path, now) and all(_dead_socket(p, now) for p in inside)
+                    stale = bool(inside) and _old(path, now) and all(_dead_socket(p, now) is not None for p in inside)
                 if stale:
                     remove_dir(path)
                     removed.append(path.name)
-            elif _dead_socket(path, now):
-                path.unlink()
-                removed.append(path.name)
+            else:
+                dead = _dead_socket(path, now)
+                if dead is not None:
+                    remove_socket(dead)  # only that file: not one a restarted process bound meanwhile
+                    removed.append(path.name)
         except OSError:
             continue  # gone meanwhile, or not ours to touch
     if removed:
