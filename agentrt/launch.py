@@ -24,6 +24,7 @@ Everything is validated before anything starts; the first problem raises one
         class: agentrt.nodes.sink:ActionSink
         inputs: {actions: policy.actions}
         arm_after: [actions]                              # receives actions once these are ready
+        start_after: [recorder]                           # started once these nodes are ready (nothing missed)
         ends_run: true                                    # its normal exit ends the run (a sim after its episodes)
     external:                      # optional: outputs that programs outside the graph read (docs/protocol.md §4)
       camera.frames: tcp://127.0.0.1:5560                 # node.output: endpoint, bound by the node; no CURVE
@@ -71,6 +72,7 @@ NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "backoff_max_s": ((int, float), 5.0),
     "host": (str, LOCAL_HOST),
     "arm_after": (list, None),
+    "start_after": (list, None),
     "trace": (bool, None),
     "ends_run": (bool, False),
     "ready_timeout_s": ((int, float), 60.0),
@@ -98,6 +100,7 @@ class NodeSpec:
     backoff_max_s: float = 5.0
     host: str = LOCAL_HOST
     arm_after: tuple[str, ...] = ()
+    start_after: tuple[str, ...] = ()  # nodes that must be ready before this one starts
     trace: bool | None = None
     ends_run: bool = False  # when this node exits normally, the whole run stops
     ready_timeout_s: float = 60.0
@@ -408,6 +411,7 @@ def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, ove
         max_restarts=int(values.get("max_restarts", 5)), backoff_s=float(values.get("backoff_s", 0.2)),
         backoff_max_s=float(values.get("backoff_max_s", 5.0)), host=host,
         arm_after=arm_after if arm_after is not None else tuple(cls.arm_after), trace=values.get("trace"),
+        start_after=tuple(str(n) for n in values.get("start_after") or ()),
         ends_run=bool(values.get("ends_run", False)),
         ready_timeout_s=float(values.get("ready_timeout_s", 60.0)),
         heartbeat_timeout_s=float(values.get("heartbeat_timeout_s", 3.0)), line=key_node.start_mark.line + 1,
@@ -460,6 +464,12 @@ def _check_wiring(spec: LaunchSpec, raw_nodes: dict[str, tuple[yaml.Node, yaml.N
             if input_name not in node.inputs:
                 raise _fail(path, raw_nodes[node.name][0], f"node '{node.name}' arms after input "
                             f"'{input_name}', which is not wired: add it under inputs:")
+    for node in spec.nodes.values():
+        for other in node.start_after:
+            if other not in spec.nodes or other == node.name:
+                raise _fail(path, raw_nodes[node.name][0], f"node '{node.name}' starts after '{other}', which is "
+                            f"{'itself' if other == node.name else 'not a node'} (nodes: {', '.join(spec.nodes)})")
+    _check_start_order(spec, raw_nodes)
     for src, output in spec.all_outputs():
         consumers = spec.consumers(src, output)
         if spec.output_port(src, output).lossless and len(consumers) > 1:
@@ -527,3 +537,21 @@ def _check_endpoint(path: Path, value_node: yaml.Node, key: str, endpoint: Any) 
                         f"({len(endpoint) - len('ipc://')} > {_IPC_PATH_MAX} characters); pick a shorter one")
         return None
     raise _fail(path, value_node, f"external entry '{key}' must be {expected}, got {endpoint!r}")
+
+
+def _check_start_order(spec: LaunchSpec, raw_nodes: dict[str, tuple[yaml.Node, yaml.Node]]) -> None:
+    """``start_after`` must not go round in a circle: none of those nodes would ever start."""
+    done: set[str] = set()
+
+    def visit(name: str, chain: list[str]) -> None:
+        if name in chain:
+            circle = chain[chain.index(name):] + [name]
+            raise _fail(spec.path, raw_nodes[name][0], f"start_after goes round in a circle: {' -> '.join(circle)}; "
+                        "none of these nodes would ever start")
+        if name not in done:
+            for other in spec.nodes[name].start_after:
+                visit(other, [*chain, name])
+            done.add(name)
+
+    for name in spec.nodes:
+        visit(name, [])

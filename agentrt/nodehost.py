@@ -172,7 +172,9 @@ class NodeHost:
             self._unwired[output] = self._unwired.get(output, 0) + 1
             return
         try:
-            pub.send(message)
+            # a stop request ends the wait for a consumer at once: at shutdown the consumer may be gone
+            # already, and waiting out the send timeout would outlast the supervisor's grace (SIGKILL)
+            pub.send(message, give_up=lambda: bool(self._stop))
         except TransportError as exc:  # lossless, and the consumer is gone (restarting?): keep running
             pub.stats.send_dropped += 1
             if pub.stats.send_dropped == 1 or pub.stats.send_dropped % 100 == 0:

@@ -18,7 +18,9 @@ message. A run that ends (duration, ``ends_run``) while a node is still failing
 or never became ready is a failure too, naming that node. A node that sends no
 heartbeat for ``heartbeat_timeout_s`` after it is ready is killed and treated as
 failed. A node with ``arm_after`` is armed (SIGUSR1) once the nodes feeding those
-inputs are ready; until then it drops those inputs. Stop (``request_stop``,
+inputs are ready; until then it drops those inputs. A node with ``start_after`` is
+started only once those nodes are ready (a camera after its recorder: no frame
+goes out before the recorder listens). Stop (``request_stop``,
 Ctrl-C or SIGTERM in the CLI): SIGTERM to every group, then SIGKILL after
 ``grace_s``; every process is reaped before ``run`` returns.
 """
@@ -29,11 +31,9 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -43,7 +43,7 @@ from typing import IO, Any
 
 import zmq
 
-from agentrt import wire
+from agentrt import runfiles, wire
 from agentrt.errors import ConfigError, ProtocolError
 from agentrt.launch import LOCAL_HOST, LaunchSpec, NodeSpec, check_launch
 from agentrt.messages import Heartbeat, Telemetry, now_ns
@@ -155,13 +155,16 @@ class Supervisor:
             raise ConfigError(f"{spec.path}: no node is placed on host '{host}' (hosts: "
                               f"{', '.join(sorted({n.host for n in spec.nodes.values()}))})")
         check_launch(spec, host)  # files the nodes here name exist: one line now, not a node failing at start
-        self._dir = Path(tempfile.mkdtemp(prefix=f"{spec.name[:20]}-", dir=run_dir()))
+        # the run folder (sockets of every wire, the control socket) carries our pid: removed at shutdown,
+        # and a killed supervisor's is swept by the next start, with the socket files dead streams left
+        runfiles.sweep(run_dir())
+        self._dir = runfiles.owned_dir(run_dir(), f"{spec.name[:20]}-")
         self._control_address = f"ipc://{self._dir / 'control'}"
         try:
             plans = plan_nodes(spec, host, self._dir, self._control_address, self.config.heartbeat_ms,
                                self.config.telemetry_ms)
         except ConfigError:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            runfiles.remove_dir(self._dir)
             raise
         self.procs = {name: _Proc(spec.nodes[name], plan) for name, plan in plans.items()}
         self._control: zmq.Socket | None = None
@@ -190,7 +193,8 @@ class Supervisor:
         next_status = 0
         try:
             for proc in self.procs.values():
-                self._start(proc)
+                if self._may_start(proc):
+                    self._start(proc)
             while not self._stop.is_set() and not self.failure:
                 self._drain_control(50)
                 now = now_ns()
@@ -235,10 +239,10 @@ class Supervisor:
             if proc.reader is not None:
                 proc.reader.join(timeout=1.0)
         self.shutdown_s = (now_ns() - began) / 1e9
-        self._drain_control(0)
-        if self._control is not None and not self._control.closed:
+        if self._control is not None and not self._control.closed:  # None: run() never started
+            self._drain_control(0)
             self._control.close(linger=0)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        runfiles.remove_dir(self._dir)
 
     # ---- internals -----------------------------------------------------------------------------
 
@@ -328,10 +332,18 @@ class Supervisor:
                         f"starting (ready_timeout_s = {proc.spec.ready_timeout_s:g}){_last_words(proc)}")
         return ""
 
+    def _may_start(self, proc: _Proc) -> bool:
+        """Every node in ``start_after`` is ready (or finished); one on another host counts as ready."""
+        for name in proc.spec.start_after:
+            other = self.procs.get(name)
+            if other is not None and other.state not in (*READY_STATES, "done"):
+                return False
+        return True
+
     def _check(self, proc: _Proc, now: int) -> None:
         name = proc.spec.name
         if proc.popen is None:
-            if proc.state == "waiting" and now >= proc.next_start_ns:
+            if proc.state == "waiting" and now >= proc.next_start_ns and self._may_start(proc):
                 self._start(proc)
             return
         code = proc.popen.poll()

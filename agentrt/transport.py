@@ -32,7 +32,7 @@ from typing import Any
 
 import zmq
 
-from agentrt import wire
+from agentrt import runfiles, wire
 from agentrt.endpoint_lock import EndpointLock
 from agentrt.errors import ConfigError, ProtocolError, TransportError
 from agentrt.messages import Frame, FrameRef, Message
@@ -115,7 +115,9 @@ def _open_socket(context: zmq.Context | None, socket_type: int, address: str, bi
 
 def _prepare_endpoint(address: str, bind: bool) -> None:
     if address.startswith("ipc://") and bind:
-        Path(address[len("ipc://") :]).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(address[len("ipc://") :]).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        runfiles.sweep_once(folder)  # socket files and run folders that dead processes left there
     elif not address.startswith(("ipc://", "tcp://", "inproc://")):
         raise ConfigError(f"endpoint must start with ipc://, tcp:// or inproc://, got {address!r}")
 
@@ -165,13 +167,20 @@ class Publisher:
         self._socket, self._lock = _open_socket(context, zmq.PUSH if lossless else zmq.PUB, address, bind, options,
                                                 socket_setup)
         self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else address
-        self._ipc_file = _bound_ipc_file(address) if bind else None
+        self._socket_file = runfiles.bound_socket(address) if bind else None  # ZeroMQ leaves it: we remove it
 
-    def send(self, message: Message) -> bool:
-        """Send one message. Latest-only: returns False if it was dropped. Lossless: raises on timeout."""
+    def send(self, message: Message, *, give_up: Callable[[], bool] | None = None) -> bool:
+        """Send one message. Latest-only: returns False if it was dropped. Lossless: raises on timeout.
+
+        ``give_up`` (lossless): checked every 50 ms while the receiver is not taking the message;
+        when it says True the wait ends with the same TransportError as a timeout (a node that
+        must stop never waits out ``send_timeout_ms`` for a consumer that has already gone).
+        """
         buffer = self._encode(message)
         try:
-            if self.lossless:
+            if self.lossless and give_up is not None:
+                self._send_unless(buffer, give_up)
+            elif self.lossless:
                 self._socket.send(buffer, copy=False)
             else:
                 self._socket.send(buffer, zmq.NOBLOCK, copy=False)
@@ -184,6 +193,19 @@ class Publisher:
             return False
         self.stats.sent += 1
         return True
+
+    def _send_unless(self, buffer: bytearray, give_up: Callable[[], bool]) -> None:
+        timeout_ms = int(self._socket.getsockopt(zmq.SNDTIMEO))
+        deadline = None if timeout_ms < 0 else _now_ms() + timeout_ms  # -1: wait as long as it takes
+        while True:
+            try:
+                self._socket.send(buffer, zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                remaining = 50 if deadline is None else deadline - _now_ms()
+                if remaining <= 0 or give_up():
+                    raise
+                self._socket.poll(min(50, remaining), zmq.POLLOUT)
 
     def _encode(self, message: Message) -> bytearray:
         if isinstance(message, Frame) and self._use_shm and message.image.nbytes >= SHM_MIN_BYTES:
@@ -206,8 +228,8 @@ class Publisher:
         if not self._socket.closed:
             self._socket.close()
         # The socket file goes before the lock: the next holder of the name never finds our dead socket.
-        _remove_ipc_file(self._ipc_file)
-        self._ipc_file = None
+        runfiles.remove_socket(self._socket_file)
+        self._socket_file = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -246,10 +268,15 @@ class Subscriber:
         self._max_payload = max_payload_bytes
         self._readers: OrderedDict[str, ShmRingReader] = OrderedDict()
         options: dict[int, int | bytes] = {zmq.LINGER: 0}
+        if address.startswith("ipc://") and not bind:
+            # a producer started after us (start_after) binds a moment later: retry the connect every 10 ms,
+            # not every 100 ms, so its first frames are not sent before we are there (a failed ipc connect is cheap)
+            options[zmq.RECONNECT_IVL] = 10
         if not lossless:
             options.update({zmq.CONFLATE: 1, zmq.SUBSCRIBE: b""})
         self._socket, self._lock = _open_socket(context, zmq.PULL if lossless else zmq.SUB, address, bind, options,
                                                 socket_setup)
+        self._socket_file = runfiles.bound_socket(address) if bind else None
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
 
@@ -335,8 +362,11 @@ class Subscriber:
     def close(self) -> None:
         if not self._socket.closed:
             self._socket.close()
+        runfiles.remove_socket(self._socket_file)
+        self._socket_file = None
         if self._lock is not None:
             self._lock.release()
+            self._lock = None
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
@@ -346,29 +376,6 @@ class Subscriber:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _bound_ipc_file(address: str) -> tuple[Path, int] | None:
-    """The socket file a bind to ``address`` made, and its inode (None for tcp / inproc)."""
-    if not address.startswith("ipc://"):
-        return None
-    path = Path(address[len("ipc://"):])
-    try:
-        return path, path.stat().st_ino
-    except OSError:
-        return None
-
-
-def _remove_ipc_file(bound: tuple[Path, int] | None) -> None:
-    # libzmq leaves the file behind; remove it unless another process has bound the same path since.
-    if bound is None:
-        return
-    path, inode = bound
-    try:
-        if path.stat().st_ino == inode:
-            path.unlink()
-    except OSError:
-        pass
 
 
 def _now_ms() -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import sys
 import threading
 import time
@@ -26,7 +25,8 @@ import numpy as np
 from agentrt.bench.report import percentile, print_rows
 from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk, Frame, now_ns
-from agentrt.transport import Publisher, Subscriber, endpoint
+from agentrt.runfiles import temporary_dir
+from agentrt.transport import Publisher, Subscriber, run_dir
 
 
 def synthetic_scene(seq: int, height: int = 480, width: int = 640) -> np.ndarray:
@@ -73,8 +73,15 @@ def run_transport_demo(args: argparse.Namespace) -> int:
     """``args``: duration (s), fps, out (folder). Returns the exit code."""
     if args.duration <= 0 or args.fps <= 0:
         raise ConfigError(f"--duration and --fps must be > 0, got {args.duration} and {args.fps}")
-    tag = f"demo-{os.getpid()}"
-    frames_address, actions_address = endpoint(f"{tag}.camera.frames"), endpoint(f"{tag}.policy.actions")
+    # the two endpoints live in a folder of this run, removed at the end (a killed run's is swept by the next)
+    with temporary_dir("demo-transport-", parent=run_dir()) as folder:
+        frames_address, actions_address = f"ipc://{folder / 'camera.frames'}", f"ipc://{folder / 'policy.actions'}"
+        stats, ages_ms, latencies = _run(args, frames_address, actions_address)
+    return _report(args, stats, ages_ms, latencies)
+
+
+def _run(args: argparse.Namespace, frames_address: str,
+         actions_address: str) -> tuple[dict[str, Any], list[float], list[tuple[float, float]]]:
     stop_camera = mp.get_context("spawn").Event()
     camera = mp.get_context("spawn").Process(target=_camera, args=(frames_address, args.fps, stop_camera), daemon=True)
     stop_robot = threading.Event()
@@ -118,7 +125,7 @@ def run_transport_demo(args: argparse.Namespace) -> int:
         policy.close()
     if sys.stdout.isatty():
         print()
-    return _report(args, frames.stats.as_dict(), ages_ms, latencies)
+    return frames.stats.as_dict(), ages_ms, latencies
 
 
 def _report(args: argparse.Namespace, stats: dict[str, Any], ages_ms: list[float],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import statistics
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,8 +86,12 @@ def evaluate_policy(
     image_size: int | None = None,
     execute_steps: int = 4,
     stop: threading.Event | None = None,
+    on_episode: Callable[[int, bool], None] | None = None,
 ) -> EvalRow:
-    """Run ``episodes`` episodes (seeds ``seed`` ..) and aggregate success, rate, latency and decoding cost."""
+    """Run ``episodes`` episodes (seeds ``seed`` ..) and aggregate success, rate, latency and decoding cost.
+
+    ``on_episode(index, success)`` is called after each episode (progress for long evaluations).
+    """
     from sims.camera import CameraConfig
     from sims.clock import make_clock
     from sims.env import SimEnv, SimEnvConfig
@@ -113,6 +118,8 @@ def evaluate_policy(
             rates.append(result.steps / max(result.time_s, 1e-9))
             log.info("%s %s %s seed %d: %s in %d steps", task, decoding, clock, seed + i,
                      "success" if result.success else "fail", result.steps)
+            if on_episode is not None:
+                on_episode(i, bool(result.success))
             if stop is not None and stop.is_set():
                 break
     finally:

@@ -42,7 +42,7 @@ from policies.qa_data import (
 from policies.videoqa import VideoQAModel, word_check
 from policies.vocabulary import WordCheck
 
-__all__ = ["QAEvalResult", "evaluate_qa", "normalise"]
+__all__ = ["QAEvalResult", "evaluate_qa", "normalise", "accuracy_cell", "table_rows"]
 
 
 def normalise(text: str) -> str:
@@ -69,8 +69,9 @@ class QAEvalResult:
         return self.unknown_words / self.words if self.words else None
 
     @property
-    def accuracy(self) -> float:
-        return self.correct / self.questions if self.questions else 0.0
+    def accuracy(self) -> float | None:
+        """Share answered right; None when nothing was asked (no accuracy, rather than a false 0)."""
+        return self.correct / self.questions if self.questions else None
 
     def add(self, q: Question, said: str, ms: float, check: WordCheck | None = None) -> None:
         ok = normalise(said) == normalise(q.answer)
@@ -88,12 +89,27 @@ class QAEvalResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "split": self.split, "accuracy": round(self.accuracy, 4), "questions": self.questions,
+            "split": self.split, "accuracy": None if self.accuracy is None else round(self.accuracy, 4),
+            "questions": self.questions,
             "per_kind": {k: {"accuracy": round(c / n, 4), "questions": n} for k, (c, n) in sorted(self.per_kind.items())},
             "answer_ms_p50": round(statistics.median(self.answer_ms), 2) if self.answer_ms else None,
             "unknown_word_share": None if self.unknown_word_share is None else round(self.unknown_word_share, 4),
             "mistakes": self.mistakes,
         }
+
+
+def accuracy_cell(correct: int, asked: int) -> str:
+    """``0.950 (40)``: accuracy (questions); ``n/a (no questions)`` for a split nobody asked about."""
+    return f"{correct / asked:.3f} ({asked})" if asked else "n/a (no questions)"
+
+
+def table_rows(results: list[QAEvalResult]) -> list[list[str]]:
+    """The accuracy table: one row per question kind, then "all" and the share of unknown words; a column per split."""
+    rows = [[kind, *(accuracy_cell(*r.per_kind[kind]) if kind in r.per_kind else "-" for r in results)]
+            for kind in KINDS]
+    rows.append(["all", *(accuracy_cell(r.correct, r.questions) for r in results)])
+    rows.append(["unknown words", *("-" if r.unknown_word_share is None else f"{r.unknown_word_share:.3f}" for r in results)])
+    return rows
 
 
 def evaluate_qa(
@@ -218,9 +234,8 @@ def _ask_about_moment(model: VideoQAModel, env: Any, seen: list[tuple[int, list[
 
 def run_cli(args: Any) -> int:
     """`agentrt eval qa`: the table per question kind, overall, and --json (see agentrt/cli/eval.py)."""
-    import sys
-
     from agentrt.bench.report import check_writable, print_rows, write_json
+    from agentrt.progress import ProgressLine
     from policies.videoqa import load_videoqa
 
     if args.json:
@@ -229,49 +244,38 @@ def run_cli(args: Any) -> int:
     spec = args.model if args.model != "nano" or not args.weights else f"nano:{args.weights}"
     model = load_videoqa(spec)
     size = int(getattr(getattr(model, "config", None), "image_size", 96))
-    tty = sys.stdout.isatty()
     print(f"eval qa: model {spec}, {args.questions} questions on unseen scenes from seed {seed}"
           + (" (+ reworded)" if args.reworded else ""), flush=True)
-
-    def progress(done: int) -> None:
-        if tty:
-            print(f"\r{done}/{args.questions} questions", end="", flush=True)
-
+    asking = ProgressLine("eval qa", total=args.questions, unit="questions")  # on stderr, terminal or not
     results, timing = evaluate_qa(model, questions=args.questions, seed=seed, reworded=args.reworded,
-                                  image_size=size, on_scene=progress)
-    if tty:
-        print()
+                                  image_size=size, on_scene=asking.update)
+    asking.done()
     per_task: dict[str, list[int]] = {}
     if args.sim_episodes:
         tasks = tuple(args.tasks)
         print(f"sim episodes: {args.sim_episodes} per task ({', '.join(tasks)}), seeds from {seed}, "
               f"{args.camera_size} px camera", flush=True)
+        watching = ProgressLine("eval qa, sim episodes", total=args.sim_episodes * len(tasks), unit="episodes")
+        finished = 0
 
-        def episode_done(task: str, episode: int) -> None:
-            if tty:
-                print(f"\r{task} episode {episode + 1}/{args.sim_episodes}   ", end="", flush=True)
+        def episode_done(task: str, _episode: int) -> None:
+            nonlocal finished
+            finished += 1
+            watching.update(finished, note=task)
 
         sim, per_task = evaluate_qa_sim(model, episodes=args.sim_episodes, seed=seed, tasks=tasks,
                                         camera_size=args.camera_size, on_episode=episode_done)
         results.append(sim)
-        if tty:
-            print()
+        watching.done()
     columns = ["kind", *(r.split for r in results)]
-    rows: list[list[Any]] = []
-    for kind in KINDS:
-        cells = [f"{r.per_kind[kind][0] / r.per_kind[kind][1]:.3f} ({r.per_kind[kind][1]})" if kind in r.per_kind else "-"
-                 for r in results]
-        rows.append([kind, *cells])
-    rows.append(["all", *(f"{r.accuracy:.3f} ({r.questions})" for r in results)])
-    rows.append(["unknown words", *("-" if r.unknown_word_share is None else f"{r.unknown_word_share:.3f}" for r in results)])
-    print_rows("nano video QA: accuracy (questions)", columns, rows)
+    print_rows("nano video QA: accuracy (questions)", columns, table_rows(results))
     main = results[0].as_dict()
     print(f"ingest {timing['ingest_ms_p50']:.1f} ms/frame (p50), answer {main['answer_ms_p50']} ms (p50), "
           f"{int(timing['scenes'])} scenes")
-    sim_tasks = {task: {"accuracy": round(c / n, 4) if n else None, "questions": n} for task, (c, n) in per_task.items()}
-    if sim_tasks:
-        print("sim episodes by task: " + ", ".join(f"{t} {v['accuracy']:.3f} ({v['questions']})" for t, v in sim_tasks.items()
-                                                  if v["accuracy"] is not None))
+    asked = {task: per_task.get(task, [0, 0]) for task in args.tasks} if args.sim_episodes else {}  # none asked: n/a
+    sim_tasks = {task: {"accuracy": round(c / n, 4) if n else None, "questions": n} for task, (c, n) in asked.items()}
+    if asked:
+        print("sim episodes by task: " + ", ".join(f"{t} {accuracy_cell(c, n)}" for t, (c, n) in asked.items()))
     if args.json:
         doc = {"model": spec, "seed": seed, "accuracy": main["accuracy"], "questions": main["questions"],
                "per_kind": main["per_kind"], "answer_ms_p50": main["answer_ms_p50"],

@@ -76,6 +76,7 @@ class FolderSource(Source):
                 permanent=True,
             )
         self.fps = self.config.fps or None
+        self.frame_count = len(self._files)
         self.backpressure = self.config.fps == 0
         self._index = 0
 

@@ -28,6 +28,7 @@ from typing import Any
 from agentrt.errors import ConfigError, SourceError
 from agentrt.messages import Frame, Message, now_ns
 from agentrt.node import Node, latest
+from streams._deps import import_av
 from streams.recorder import Recorder, RecorderConfig
 from streams.registry import make_config, make_source
 from streams.source import Source, StreamEnded
@@ -121,6 +122,7 @@ class RecorderNode(Node):
 
     def setup(self) -> None:
         Path(self.config.path).parent.mkdir(parents=True, exist_ok=True)
+        import_av()  # now, not on the first frame: that import took the first ~10-25 frames of a 30 fps stream
         self.recorder = Recorder(RecorderConfig(path=self.config.path, codec=self.config.codec, crf=self.config.crf))
         self.last_seq = -1
         self.missed = 0  # frames of the stream the recorder never saw (seq gaps)

@@ -82,6 +82,7 @@ class Source:
         self.width: int | None = None  # actual size of the newest frame, known after connect()
         self.height: int | None = None
         self.fps: float | None = None  # nominal rate the device or file reports (None = unknown)
+        self.frame_count: int | None = None  # frames a file or folder holds, after connect() (None: live or unknown)
         self.state = "disconnected"  # connecting | running | reconnecting | ended | failed | disconnected
         self.backpressure = False  # True: the grab thread waits for each frame to be read (no drops)
         self._cond = threading.Condition()

@@ -11,7 +11,11 @@ and is counted in ``stats.skipped``. With ``realtime=False`` every frame is
 delivered, as fast as the reader takes them. Live network streams are not
 paced (they arrive at their own rate); when one drops, stalls past
 ``timeout_ms`` or ends, it is reconnected with exponential backoff. A missing
-or corrupt file is a SourceError that says which file and why.
+or corrupt file is a SourceError that says which file and why. So is a file
+cut short (a copy that stopped half-way, a faststart MP4 cut in half): every
+frame before the cut is delivered, then, instead of a normal end of file, a
+SourceError says it is truncated (an MP4 whose boxes run past the end of the
+file, or fewer frames than the header counts).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from streams._deps import import_av
 from streams.config import SourceConfig
 from streams.source import Source, SourceLost, StreamEnded
 
-__all__ = ["VideoConfig", "VideoSource", "NETWORK_SCHEMES", "LIVE_SCHEMES", "is_network", "frame_to_array"]
+__all__ = ["VideoConfig", "VideoSource", "NETWORK_SCHEMES", "LIVE_SCHEMES", "is_network", "frame_to_array",
+           "mp4_truncation"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,41 @@ class VideoConfig(SourceConfig):
             raise SourceError(f"file {self.path}: {what} (cwd {os.getcwd()})", permanent=True)
 
 
+def mp4_truncation(path: str) -> str:
+    """Why an MP4 / MOV (ISO base media) file is cut short: a top-level box that runs past its end; "" if none.
+
+    A faststart MP4 keeps its index (moov) first, so a copy cut in half still opens and its frames
+    decode up to the cut; only the box sizes show that the media data (mdat) was meant to go on.
+    Files of other formats give "".
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        pos = 0
+        for _ in range(1_000_000):  # a fragmented MP4 has a few boxes per fragment
+            if pos >= size:
+                return ""
+            f.seek(pos)
+            header = f.read(16)
+            kind = header[4:8]
+            if pos == 0 and kind != b"ftyp":
+                return ""  # not an ISO base media file
+            if len(header) < 8:
+                return f"it ends inside a box header at byte {pos} of {size}"
+            box_size = int.from_bytes(header[:4], "big")
+            if box_size == 1 and len(header) == 16:
+                box_size = int.from_bytes(header[8:16], "big")  # 64-bit size
+            elif box_size == 0:
+                return ""  # "to the end of the file" by definition
+            if box_size < 8:
+                return ""  # not a box structure we can judge: FFmpeg will say what it thinks
+            if pos + box_size > size:
+                name = kind.decode("latin-1")
+                return (f"its '{name}' box at byte {pos} needs {box_size} bytes, the file ends "
+                        f"{pos + box_size - size} bytes short of that")
+            pos += box_size
+    return ""
+
+
 def frame_to_array(reformatter: Any, av_frame: Any, pixel_format: str = "rgb") -> np.ndarray:
     """A decoded frame as H x W x 3 uint8 (RGB or BGR).
 
@@ -96,6 +136,7 @@ class VideoSource(Source):
         self._period_s = 1 / 30
         self._reformatter: Any = None
         self._live_http = False
+        self._truncation = ""  # why the file is cut short, found at open ("" = it is whole, as far as we can tell)
 
     @property
     def network(self) -> bool:
@@ -140,6 +181,9 @@ class VideoSource(Source):
             self.fps = float(rate) if rate else None
             self._period_s = 1 / self.fps if self.fps else 1 / 30
             self._frames = self._container.decode(stream)
+            if not self.network:
+                self.frame_count = int(stream.frames or 0) or None  # what the header counts
+                self._truncation = mp4_truncation(path)
         except BaseException:
             self._close()
             raise
@@ -177,6 +221,10 @@ class VideoSource(Source):
             raise self._error_from(exc, f"decoding failed after {self._index} frames") from None
         if self.network:
             raise SourceLost(f"{self.describe()}: stream ended after {self._index} frames")
+        cut = self._cut_short()
+        if cut:
+            raise SourceError(f"{self.describe()}: truncated, {cut}; the {self._loop_index} frame(s) before "
+                              f"the cut were delivered (was the file copied or recorded only in part?)")
         if not self.config.loop or self._loop_index == 0:
             raise StreamEnded(f"{self.describe()}: end of file after {self._index} frames")
         self._loop_offset_s += self._last_time_s + self._period_s
@@ -185,6 +233,15 @@ class VideoSource(Source):
             return next(self._frames)
         except (StopIteration, av.error.FFmpegError) as exc:
             raise SourceError(f"{self.describe()}: cannot loop back to the start: {exc}") from None
+
+    def _cut_short(self) -> str:
+        """At the end of a pass over a file: why it ended before its own header says it should, or ""."""
+        if self._truncation:
+            return self._truncation
+        declared, decoded = self.frame_count, self._loop_index
+        if declared and declared - decoded > max(1, declared // 100):  # a frame or 1 % of slack: decoder quirks
+            return f"{decoded} of the {declared} frames its header counts are in it"
+        return ""
 
     def _restart(self) -> None:
         """Back to the first frame (loop): reopen, which is exact for every container."""

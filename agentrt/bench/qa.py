@@ -1,6 +1,6 @@
 """`agentrt bench qa`: live-stream question answering over a simulated, time-compressed stream.
 
-    agentrt bench qa --quick                      # a tiny random SmolVLM, within 60 s
+    agentrt bench qa --quick                      # a tiny random SmolVLM, within 60 s (1 torch thread)
     agentrt bench qa --json runs/bench-qa.json    # a SmolLM2-135M-shaped random SmolVLM (see below)
     AGENTRT_BENCH_QA_MODEL=hf:models/SmolVLM2-256M agentrt bench qa   # any model spec
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from agentrt.bench.report import print_rows
+from agentrt.runfiles import temporary_dir
 
 __all__ = ["run", "print_table", "measure", "build_bench_checkpoint"]
 
@@ -64,11 +64,19 @@ SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any], int]] = {
 def run(quick: bool) -> dict[str, Any]:
     """The benchmark's figures; ``quick`` finishes within about 60 s on 2 cores."""
     spec = os.environ.get("AGENTRT_BENCH_QA_MODEL", "")
-    with tempfile.TemporaryDirectory(prefix="agentrt-bench-qa-") as tmp:
+    if quick and "OMP_NUM_THREADS" not in os.environ:  # neither --threads nor the environment chose
+        import torch
+
+        # The tiny model's ops are too small for a second thread to pay, and on a busy machine two
+        # threads spin-wait for each other: at load 4 on 2 cores the quick run took 73 s with 2 threads,
+        # 27 s with 1 (14 s either way on a quiet machine).
+        torch.set_num_threads(1)
+    # an owned temp folder: removed at the end, and a killed run's is swept by the next start
+    with temporary_dir("agentrt-bench-qa-") as tmp:
         shape = "tiny" if quick else "smollm2-135m"
         model_label = spec
         if not spec:
-            spec = "hf:" + str(build_bench_checkpoint(Path(tmp) / shape, shape))
+            spec = "hf:" + str(build_bench_checkpoint(tmp / shape, shape))
             model_label = f"random SmolVLM, shape {shape} (built offline)"
         # one frame every 2 s of stream in the full run: the window (about 70 frames) is full long before
         # 5 minutes either way, and 900 frames of the 135M-shaped model fit a shared 2-core machine
@@ -148,7 +156,14 @@ def measure(spec: str, *, model_label: str, stream_hz: float, no_cache_frames: i
         result["vision_cache"] = stats()
     result.update(_no_cache_fps(spec, no_cache_frames, stream_hz))
     result["load_avg_1min_at_end"] = os.getloadavg()[0]  # other work on the machine skews every timing
+    result["torch_threads"] = _torch_threads()
     return result
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _no_cache_fps(spec: str, frames: int, stream_hz: float) -> dict[str, Any]:

@@ -30,7 +30,6 @@ import logging
 import multiprocessing as mp
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from agentrt.bench.report import percentile, print_rows
+from agentrt.runfiles import temporary_dir
 
 __all__ = ["run", "print_table", "write_clip"]
 
@@ -206,8 +206,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     frames = 300 if quick else 900
     rounds = 5 if quick else 9
     latency_s = 4.0 if quick else 15.0
-    with tempfile.TemporaryDirectory(prefix="agentrt-bench-streams-") as tmp:
-        folder = Path(tmp)
+    # an owned temp folder: removed at the end, and a killed run's is swept by the next start
+    with temporary_dir("agentrt-bench-streams-") as tmp:
+        folder = tmp
         clip = folder / "clip.mp4"
         codec = write_clip(clip, frames)
         address = f"ipc://{folder / 'frames'}"

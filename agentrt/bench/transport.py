@@ -13,12 +13,12 @@ frame a consumer spending 100 ms per frame gets from a 30 fps publisher.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,8 @@ import zmq
 from agentrt.bench.report import percentile, print_rows
 from agentrt.errors import TransportError
 from agentrt.messages import Frame, now_ns
-from agentrt.transport import Subscriber, endpoint
+from agentrt.runfiles import owned_dir, remove_dir
+from agentrt.transport import Subscriber, run_dir
 
 __all__ = ["run", "print_table", "FRAMES", "METHODS"]
 
@@ -41,26 +42,32 @@ def _free_tcp_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _address(method: str, tag: str) -> str:
+def _address(method: str, folder: Path) -> str:
     if method == "zmq-tcp":
         return f"tcp://127.0.0.1:{_free_tcp_port()}"
-    return endpoint(f"bench-{tag}-{os.getpid()}")
+    return f"ipc://{folder / 'frames'}"
 
 
 class _Peer:
-    """A sender process plus the control socket we use to ack and release it."""
+    """A sender process plus the control socket we use to ack and release it, in a folder of its own."""
 
     def __init__(self, method: str, mode: str, height: int, width: int, **extra: Any) -> None:
-        tag = f"{method}-{mode}-{height}"
-        self.address = _address(method, tag)
+        # the peer's sockets live in its own folder, removed by close(); a killed run's is swept by the next
+        self.folder = owned_dir(run_dir(), "bench-transport-")
+        self.address = _address(method, self.folder)
         self.control: zmq.Socket = zmq.Context.instance().socket(zmq.PUSH)
-        self.control.setsockopt(zmq.LINGER, 0)
-        control_address = endpoint(f"bench-control-{tag}-{os.getpid()}")
-        self.control.bind(control_address)
-        spec = {"address": self.address, "control": control_address, "method": method, "mode": mode,
-                "height": height, "width": width, **extra}
-        self.subscriber = Subscriber(self.address)
-        self.process = subprocess.Popen([sys.executable, "-m", "agentrt.bench.transport_peer", json.dumps(spec)])
+        try:
+            self.control.setsockopt(zmq.LINGER, 0)
+            control_address = f"ipc://{self.folder / 'control'}"
+            self.control.bind(control_address)
+            spec = {"address": self.address, "control": control_address, "method": method, "mode": mode,
+                    "height": height, "width": width, **extra}
+            self.subscriber = Subscriber(self.address)
+            self.process = subprocess.Popen([sys.executable, "-m", "agentrt.bench.transport_peer", json.dumps(spec)])
+        except BaseException:
+            self.control.close()
+            remove_dir(self.folder)
+            raise
 
     def recv(self, timeout_ms: int = 10_000) -> Frame:
         message = self.subscriber.recv(timeout_ms=timeout_ms)
@@ -80,6 +87,7 @@ class _Peer:
             self.process.wait()
         self.control.close()
         self.subscriber.close()
+        remove_dir(self.folder)
 
 
 def _memcpy(height: int, width: int, count: int, buffers: int = 8) -> dict[str, float]:

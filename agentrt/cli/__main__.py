@@ -15,8 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 
 from agentrt.errors import AgentRTError
 
@@ -95,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals are the main thread's
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return int(args._run(args) or 0)
     except AgentRTError as exc:
@@ -108,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"agentrt {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every `finally` removes what its command made (temp folders, sockets)."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

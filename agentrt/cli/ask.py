@@ -8,7 +8,9 @@
 Without --server the model is loaded here: it watches a live stream for
 ``--seconds`` at ``--ingest-hz``, or reads a recording to its end (every
 ``--every``-th frame, as fast as the model takes them; ``--frames`` caps
-either), then answers. Time to first token and total time go to stderr.
+either), then answers. Progress (model loading, frames watched, for a
+recording the share read and an estimate of the time left), time to first token
+and total time go to stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import urllib.parse
 import urllib.request
 
 from agentrt.errors import ConfigError, ModelError, TransportError
+from agentrt.progress import ProgressLine, duration
 
 # source type -> the config fields that make it read as fast as the model takes frames
 _AS_FAST_AS_READ: dict[str, dict[str, object]] = {"file": {"realtime": False}, "player": {"speed": 0.0},
@@ -96,7 +99,10 @@ def _ask_here(args: argparse.Namespace) -> int:
     # a recording is read as fast as the model takes it, nothing dropped; live sources keep their pace
     recording = bool(args.source) and not is_network(args.source)
     overrides = _AS_FAST_AS_READ.get(parse_source(args.source)["type"]) if recording else None
+    print(f"loading the model ({args.model})...", file=sys.stderr, flush=True)
+    t_load = time.monotonic()
     model = load_qa_model(args.model, args.device)
+    print(f"model loaded in {time.monotonic() - t_load:.1f} s", file=sys.stderr, flush=True)
     with sigterm_as_interrupt():
         feed = open_feed(args.stream, source=args.source, overrides=overrides)
         ingested, seen, last_t = 0, 0, None
@@ -104,6 +110,11 @@ def _ask_here(args: argparse.Namespace) -> int:
         period_ns = int(1e9 / args.ingest_hz) if args.ingest_hz > 0 and overrides is None else 0
         every = max(1, args.every) if overrides is not None else 1
         t_end = time.monotonic() + args.seconds
+        # a recording: how far through it, and how long is left; a live stream: how long it has watched
+        total = feed.source.frame_count if overrides is not None and feed.source is not None else None
+        if total and args.frames:
+            total = min(total, args.frames * every)
+        progress = ProgressLine(f"watching {feed.label}", total=total, unit="frames", plain_every_s=5.0)
         try:
             while not (args.frames and ingested >= args.frames):
                 if overrides is None and time.monotonic() >= t_end:
@@ -114,16 +125,20 @@ def _ask_here(args: argparse.Namespace) -> int:
                         break
                     continue
                 seen += 1
-                if (seen - 1) % every or (period_ns and last_t is not None and frame.t_capture_ns - last_t < period_ns):
-                    continue
-                model.ingest(to_rgb(frame), frame.t_capture_ns)
-                ingested, last_t = ingested + 1, frame.t_capture_ns
+                if not ((seen - 1) % every or (period_ns and last_t is not None
+                                               and frame.t_capture_ns - last_t < period_ns)):
+                    model.ingest(to_rgb(frame), frame.t_capture_ns)
+                    ingested, last_t = ingested + 1, frame.t_capture_ns
+                progress.update(seen, note=f"{ingested} into the model")
         except KeyboardInterrupt:
             print("stopped watching", file=sys.stderr)
         finally:
             feed.close()
+            progress.done()
     if not ingested:
         raise ModelError(f"no frames came from {feed.label}; is the stream running?")
+    print(f"watched {feed.label}: {seen} frames read, {ingested} into the model in "
+          f"{duration(time.monotonic() - progress.started)}; answering", file=sys.stderr, flush=True)
     t0 = time.monotonic()
     first = None
     for piece in checked_answer(model, args.question, max_new_tokens=args.max_new_tokens):

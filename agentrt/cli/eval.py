@@ -16,7 +16,9 @@ split, episodes, success_rate, control_hz, latency_p50_ms / p99 (frame capture
 to chunk ready), decode_ms (the action block, median), iterations (passes per
 chunk, mean), unknown_word_share (of the words the policy was told, the share
 not in its vocabulary, read as unk: 0 for the tasks' own wording; --json also
-lists them as unknown_words).
+lists them as unknown_words). Progress goes to stderr: episodes done of the
+whole run and an estimate of the time left (a line every 10 s when not on a
+terminal).
 
 `eval qa` measures a video-QA model (policies/qa_eval.py): templated questions
 on unseen sim scenes (seeds from 1000000), accuracy per question type and
@@ -24,7 +26,9 @@ overall; then (--sim-episodes per task, 0 to skip) the same kinds of questions
 about running task episodes, the scripted expert at work and the camera at
 1 frame/s, as launch/sim_qa.yaml shows them; a last row gives the share of the
 questions' words the model does not know; --json writes {"accuracy",
-"questions", "per_kind", "unknown_word_share", "splits", "sim_tasks", ...}.
+"questions", "per_kind", "unknown_word_share", "splits", "sim_tasks", ...}. A
+split or task nobody asked about (every moment had an object hidden) shows
+"n/a (no questions)", null in the JSON, never an accuracy of 0.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import argparse
 import json
 import platform
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from agentrt.errors import ConfigError
+    from agentrt.progress import ProgressLine, duration
     from policies.evaluate import evaluate_policy
     from policies.policy import DECODINGS, NanoPolicy, PolicyConfig
 
@@ -90,21 +96,35 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {args.episodes}")
     rows: list[dict[str, Any]] = []
+    plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
+    total = len(args.decodings) * len(args.tasks) * len(plans) * args.episodes
+    # every episode counts on stderr, with an estimate of the time left: 20 episodes a row run for minutes
+    progress = ProgressLine("eval", total=total, unit="episodes")
+    finished = 0
+
+    def episode_done(_index: int, _success: bool) -> None:
+        nonlocal finished
+        finished += 1
+        progress.update(finished, note=f"{task} {decoding} {clock}{' reworded' if reworded else ''}")
+
     policies = {  # every model loads before the table starts: a bad --weights is one line, not half a table
         decoding: NanoPolicy(PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
                                           decoding=decoding, max_iterations=args.max_iterations,
                                           tolerance_bins=args.tolerance))
         for decoding in args.decodings
     }
-    print(_line(COLUMNS))
+    print(_line(COLUMNS), flush=True)
+    progress.update(0)
     for decoding, policy in policies.items():
         for task in args.tasks:
-            plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
             for clock, reworded in plans:
                 row = evaluate_policy(policy, task, decoding=decoding, clock=clock, episodes=args.episodes,
-                                      seed=args.seed, reworded=reworded, execute_steps=args.execute_steps).as_dict()
+                                      seed=args.seed, reworded=reworded, execute_steps=args.execute_steps,
+                                      on_episode=episode_done).as_dict()
                 rows.append(row)
+                progress.done()  # a live line on a terminal gives way to the row
                 print(_line(tuple(str(row[c]) for c in COLUMNS)), flush=True)
+    progress.done(f"eval: {finished} episodes in {duration(time.monotonic() - progress.started)}")
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:  # the handlers are in place before the supervisor makes anything: Ctrl-C leaves nothing behind
         supervisor = Supervisor(spec, host=args.host, output=status.line, status=status.show)
+        supervisor.telemetry.prepare_report()  # so the report at exit takes a fraction of a second, not two
         if stopped:
             supervisor.shutdown()  # nothing started yet: remove its run folder
             print(f"agentrt {args.command}: interrupted", file=sys.stderr)

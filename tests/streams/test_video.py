@@ -74,6 +74,43 @@ def test_truncated_file_ends_or_fails_clearly(clip: Path) -> None:
             raise SourceError(f"{cut}: read to the end")  # also fine: what was there played, then it ended
 
 
+def faststart_clip(path: Path, count: int = 60) -> Path:
+    """A clip whose index (moov) comes first, as web-ready MP4s are written (``-movflags faststart``)."""
+    import av
+
+    from .conftest import stamped_images
+
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for image in stamped_images(count):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    assert path.read_bytes().find(b"moov") < path.read_bytes().find(b"mdat")
+    return path
+
+
+@pytest.mark.parametrize("paced", [False, True])
+def test_a_faststart_mp4_cut_in_half_is_reported_as_truncated_not_as_its_end(tmp_path: Path, paced: bool) -> None:
+    whole = faststart_clip(tmp_path / "whole.mp4")
+    data = whole.read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[: len(data) // 2])
+    with VideoSource(VideoConfig(path=str(whole), realtime=False)) as source:
+        assert len(read_all(source)) == 60  # the whole file ends normally
+    frames = []
+    with VideoSource(VideoConfig(path=str(half), realtime=paced, loop=paced)) as source:
+        with pytest.raises(SourceError, match="half.mp4: truncated") as caught:
+            while len(frames) < 1000:
+                frames.append(source.read())
+        assert not isinstance(caught.value, StreamEnded)
+        assert source.state == "failed" and "truncated" in source.stats.last_error
+    assert 0 < len(frames) < 60  # every frame before the cut was delivered, then it said so
+    assert [read_stamp(f.image) for f in frames] == list(range(len(frames)))
+
+
 def test_http_stream(clip: Path, http_server: tuple) -> None:
     url, _ = http_server
     write_clip(clip.with_name("live.ts"), count=20, container_format="mpegts")
