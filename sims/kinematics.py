@@ -112,8 +112,9 @@ class Kinematics:
 
         Starts from ``q_now``; the null space pulls toward ``rest`` (default ``q_now``, so the
         solution stays near where the arm is). Each pass is one PyBullet IK from the previous
-        solution (``iterations`` with the null space, then two without); passes stop once the
-        tool point is within ``tolerance_m``, and the best solution found is returned.
+        solution (up to ``iterations`` with the null space while they improve, then up to two
+        without); passes stop once the tool point is within ``tolerance_m``, and the best
+        solution found is returned.
         """
         p, c = self._p, self._client
         q_now = np.asarray(q_now, dtype=np.float64)
@@ -136,10 +137,11 @@ class Kinematics:
         orn = None if orientation is None else [float(v) for v in orientation]
         q = q_now.copy()
         best, best_error = q, np.inf
-        # First passes keep the null space (limits, rest pose); the last ones polish without it, since the
-        # pull toward the rest pose leaves the Panda's tool point ~0.2 mm short even after many passes.
-        for i in range(iterations + 2):
-            polish = i >= iterations
+        # Passes keep the null space (limits, rest pose) while they improve; then up to two polish without
+        # it, since the pull toward the rest pose leaves the Panda's tool point ~0.2 mm short for good.
+        passes, polishing = 0, 0
+        while polishing < 2 and passes < iterations + 2:
+            polish = polishing > 0
             self._set(q)
             link_goal = goal
             if any(self._tcp):
@@ -158,10 +160,14 @@ class Kinematics:
             by_joint = dict(zip(self._movable, solution, strict=True))
             q = np.clip(np.array([by_joint[j] for j in self.joints]), self.lower, self.upper)
             error = float(np.linalg.norm(self.forward(q)[:3] - goal))
+            passes += 1
+            stalled = error > 0.5 * best_error
             if error < best_error:
                 best, best_error = q, error
             if best_error <= tolerance_m:
                 break
+            if polish or stalled or passes >= iterations:
+                polishing += 1
         return best
 
     def close(self) -> None:
