@@ -7,9 +7,10 @@ be. The end-effector target is integrated from the previous target while the
 hand tracks it (within ``TRACKING_M``), so a zero delta holds the tool point
 still; a blocked hand restarts from where it is, so it never winds up a far
 target. Every joint command, from a ``joint_target`` or from IK, then goes
-through ``sims.safety.limit_joint_motion`` from the measured joints: the FK of
-the commanded joints is kept in the workspace box and within the Cartesian and
-joint speed limits. Joints are position-controlled with a velocity cap
+through ``sims.safety.limit_joint_motion`` from the joints last commanded (the
+measured ones after a hold): the FK of the commanded joints is kept in the
+workspace box and within the Cartesian and joint speed limits, and never leads
+the measured tool point by more than two ee steps. Joints are position-controlled with a velocity cap
 (``max_joint_speed_rad_s``). The robot never steps physics: the world's owner
 does, so one clock drives robot and objects together.
 """
