@@ -244,6 +244,9 @@ class Publisher:
         self.close()
 
 
+MAX_SKIP_LATE = 10_000  # malformed messages one recv() skips past its deadline (more than a default queue holds)
+
+
 class Subscriber:
     """Receives messages from one endpoint. Connects by default.
 
@@ -286,8 +289,14 @@ class Subscriber:
         return self._socket
 
     def recv(self, timeout_ms: int | None = None) -> Message | None:
-        """The next good message, or None when ``timeout_ms`` passes (None = wait forever)."""
+        """The next good message, or None when ``timeout_ms`` passes (None = wait forever).
+
+        Malformed messages are skipped, also past the deadline while more are already waiting
+        (up to ``MAX_SKIP_LATE`` of them), so bad messages queued ahead of a good one never delay
+        it to a later call: ``recv(timeout_ms=0)`` returns the good one.
+        """
         deadline = None if timeout_ms is None else _now_ms() + timeout_ms
+        late = 0
         while True:
             remaining = None if deadline is None else max(0, deadline - _now_ms())
             if not self._poller.poll(remaining):
@@ -297,7 +306,9 @@ class Subscriber:
             if message is not None:
                 return message
             if deadline is not None and _now_ms() >= deadline:
-                return None
+                late += 1
+                if late > MAX_SKIP_LATE:  # a flood: give the caller its turn, the rest waits for the next call
+                    return None
 
     def __iter__(self) -> Iterator[Message]:
         while True:

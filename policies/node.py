@@ -72,7 +72,7 @@ class NanoVLANodeConfig:
     vit_cache: bool = False
     lead_steps: int = 4  # real time: plan when the chunk in flight has this many steps left
     execute_steps: int = 4  # lockstep: send this many steps of each chunk (0 = all), so the sim asks again sooner
-    robot: str = "arm"
+    robot: str = ""  # ActionChunk.robot: "" = the robot whose RobotState the chunk was planned from
     threads: int = 1  # the sim needs the other core
     unknown_object: str = "hold"  # an instruction naming no object the model knows: hold (send nothing) | act (guess)
     allow_other_robot: bool = False  # drive a robot the weights were not trained on (warns); false: fail
@@ -175,7 +175,7 @@ class NanoVLANode(Node):
             self._chunk_steps_left_at = time.monotonic() + max(chunk.shape[0] - c.lead_steps, 1) / c.control_hz
         self._answered = frame.seq
         self._gripper = float(chunk[-1, -1])
-        self.send("actions", ActionChunk(c.robot, self.seq, frame.seq, frame.t_capture_ns, "ee_delta", chunk,
+        self.send("actions", ActionChunk(c.robot or state.robot, self.seq, frame.seq, frame.t_capture_ns, "ee_delta", chunk,
                                          1e3 / c.control_hz, t_sent_ns=now_ns(), hops=list(frame.hops)))
         self.seq += 1
 

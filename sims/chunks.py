@@ -6,10 +6,16 @@ newest frame), and execution continues with it at the next tick; until then the
 current chunk keeps executing, so the robot never idles while the next chunk is
 computed. Thread-safe: a receiver thread may ``submit`` while the loop calls
 ``next``.
+
+``AddressCheck`` is the other half of taking a chunk: ``ActionChunk.robot``
+names the robot the actions are for, and an executor refuses chunks for any
+other robot (counted; logged once per sender and name, so a flood of them is
+one line).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -19,7 +25,9 @@ import numpy as np
 from agentrt.errors import ActionError
 from sims.robot import ACTION_KINDS, Action
 
-__all__ = ["ChunkQueue", "QueuedChunk", "steps_to_run"]
+__all__ = ["AddressCheck", "ChunkQueue", "QueuedChunk", "chunk_sender", "steps_to_run"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,6 +81,42 @@ class ChunkQueue:
     def clear(self) -> None:
         with self._lock:
             self._chunk, self._index, self.last = None, 0, None
+
+
+class AddressCheck:
+    """Takes only chunks addressed to ``robot`` (the name this robot puts in its ``RobotState.robot``).
+
+    A chunk for another robot, or with no name, is refused: ``refused`` counts them, and
+    the first from each (sender, name) is logged as a warning naming both robots. The
+    robot does not hold for it: the chunk was never a command for this robot.
+    """
+
+    MAX_LOGGED = 64  # distinct (sender, name) pairs logged; after that, only counted
+
+    def __init__(self, robot: str, receiver: str) -> None:
+        self.robot = robot
+        self.receiver = receiver  # who refuses, for the log line: "sim node", "robot bridge so100"
+        self.refused = 0
+        self._logged: set[tuple[str, str]] = set()
+
+    def accepts(self, robot: str, sender: str = "") -> bool:
+        if robot == self.robot:
+            return True
+        self.refused += 1
+        key = (sender, robot)
+        if key not in self._logged and len(self._logged) < self.MAX_LOGGED:
+            self._logged.add(key)
+            log.warning(
+                "%s: refused action chunks for robot %r%s: this robot is %r; set the policy's robot name to %r "
+                "(ActionChunk.robot, as in this robot's RobotState); further ones are counted, not logged",
+                self.receiver, robot, f" from {sender}" if sender else "", self.robot, self.robot,
+            )
+        return False
+
+
+def chunk_sender(hops: list[tuple[str, int]] | None) -> str:
+    """The node that sent a chunk (its last hop), or "" when it carries no trace."""
+    return str(hops[-1][0]) if hops else ""
 
 
 def steps_to_run(chunk: np.ndarray, *, lockstep: bool, execute_steps: int, t_capture_ns: int, control_hz: float) -> np.ndarray:

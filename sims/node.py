@@ -17,8 +17,16 @@ Clocks:
   while the current one keeps executing; no action within the robot's
   ``deadline_ms`` and the watchdog holds the robot.
 
-Chunks computed from a frame of an earlier episode are dropped. The wire
-modules are imported inside ``run`` so ``sims`` needs no ZeroMQ to import.
+Every tick takes every message waiting on the actions input (real time) or
+waits for the chunk answering the frame (lockstep). Chunks computed from a
+frame of an earlier episode are dropped (stale); a chunk with ``frame_seq`` -1
+(protocol section 3: computed from no frame) cannot be stale and is executed
+like any other (logged once: its latency is not measured); a chunk whose
+``robot`` is not this sim's robot is refused
+(logged once per sender and name); a message that is no ActionChunk is dropped;
+a malformed chunk (kind, shape) is rejected and the robot holds. ``counters()``
+has them all, for telemetry. The wire modules are imported inside ``run`` so
+``sims`` needs no ZeroMQ to import.
 
     stop = threading.Event()
     node = SimNode(SimNodeConfig(task="reach", frames_endpoint="ipc:///tmp/x/frames",
@@ -40,7 +48,7 @@ import numpy as np
 
 from agentrt.errors import ActionError, ConfigError
 from sims.camera import CameraConfig
-from sims.chunks import ChunkQueue
+from sims.chunks import AddressCheck, ChunkQueue, chunk_sender
 from sims.clock import CLOCKS, make_clock
 from sims.env import SimEnv, SimEnvConfig
 from sims.loop import EpisodeResult, Tick, episode_video_path, run_episode
@@ -180,21 +188,32 @@ class _WireSource:
     def _accept(self, message: Any, queue: ChunkQueue, *, minimum_seq: int) -> bool:
         from agentrt.messages import ActionChunk
 
+        node = self.node
         if not isinstance(message, ActionChunk):
-            log.warning("sim node: expected an ActionChunk on its actions input, got %s; dropped", type(message).__name__)
+            node.not_chunks += 1
+            if node.not_chunks == 1 or node.not_chunks % 100 == 0:
+                log.warning("sim node: expected an ActionChunk on its actions input, got %s; dropped (%d so far)",
+                            type(message).__name__, node.not_chunks)
             return False
-        if message.frame_seq < minimum_seq:
+        if not node.address.accepts(message.robot, chunk_sender(message.hops)):
+            return False
+        if message.frame_seq == -1:
+            node.unframed_chunks += 1
+            if node.unframed_chunks == 1:
+                log.info("sim node: executing chunks with frame_seq -1 (computed from no frame) as they come; "
+                         "their capture-to-actuation latency is not measured")
+        elif message.frame_seq < minimum_seq:
             log.debug("dropped a stale chunk (frame %d < %d)", message.frame_seq, minimum_seq)
-            self.node.stale_chunks += 1
+            node.stale_chunks += 1
             return False
         try:
             queue.submit(message.action_kind, np.asarray(message.actions), frame_seq=message.frame_seq, t_capture_ns=message.t_capture_ns)
         except ActionError as exc:
             log.warning("sim node: rejected an action chunk: %s; the robot holds", exc)
-            self.node.env.robot.stats.rejected += 1
-            self.node.env.robot.hold()
+            node.env.robot.stats.rejected += 1
+            node.env.robot.hold()
             return False
-        if message.t_capture_ns > 0:
+        if message.t_capture_ns > 0 and message.frame_seq >= 0:
             self.latencies_ms.append((time.monotonic_ns() - message.t_capture_ns) / 1e6)
         return True
 
@@ -208,7 +227,21 @@ class SimNode:
         self.results: list[EpisodeResult] = []
         self.frame_seq = 0
         self.state_seq = 0
-        self.stale_chunks = 0
+        self.address = AddressCheck(config.robot, "sim node")  # chunks must name this sim's robot
+        self.stale_chunks = 0  # computed from a frame of an earlier episode (or, lockstep, an older frame)
+        self.unframed_chunks = 0  # frame_seq -1: taken, not tied to a frame
+        self.not_chunks = 0  # messages on the actions input that are no ActionChunk
+
+    def counters(self) -> dict[str, int]:
+        """The action input's counts, as telemetry counters (``agentrt.node``: ``bad.*`` and ``dropped.*`` add to
+        the run's bad and dropped totals)."""
+        return {
+            "bad.other_robot_chunks": self.address.refused,
+            "bad.not_chunks": self.not_chunks,
+            "bad.rejected_actions": self.env.robot.stats.rejected,
+            "dropped.stale_chunks": self.stale_chunks,
+            "unframed_chunks": self.unframed_chunks,
+        }
 
     def run(self, stop_event: threading.Event) -> list[EpisodeResult]:
         """Standalone: bind / connect the config's endpoints and run the episodes."""

@@ -22,10 +22,14 @@ Contract, for every implementation (``sims.check.check_robot`` verifies it):
 
 Actions (``Action.kind``):
 
-| kind           | values                                                      | units             |
-|----------------|-------------------------------------------------------------|-------------------|
-| ``ee_delta``   | (dx, dy, dz, gripper) or (dx, dy, dz, droll, dpitch, dyaw, gripper) | m, rad per control step; gripper 0 open .. 1 closed |
-| ``joint_target`` | arm joint positions, optionally + gripper               | rad; gripper 0 .. 1 |
+| kind           | values                                                      | units             | limits (``sims.safety``) |
+|----------------|-------------------------------------------------------------|-------------------|--------------------------|
+| ``ee_delta``   | (dx, dy, dz, gripper) or (dx, dy, dz, droll, dpitch, dyaw, gripper) | m, rad per control step; gripper 0 open .. 1 closed | steps clipped to ``max_ee_speed_m_s`` / ``max_ee_rot_speed_rad_s`` x period per axis; the target tool point clipped into the workspace box; a zero delta holds the tool point |
+| ``joint_target`` | arm joint positions, optionally + gripper               | rad; gripper 0 .. 1 | clipped to the joint limits; each action moves one control step toward it: joints by at most ``max_joint_speed_rad_s`` x period, the tool point (forward kinematics of the commanded joints) by at most ``max_ee_speed_m_s`` x period per axis and never out of the workspace box: a target outside it is not reached, the arm stops at the wall. Stream it (a chunk row per tick) to get there |
+
+Both kinds end in ``sims.safety.limit_joint_motion``: whatever joints an action
+(or its IK solution) asks for, their tool point is checked against the box and
+the speed limit before they are commanded.
 """
 
 from __future__ import annotations

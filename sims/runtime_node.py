@@ -13,9 +13,11 @@ control tick); input ``actions`` (ActionChunk, lossless). Params are the fields
 of `sims.node.SimConfig`; the episode logic, clocks and chunk handling are
 `sims.node.SimNode`'s, so a sim behaves the same standalone and supervised.
 Each received chunk's trace (capture -> hops -> arrival) goes to telemetry, and
-so does what it did not execute: ``bad.rejected_actions`` (actions, or whole
-chunks, the robot refused: wrong shape or kind; it holds) and
-``dropped.stale_chunks`` (chunks computed from a frame of an earlier episode).
+so do its chunk counters (``SimNode.counters``): ``bad.other_robot_chunks``
+(chunks for another robot, refused), ``bad.rejected_actions`` (actions, or
+whole chunks, the robot refused: wrong shape or kind; it holds),
+``bad.not_chunks``, ``dropped.stale_chunks`` (computed from a frame of an
+earlier episode) and ``unframed_chunks`` (frame_seq -1, executed).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class _Actions:
         self._pending: deque[Message] = deque()
 
     def recv(self, timeout_ms: int | None = None) -> Message | None:
+        self._node.count_chunks()  # polling may flush telemetry: fresh figures
         if not self._pending:
             for _name, message in self._node.poll_inputs(0 if timeout_ms is None else timeout_ms):
                 self._pending.append(message)
@@ -54,7 +57,6 @@ class _Actions:
             return None
         message = self._pending.popleft()
         self._node.stats.received["actions"] = self._node.stats.received.get("actions", 0) + 1
-        self._node.count_chunks()  # the previous chunk's fate is known by now
         if isinstance(message, ActionChunk):
             self._node.record_trace(message)
         return message
@@ -85,13 +87,14 @@ class SimulationNode(Node):
         return self._io.poll(int(timeout_ms * 1e6))
 
     def count_chunks(self) -> None:
-        """Copy what the sim did not execute into ``stats.counters`` (telemetry sends them)."""
-        self.stats.counters["bad.rejected_actions"] = self.sim.env.robot.stats.rejected
-        self.stats.counters["dropped.stale_chunks"] = self.sim.stale_chunks
+        """Copy the sim's chunk counters into ``stats.counters`` (telemetry sends them)."""
+        self.stats.counters.update(self.sim.counters())
 
     def run(self) -> None:
-        results = self.sim.run_on(_Output(self, "frames"), _Output(self, "state"), _Actions(self), _StopFlag(self))
-        self.count_chunks()
+        try:
+            results = self.sim.run_on(_Output(self, "frames"), _Output(self, "state"), _Actions(self), _StopFlag(self))
+        finally:
+            self.count_chunks()
         successes = sum(r.success for r in results)
         self.log.info("%d/%d episodes succeeded (%s)", successes, len(results), self.config.task)
 

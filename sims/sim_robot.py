@@ -1,27 +1,43 @@
 """A simulated arm in a PyBullet world, behind the shared ``Robot`` interface.
 
-End-effector deltas are turned into joint targets with PyBullet's damped
-least-squares IK (rest pose = home, so the null space stays near home); joints
-are position-controlled with a velocity cap, which is the maximum-velocity
-limit. The robot never steps physics: the world's owner does, so one clock
-drives robot and objects together.
+End-effector deltas are turned into joint targets with damped least-squares IK
+(``sims.kinematics`` on a private copy of the arm, rest pose = home, so the null
+space stays near home), refined until the tool point is where it was asked to
+be. The end-effector target is integrated from the previous target while the
+hand tracks it (within ``TRACKING_M``), so a zero delta holds the tool point
+still; a blocked hand restarts from where it is, so it never winds up a far
+target. Every joint command, from a ``joint_target`` or from IK, then goes
+through ``sims.safety.limit_joint_motion`` from the joints last commanded (the
+measured ones after a hold): the FK of the commanded joints is kept in the
+workspace box and within the Cartesian and joint speed limits, and never leads
+the measured tool point by more than two ee steps. Joints are position-controlled with a velocity cap
+(``max_joint_speed_rad_s``). The robot never steps physics: the world's owner
+does, so one clock drives robot and objects together.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from agentrt.errors import RobotError
 from sims.descriptions import RobotDescription, get_description
+from sims.kinematics import Kinematics
 from sims.robot import Robot, RobotConfig, RobotObservation
-from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace
+from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace, limit_joint_motion
 from sims.world import World, WorldConfig
 
-__all__ = ["SimRobot"]
+__all__ = ["SimRobot", "TRACKING_M"]
 
 log = logging.getLogger(__name__)
+
+# An ee_delta adds to the previous ee target while the measured tool point is this close to it (per axis):
+# a hand at rest sags less than this, so zero deltas hold it still. Farther (moving fast, blocked, pushed,
+# just released from a hold) it adds to the measured one, as the policies were trained: with 1 cm, a hand
+# pressing on a cube wound up a target 1 cm below it and the shipped nano VLA lost ~15 points of success.
+TRACKING_M = 0.002
 
 
 class SimRobot(Robot):
@@ -35,10 +51,11 @@ class SimRobot(Robot):
         self.body = -1
         self._lower = np.zeros(0)
         self._upper = np.zeros(0)
-        self._ranges = np.zeros(0)
-        self._movable: list[int] = []
         self._target_orn = np.array([0.0, 0.0, 0.0, 1.0])
+        self._ee_target: np.ndarray | None = None  # the tool point the last ee_delta asked for
+        self._joints_cmd: np.ndarray | None = None  # the arm joints last commanded
         self._gripper_cmd = 0.0
+        self._kinematics: Kinematics | None = None  # FK/IK on a private copy of the arm
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -60,10 +77,15 @@ class SimRobot(Robot):
                 self._world = World(WorldConfig())
                 created = True
             self.world.connect()
+            if self._kinematics is None:
+                d = self.description
+                self._kinematics = Kinematics(Path(self.world.data_path) / d.urdf, d.arm_joints, d.ee_link,
+                                              base_position=d.base_position, tcp_offset_m=d.tcp_offset_m)
             self.load()
         except Exception as exc:
             # Release what this call opened so a retry starts clean.
             self.body = -1
+            self._close_kinematics()
             if created and self._world is not None:
                 self._world.disconnect()
                 self._world = None
@@ -80,10 +102,8 @@ class SimRobot(Robot):
         if max(d.arm_joints + d.gripper_joints + (d.ee_link,)) >= n:
             raise RobotError(f"robot '{d.name}': the description names joint/link indices past {n - 1}; fix the table row")
         infos = [p.getJointInfo(self.body, j, physicsClientId=c) for j in range(n)]
-        self._movable = [j for j in range(n) if infos[j][2] != p.JOINT_FIXED]
         self._lower = np.array([infos[j][8] for j in d.arm_joints])
         self._upper = np.array([infos[j][9] for j in d.arm_joints])
-        self._ranges = self._upper - self._lower
         for j, q in zip(d.arm_joints, d.home, strict=True):
             p.resetJointState(self.body, j, q, 0.0, physicsClientId=c)
         for j in d.gripper_joints:
@@ -97,6 +117,7 @@ class SimRobot(Robot):
 
     def disconnect(self) -> None:
         self.body = -1
+        self._close_kinematics()
         if self._owns_world and self._world is not None:
             self._world.disconnect()
             self._world = None
@@ -144,6 +165,7 @@ class SimRobot(Robot):
         states = p.getJointStates(self.body, self.description.arm_joints, physicsClientId=c)
         self._command_joints(np.array([s[0] for s in states]))
         self._command_gripper(self._gripper_cmd)
+        self._ee_target = None
         self.holding = True
 
     # -- internals ---------------------------------------------------------------------------
@@ -151,74 +173,74 @@ class SimRobot(Robot):
         if not self.is_connected:
             raise RobotError(f"robot '{self.description.name}' is not connected: call connect() first")
 
+    @property
+    def kinematics(self) -> Kinematics:
+        if self._kinematics is None:
+            raise RobotError(f"robot '{self.description.name}' is not connected: call connect() first")
+        return self._kinematics
+
+    def tool_point(self, joints: np.ndarray) -> np.ndarray:
+        """Where the tool point would be with the arm joints at ``joints`` (forward kinematics, xyz in m)."""
+        return self.kinematics.forward(joints)[:3]
+
+    def _close_kinematics(self) -> None:
+        if self._kinematics is not None:
+            self._kinematics.close()
+            self._kinematics = None
+
     def _apply_ee_delta(self, values: np.ndarray) -> tuple[np.ndarray, bool]:
         p = self.world.p
         delta, clipped = clip_ee_delta(values, self.config)
-        pose = self.get_observation().ee_pose
-        # Position: from where the hand is (so a blocked hand does not wind up a far target).
-        target, outside = clip_to_workspace(pose[:3] + delta[:3], self.config)
+        obs = self.get_observation()
+        here = obs.ee_pose[:3]
+        # Position: from the previous target while the hand tracks it (zero deltas hold still instead of
+        # following the IK's and the motors' small errors), else from where the hand is (a blocked hand
+        # does not wind up a far target).
+        tracking = self._ee_target is not None and bool(np.all(np.abs(self._ee_target - here) <= TRACKING_M))
+        base = self._ee_target if tracking and self._ee_target is not None else here
+        target, outside = clip_to_workspace(base + delta[:3], self.config)
         if delta.shape[0] == 7:
             # Orientation: integrate on the commanded orientation, so small rotations do not drift.
             rot = p.getQuaternionFromEuler(delta[3:6].tolist())
             _, orn = p.multiplyTransforms([0, 0, 0], rot, [0, 0, 0], self._target_orn.tolist())
             self._target_orn = np.array(orn)
-        joints = self._ik(target, self._target_orn)
+        solution = self.kinematics.inverse(target, obs.joint_positions, orientation=self._target_orn,
+                                           rest=np.asarray(self.description.home))
+        # Cut short (the arm lags, or a wild IK solution), the step does not change the action: the target
+        # stays, and the arm goes on toward it while it tracks (TRACKING_M), as a motor's velocity cap would.
+        joints, _ = limit_joint_motion(solution, self._motion_start(obs), self.tool_point, self.config, measured=here)
         self._command_joints(joints)
+        self._ee_target = target
         self._gripper_cmd = float(delta[-1])
         self._command_gripper(self._gripper_cmd)
         sent = delta.copy()
-        sent[:3] = target - pose[:3]
+        sent[:3] = target - base
         return sent, clipped or outside
 
     def _apply_joint_target(self, values: np.ndarray) -> tuple[np.ndarray, bool]:
         sent, clipped = clip_joint_target(values, self._lower, self._upper)
-        self._command_joints(sent[: self.n_joints])
-        if sent.shape[0] > self.n_joints:
+        n = self.n_joints
+        obs = self.get_observation()
+        joints, limited = limit_joint_motion(sent[:n], self._motion_start(obs), self.tool_point, self.config,
+                                             measured=obs.ee_pose[:3])
+        self._command_joints(joints)
+        self._ee_target = None
+        sent[:n] = joints
+        if sent.shape[0] > n:
             self._gripper_cmd = float(sent[-1])
             self._command_gripper(self._gripper_cmd)
-        return sent, clipped
+        return sent, clipped or limited
 
-    def _ik(self, position: np.ndarray, orientation: np.ndarray) -> np.ndarray:
-        """Joint positions that put the tool point at ``position`` with ``orientation``."""
-        p, c, d = self.world.p, self.world.client, self.description
-        if any(d.tcp_offset_m):
-            rot = np.array(p.getMatrixFromQuaternion(orientation.tolist())).reshape(3, 3)
-            position = position - rot @ np.asarray(d.tcp_offset_m)
-        # IK works over all movable joints; pass limits/rest only where we know them (arm), home elsewhere.
-        lower, upper, ranges, rest = [], [], [], []
-        home = dict(zip(d.arm_joints, d.home, strict=True))
-        arm_index = {j: i for i, j in enumerate(d.arm_joints)}
-        for j in self._movable:
-            if j in arm_index:
-                i = arm_index[j]
-                lower.append(self._lower[i])
-                upper.append(self._upper[i])
-                ranges.append(self._ranges[i])
-                rest.append(home[j])
-            else:
-                state = p.getJointState(self.body, j, physicsClientId=c)
-                lower.append(state[0] - 1e-3)
-                upper.append(state[0] + 1e-3)
-                ranges.append(2e-3)
-                rest.append(state[0])
-        solution = p.calculateInverseKinematics(
-            self.body,
-            d.ee_link,
-            position.tolist(),
-            orientation.tolist(),
-            lowerLimits=lower,
-            upperLimits=upper,
-            jointRanges=ranges,
-            restPoses=rest,
-            maxNumIterations=50,
-            residualThreshold=1e-4,
-            physicsClientId=c,
-        )
-        by_joint = dict(zip(self._movable, solution, strict=True))
-        return np.clip(np.array([by_joint[j] for j in d.arm_joints]), self._lower, self._upper)
+    def _motion_start(self, obs: RobotObservation) -> np.ndarray:
+        """Where this step's motion starts: the joints last commanded (the measured ones after a hold).
+        Not the measured joints: position control sags below its command under gravity, so commanding
+        the measured joints step after step would sink the arm by that error every step (a hand that
+        cannot keep up is handled by limit_joint_motion's ``measured`` checks instead)."""
+        return obs.joint_positions if self._joints_cmd is None else self._joints_cmd
 
     def _command_joints(self, positions: np.ndarray) -> None:
         p, c, d = self.world.p, self.world.client, self.description
+        self._joints_cmd = np.array(positions, dtype=np.float64)
         for j, q in zip(d.arm_joints, positions, strict=True):
             p.setJointMotorControl2(
                 self.body,

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     print(f"agentrt bridge: stopped; {bridge.states_sent} states sent, {bridge.chunks} chunks executed, "
+          f"{bridge.malformed} malformed messages, {bridge.refused} chunks for another robot, "
           f"{arm.stats.clipped} clipped, {arm.stats.rejected} rejected, {arm.stats.watchdog_holds} watchdog holds")
     return 0
 

@@ -6,7 +6,10 @@ once per control tick, sends the plan's next action (if any), runs the
 watchdog (hold after ``deadline_ms``, and on a ``BusArm`` torque off after
 ``release_after_ms``), reads the robot and returns a ``RobotState``. A
 malformed chunk or action is counted, logged and dropped, and the robot holds;
-a robot failure (``RobotError``: the bus) propagates.
+a chunk for another robot (``ActionChunk.robot`` is not ``name``) is refused,
+counted and logged once per sender and name; a robot failure (``RobotError``:
+the bus) propagates. ``executed_chunks`` counts chunks of which at least one
+step reached the robot, each once.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from agentrt.errors import ActionError
 from agentrt.messages import ActionChunk, Message, RobotState, now_ns
-from sims.chunks import ChunkQueue
+from sims.chunks import AddressCheck, ChunkQueue, QueuedChunk, chunk_sender
 from sims.robot import Robot
 
 __all__ = ["Actuator"]
@@ -32,16 +35,35 @@ class Actuator:
         self.robot = robot
         self.name = name
         self.queue = ChunkQueue()
+        self.address = AddressCheck(name, name)
         self.seq = 0
         self.bad_chunks = 0  # not an ActionChunk, or malformed: dropped
         self.bad_actions = 0  # refused by the robot (ActionError)
+        self.executed_chunks = 0  # chunks with at least one step sent to the robot
+        self._last_executed: QueuedChunk | None = None
         self._warned_dt = False
+
+    @property
+    def refused_chunks(self) -> int:
+        """Chunks addressed to another robot."""
+        return self.address.refused
+
+    def counters(self) -> dict[str, int]:
+        """The counts as telemetry counters (``agentrt.node``: ``bad.*`` ones add to the run's bad total)."""
+        return {
+            "executed_chunks": self.executed_chunks,
+            "bad.other_robot_chunks": self.refused_chunks,
+            "bad.malformed_chunks": self.bad_chunks,
+            "bad.rejected_actions": self.bad_actions,
+        }
 
     def submit(self, message: Message) -> bool:
         """Take a chunk; False (and the robot holds) for anything that is not a well-formed ActionChunk."""
         if not isinstance(message, ActionChunk):
             self.bad_chunks += 1
             log.warning("%s: expected an ActionChunk, got %s; dropped", self.name, type(message).__name__)
+            return False
+        if not self.address.accepts(message.robot, chunk_sender(message.hops)):
             return False
         try:
             self.queue.submit(message.action_kind, np.asarray(message.actions),
@@ -63,12 +85,17 @@ class Actuator:
         """One control tick: next action, watchdog, observation."""
         action = self.queue.next()
         if action is not None:
+            chunk = self.queue.last
             try:
                 self.robot.send_action(action)
             except ActionError as exc:
                 self.bad_actions += 1
                 self.queue.clear()
                 log.warning("%s: %s", self.name, exc)
+            else:
+                if chunk is not None and chunk is not self._last_executed:
+                    self._last_executed = chunk
+                    self.executed_chunks += 1
         self.robot.enforce_watchdog()
         obs = self.robot.get_observation()
         state = RobotState(self.name, self.seq, now_ns(), obs.joint_positions, obs.joint_velocities,

@@ -5,7 +5,7 @@ SYNC_WRITE of goal positions. Limits are the same as in simulation
 (``sims.safety``) plus the calibrated joint ranges and a per-step joint speed
 cap (``max_joint_speed_rad_s`` x control period, measured from the previous
 goal). End-effector deltas go through position IK on the arm's URDF
-(``sims.real.ik``); on these 5-joint arms a 7-value ee_delta turns the wrist
+(``sims.kinematics``); on these 5-joint arms a 7-value ee_delta turns the wrist
 roll by ``droll`` and cannot apply ``dpitch`` / ``dyaw`` (sent back as 0, counted as clipped).
 
 Safety on hardware:
@@ -41,12 +41,12 @@ from typing import TypeVar
 import numpy as np
 
 from agentrt.errors import ConfigError, RobotError
+from sims.kinematics import Kinematics
 from sims.real.arms import ArmModel, get_arm
 from sims.real.bus import BusConfig, BusError, ServoBus, Transport
 from sims.real.calibration import Calibration, load_calibration, nominal_calibration
-from sims.real.ik import Kinematics
 from sims.robot import Action, Robot, RobotConfig, RobotObservation
-from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace
+from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace, limit_joint_motion
 
 __all__ = ["BusArmConfig", "BusArm"]
 
@@ -317,10 +317,17 @@ class BusArm(Robot):
         self._write_goal()
         return changed
 
+    def _tool_point(self, q: np.ndarray) -> np.ndarray:
+        assert self.kinematics is not None
+        return self.kinematics.forward(q)[:3]
+
     def _joint_target(self, values: np.ndarray) -> tuple[np.ndarray, bool]:
         sent, clipped = clip_joint_target(values, self._lower, self._upper)
         n = self.n_joints
-        capped = self._move_to(sent[:n], float(sent[n]) if sent.shape[0] > n else None)
+        # From the last goal: the tool point of the joints commanded stays in the box and within the speeds.
+        joints, _ = limit_joint_motion(sent[:n], self._goal, self._tool_point, self.config)
+        self._move_to(joints, float(sent[n]) if sent.shape[0] > n else None)
+        capped = bool(np.any(np.abs(self._goal - sent[:n]) > 1e-12))
         sent[:n] = self._goal
         return sent, clipped or capped
 
@@ -338,7 +345,10 @@ class BusArm(Robot):
             clipped = clipped or bool(np.any(delta[4:6] != 0.0))
             sent[4:6] = 0.0  # a 5-joint arm cannot pitch / yaw the tool freely
         solution = np.clip(solution, self._lower, self._upper)
-        capped = self._move_to(solution, float(delta[-1]))
+        # The IK solution obeys the same checks as a joint target (an IK that lands elsewhere stops at the box).
+        joints, _ = limit_joint_motion(solution, self._goal, self._tool_point, self.config, measured=pose[:3])
+        self._move_to(joints, float(delta[-1]))
+        capped = bool(np.any(np.abs(self._goal - solution) > 1e-12))
         sent[:3] = target - pose[:3]
         return sent, clipped or outside or capped
 

@@ -77,8 +77,31 @@ class RobotBridge:
         self.actions_address = ""
         self.ready = threading.Event()  # set once the sockets are bound and the robot is connected
         self.states_sent = 0
-        self.chunks = 0
         self.actuator: Actuator | None = None
+        self._actions: Subscriber | None = None
+
+    @property
+    def chunks(self) -> int:
+        """Chunks executed: at least one step reached the robot (each chunk counted once)."""
+        return self.actuator.executed_chunks if self.actuator is not None else 0
+
+    @property
+    def malformed(self) -> int:
+        """Messages dropped on the actions port: undecodable (wire), torn, not an ActionChunk, or a bad chunk."""
+        wire = self._actions.stats.bad + self._actions.stats.torn if self._actions is not None else 0
+        return wire + (self.actuator.bad_chunks if self.actuator is not None else 0)
+
+    @property
+    def refused(self) -> int:
+        """Chunks addressed to another robot."""
+        return self.actuator.refused_chunks if self.actuator is not None else 0
+
+    def counters(self) -> str:
+        s = self.robot.stats
+        bad_actions = self.actuator.bad_actions if self.actuator is not None else 0
+        return (f"{self.states_sent} states, {self.chunks} chunks executed, {self.malformed} malformed messages, "
+                f"{self.refused} chunks for another robot, {bad_actions} bad actions; actions {s.actions}, "
+                f"clipped {s.clipped}, rejected {s.rejected}, watchdog holds {s.watchdog_holds}")
 
     def run(self, stop: threading.Event) -> None:
         import zmq
@@ -99,6 +122,7 @@ class RobotBridge:
         ):
             self.state_address = states.bound_address
             self.actions_address = actions.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            self._actions = actions
             self.robot.connect()
             try:
                 self.actuator = Actuator(self.robot, cfg.name or self.robot.config.robot)
@@ -108,7 +132,7 @@ class RobotBridge:
                 self._loop(stop, states, actions, self.actuator)
             finally:
                 self.robot.disconnect()
-                log.info("robot bridge: robot disconnected after %d states and %d chunks", self.states_sent, self.chunks)
+                log.info("robot bridge: robot disconnected after %s", self.counters())
 
     def _loop(self, stop: threading.Event, states: Publisher, actions: Subscriber, actuator: Actuator) -> None:
         period = self.robot.config.control_dt_s
@@ -119,7 +143,7 @@ class RobotBridge:
             while (remaining := next_tick - time.monotonic()) > 0:
                 message = recv(timeout_ms=max(1, int(remaining * 1000)))
                 if message is not None:
-                    self.chunks += int(actuator.submit(message))
+                    actuator.submit(message)
             send(actuator.step())
             self.states_sent += 1
             now = time.monotonic()
@@ -128,6 +152,4 @@ class RobotBridge:
                 next_tick = now + period
             if now >= next_status:
                 next_status = now + self.config.status_every_s
-                s = self.robot.stats
-                log.info("robot bridge: %d states, %d chunks (%d bad), actions %d, clipped %d, rejected %d, watchdog holds %d",
-                         self.states_sent, self.chunks, actuator.bad_chunks, s.actions, s.clipped, s.rejected, s.watchdog_holds)
+                log.info("robot bridge: %s", self.counters())

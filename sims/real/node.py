@@ -9,7 +9,9 @@
 
 ``params`` are the fields of ``sims.real.arm.BusArmConfig``; ``dry_run: true``
 opens no port and logs every servo write. Teardown (Stop from Ctrl-C or the
-supervisor's shutdown, or after a crash) turns the torque off.
+supervisor's shutdown, or after a crash) turns the torque off. Chunks must name
+this arm (``ActionChunk.robot`` = ``robot``); the actuator's counters (executed,
+for another robot, malformed) go to telemetry.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ArmNode(Node):
                 self.actuator.submit(event.message)
             elif isinstance(event, Tick):
                 self.send("state", self.actuator.step())
+                self.stats.counters.update(self.actuator.counters())
 
     def teardown(self) -> None:
         arm = getattr(self, "arm", None)

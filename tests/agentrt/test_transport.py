@@ -95,6 +95,28 @@ def test_receiver_counts_and_drops_bad_messages_and_keeps_going() -> None:
         assert sub.stats.bad == 3 and "version 9" in sub.stats.last_error
 
 
+def test_malformed_messages_ahead_of_a_good_one_do_not_delay_it() -> None:
+    """Item 15.4: a receiver that takes what is waiting (``recv(timeout_ms=0)``) skips every malformed
+    message to the good one behind them, instead of returning None at the first bad one."""
+    from agentrt import wire
+
+    address = "inproc://agentrt-test-malformed-flood"
+    with Subscriber(address, lossless=True, bind=True) as sub:
+        raw = zmq.Context.instance().socket(zmq.PUSH)
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.connect(address)
+        try:
+            for i in range(200):
+                raw.send(b"not a message %d" % i)
+            raw.send(wire.encode(Answer("q-1", 0, now_ns(), "behind the flood", done=True)))
+            assert sub.socket.poll(2000)  # inproc: everything sent is queued by now
+            message = sub.recv(timeout_ms=0)
+        finally:
+            raw.close()
+        assert isinstance(message, Answer) and message.text == "behind the flood"
+        assert sub.stats.bad == 200
+
+
 def test_large_frames_on_ipc_go_through_shared_memory_and_are_exact() -> None:
     address = endpoint("big")
     image = pattern(3, 480, 640)

@@ -50,6 +50,7 @@ def test_node_answers_a_frame_with_a_chunk_echoing_its_seq() -> None:
     # Then the repeated frame is answered once.
     assert len(chunks) == 1 and isinstance(chunks[0], ActionChunk)
     assert chunks[0].frame_seq == 7 and chunks[0].t_capture_ns == 123 and chunks[0].actions.shape[1] == 4
+    assert chunks[0].robot == "panda"  # addressed to the robot whose state it planned from (the sim refuses others)
     assert node.episode == 0 and node.instruction(state) == "touch the red cube"
     harness.close()
 

@@ -126,3 +126,55 @@ def test_node_realtime_holds_without_actions_and_stops(tmp_path: Path) -> None:
             thread.join(timeout=15)
     assert not thread.is_alive()
     assert node.env.robot.stats.actions >= 1
+
+
+def test_a_real_time_tick_takes_every_waiting_message_and_accounts_for_each(caplog: pytest.LogCaptureFixture) -> None:
+    """Items 15.2 and 15.4: one real-time tick (one ``fetch``) takes the chunk behind 200 malformed messages;
+    a chunk with frame_seq -1 ("none") is executed and counted; chunks for another robot are refused, counted
+    and logged once however many come."""
+    import logging
+
+    import zmq
+
+    from agentrt import wire
+    from sims.chunks import ChunkQueue
+    from sims.node import SimConfig, _WireSource
+
+    node = SimNode(SimConfig(task="reach", robot="panda", clock="realtime", renderer="tiny"))
+    address = "inproc://agentrt-test-sim-actions"
+    zeros = np.zeros((3, 4), np.float32)
+    with transport.Subscriber(address, lossless=True, bind=True) as actions, caplog.at_level(logging.INFO):
+        raw = zmq.Context.instance().socket(zmq.PUSH)
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.connect(address)
+        try:
+            source = _WireSource(node, None, None, actions)
+            node.frame_seq = 10
+            source.start_episode(1)  # this episode's frames start at seq 10
+            for i in range(200):
+                raw.send(b"not a message %d" % i)
+            raw.send(wire.encode(messages.ActionChunk("kuka_iiwa", 0, 12, 0, "ee_delta", zeros, 50.0)))
+            raw.send(wire.encode(messages.ActionChunk("panda", 1, 3, 0, "ee_delta", zeros, 50.0)))  # an old episode's
+            raw.send(wire.encode(messages.ActionChunk("panda", 2, -1, 0, "ee_delta", zeros, 50.0)))  # from no frame
+            assert actions.socket.poll(2000)
+            queue = ChunkQueue()
+            source.fetch(queue, wait=False, stop=threading.Event())  # one real-time tick
+            assert queue.remaining == 3 and actions.stats.bad == 200
+            assert node.counters() == {"bad.other_robot_chunks": 1, "bad.not_chunks": 0, "bad.rejected_actions": 0,
+                                       "dropped.stale_chunks": 1, "unframed_chunks": 1}
+            # A flood of chunks for another robot: all counted, one log line; the plan in progress is untouched.
+            for seq in range(50):
+                raw.send(wire.encode(messages.ActionChunk("kuka_iiwa", 3 + seq, 12, 0, "ee_delta", zeros, 50.0)))
+            assert actions.socket.poll(2000)
+            source.fetch(queue, wait=False, stop=threading.Event())
+            assert node.counters()["bad.other_robot_chunks"] == 51 and queue.remaining == 3
+            # Lockstep waits for the chunk answering its frame: one computed from no frame answers it too.
+            raw.send(wire.encode(messages.ActionChunk("panda", 60, -1, 0, "ee_delta", zeros[:2], 50.0)))
+            queue.clear()
+            source.fetch(queue, wait=True, stop=threading.Event())
+            assert queue.remaining == 2 and node.counters()["unframed_chunks"] == 2
+        finally:
+            raw.close()
+    refusals = [r.getMessage() for r in caplog.records if "kuka_iiwa" in r.getMessage()]
+    assert len(refusals) == 1 and "this robot is 'panda'" in refusals[0], refusals
+    assert sum("frame_seq -1" in r.getMessage() for r in caplog.records) == 1

@@ -9,6 +9,7 @@ from agentrt.errors import ActionError, ConfigError, RobotError
 from sims.check import check_robot
 from sims.descriptions import ROBOTS
 from sims.robot import Action, RobotConfig
+from sims.safety import clip_joint_target, workspace_excess
 from sims.sim_robot import SimRobot
 from sims.world import World
 
@@ -53,11 +54,59 @@ def test_out_of_limit_actions_are_clipped_and_counted(panda: SimRobot) -> None:
     # Inside the limits: nothing clipped, nothing counted.
     panda.send_action(Action.ee_delta([0.001, 0.0, 0.0], 0.5))
     assert panda.stats.clipped == 1
-    # Joint targets past a joint limit are clipped to it.
+    # Joint targets past a joint limit are clipped to it; the robot goes one control step toward it.
     lower, upper = panda.joint_limits
+    assert np.allclose(clip_joint_target(upper + 1.0, lower, upper)[0], upper)
     sent = panda.send_action(Action.joint_target(upper + 1.0))
-    assert np.allclose(sent.values, upper)
+    assert np.all(sent.values <= upper) and np.all(sent.values >= lower)
     assert panda.stats.clipped == 2
+
+
+def test_joint_targets_keep_the_tool_point_in_the_box_and_under_the_speed_limit(panda: SimRobot) -> None:
+    """Item 15.1: joint targets obey the workspace box and the Cartesian speed limit, measured in sim time."""
+    cfg = panda.config
+    home = panda.get_observation().joint_positions
+    swings = [  # each drives the tool point out of the box if followed
+        home + [2.5, 1.0, 0, 0, 0, 0, 0],  # sideways and down: y > 0.45, then through the floor
+        home + [-2.5, 1.5, 0, 0, 0, 0, 0],  # the other way
+        home + [2.9, 0.0, 0, 0, 0, 0, 0],  # behind the base: x < 0.2
+        home + [0.0, -1.2, 0, 1.0, 0, -1.0, 0],  # up and back: z > 0.65
+    ]
+    excess, speeds = [], []
+    travelled = 0.0
+    prev = panda.get_observation().ee_pose[:3]
+    for target in swings:
+        for _ in range(60):
+            step(panda, Action.joint_target(target, 0.0))
+            here = panda.get_observation().ee_pose[:3]
+            excess.append(float(workspace_excess(here, cfg).max()))
+            speeds.append(float(np.abs(here - prev).max()) * cfg.control_hz)  # per axis, over one step of sim time
+            travelled += float(np.linalg.norm(here - prev))
+            prev = here
+    assert max(excess) <= 0.002, f"tool point {max(excess) * 1000:.1f} mm outside the box"
+    # The commanded tool point moves at most max_ee_speed_m_s; the measured one follows it under position control.
+    assert max(speeds) <= 1.05 * cfg.max_ee_speed_m_s, f"tool point at {max(speeds):.2f} m/s"
+    assert panda.stats.clipped > 0 and travelled > 0.3  # limited, not frozen
+    # A target whose tool point is inside the box is reached.
+    inside = home + [0.4, 0.2, 0, 0.2, 0, 0, 0]
+    step(panda, Action.joint_target(inside, 0.0), n=60)
+    np.testing.assert_allclose(panda.get_observation().joint_positions, inside, atol=0.01)
+
+
+@pytest.mark.parametrize("name", sorted(ROBOTS))
+def test_zero_ee_deltas_hold_the_tool_point(name: str) -> None:
+    """Item 15.3: a zero ee_delta holds the tool point still, at home and after a move."""
+    with SimRobot(RobotConfig(robot=name)) as robot:
+        for moved in (False, True):
+            if moved:
+                step(robot, Action.ee_delta([0.02, -0.015, -0.01], 0.0), n=6)
+                step(robot, n=4)
+            start = robot.get_observation().ee_pose[:3]
+            drift = []
+            for _ in range(50):
+                step(robot, Action.ee_delta([0.0, 0.0, 0.0], 0.0))
+                drift.append(float(np.linalg.norm(robot.get_observation().ee_pose[:3] - start)))
+            assert max(drift) < 0.002, f"{name}: the tool point moved {max(drift) * 1000:.1f} mm (moved first: {moved})"
 
 
 def test_workspace_box_holds_the_hand(panda: SimRobot) -> None:

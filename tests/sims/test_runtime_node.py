@@ -60,8 +60,28 @@ def test_chunks_the_sim_did_not_execute_are_counted_for_telemetry() -> None:
     harness = MockNode(SimulationNode, params={"task": "reach", "episodes": 1, "clock": "lockstep",
                                                "camera_width": 32, "camera_height": 32, "renderer": "tiny"})
     try:
-        # dims 5 is no ee_delta (4 or 7): the robot refuses both rows; then a chunk from before the episode began
-        harness.run(inputs=[("actions", chunk(0, 10**6, 5)), ("actions", chunk(1, -1, 4))])
+        # dims 5 is no ee_delta (4 or 7): the robot refuses both rows; then a chunk from the first frame, which the
+        # sim no longer waits for (frame_seq -1 would be a chunk from no frame: executed, protocol section 3)
+        harness.run(inputs=[("actions", chunk(0, 10**6, 5)), ("actions", chunk(1, 0, 4))])
     finally:
         harness.close()
-    assert harness.node.stats.counters == {"bad.rejected_actions": 2, "dropped.stale_chunks": 1}
+    assert harness.node.stats.counters == {"bad.rejected_actions": 2, "dropped.stale_chunks": 1,
+                                           "bad.other_robot_chunks": 0, "bad.not_chunks": 0, "unframed_chunks": 0}
+
+
+def test_chunks_for_another_robot_are_refused_and_the_count_reaches_telemetry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 15.2 under the supervisor: a policy addressing another robot moves nothing, and the refusals
+    show in the sim's telemetry and the run's bad count."""
+    monkeypatch.setenv("AGENTRT_RUN_DIR", str(tmp_path / "run"))
+    results = tmp_path / "results.jsonl"
+    launch = tmp_path / "sim_other_robot.yaml"
+    text = LAUNCH.format(results=results).replace("robot: panda", "robot: kuka_iiwa").replace("clock: lockstep", "clock: realtime")
+    launch.write_text(text)
+    supervisor = Supervisor(load_launch(launch), config=SupervisorConfig(heartbeat_ms=100, telemetry_ms=100))
+    supervisor.run(duration_s=8)
+    sim = supervisor.telemetry.nodes["sim"]
+    assert sim.total("bad.other_robot_chunks") > 0
+    assert supervisor.telemetry.summary()["nodes"]["sim"]["bad"] >= sim.total("bad.other_robot_chunks")
+    assert sim.total("unframed_chunks") == 0 and sim.total("bad.rejected_actions") == 0

@@ -16,6 +16,7 @@ from sims.real.bus import BusConfig, BusError, ServoBus
 from sims.real.calibration import Calibrator, load_calibration, nominal_calibration
 from sims.real.emulator import PtyBusEmulator
 from sims.robot import Action
+from sims.safety import workspace_excess
 
 from .conftest import ARM_OF, IDS, arm_config, wait_until
 
@@ -41,19 +42,62 @@ def test_connect_holds_where_the_arm_is_and_disconnect_turns_the_torque_off(
     arm.disconnect()  # twice is fine
 
 
-def test_joint_targets_are_clipped_to_limits_and_speed(arm: BusArm, emulator: PtyBusEmulator) -> None:
-    lower, upper = arm.joint_limits
-    start = arm.get_observation().joint_positions
-    sent = arm.send_action(Action.joint_target(upper + 1.0, gripper=0.0))
-    step = arm.config.max_joint_speed_rad_s / arm.config.control_hz
-    assert np.all(np.abs(sent.values[:5] - start) <= step + 1e-9)
-    assert arm.stats.clipped == 1
-    assert arm.calibration is not None
-    expected = arm.calibration.to_steps(sent.values[:5])
-    assert wait_until(lambda: [emulator.bank.value(i, "goal_position") for i in IDS[:5]] == expected.tolist())
-    for _ in range(200):
+def test_joint_targets_are_clipped_to_limits_and_speed(protocol: str, emulator: PtyBusEmulator, calibration_file: Path) -> None:
+    # A box and tool speed that never bind, so the joint ranges and the joint speed cap are what is tested here
+    # (the workspace box: test_joint_targets_keep_the_tool_point_in_the_box_and_under_the_speed_limit).
+    arm = BusArm(arm_config(protocol, emulator.port, calibration_file, workspace_min_m=(-2.0, -2.0, -2.0),
+                            workspace_max_m=(2.0, 2.0, 2.0), max_ee_speed_m_s=100.0))
+    arm.connect()
+    try:
+        lower, upper = arm.joint_limits
+        start = arm.get_observation().joint_positions
         sent = arm.send_action(Action.joint_target(upper + 1.0, gripper=0.0))
-    np.testing.assert_allclose(sent.values[:5], upper)  # never past the calibrated range
+        step = arm.config.max_joint_speed_rad_s / arm.config.control_hz
+        assert np.all(np.abs(sent.values[:5] - start) <= step + 1e-9)
+        assert arm.stats.clipped == 1
+        assert arm.calibration is not None
+        expected = arm.calibration.to_steps(sent.values[:5])
+        assert wait_until(lambda: [emulator.bank.value(i, "goal_position") for i in IDS[:5]] == expected.tolist())
+        for _ in range(200):
+            sent = arm.send_action(Action.joint_target(upper + 1.0, gripper=0.0))
+        np.testing.assert_allclose(sent.values[:5], upper)  # never past the calibrated range
+    finally:
+        arm.disconnect()
+
+
+def test_joint_targets_keep_the_tool_point_in_the_box_and_under_the_speed_limit() -> None:
+    """Item 15.1 on the SO-100 dry run: joint targets obey the workspace box and the tool speed limit."""
+    arm = BusArm(BusArmConfig(robot="so100", dry_run=True, watchdog_thread=False))
+    arm.connect()
+    try:
+        cfg = arm.config
+        swings = [  # each drives the tool point out of the box if followed
+            np.array([0.0, 1.5, 0.0, 0.0, 0.0]),  # forward and down: z < 0.01
+            np.array([1.7, 1.5, -1.5, 1.5, 0.0]),  # sideways and down
+            np.array([-1.7, -1.7, 1.7, 0.0, 0.0]),  # back over the base: x < 0.05
+            np.array([0.0, -1.0, -1.0, 0.0, 0.0]),  # up: z > 0.35
+        ]
+        excess, speeds = [], []
+        travelled = 0.0
+        prev = arm.get_observation().ee_pose[:3]
+        for target in swings:
+            for _ in range(80):
+                arm.send_action(Action.joint_target(target, gripper=0.0))
+                here = arm.get_observation().ee_pose[:3]  # the emulated servos are where they were told
+                excess.append(float(workspace_excess(here, cfg).max()))
+                speeds.append(float(np.abs(here - prev).max()) * cfg.control_hz)  # per axis, per control step
+                travelled += float(np.linalg.norm(here - prev))
+                prev = here
+        assert max(excess) <= 0.002, f"tool point {max(excess) * 1000:.1f} mm outside the box"
+        # Plus one servo step (0.09 degrees) of rounding per joint: ~1 mm at the tool.
+        assert max(speeds) <= cfg.max_ee_speed_m_s + 0.001 * cfg.control_hz, f"tool point at {max(speeds):.2f} m/s"
+        assert arm.stats.clipped > 0 and travelled > 0.2  # limited, not frozen
+        inside = np.array([0.3, -0.4, 0.3, 0.2, 0.0])  # a target whose tool point is in the box is reached
+        for _ in range(60):
+            sent = arm.send_action(Action.joint_target(inside, gripper=0.0))
+        np.testing.assert_allclose(sent.values[:5], inside, atol=1e-9)
+    finally:
+        arm.disconnect()
 
 
 def test_ee_delta_moves_the_tool_point_through_ik(arm: BusArm) -> None:
@@ -194,7 +238,8 @@ def test_the_dry_run_arm_logs_the_servo_writes(caplog: pytest.LogCaptureFixture)
     arm = BusArm(BusArmConfig(robot="so100", dry_run=True, port="/dev/ttyNOPE-agentrt", watchdog_thread=False))
     with caplog.at_level(logging.INFO, logger="sims.real.bus"):
         arm.connect()
-        arm.send_action(Action.joint_target(np.full(5, 0.01), gripper=1.0))
+        # The pan joint alone: 0.01 rad on all five would move the tool past max_ee_speed_m_s in one step.
+        arm.send_action(Action.joint_target([0.01, 0.0, 0.0, 0.0, 0.0], gripper=1.0))
         arm.disconnect()
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("dry run: SYNC_WRITE goal_position (addr 42, 2 B): 1=2055 ") for line in lines), lines

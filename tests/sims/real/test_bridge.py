@@ -76,7 +76,8 @@ def test_the_bridge_serves_state_and_executes_chunks_over_tcp_with_curve(
             Publisher(actions_address, lossless=True, bind=False, socket_setup=setup) as actions:
         first = _state(states)
         assert first.robot == "so100" and first.joint_positions.shape == (5,) and first.ee_pose.shape == (7,)
-        target = np.array([[0.05, 0.05, 0.05, 0.05, 0.05, 1.0]] * 4, np.float32)
+        # 10 steps: at max_ee_speed_m_s (0.15 m/s, 5 mm a step) the tool point needs 7 to get there.
+        target = np.array([[0.05, 0.05, 0.05, 0.05, 0.05, 1.0]] * 10, np.float32)
         actions.send(ActionChunk("so100", 0, 7, now_ns(), "joint_target", target, 33.3))
         for _ in range(200):
             state = _state(states)
@@ -162,7 +163,7 @@ def test_remote_robot_node_forwards_chunks_to_the_bridge_and_its_state_back() ->
         node = MockNode(RemoteRobot, params={"address": "127.0.0.1", "state_port": state_port,
                                              "actions_port": actions_port, "insecure": True})
         try:
-            target = np.array([[0.05] * 5 + [0.0]] * 2, np.float32)
+            target = np.array([[0.05] * 5 + [0.0]] * 10, np.float32)  # 7 steps at the tool speed limit
             node.run(inputs=[("actions", ActionChunk("so100", 0, 0, 0, "joint_target", target, 33.3))])
             for _ in range(500):
                 states = frames_of(node.run(ticks=1), "state")
@@ -177,3 +178,44 @@ def test_remote_robot_node_forwards_chunks_to_the_bridge_and_its_state_back() ->
         stop.set()
         thread.join(timeout=20)
     assert bridge.chunks == 1 and not arm.is_connected
+
+
+def test_the_bridge_counts_every_malformed_message_and_each_executed_chunk_once() -> None:
+    """Item 15.12: malformed messages of every kind reach the bridge's counters; executed chunks count once."""
+    import zmq
+
+    from agentrt import wire
+    from agentrt.messages import Telemetry
+    from sims.real.arm import BusArmConfig
+
+    arm = BusArm(BusArmConfig(robot="so100", dry_run=True, watchdog_thread=False))
+    bridge = RobotBridge(arm, BridgeConfig(bind="127.0.0.1", state_port=0, actions_port=0, insecure=True))
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,))
+    thread.start()
+    raw = zmq.Context.instance().socket(zmq.PUSH)
+    raw.setsockopt(zmq.LINGER, 0)
+    try:
+        assert bridge.ready.wait(20)
+        raw.connect(bridge.actions_address)
+        for i in range(5):
+            raw.send(b"not a message %d" % i)  # undecodable
+        raw.send(wire.encode(Telemetry("x", 0, 0)))  # not an ActionChunk
+        raw.send(wire.encode(ActionChunk("so100", 0, -1, 0, "fly", np.zeros((1, 6), np.float32), 33.3)))  # bad kind
+        raw.send(wire.encode(ActionChunk("koch", 1, -1, 0, "joint_target", np.zeros((1, 6), np.float32), 33.3)))
+        raw.send(wire.encode(ActionChunk("so100", 2, -1, 0, "joint_target", np.zeros((2, 9), np.float32), 33.3)))
+        target = np.array([[0.02, 0.0, 0.0, 0.0, 0.0, 0.0]] * 10, np.float32)
+        raw.send(wire.encode(ActionChunk("so100", 3, -1, 0, "joint_target", target, 33.3)))
+        with Subscriber(bridge.state_address) as states:
+            for _ in range(300):
+                if abs(_state(states).joint_positions[0] - 0.02) < 2e-3:
+                    break
+            else:
+                pytest.fail("the good chunk was not executed")
+    finally:
+        raw.close()
+        stop.set()
+        thread.join(timeout=20)
+    assert bridge.malformed == 7 and bridge.refused == 1
+    assert bridge.chunks == 1  # the one with the wrong width reached the arm and was refused, or was replaced
+    assert "7 malformed messages, 1 chunks for another robot" in bridge.counters()

@@ -39,12 +39,13 @@ def test_the_launch_file_takes_the_dry_run_override() -> None:
 def test_the_arm_node_executes_chunks_and_turns_the_torque_off_at_teardown(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="sims.real.bus"):
         node = MockNode(ArmNode, params={"robot": "so100", "dry_run": True, "watchdog_thread": False})
-        sent = node.run(inputs=[("actions", chunk("joint_target", [[0.05] * 5 + [1.0]] * 3))], ticks=5)
+        # 8 steps: at max_ee_speed_m_s (0.15 m/s, 5 mm a step) the tool point needs 7 to get there.
+        sent = node.run(inputs=[("actions", chunk("joint_target", [[0.05] * 5 + [1.0]] * 8))], ticks=10)
         node.close()
     states = frames_of(sent, "state")
-    assert len(states) == 5 and all(isinstance(s, RobotState) for s in states)
+    assert len(states) == 10 and all(isinstance(s, RobotState) for s in states)
     np.testing.assert_allclose(states[-1].joint_positions, 0.05, atol=2e-3)
-    assert [s.seq for s in states] == [0, 1, 2, 3, 4]
+    assert [s.seq for s in states] == list(range(10))
     assert caplog.records[-1].getMessage() == "dry run: SYNC_WRITE torque_enable (addr 40, 1 B): 1=0 2=0 3=0 4=0 5=0 6=0"
 
 
@@ -76,3 +77,36 @@ def test_the_launch_dry_run_prints_the_servo_writes(tmp_path: Path) -> None:
     assert "dry run: SYNC_WRITE torque_enable (addr 40, 1 B): 1=1 2=1 3=1 4=1 5=1 6=1" in output
     assert "dry run: SYNC_WRITE goal_position (addr 42, 2 B): 1=" in output
     assert output.rindex("torque_enable (addr 40, 1 B): 1=0 2=0 3=0 4=0 5=0 6=0") > output.rindex("goal_position")
+
+
+def test_the_actuator_refuses_chunks_for_another_robot_and_counts_executed_chunks_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Items 15.2 and 15.12: chunks for another robot are refused (counted, logged once); a chunk is counted
+    executed once, when a step of it reached the arm, not when it arrived."""
+    arm = BusArm(BusArmConfig(robot="so100", dry_run=True, watchdog_thread=False))
+    arm.connect()
+    try:
+        actuator = Actuator(arm, "so100")
+        start = arm.get_observation().joint_positions
+        with caplog.at_level(logging.WARNING, logger="sims.chunks"):
+            for seq in range(20):
+                koch = ActionChunk("koch", seq, seq, 0, "joint_target", np.full((4, 6), 0.02, np.float32), 33.3)
+                assert not actuator.submit(koch)
+        actuator.step()
+        np.testing.assert_allclose(arm.get_observation().joint_positions, start, atol=2e-3)  # not executed
+        assert actuator.refused_chunks == 20 and actuator.executed_chunks == 0
+        refusals = [r.getMessage() for r in caplog.records if "'koch'" in r.getMessage()]
+        assert len(refusals) == 1 and "this robot is 'so100'" in refusals[0]
+        assert actuator.submit(chunk("joint_target", [[0.0] * 9]))  # reaches the arm, which refuses the width
+        actuator.step()
+        assert actuator.bad_actions == 1 and actuator.executed_chunks == 0
+        assert actuator.submit(chunk("joint_target", [[0.01, 0, 0, 0, 0, 0]] * 3, seq=1))  # replaced before a step
+        assert actuator.submit(chunk("joint_target", [[0.02, 0, 0, 0, 0, 0]] * 3, seq=2))
+        for _ in range(5):
+            actuator.step()
+        assert actuator.executed_chunks == 1
+        assert actuator.counters() == {"executed_chunks": 1, "bad.other_robot_chunks": 20,
+                                       "bad.malformed_chunks": 0, "bad.rejected_actions": 1}
+    finally:
+        arm.disconnect()
