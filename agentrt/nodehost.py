@@ -20,9 +20,10 @@ every ``telemetry_ms`` and one Telemetry per latency trace. SIGTERM / SIGINT
 request a stop (the node gets a `Stop` event); during start-up (before ready)
 they end it at once. SIGUSR1 arms the node.
 Exit status: 0 stopped or finished, 1 the node raised (a restart may help),
-2 it cannot start (a bad plan, or a start-up error that `agentrt.errors.is_permanent`
+2 it cannot start or go on (a bad plan, or an error that `agentrt.errors.is_permanent`
 says a retry meets again: bad config, missing file, port in use, bad weights,
-missing keys); its one-line message is then in the plan's ``error_file``.
+missing keys, at start-up or later, e.g. weights trained on another robot than
+the one on the wire); its one-line message is then in the plan's ``error_file``.
 """
 
 from __future__ import annotations
@@ -284,12 +285,13 @@ def _set_process_name(name: str) -> None:
             log.debug("prctl(PR_SET_NAME) unavailable")
 
 
-def _cannot_start(host: NodeHost, exc: BaseException) -> int:
-    """A start-up error a retry meets again: one line, to the log and to the supervisor's error file."""
+def _cannot_start(host: NodeHost, exc: BaseException, *, started: bool = False) -> int:
+    """An error a retry meets again (at start-up, or ``started`` and running): one line, to the log and
+    to the supervisor's error file."""
     message = str(exc) if isinstance(exc, AgentRTError) else f"{type(exc).__name__}: {exc}"
     if not isinstance(exc, AgentRTError):  # a node's own code: its traceback helps whoever wrote it
         log.error("node raised:\n%s", traceback.format_exc().rstrip())
-    log.error("cannot start: %s", message)
+    log.error("%s: %s", "cannot go on" if started else "cannot start", message)
     error_file = host.plan.get("error_file")
     if error_file:
         try:
@@ -347,8 +349,8 @@ def main() -> int:
         host.report("stopping")
         return 0
     except Exception as exc:
-        if host.node is None and is_permanent(exc):
-            return _cannot_start(host, exc)
+        if is_permanent(exc):  # at start-up or later (the robot on the wire is not the weights'): never retried
+            return _cannot_start(host, exc, started=host.node is not None)
         if isinstance(exc, AgentRTError):
             log.error("%s", exc)
         else:

@@ -11,10 +11,10 @@ line at a time, prefixed ``[name]``. Restart policies: ``never``, ``on-failure``
 (exit status != 0, killed, or hung), ``always``; the delay doubles from
 ``backoff_s`` up to ``backoff_max_s``; past ``max_restarts`` the run ends with
 one line naming the node, its last exit and its last output (the count starts
-again after a node stays up ``restart_reset_s``). A node that cannot start
-(a start-up error a retry meets again: bad config, missing file, port in use,
-bad weights, missing keys) is not restarted: the run ends at once with its
-message. A run that ends (duration, ``ends_run``) while a node is still failing
+again after a node stays up ``restart_reset_s``). A node that cannot start or
+go on (an error a retry meets again, at start-up or later: bad config, missing
+file, port in use, bad weights, missing keys, another robot than its weights')
+is not restarted: the run ends at once with its message. A run that ends (duration, ``ends_run``) while a node is still failing
 or never became ready is a failure too, naming that node. A node that sends no
 heartbeat for ``heartbeat_timeout_s`` after it is ready is killed and treated as
 failed. A node with ``arm_after`` is armed (SIGUSR1) once the nodes feeding those
@@ -347,7 +347,7 @@ class Supervisor:
                 self._start(proc)
             return
         code = proc.popen.poll()
-        if code == EXIT_CANNOT_START and proc.state == "starting":
+        if code == EXIT_CANNOT_START and proc.state != "stopping":
             self._cannot_start(proc)
             return
         if code is not None:
@@ -369,8 +369,9 @@ class Supervisor:
                 _signal_pid(proc.popen, signal.SIGUSR1)
 
     def _cannot_start(self, proc: _Proc) -> None:
-        """The node's start-up failed in a way a retry meets again: end the run now, with its message."""
+        """The node failed in a way a retry meets again (at start-up or later): end the run now, with its message."""
         spec = proc.spec
+        started = proc.state != "starting"
         self._reap(proc)
         proc.state = "failed"
         self.telemetry.on_state(spec.name, "failed")
@@ -381,8 +382,8 @@ class Supervisor:
         except OSError:
             message = ""
         why = f": {message}" if message else f" (exit code {EXIT_CANNOT_START}){_last_words(proc)}"
-        self.failure = (f"node '{spec.name}' cannot start{why} ({self.spec.where(spec.name)}; not restarted: "
-                        f"a retry would fail the same way)")
+        self.failure = (f"node '{spec.name}' {'cannot go on' if started else 'cannot start'}{why} "
+                        f"({self.spec.where(spec.name)}; not restarted: a retry would fail the same way)")
 
     def _reap(self, proc: _Proc) -> None:
         assert proc.popen is not None

@@ -2,6 +2,7 @@
 
     CrashOnStart   raises in setup(): bounded restarts, then one clear failure
     HangAfter      a timed node whose tick blocks forever after ``ticks`` ticks: heartbeat timeout
+    RefuseAfter    a timed node that raises a ConfigError after ``ticks`` ticks: ended at once, never restarted
     IgnoreStop     ignores SIGTERM and leaves a child process behind: SIGKILL of its process group
 """
 
@@ -17,7 +18,7 @@ from agentrt.messages import Frame, now_ns
 from agentrt.node import Node, latest
 from agentrt.nodes.synthetic import synthetic_image
 
-__all__ = ["CrashConfig", "CrashOnStart", "HangConfig", "HangAfter", "IgnoreStop"]
+__all__ = ["CrashConfig", "CrashOnStart", "HangConfig", "HangAfter", "RefuseAfter", "IgnoreStop"]
 
 
 @dataclass
@@ -52,6 +53,19 @@ class HangAfter(Node):
             while True:  # a wedged driver: no events, no heartbeats
                 time.sleep(3600)
         self.send("frames", Frame("hang", self.stats.ticks, now_ns(), synthetic_image(self.stats.ticks, 8, 8, 1)))
+
+
+class RefuseAfter(Node):
+    """Runs, then meets what a retry would meet again (a policy seeing a robot its weights do not know)."""
+
+    outputs = {"frames": latest("Frame")}
+    Config = HangConfig
+    rate_hz = 50.0
+
+    def tick(self) -> None:
+        if self.stats.ticks >= self.config.ticks:
+            raise ConfigError(f"refused after {self.stats.ticks} ticks: this input cannot be driven")
+        self.send("frames", Frame("refuse", self.stats.ticks, now_ns(), synthetic_image(self.stats.ticks, 8, 8, 1)))
 
 
 class IgnoreStop(Node):

@@ -268,6 +268,23 @@ nodes:
     assert not any(alive(pid) for pid in supervisor.all_pids())
 
 
+def test_an_error_a_retry_meets_again_after_start_up_ends_the_run_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+nodes:
+  policy:
+    class: agentrt.nodes.faults:RefuseAfter
+    params: {ticks: 5}
+    max_restarts: 5
+    backoff_s: 0.05
+""")
+    supervisor = Supervisor(load_launch(path), config=FAST, output=lambda line: None)
+    assert supervisor.run(duration_s=60) == 1
+    assert supervisor.failure.startswith("node 'policy' cannot go on: refused after 5 ticks")
+    assert "max_restarts" not in supervisor.failure and "\n" not in supervisor.failure
+    assert len(supervisor.all_pids()) == 1  # not restarted
+    assert not any(alive(pid) for pid in supervisor.all_pids())
+
+
 def test_missing_curve_keys_fail_before_anything_starts(tmp_path: Path) -> None:
     (tmp_path / "keys").mkdir()
     path = write(tmp_path, """
