@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from agentrt.scheduler import ChunkSchedule
 from policies.nano_vla import NanoVLA
 from policies.policy import NanoPolicy, PolicyConfig, PolicySource
 from policies.vocabulary import unknown_share
@@ -102,8 +103,8 @@ def evaluate_policy(
     size = image_size or policy.model.config.image_size
     env = SimEnv(SimEnvConfig(task=task, robot=RobotConfig(control_hz=control_hz),
                               camera=CameraConfig(width=size, height=size, renderer="tiny")))
-    source = PolicySource(policy, env=env, reword=(lambda s: reword(task, s)) if reworded else None, control_hz=control_hz,
-                          execute_steps=execute_steps)
+    source = PolicySource(policy, env=env, reword=(lambda s: reword(task, s)) if reworded else None,
+                          schedule=ChunkSchedule(clock, control_hz, execute_steps=execute_steps))
     successes, rates = 0, []
     try:
         for i in range(episodes):

@@ -6,7 +6,9 @@
         inputs: {frames: sim.frames, state: sim.state}
         params: {clock: realtime, decoding: consistency}
 
-Lockstep: the sim publishes a frame exactly when it needs a chunk (and
+When to plan and which steps to send is ``agentrt.scheduler`` (the same
+schedule as ``agentrt eval``'s in-process source):
+lockstep: the sim publishes a frame exactly when it needs a chunk (and
 republishes it until answered); the node answers each frame seq once, with the
 first ``execute_steps`` steps of the chunk it planned, so it plans again as
 often as in real time.
@@ -43,7 +45,6 @@ Out of domain, never silently:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,9 +53,9 @@ import numpy as np
 from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk, Frame, RobotState, now_ns
 from agentrt.node import Input, Node, latest, lossless
+from agentrt.scheduler import ChunkSchedule, PlanGate
 from policies.data import robot_state
 from policies.vocabulary import quote_words
-from sims.chunks import steps_to_run
 
 if TYPE_CHECKING:
     from policies.policy import InstructionCheck
@@ -78,13 +79,13 @@ class NanoVLANodeConfig:
     allow_other_robot: bool = False  # drive a robot the weights were not trained on (warns); false: fail
 
     def __post_init__(self) -> None:
-        if self.clock not in ("lockstep", "realtime"):
-            raise ConfigError(f"NanoVLANodeConfig.clock: expected lockstep or realtime, got {self.clock!r}")
         if self.unknown_object not in ("hold", "act"):
             raise ConfigError(f"NanoVLANodeConfig.unknown_object: expected hold or act, got {self.unknown_object!r}")
-        if self.control_hz <= 0 or self.lead_steps < 0 or self.execute_steps < 0:
-            raise ConfigError(f"NanoVLANodeConfig: expected control_hz > 0, lead_steps >= 0, execute_steps >= 0, "
-                              f"got {self.control_hz}, {self.lead_steps}, {self.execute_steps}")
+        _ = self.schedule  # checks clock, control_hz, lead_steps, execute_steps
+
+    @property
+    def schedule(self) -> ChunkSchedule:
+        return ChunkSchedule(self.clock, self.control_hz, self.lead_steps, self.execute_steps)
 
 
 class NanoVLANode(Node):
@@ -116,8 +117,8 @@ class NanoVLANode(Node):
                                   f"the model knows ({self._known_objects()}): reword it, or set "
                                   f"unknown_object=act to let the model guess")
             self._judge(c.instruction)
-        self._answered = -1  # lockstep: the last frame seq answered
-        self._chunk_steps_left_at = 0.0  # real time: monotonic time when the chunk in flight runs out
+        self.schedule = c.schedule
+        self.gate = PlanGate(self.schedule)  # when to plan: each lockstep frame once; real time with lead_steps left
 
     def instruction(self, state: RobotState) -> str:
         return self.config.instruction or state.instruction
@@ -128,7 +129,7 @@ class NanoVLANode(Node):
         if state.episode != self.episode:
             self.episode = state.episode
             self.policy.reset()
-            self._chunk_steps_left_at = 0.0
+            self.gate.new_episode()
             self._gripper = None
             self.log.info("episode %d: %s", self.episode, self.instruction(state) or "(no instruction)")
         self._state = state
@@ -145,10 +146,7 @@ class NanoVLANode(Node):
 
     def _on_frame(self, frame: Frame) -> None:
         c = self.config
-        if c.clock == "lockstep":
-            if frame.seq <= self._answered:
-                return
-        elif time.monotonic() < self._chunk_steps_left_at:
+        if not self.gate.due(frame.seq):
             return
         state = self._state
         assert state is not None
@@ -169,11 +167,8 @@ class NanoVLANode(Node):
                                           robot_state(state.ee_pose, state.gripper), instruction)
             self.log.debug("chunk %d: %.1f ms (decode %.1f ms, %d passes)", self.seq, info.total_ms, info.decode_ms,
                            info.iterations)
-        chunk = steps_to_run(chunk, lockstep=c.clock == "lockstep", execute_steps=c.execute_steps,
-                             t_capture_ns=frame.t_capture_ns, control_hz=c.control_hz)
-        if c.clock == "realtime":
-            self._chunk_steps_left_at = time.monotonic() + max(chunk.shape[0] - c.lead_steps, 1) / c.control_hz
-        self._answered = frame.seq
+        chunk = self.schedule.steps_to_run(chunk, t_capture_ns=frame.t_capture_ns)
+        self.gate.sent(frame.seq, chunk.shape[0])
         self._gripper = float(chunk[-1, -1])
         self.send("actions", ActionChunk(c.robot or state.robot, self.seq, frame.seq, frame.t_capture_ns, "ee_delta", chunk,
                                          1e3 / c.control_hz, t_sent_ns=now_ns(), hops=list(frame.hops)))

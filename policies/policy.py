@@ -35,6 +35,7 @@ from agentrt.engine import (
     prefill,
 )
 from agentrt.errors import ConfigError
+from agentrt.scheduler import ChunkSchedule
 from policies.data import robot_state
 from policies.nano_vla import (
     LEGACY_ROBOT,
@@ -46,7 +47,6 @@ from policies.nano_vla import (
     trained_robot,
 )
 from policies.vocabulary import WordCheck
-from sims.chunks import steps_to_run
 
 __all__ = ["DECODINGS", "PolicyConfig", "NanoPolicy", "ActInfo", "InstructionCheck", "PolicySource", "default_weights"]
 
@@ -194,7 +194,7 @@ class NanoPolicy:
 
 @dataclass
 class PolicySource:
-    """A ``sims.loop`` action source running the policy in-process.
+    """A ``sims.loop`` action source running the policy in-process, on ``agentrt.scheduler``'s schedule.
 
     Lockstep: ``fetch`` plans synchronously from the frame of the tick that needed it.
     Real time: a worker thread plans from the newest frame whenever the current chunk
@@ -206,10 +206,9 @@ class PolicySource:
     env: Any = None  # the sims.SimEnv: its instruction is read at every episode start
     reword: Callable[[str], str] | None = None  # what the policy is told instead (held-out rewordings)
     instruction: str = ""
-    lead_steps: int = 4
-    execute_steps: int = 4  # lockstep: run this many steps of each chunk, then plan again (0 = all); real time
-    # plans again with lead_steps left, so 4 of 8 makes lockstep behave like real time (and grasps land better)
-    control_hz: float = 20.0
+    # its clock must be the loop's; lockstep runs 4 of 8 steps, then plans again: as often as real time with
+    # lead_steps 4 (and grasps land better)
+    schedule: ChunkSchedule = field(default_factory=ChunkSchedule)
     wants_frames: bool = True
     infos: list[ActInfo] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # capture -> chunk ready
@@ -249,12 +248,15 @@ class PolicySource:
         return chunk, frame[2]
 
     def fetch(self, queue: Any, *, wait: bool, stop: threading.Event) -> None:
+        schedule = self.schedule
+        if wait != schedule.lockstep:
+            raise ConfigError(f"PolicySource: its schedule's clock is {schedule.clock} but the episode loop runs "
+                              f"{'lockstep' if wait else 'realtime'}: give both the same clock")
         if wait:  # lockstep
-            if queue.remaining == 0:
+            if schedule.due(queue.remaining):
                 planned = self._plan()
                 if planned is not None:
-                    chunk = steps_to_run(planned[0], lockstep=True, execute_steps=self.execute_steps,
-                                         t_capture_ns=planned[1], control_hz=self.control_hz)
+                    chunk = schedule.steps_to_run(planned[0], t_capture_ns=planned[1])
                     queue.submit("ee_delta", chunk, t_capture_ns=planned[1])
             return
         if self._worker is None:
@@ -265,10 +267,8 @@ class PolicySource:
             busy = self._busy
         if pending is not None:
             chunk, t_capture = pending
-            chunk = steps_to_run(chunk, lockstep=False, execute_steps=self.execute_steps, t_capture_ns=t_capture,
-                                 control_hz=self.control_hz)
-            queue.submit("ee_delta", chunk, t_capture_ns=t_capture)
-        elif not busy and queue.remaining <= self.lead_steps:
+            queue.submit("ee_delta", schedule.steps_to_run(chunk, t_capture_ns=t_capture), t_capture_ns=t_capture)
+        elif not busy and schedule.due(queue.remaining):
             self._wake.set()
 
     def _work(self) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +24,7 @@ import numpy as np
 from agentrt.errors import ActionError
 from sims.robot import ACTION_KINDS, Action
 
-__all__ = ["AddressCheck", "ChunkQueue", "QueuedChunk", "chunk_sender", "steps_to_run"]
+__all__ = ["AddressCheck", "ChunkQueue", "QueuedChunk", "chunk_sender"]
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +117,3 @@ def chunk_sender(hops: list[tuple[str, int]] | None) -> str:
     """The node that sent a chunk (its last hop), or "" when it carries no trace."""
     return str(hops[-1][0]) if hops else ""
 
-
-def steps_to_run(chunk: np.ndarray, *, lockstep: bool, execute_steps: int, t_capture_ns: int, control_hz: float) -> np.ndarray:
-    """The part of a planned chunk the robot should run. Lockstep: the first ``execute_steps`` (0 = all), so
-    the next plan comes as often as in real time. Real time: without the steps that went by while the chunk
-    was computed (capture -> now at the control rate), at most half of it."""
-    if lockstep:
-        return chunk[: execute_steps or chunk.shape[0]]
-    late = int((time.monotonic_ns() - t_capture_ns) / 1e9 * control_hz)
-    return chunk[min(late, chunk.shape[0] // 2) :]

@@ -18,10 +18,9 @@ import time
 from typing import Protocol
 
 from agentrt.errors import ConfigError
+from agentrt.scheduler import CLOCKS  # one list: the planners' schedule and the sim's clock name the same two
 
 __all__ = ["Clock", "LockstepClock", "RealTimeClock", "make_clock", "CLOCKS"]
-
-CLOCKS = ("lockstep", "realtime")
 
 
 class Clock(Protocol):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from agentrt.errors import ActionError, ConfigError
-from sims.chunks import ChunkQueue, steps_to_run
+from sims.chunks import ChunkQueue
 from sims.clock import LockstepClock, RealTimeClock, make_clock
 from sims.loop import ExpertSource, Tick, episode_video_path, run_episode
 from tests.sims.conftest import make_env
@@ -111,13 +110,3 @@ def test_episode_video_paths() -> None:
     assert episode_video_path("runs/a.mp4", 2, 3) == "runs/a-ep002.mp4"
     assert episode_video_path("runs/{episode}.mp4", 4, 9) == "runs/4.mp4"
 
-
-def test_steps_to_run_lockstep_takes_the_first_steps_and_real_time_drops_the_late_ones() -> None:
-    chunk = np.arange(8, dtype=np.float32)[:, None].repeat(4, axis=1)
-    assert steps_to_run(chunk, lockstep=True, execute_steps=4, t_capture_ns=0, control_hz=20).shape[0] == 4
-    assert steps_to_run(chunk, lockstep=True, execute_steps=0, t_capture_ns=0, control_hz=20).shape[0] == 8
-    now = time.monotonic_ns()
-    late_by_3 = steps_to_run(chunk, lockstep=False, execute_steps=4, t_capture_ns=now - 160_000_000, control_hz=20)
-    assert late_by_3[0, 0] == 3  # 0.16 s at 20 Hz: three steps went by
-    very_late = steps_to_run(chunk, lockstep=False, execute_steps=4, t_capture_ns=now - 10**10, control_hz=20)
-    assert very_late.shape[0] == 4  # never more than half dropped
