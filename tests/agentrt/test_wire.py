@@ -306,3 +306,12 @@ def test_each_kind_has_one_schema_aligned_with_its_dataclass() -> None:
                 spec = declared[field.key]
                 assert (spec.default, spec.default_factory) != (dataclasses.MISSING, dataclasses.MISSING), field.key
 
+
+def test_action_kinds_have_one_home() -> None:
+    import sims.robot
+
+    assert sims.robot.ACTION_KINDS is wire.ACTION_KINDS
+    bad = sample_messages()[5]
+    bad.action_kind = "torque"
+    with pytest.raises(ProtocolError, match="'action_kind' must be one of ee_delta, joint_target, got 'torque'"):
+        wire.decode(wire.encode(bad))
