@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agentrt.errors import ActionError, ConfigError
+from agentrt.wire import ACTION_KINDS  # the one list, beside the wire schema that checks ActionChunk
 
 __all__ = [
     "ACTION_KINDS",
@@ -51,8 +52,6 @@ __all__ = [
     "RobotStats",
     "Watchdog",
 ]
-
-ACTION_KINDS = ("ee_delta", "joint_target")
 
 
 @dataclass

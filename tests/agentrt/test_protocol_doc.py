@@ -114,3 +114,15 @@ def test_the_doc_client_as_written_gets_frames_from_agentrt_stream_defaults(tmp_
     lines = [line for line in done.stdout.splitlines() if line.startswith("frame ")]
     assert len(lines) == 5, done.stdout
     assert all(": 640x480x3 uint8," in line for line in lines), done.stdout
+
+
+def test_documented_header_tables_are_the_wire_schemas() -> None:
+    """§3 lists each kind's keys in wire order and says which are required: exactly wire.SCHEMAS."""
+    text = doc_text().split("## 3. Message kinds", 1)[1].split("## 4.", 1)[0]
+    for kind, schema in wire.SCHEMAS.items():
+        section = text.split(f"### {schema.cls.__name__} (kind {int(kind)})", 1)[1].split("###", 1)[0]
+        cells = [re.split(r"(?<!\\)\|", line) for line in section.splitlines() if line.startswith("| `")]
+        rows = [(cell[1].strip().strip("`"), cell[3].strip()) for cell in cells]  # (key, required)
+        assert [key for key, _ in rows] == [field.key for field in schema.fields], schema.cls.__name__
+        for (key, required), field in zip(rows, schema.fields, strict=True):
+            assert required.startswith("yes") != field.optional, (schema.cls.__name__, key, required)

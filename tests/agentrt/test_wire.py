@@ -274,3 +274,44 @@ def test_encode_refuses_what_it_cannot_send() -> None:
         wire.encode(Frame("cam", 0, 0, np.zeros((2, 2, 3), dtype=np.float64)))
     with pytest.raises(ProtocolError, match="cannot encode"):
         wire.encode("hello")  # type: ignore[arg-type]
+
+
+def test_decoded_defaults_are_fresh_per_message() -> None:
+    # Node.send appends its hop to message.hops: a hop-less message must not get a list
+    # shared with every other hop-less message decoded in the process.
+    first, second = (wire.decode(_with_header(FRAME_HEADER, b"\0" * 24)) for _ in range(2))
+    assert isinstance(first, Frame) and isinstance(second, Frame)
+    first.hops.append(("relay", 1))
+    assert second.hops == []
+    assert wire.decode(_with_header(FRAME_HEADER, b"\0" * 24)).hops == []  # type: ignore[union-attr]
+
+
+def test_each_kind_has_one_schema_aligned_with_its_dataclass() -> None:
+    import dataclasses
+
+    from agentrt.messages import Kind
+
+    wire_only = {Kind.FRAME: {"width", "height", "channels", "dtype", "encoding"},
+                 Kind.ACTION_CHUNK: {"steps", "dims", "dtype"}}
+    in_payload = {Kind.FRAME: {"image"}, Kind.ACTION_CHUNK: {"actions"}}
+    assert set(wire.SCHEMAS) == set(Kind)
+    for kind, schema in wire.SCHEMAS.items():
+        assert schema.cls.kind is kind
+        keys = [field.key for field in schema.fields]
+        declared = {f.name: f for f in dataclasses.fields(schema.cls)}
+        # every attribute travels in the header or the payload; every other key is derived from it
+        assert set(declared) == set(keys) - wire_only.get(kind, set()) | in_payload.get(kind, set())
+        for field in schema.fields:
+            if field.optional:  # an absent optional key decodes to the dataclass default: it must have one
+                spec = declared[field.key]
+                assert (spec.default, spec.default_factory) != (dataclasses.MISSING, dataclasses.MISSING), field.key
+
+
+def test_action_kinds_have_one_home() -> None:
+    import sims.robot
+
+    assert sims.robot.ACTION_KINDS is wire.ACTION_KINDS
+    bad = sample_messages()[5]
+    bad.action_kind = "torque"
+    with pytest.raises(ProtocolError, match="'action_kind' must be one of ee_delta, joint_target, got 'torque'"):
+        wire.decode(wire.encode(bad))
