@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.errors import ConfigError
+from agentrt.resources import launch_dir
 
 __all__ = ["AgentDemoConfig", "run_agent_demo", "LAUNCH_DIR"]
 
 log = logging.getLogger(__name__)
 
-LAUNCH_DIR = Path(__file__).resolve().parent.parent / "launch"
+LAUNCH_DIR = launch_dir()  # the shipped launch files: launch/ in a checkout, inside the package when installed
 
 
 @dataclass
