@@ -31,7 +31,7 @@ Everything is validated before anything starts; the first problem raises one
       policy.actions: ipc:///tmp/agentrt-demo/actions     # ipc: absolute path; large frames in shared memory
 
 Relative ``keys`` paths are relative to the launch file. A path that does not exist is looked up among
-the shipped launch files by name (``sim_reach.yaml``, ``launch/sim_reach.yaml``: `agentrt.resources.find_launch`).
+the shipped launch files by name (``sim.yaml``, ``launch/sim.yaml``: `agentrt.resources.find_launch`).
 
 Ports across hosts: the output at position ``i`` in the list of every output of
 every node (sorted by node name, then output name; wired or not, whatever its
@@ -53,6 +53,7 @@ from typing import Any
 import yaml
 
 from agentrt.errors import AgentRTError, ConfigError, LaunchError
+from agentrt.launch_shared import share_params
 from agentrt.node import Node, Port, check_node
 from agentrt.resources import find_launch, shipped_launch_files
 
@@ -314,6 +315,7 @@ def load_launch(path: str | Path, overrides: list[str] | None = None) -> LaunchS
     nodes = {n: _node(path, n, kn, vn, overrides_by_node.get(n, {}), hosts) for n, (kn, vn) in raw_nodes.items()}
     spec = LaunchSpec(path, name, nodes, hosts, keys_dir, base_port)
     _check_wiring(spec, raw_nodes)
+    share_params(spec)  # e.g. the policy's clock and control_hz: the sim's (Node.params_from_inputs)
     if "external" in top:
         spec.external = _external(spec, top["external"][1])
     if any(n.host != LOCAL_HOST for n in nodes.values()) and keys_dir is None:

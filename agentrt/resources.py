@@ -7,9 +7,9 @@ modules (``policies.policy.default_weights``, ``agentrt/web/page.html``, ``sims/
 
 A launch file is named the way people type it::
 
-    agentrt run launch/sim_reach.yaml  # a file here (relative to the current folder) wins
-    agentrt run sim_reach.yaml         # else a shipped one, by name ...
-    agentrt run launch/sim_reach.yaml  # ... also with its repository folder, from any folder
+    agentrt run launch/sim.yaml        # a file here (relative to the current folder) wins
+    agentrt run sim.yaml               # else a shipped one, by name ...
+    agentrt run launch/sim.yaml        # ... also with its repository folder, from any folder
 """
 
 from __future__ import annotations

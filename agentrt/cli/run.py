@@ -3,7 +3,7 @@
     agentrt run launch/pipeline_demo.yaml
     agentrt run launch/pipeline_demo.yaml --duration 10 --set camera.rate_hz=30 --set policy.work_ms=5
     agentrt run launch/pipeline_demo.yaml --check          # validate only, start nothing
-    agentrt run sim_reach.yaml --check                     # a shipped launch file by name, from any folder
+    agentrt run sim.yaml --check                           # a shipped launch file by name, from any folder
 
 At start it prints one line per endpoint the launch file names under ``external:``
 (where outside programs read the graph; docs/protocol.md §4).

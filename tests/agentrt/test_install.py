@@ -71,12 +71,12 @@ def test_an_installed_wheel_runs_shipped_launch_files_from_an_empty_folder(wheel
 
     version = agentrt("--version")
     assert version.returncode == 0 and version.stdout.startswith("agentrt "), version
-    for name in ("sim_reach.yaml", "launch/pipeline_demo.yaml", "camera_qa"):
+    for name in ("sim.yaml", "launch/pipeline_demo.yaml", "camera_qa"):
         checked = agentrt("run", name, "--check")
         assert checked.returncode == 0, (name, checked.stderr)
         assert str(site) in checked.stdout + checked.stderr, (name, checked.stdout)  # it named the shipped file
     missing = agentrt("run", "no_such.yaml", "--check")
-    assert missing.returncode == 2 and "shipped: " in missing.stderr and "sim_reach.yaml" in missing.stderr
+    assert missing.returncode == 2 and "shipped: " in missing.stderr and "sim.yaml" in missing.stderr
     assert list(empty.iterdir()) == []  # --check writes nothing
     where = subprocess.run([sys.executable, "-c", "import agentrt.resources as r, policies.policy as p; "
                             "print(r.__file__); print(r.launch_dir()); print(p.default_weights('ar'))"],
