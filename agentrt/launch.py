@@ -30,7 +30,8 @@ Everything is validated before anything starts; the first problem raises one
       camera.frames: tcp://127.0.0.1:5560                 # node.output: endpoint, bound by the node; no CURVE
       policy.actions: ipc:///tmp/agentrt-demo/actions     # ipc: absolute path; large frames in shared memory
 
-Relative ``keys`` paths are relative to the launch file.
+Relative ``keys`` paths are relative to the launch file. A path that does not exist is looked up among
+the shipped launch files by name (``sim.yaml``, ``launch/sim.yaml``: `agentrt.resources.find_launch`).
 
 Ports across hosts: the output at position ``i`` in the list of every output of
 every node (sorted by node name, then output name; wired or not, whatever its
@@ -52,7 +53,9 @@ from typing import Any
 import yaml
 
 from agentrt.errors import AgentRTError, ConfigError, LaunchError
+from agentrt.launch_shared import share_params
 from agentrt.node import Node, Port, check_node
+from agentrt.resources import find_launch, shipped_launch_files
 
 __all__ = ["NodeSpec", "LaunchSpec", "load_launch", "check_launch", "resolve_class", "build_config",
            "apply_overrides", "RESTART_POLICIES", "LOCAL_HOST"]
@@ -262,11 +265,12 @@ def _value(node: yaml.Node) -> Any:
 
 def load_launch(path: str | Path, overrides: list[str] | None = None) -> LaunchSpec:
     """Read, resolve and validate a launch file; ``overrides`` are ``--set node.param=value`` strings."""
-    path = Path(path)
+    path = find_launch(path)  # a file here, else a shipped one of that name (agentrt.resources)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise LaunchError(f"{path}: cannot read the launch file: {exc.strerror}") from None
+        shipped = f" (shipped: {', '.join(shipped_launch_files())})" if isinstance(exc, FileNotFoundError) else ""
+        raise LaunchError(f"{path}: cannot read the launch file: {exc.strerror}{shipped}") from None
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
@@ -311,6 +315,7 @@ def load_launch(path: str | Path, overrides: list[str] | None = None) -> LaunchS
     nodes = {n: _node(path, n, kn, vn, overrides_by_node.get(n, {}), hosts) for n, (kn, vn) in raw_nodes.items()}
     spec = LaunchSpec(path, name, nodes, hosts, keys_dir, base_port)
     _check_wiring(spec, raw_nodes)
+    share_params(spec)  # e.g. the policy's clock and control_hz: the sim's (Node.params_from_inputs)
     if "external" in top:
         spec.external = _external(spec, top["external"][1])
     if any(n.host != LOCAL_HOST for n in nodes.values()) and keys_dir is None:

@@ -243,6 +243,9 @@ class Node:
     rate_hz: float = 0.0  # > 0: a timed node; the launch file can override it
     arm_after: tuple[str, ...] = ()  # inputs whose upstream must be ready before this node acts
     trace: bool | None = None  # record latency traces of inputs; None = when the node has no outputs
+    # Config fields this node takes from the node wired to an input, e.g. {"state": ("clock", "control_hz")}:
+    # a launch file gives them once, on that node, and a value given here too must agree (agentrt.launch_shared).
+    params_from_inputs: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, config: Any, *, name: str, io: NodeIO, rate_hz: float | None = None,
                  arm_after: tuple[str, ...] | None = None, trace: bool | None = None) -> None:

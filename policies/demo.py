@@ -1,6 +1,6 @@
 """The agent demo: the nano VLA drives a PyBullet task through the runtime (sim node + policy node).
 
-``run_agent_demo`` loads ``launch/sim_TASK.yaml``, points the video and results
+``run_agent_demo`` loads ``launch/sim.yaml`` for the task, points the video and results
 into ``out``, runs it under the supervisor until the sim's episodes are done,
 writes the telemetry report beside them and returns a summary: success rate,
 control rate, capture-to-chunk latency (p50 / p99), episodes.
@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.errors import ConfigError
+from agentrt.resources import launch_dir
 
 __all__ = ["AgentDemoConfig", "run_agent_demo", "LAUNCH_DIR"]
 
 log = logging.getLogger(__name__)
 
-LAUNCH_DIR = Path(__file__).resolve().parent.parent / "launch"
+LAUNCH_DIR = launch_dir()  # the shipped launch files: launch/ in a checkout, inside the package when installed
 
 
 @dataclass
@@ -52,11 +53,11 @@ def run_agent_demo(cfg: AgentDemoConfig, output: Callable[[str], None] | None = 
     results.unlink(missing_ok=True)
     video = out / f"{cfg.task}.mp4"
     overrides = [
-        f"sim.episodes={cfg.episodes}", f"sim.seed={cfg.seed}",
-        f"sim.clock={cfg.clock}", f"policy.clock={cfg.clock}", f"policy.decoding={cfg.decoding}",
+        f"sim.task={cfg.task}", f"sim.episodes={cfg.episodes}", f"sim.seed={cfg.seed}",
+        f"sim.clock={cfg.clock}", f"policy.decoding={cfg.decoding}",  # the policy takes the sim's clock
         f"sim.video_path={video}", f"sim.results_path={results}",
     ]
-    spec = load_launch(LAUNCH_DIR / f"sim_{cfg.task}.yaml", overrides)
+    spec = load_launch(LAUNCH_DIR / "sim.yaml", overrides)
     supervisor = Supervisor(spec, host=LOCAL_HOST, output=output)
     code = supervisor.run(duration_s=cfg.timeout_s)
     report_json, report_png = supervisor.telemetry.write_report(out)

@@ -43,7 +43,7 @@ KEYPOINT_WEIGHT = TrainConfig.keypoint_weight
 
 @dataclass
 class DistillConfig:
-    teacher: str = "policies/weights/nano_vla.safetensors"
+    teacher: str = ""  # empty: the shipped AR weights (found beside the package, from any folder)
     data_dir: str = "data/nano"
     out: str = "runs/distill/nano_vla_cd.safetensors"  # the shipped file only when named
     tasks: tuple[str, ...] = ()
@@ -57,6 +57,10 @@ class DistillConfig:
     threads: int = 2
 
     def __post_init__(self) -> None:
+        if not self.teacher:
+            from policies.policy import default_weights
+
+            self.teacher = str(default_weights("ar"))
         if self.trajectories < 1 or self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(
                 f"DistillConfig: expected trajectories, steps, batch_size >= 1 and lr > 0, got "

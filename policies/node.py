@@ -4,7 +4,7 @@
       policy:
         class: policies.node:NanoVLANode
         inputs: {frames: sim.frames, state: sim.state}
-        params: {clock: realtime, decoding: consistency}
+        params: {decoding: consistency}       # clock and control_hz: the sim's (wired to `state`)
 
 When to plan and which steps to send is ``agentrt.scheduler`` (the same
 schedule as ``agentrt eval``'s in-process source):
@@ -66,8 +66,8 @@ __all__ = ["NanoVLANodeConfig", "NanoVLANode"]
 @dataclass
 class NanoVLANodeConfig:
     instruction: str = ""  # non-empty: tell the policy this instead of RobotState.instruction
-    clock: str = "lockstep"  # lockstep | realtime, as the sim's
-    control_hz: float = 20.0
+    clock: str = "lockstep"  # lockstep | realtime; in a launch file: the sim's (the node wired to `state`)
+    control_hz: float = 20.0  # in a launch file: the sim's
     decoding: str = "consistency"  # ar | jacobi | consistency
     weights: str = ""  # empty: the shipped weights for the decoding mode
     vit_cache: bool = False
@@ -92,6 +92,7 @@ class NanoVLANode(Node):
     inputs = {"frames": latest("Frame"), "state": latest("RobotState")}
     outputs = {"actions": lossless("ActionChunk")}
     Config = NanoVLANodeConfig
+    params_from_inputs = {"state": ("clock", "control_hz")}  # plan at the robot's clock and rate: set on the sim
 
     def setup(self) -> None:
         from policies.policy import NanoPolicy, PolicyConfig

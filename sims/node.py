@@ -76,8 +76,8 @@ class SimConfig:
     renderer: str = "auto"  # auto | egl | tiny
     deadline_ms: float = 250.0  # the robot's deadman watchdog
     stream: str = "scene"  # Frame.stream
-    video_path: str | None = None  # one MP4 per episode (see sims.loop.episode_video_path)
-    results_path: str | None = None  # JSON lines, one per episode
+    video_path: str | None = None  # one MP4 per episode (see sims.loop.episode_video_path); "{task}": the task
+    results_path: str | None = None  # JSON lines, one per episode; "{task}": the task
     republish_ms: float = 200.0
 
     def __post_init__(self) -> None:
@@ -93,6 +93,11 @@ class SimConfig:
         if not (0 < self.frame_hz <= self.control_hz):
             raise ConfigError(f"{name}.frame_hz: expected 0 < frame_hz <= control_hz={self.control_hz}, got {self.frame_hz}")
         self.env_config()  # task, robot, camera and renderer are checked here, before anything starts
+        # one launch file runs every task (launch/sim.yaml: runs/sim_{task}.mp4), so its outputs name the task
+        if self.video_path:
+            self.video_path = self.video_path.replace("{task}", self.task)
+        if self.results_path:
+            self.results_path = self.results_path.replace("{task}", self.task)
 
     def env_config(self) -> SimEnvConfig:
         return SimEnvConfig(

@@ -13,16 +13,16 @@ ended after the next was due (target <= 0.01), and the latency of one hop
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from agentrt.bench.report import print_rows
 from agentrt.launch import load_launch
+from agentrt.resources import launch_dir
 from agentrt.supervisor import Supervisor
 
 __all__ = ["run", "print_table", "LAUNCH_FILE"]
 
-LAUNCH_FILE = Path(__file__).resolve().parents[2] / "launch" / "pipeline_demo.yaml"
+LAUNCH_FILE = launch_dir() / "pipeline_demo.yaml"
 TARGET_HZ = 100.0
 OVER_BUDGET_TARGET = 0.01
 

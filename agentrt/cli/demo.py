@@ -1,6 +1,6 @@
 """`agentrt demo`: the main job. The bundled nano VLA drives a PyBullet robot through the runtime.
 
-Two supervised processes, as `agentrt run launch/sim_reach.yaml` starts them:
+Two supervised processes, as `agentrt run launch/sim.yaml` starts them:
 the simulator (Franka Panda, a seeded scene it never saw in training, real time
 at 20 Hz) publishes camera frames and robot state, instruction included; the
 policy node runs the nano VLA (consistency-distilled, early-exit Jacobi

@@ -28,7 +28,7 @@ __all__ = ["add_arguments", "config", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", default="policies/weights/nano_vla.safetensors",
+    parser.add_argument("--teacher", default="",
                         help="the AR weights to distil (default: the shipped ones)")
     parser.add_argument("--data", default="data/nano", help="dataset folder from `agentrt collect` (default data/nano)")
     parser.add_argument("--tasks", nargs="*", default=[], help="distil on these tasks only (default: all in the dataset)")

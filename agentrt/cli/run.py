@@ -3,6 +3,7 @@
     agentrt run launch/pipeline_demo.yaml
     agentrt run launch/pipeline_demo.yaml --duration 10 --set camera.rate_hz=30 --set policy.work_ms=5
     agentrt run launch/pipeline_demo.yaml --check          # validate only, start nothing
+    agentrt run sim.yaml --check                           # a shipped launch file by name, from any folder
 
 At start it prints one line per endpoint the launch file names under ``external:``
 (where outside programs read the graph; docs/protocol.md §4).
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     spec = load_launch(args.launch, args.overrides)
     if args.check:
         check_launch(spec, args.host)
-        print(f"{args.launch}: ok ({len(spec.nodes)} nodes: {', '.join(spec.nodes)})")
+        print(f"{spec.path}: ok ({len(spec.nodes)} nodes: {', '.join(spec.nodes)})")
         _print_external(spec, None)
         return 0
     _print_external(spec, args.host)

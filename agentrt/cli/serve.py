@@ -8,8 +8,8 @@
 
 Open the printed URL, type a question, press Ask: the answer streams in with
 its time to first token and total time. The nodes (camera, qa, web) run
-supervised like `agentrt run agentrt/web/serve.yaml` (the same graph as
-launch/camera_qa.yaml); Ctrl-C stops them all. Ask from a terminal too:
+supervised as `agentrt run launch/camera_qa.yaml` runs them (that shipped file,
+its options set from these flags); Ctrl-C stops them all. Ask from a terminal too:
 `agentrt ask "what changed?" --server http://127.0.0.1:8765`.
 """
 
@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 
 from agentrt.errors import ConfigError
+from agentrt.resources import launch_dir
 
-SERVE_LAUNCH = Path(__file__).resolve().parent.parent / "web" / "serve.yaml"
+SERVE_LAUNCH = launch_dir() / "camera_qa.yaml"  # the graph serve runs: one file for `run` and `serve`
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens")
     parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                        help="any other node parameter of agentrt/web/serve.yaml (repeatable)")
+                        help="any other node parameter of launch/camera_qa.yaml (repeatable)")
 
 
 def _quoted(value: str) -> str:
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if file_source:
         overrides.append("camera.params={loop: true}")  # a file plays on while people ask
     spec = load_launch(SERVE_LAUNCH, overrides + list(args.overrides))
+    spec.name = "serve"  # its run folder and telemetry say which command ran
     supervisor = Supervisor(spec, output=lambda line: print(line, flush=True), status=lambda _text: None)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

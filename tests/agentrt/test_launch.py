@@ -158,9 +158,9 @@ def test_set_params_merges_with_the_file() -> None:
 @pytest.mark.parametrize(
     ("launch", "override", "words"),
     [
-        ("sim_reach.yaml", "sim.robot=r2d2", "unknown robot 'r2d2'"),
-        ("sim_reach.yaml", "sim.task=juggle", "expected one of reach, push, pick_place, got 'juggle'"),
-        ("sim_reach.yaml", "sim.seed=-1", "seed: expected an integer >= 0"),
+        ("sim.yaml", "sim.robot=r2d2", "unknown robot 'r2d2'"),
+        ("sim.yaml", "sim.task=juggle", "expected one of reach, push, pick_place, got 'juggle'"),
+        ("sim.yaml", "sim.seed=-1", "seed: expected an integer >= 0"),
         ("stream_record.yaml", "camera.source={NOPE}/missing.mp4", "no such file"),
         ("stream_record.yaml", "camera.source=folder:{NOPE}/nothing", "no such folder"),
         ("stream_record.yaml", "camera.class=builtins:dict", "is not a node"),
@@ -194,3 +194,53 @@ nodes:
     check_launch(spec)  # the file is on the robot's computer, not here
     with pytest.raises(LaunchError, match="no such file"):
         check_launch(spec, "robot")
+
+
+def test_every_shipped_launch_file_loads() -> None:
+    from agentrt.resources import launch_dir, shipped_launch_files
+
+    assert launch_dir() == DEMO.parent and "sim.yaml" in shipped_launch_files()
+    for name in shipped_launch_files():
+        assert load_launch(launch_dir() / name).nodes
+
+
+SIM = DEMO.parent / "sim.yaml"
+
+
+@pytest.mark.parametrize("task", ["reach", "push", "pick_place"])
+def test_one_sim_launch_file_runs_every_task(task: str) -> None:
+    sim = load_launch(SIM, [f"sim.task={task}"]).nodes["sim"].config
+    assert sim.task == task
+    assert sim.video_path == f"runs/sim_{task}.mp4" and sim.results_path == f"runs/sim_{task}.jsonl"
+
+
+def test_the_policy_takes_clock_and_control_hz_from_the_sim() -> None:
+    spec = load_launch(SIM, ["sim.clock=lockstep", "sim.control_hz=10", "sim.frame_hz=5"])
+    policy = spec.nodes["policy"]
+    assert (policy.config.clock, policy.config.control_hz) == ("lockstep", 10)
+    assert (policy.params["clock"], policy.params["control_hz"]) == ("lockstep", 10)  # what its process is given
+    spec = load_launch(SIM, ["sim.clock=lockstep", "policy.clock=lockstep"])  # given twice, agreeing: fine
+    assert spec.nodes["policy"].config.clock == "lockstep"
+
+
+@pytest.mark.parametrize(("override", "words"), [
+    ("policy.clock=lockstep", "node 'policy' has clock='lockstep' but 'sim', which feeds its 'state' input, "
+                              "has clock='realtime'"),
+    ("policy.control_hz=30", "node 'policy' has control_hz=30.0 but 'sim', which feeds its 'state' input, "
+                             "has control_hz=20"),
+])
+def test_a_policy_that_disagrees_with_the_sim_is_one_line(capsys: pytest.CaptureFixture[str], override: str,
+                                                          words: str) -> None:
+    with pytest.raises(LaunchError, match="they must agree"):
+        load_launch(SIM, [override])
+    code = main(["run", str(SIM), "--check", "--set", override])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0] and f"{SIM}:" in err[0], err
+
+
+def test_a_launch_file_that_repeats_the_clock_differently_fails(tmp_path: Path) -> None:
+    text = SIM.read_text().replace("params: {decoding: consistency}", "params: {clock: lockstep, control_hz: 20}")
+    assert "clock: lockstep" in text
+    (tmp_path / "sim.yaml").write_text(text)
+    with pytest.raises(LaunchError, match="has clock='lockstep' but 'sim'.*clock='realtime'"):
+        load_launch(tmp_path / "sim.yaml")

@@ -41,9 +41,12 @@ def test_launch_files_validate(name: str) -> None:
 
 
 def test_serve_starts_the_graph_of_camera_qa() -> None:
-    serve = yaml.safe_load((REPO / "agentrt" / "web" / "serve.yaml").read_text())
+    from agentrt.cli.serve import SERVE_LAUNCH
+
+    assert SERVE_LAUNCH.resolve() == (REPO / "launch" / "camera_qa.yaml").resolve()  # one file, not a copy
+    assert not list(REPO.glob("agentrt/**/*.yaml"))
     camera_qa = yaml.safe_load((REPO / "launch" / "camera_qa.yaml").read_text())
-    assert serve["nodes"] == camera_qa["nodes"]
+    assert set(camera_qa["nodes"]) == {"camera", "qa", "web"}
 
 
 def test_ask_reads_a_recording_to_its_end(tiny_smolvlm: Path, tmp_path: Path,
