@@ -41,6 +41,7 @@ from agentrt.messages import (
     ShmRef,
     Telemetry,
 )
+from agentrt.pixels import PIXEL_FORMATS  # the formats and what each means live with the conversion
 
 __all__ = [
     "MAGIC",
@@ -64,7 +65,6 @@ MAX_STR = 4096
 MAX_LIST = 1024
 DTYPES: dict[str, np.dtype] = {"uint8": np.dtype(np.uint8), "uint16": np.dtype("<u2"), "float32": np.dtype("<f4")}
 ENCODINGS = ("raw", "jpeg", "shm")
-PIXEL_FORMATS = ("gray", "rgb", "bgr", "rgba", "bgra", "depth")
 ACTION_KINDS = ("ee_delta", "joint_target")
 NODE_STATES = ("starting", "ready", "running", "stopping", "failed")
 _U63 = 2**63 - 1

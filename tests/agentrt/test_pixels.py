@@ -130,3 +130,13 @@ def test_shared_memory_frames_are_copied_and_checked_for_tearing() -> None:
         np.testing.assert_array_equal(kept.image, image)  # the copy taken in time is whole
         assert kept.shm is None and kept.intact() and kept.detached() is kept
         del frame, rgb
+
+
+def test_one_list_of_pixel_formats() -> None:
+    """The wire's formats and the ones a capture source may be set to come from agentrt.pixels (issue 14.8)."""
+    from agentrt import wire
+    from streams.camera import CameraConfig
+
+    assert wire.PIXEL_FORMATS is PIXEL_FORMATS
+    with pytest.raises(ConfigError, match=r"pixel_format: expected one of \('rgb', 'bgr'\), got 'bgra'"):
+        CameraConfig(pixel_format="bgra")
