@@ -19,6 +19,7 @@ __all__ = [
     "AgentRTError",
     "ProtocolError",
     "TransportError",
+    "FrameTornError",
     "ConfigError",
     "LaunchError",
     "MissingDependencyError",
@@ -47,6 +48,15 @@ class ProtocolError(AgentRTError):
 
 class TransportError(AgentRTError):
     """A socket or shared-memory ring could not be used (bind, connect, timeout, torn read)."""
+
+
+class FrameTornError(TransportError):
+    """A shared-memory frame's slot was written again before its pixels were read: drop it, take the next."""
+
+    def __init__(self, stream: str, seq: int) -> None:
+        super().__init__(f"frame {seq} of stream '{stream}': its shared-memory slot was overwritten before it was "
+                         "read (the reader is slower than the publisher); dropped, the next frame is used")
+        self.stream, self.seq = stream, seq
 
 
 class ConfigError(AgentRTError):

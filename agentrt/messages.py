@@ -4,15 +4,25 @@ These are what nodes hand to a Publisher and get from a Subscriber. The byte
 layout lives in `agentrt.wire` and is specified in docs/protocol.md; nothing
 here touches bytes. Arrays received from the wire are read-only numpy views of
 the message buffer (zero-copy): copy them before writing.
+
+A Frame received through a shared-memory ring (``Frame.shm`` set) is a view of
+a ring slot that the publisher writes again a few frames later. Honour it one
+of two ways: ``frame.detached()`` (a copy, checked after copying) before
+keeping the frame or reading it slowly, or read the pixels and then check
+``frame.intact()``; `agentrt.pixels.to_rgb` does the second for every model
+and viewer. A torn read raises `agentrt.errors.FrameTornError`.
 """
 
 from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from agentrt.errors import FrameTornError
 
 __all__ = [
     "Kind",
@@ -71,8 +81,10 @@ class Frame:
     pixel_format: str = ""  # "" = by channels: gray, rgb, rgba; also "bgr", "bgra", "depth"
     hops: list[Hop] = field(default_factory=list)
     # Set on frames received through a shared-memory ring: ``image`` is then a view
-    # of the ring slot, valid while Subscriber.intact(frame) is true.
+    # of the ring slot, valid while ``intact()`` is true.
     shm: ShmRef | None = field(default=None, repr=False, compare=False)
+    # Set by the Subscriber that mapped the slot: whether the slot still holds this frame.
+    slot_intact: Callable[[], bool] | None = field(default=None, repr=False, compare=False, kw_only=True)
 
     kind = Kind.FRAME
 
@@ -92,6 +104,23 @@ class Frame:
     @property
     def channels(self) -> int:
         return int(self.image.shape[2]) if self.image.ndim == 3 else 1
+
+    def intact(self) -> bool:
+        """Whether ``image`` still holds this frame's pixels: always for a frame that owns them; for a view of a
+        shared-memory slot, until the publisher writes the slot again (unknown = no). Read first, then check."""
+        if self.shm is None:
+            return True
+        return self.slot_intact is not None and self.slot_intact()
+
+    def detached(self) -> Frame:
+        """This frame with pixels of its own, to keep or to read slowly: a shared-memory view is copied and checked
+        after the copy (FrameTornError when the slot was overwritten first); any other frame is returned as it is."""
+        if self.shm is None:
+            return self
+        image = np.array(self.image)
+        if not self.intact():
+            raise FrameTornError(self.stream, self.seq)
+        return Frame(self.stream, self.seq, self.t_capture_ns, image, self.pixel_format, self.hops)
 
 
 @dataclass

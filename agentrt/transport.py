@@ -20,6 +20,7 @@ messages and keep going.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -35,7 +36,7 @@ import zmq
 from agentrt import runfiles, wire
 from agentrt.endpoint_lock import EndpointLock
 from agentrt.errors import ConfigError, ProtocolError, TransportError
-from agentrt.messages import Frame, FrameRef, Message
+from agentrt.messages import Frame, FrameRef, Message, ShmRef
 from agentrt.shm import ShmRingReader, ShmRingWriter
 
 __all__ = ["Publisher", "Subscriber", "TransportStats", "endpoint", "run_dir", "SHM_MIN_BYTES"]
@@ -318,10 +319,7 @@ class Subscriber:
 
     def intact(self, frame: Frame) -> bool:
         """For a frame from shared memory: is its slot still unchanged? (Always true for other frames.)"""
-        if frame.shm is None:
-            return True
-        reader = self._readers.get(frame.shm.name)
-        return reader is not None and reader.intact(frame.shm)
+        return frame.intact()
 
     def _accept(self, raw: Any) -> Message | None:
         try:
@@ -351,7 +349,12 @@ class Subscriber:
                 self._readers.popitem(last=False)[1].close()
         shape = (ref.height, ref.width, ref.channels)
         image = reader.view(ref.shm, shape, wire.DTYPES[ref.dtype])
-        return Frame(ref.stream, ref.seq, ref.t_capture_ns, image, ref.pixel_format, ref.hops, shm=ref.shm)
+        return Frame(ref.stream, ref.seq, ref.t_capture_ns, image, ref.pixel_format, ref.hops, shm=ref.shm,
+                     slot_intact=functools.partial(self._slot_intact, ref.shm))
+
+    def _slot_intact(self, ref: ShmRef) -> bool:
+        reader = self._readers.get(ref.name)  # gone once the ring was replaced or this subscriber closed
+        return reader is not None and reader.intact(ref)
 
     def _track_seq(self, message: Message) -> None:
         source = getattr(message, "stream", None) or getattr(message, "robot", None) or getattr(

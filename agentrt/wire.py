@@ -50,6 +50,7 @@ from agentrt.messages import (
     ShmRef,
     Telemetry,
 )
+from agentrt.pixels import PIXEL_FORMATS  # the formats and what each means live with the conversion
 
 __all__ = ["MAGIC", "VERSION", "PREFIX", "MAX_HEADER_BYTES", "DTYPES", "ENCODINGS", "ACTION_KINDS", "SCHEMAS",
            "Field", "Schema", "encode", "encode_frame_header", "decode", "payload_offset"]
@@ -62,7 +63,6 @@ MAX_SIDE = 16384
 MAX_STR = 4096
 DTYPES: dict[str, np.dtype] = {"uint8": np.dtype(np.uint8), "uint16": np.dtype("<u2"), "float32": np.dtype("<f4")}
 ENCODINGS = ("raw", "jpeg", "shm")
-PIXEL_FORMATS = ("gray", "rgb", "bgr", "rgba", "bgra", "depth")
 ACTION_KINDS = ("ee_delta", "joint_target")  # the one list: sims and the robot bridge import it from here
 NODE_STATES = ("starting", "ready", "running", "stopping", "failed")
 _U63 = 2**63 - 1

@@ -50,9 +50,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agentrt.errors import ConfigError
+from agentrt.errors import ConfigError, FrameTornError
 from agentrt.messages import ActionChunk, Frame, RobotState, now_ns
 from agentrt.node import Input, Node, latest, lossless
+from agentrt.pixels import to_rgb
 from agentrt.scheduler import ChunkSchedule, PlanGate
 from policies.data import robot_state
 from policies.vocabulary import quote_words
@@ -164,8 +165,12 @@ class NanoVLANode(Node):
             self.stats.counters["frames_refused"] += 1
             chunk = self._hold_chunk(state)
         else:
-            chunk, info = self.policy.act(np.ascontiguousarray(frame.image[..., :3]),
-                                          robot_state(state.ee_pose, state.gripper), instruction)
+            try:
+                image = to_rgb(frame)  # the model's channel order, whatever the camera's; never a torn shm view
+            except FrameTornError:
+                self.stats.counters["dropped.torn_frames"] = self.stats.counters.get("dropped.torn_frames", 0) + 1
+                return
+            chunk, info = self.policy.act(image, robot_state(state.ee_pose, state.gripper), instruction)
             self.log.debug("chunk %d: %.1f ms (decode %.1f ms, %d passes)", self.seq, info.total_ms, info.decode_ms,
                            info.iterations)
         chunk = self.schedule.steps_to_run(chunk, t_capture_ns=frame.t_capture_ns)

@@ -35,6 +35,7 @@ from agentrt.engine import (
     prefill,
 )
 from agentrt.errors import ConfigError
+from agentrt.pixels import FIT_MODES, fit
 from agentrt.scheduler import ChunkSchedule
 from policies.data import robot_state
 from policies.nano_vla import (
@@ -70,10 +71,13 @@ class PolicyConfig:
     vit_cache: bool = False  # run the ViT through the engine's STC feature cache
     threads: int = 1  # a 1 M-parameter model gains little from more, and a shared 2-core machine loses a lot
     guess_shift_steps: int = 4  # Jacobi's first guess: the previous chunk moved on by the steps run since (4 of 8)
+    fit: str = "center-crop"  # a camera image not at the model's size: center-crop | resize (agentrt.pixels.fit)
 
     def __post_init__(self) -> None:
         if self.decoding not in DECODINGS:
             raise ConfigError(f"PolicyConfig.decoding: expected one of {', '.join(DECODINGS)}, got {self.decoding!r}")
+        if self.fit not in FIT_MODES:
+            raise ConfigError(f"PolicyConfig.fit: expected one of {', '.join(FIT_MODES)}, got {self.fit!r}")
         if self.max_iterations < 1 or self.tolerance_bins < 0 or self.threads < 1:
             raise ConfigError(
                 f"PolicyConfig: expected max_iterations >= 1, tolerance_bins >= 0, threads >= 1, "
@@ -150,15 +154,21 @@ class NanoPolicy:
         if isinstance(self.vit, ViTFeatureCache):
             self.vit.reset()
 
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """An RGB uint8 image (H, W, 3) of any size -> the model's input [1, 3, S, S]: fitted to S x S
+        (``config.fit``), then scaled to [-1, 1]. A frame's pixels: ``agentrt.pixels.to_rgb(frame)`` first."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ConfigError(f"NanoPolicy: expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape} "
+                              "(convert a frame with agentrt.pixels.to_rgb)")
+        return pixels(fit(image, self.model.config.image_size, self.config.fit))
+
     @torch.inference_mode()
     def act(self, image: np.ndarray, state: np.ndarray, instruction: str) -> tuple[np.ndarray, ActInfo]:
-        """image (H, W, 3) uint8 at the model's size, state (4,) -> chunk (K, D) float32 and timings."""
+        """image (H, W, 3) RGB uint8 of any size (see ``prepare``), state (4,) -> chunk (K, D) float32 and timings."""
         info = ActInfo()
         c = self.model.config
-        if image.shape[:2] != (c.image_size, c.image_size):
-            raise ConfigError(f"NanoPolicy: expected a {c.image_size}x{c.image_size} image, got {image.shape[1]}x{image.shape[0]}")
         t0 = time.perf_counter()
-        x = pixels(image)
+        x = self.prepare(image)
         percept = self.model.perceive(x, self.vit)
         t1 = time.perf_counter()
         if self._text_cache is None or self._text_cache[0] != instruction:

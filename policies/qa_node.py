@@ -32,15 +32,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from agentrt.errors import AgentRTError, ConfigError, ModelError
+from agentrt.errors import AgentRTError, ConfigError, FrameTornError, ModelError
 from agentrt.messages import Answer, Frame, Query, now_ns
 from agentrt.node import Input, Node, latest, lossless
+from agentrt.pixels import to_rgb
 from policies.videoqa import BACKENDS, VideoQAModel, load_videoqa, word_check
 from policies.vocabulary import WordCheck, quote_words
 
-__all__ = ["VideoQANodeConfig", "VideoQANode", "check_qa_model", "load_qa_model", "to_rgb", "checked_answer",
+__all__ = ["VideoQANodeConfig", "VideoQANode", "check_qa_model", "load_qa_model", "checked_answer",
            "refuses", "NANO_WEIGHTS", "MAX_UNKNOWN_SHARE"]
 
 log = logging.getLogger(__name__)
@@ -81,20 +80,6 @@ def load_qa_model(spec: str, device: str = "cpu") -> VideoQAModel:
     except (OSError, ValueError, RuntimeError, KeyError) as exc:  # a loader that did not say it in one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModelError(f"QA model {spec!r} could not be loaded: {first}") from None
-
-
-def to_rgb(frame: Frame) -> np.ndarray:
-    """A frame's pixels as RGB uint8 (H, W, 3), whatever its pixel format."""
-    image = frame.image
-    if image.dtype != np.uint8:
-        scale = 255.0 / max(float(image.max()), 1e-6) if image.dtype != np.uint16 else 255.0 / 65535.0
-        image = np.clip(image.astype(np.float32) * scale, 0, 255).astype(np.uint8)
-    if image.ndim == 2 or image.shape[2] == 1:
-        return np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
-    rgb = image[..., :3]
-    if frame.pixel_format in ("bgr", "bgra"):
-        rgb = rgb[..., ::-1]
-    return np.ascontiguousarray(rgb)
 
 
 def refuses(check: WordCheck, max_unknown_share: float = MAX_UNKNOWN_SHARE) -> bool:
@@ -190,7 +175,12 @@ class VideoQANode(Node):
         now = now_ns()
         if c.ingest_hz > 0 and self.ingested and now - self.last_ingest_ns < 1e9 / c.ingest_hz:
             return
-        self.model.ingest(to_rgb(frame), frame.t_capture_ns)
+        try:
+            image = to_rgb(frame)  # RGB whatever the camera sends; a private copy of a shared-memory frame
+        except FrameTornError:
+            self.stats.counters["dropped.torn_frames"] = self.stats.counters.get("dropped.torn_frames", 0) + 1
+            return
+        self.model.ingest(image, frame.t_capture_ns)
         self.last_ingest_ns = now
         self.ingested += 1
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentrt.errors import ConfigError
+from agentrt.pixels import COLOUR_ORDERS
 
 __all__ = ["SourceConfig", "check_field_types", "config_fields"]
-
-PIXEL_FORMATS = ("rgb", "bgr")
 
 
 def config_fields(config_class: type) -> list[str]:
@@ -78,8 +77,8 @@ class SourceConfig:
         name = type(self).__name__
         if not self.stream or "/" in self.stream:
             raise ConfigError(f"{name}.stream: expected a plain name like 'camera', got {self.stream!r}")
-        if self.pixel_format not in PIXEL_FORMATS:
-            raise ConfigError(f"{name}.pixel_format: expected one of {PIXEL_FORMATS}, got {self.pixel_format!r}")
+        if self.pixel_format not in COLOUR_ORDERS:  # the wire has more formats; a source captures colour
+            raise ConfigError(f"{name}.pixel_format: expected one of {COLOUR_ORDERS}, got {self.pixel_format!r}")
         if self.timeout_ms <= 0:
             raise ConfigError(f"{name}.timeout_ms: expected > 0, got {self.timeout_ms}")
         if self.reconnect_attempts < -1:

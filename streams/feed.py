@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from agentrt.errors import ConfigError, SourceError
+from agentrt.errors import ConfigError, FrameTornError, SourceError
 from agentrt.messages import Frame
 from streams.registry import make_source
 from streams.source import Source, StreamEnded
@@ -62,13 +60,10 @@ class FrameFeed:
         message = self.subscriber.recv(timeout_ms=timeout_ms)
         if not isinstance(message, Frame):
             return None
-        if message.shm is not None:  # a view of a shared-memory slot: copy, then make sure it was not torn
-            image = np.array(message.image)
-            if not self.subscriber.intact(message):
-                return None
-            message = Frame(message.stream, message.seq, message.t_capture_ns, image, message.pixel_format,
-                            message.hops)
-        return message
+        try:
+            return message.detached()  # a view of a shared-memory slot: copied, and checked not torn
+        except FrameTornError:
+            return None
 
     def stats(self) -> dict[str, Any]:
         """Drop counters: a source's stats, or the subscriber's (received, skipped = frames never seen)."""

@@ -20,8 +20,10 @@ import threading
 from http.server import BaseHTTPRequestHandler
 
 from agentrt.codecs import jpeg_encode
+from agentrt.errors import FrameTornError
 from agentrt.httpd import BackgroundHTTPServer, QuietHandler
 from agentrt.messages import Frame
+from agentrt.pixels import to_bgr
 
 __all__ = ["MJPEGServer"]
 
@@ -52,11 +54,11 @@ class MJPEGServer(BackgroundHTTPServer):
 
     def update(self, frame: Frame) -> None:
         """Encode a frame and hand it to every viewer."""
-        image = frame.image
-        if image.ndim == 3 and image.shape[2] == 4:
-            image = image[..., :3]
-        fmt = "bgr" if frame.pixel_format in ("bgr", "bgra") else "rgb"
-        data = jpeg_encode(image, fmt, self.quality).tobytes()
+        try:
+            image = to_bgr(frame)  # any pixel_format; JPEG's own order
+        except FrameTornError:  # a shared-memory frame overwritten before it was read: viewers keep the last one
+            return
+        data = jpeg_encode(image, "bgr", self.quality).tobytes()
         with self._cond:
             self._jpeg = data
             self.frames += 1

@@ -90,7 +90,8 @@ def _ask_server(url: str, question: str) -> int:
 
 def _ask_here(args: argparse.Namespace) -> int:
     from agentrt.cli.stream import sigterm_as_interrupt
-    from policies.qa_node import check_qa_model, checked_answer, load_qa_model, to_rgb
+    from agentrt.pixels import to_rgb
+    from policies.qa_node import check_qa_model, checked_answer, load_qa_model
     from streams.feed import open_feed
     from streams.registry import parse_source
     from streams.video import is_network

@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agentrt.errors import ConfigError
 from agentrt.messages import Frame
+from agentrt.pixels import to_bgr  # OpenCV's order, whatever the stream's pixel_format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,14 +61,6 @@ def display_available() -> bool:
     except Exception:  # cv2 missing, headless build ("The function is not implemented"), no X server
         return False
     return True
-
-
-def to_bgr(frame: Frame) -> np.ndarray:
-    image = frame.image
-    if image.ndim == 2 or image.shape[2] == 1:
-        return np.repeat(image.reshape(frame.height, frame.width, 1), 3, axis=2)
-    image = image[..., :3]
-    return image if frame.pixel_format in ("bgr", "bgra") else np.ascontiguousarray(image[..., ::-1])
 
 
 class _Window:

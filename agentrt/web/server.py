@@ -31,8 +31,10 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 
 from agentrt.codecs import jpeg_encode
+from agentrt.errors import FrameTornError
 from agentrt.httpd import BackgroundHTTPServer, QuietHandler
 from agentrt.messages import Answer, Frame, Query, now_ns
+from agentrt.pixels import to_bgr
 
 __all__ = ["QAServer"]
 
@@ -88,8 +90,11 @@ class QAServer(BackgroundHTTPServer):
             return None
         if cached is not None and cached[0] == count:
             return cached[1]
-        data = jpeg_encode(_displayable(frame, self.max_width), "bgr" if frame.pixel_format.startswith("bgr")
-                           else "rgb", self.quality).tobytes()
+        try:
+            image = _displayable(frame, self.max_width)
+        except FrameTornError:  # a shared-memory frame overwritten since it came: the last picture still stands
+            return cached[1] if cached is not None else None
+        data = jpeg_encode(image, "bgr", self.quality).tobytes()
         with self._lock:
             self._jpeg = (count, data)
         return data
@@ -110,12 +115,8 @@ class QAServer(BackgroundHTTPServer):
 
 
 def _displayable(frame: Frame, max_width: int) -> np.ndarray:
-    """uint8, 1 or 3 channels, at most ``max_width`` wide (every nth pixel: cheap and good enough to watch)."""
-    image = frame.image
-    if image.dtype != np.uint8:
-        image = np.clip(image.astype(np.float32) * (255.0 / max(float(image.max()), 1e-6)), 0, 255).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[..., :3]
+    """BGR uint8 (JPEG's order) at most ``max_width`` wide (every nth pixel: cheap and good enough to watch)."""
+    image = to_bgr(frame)
     step = max(1, -(-image.shape[1] // max_width))
     return np.ascontiguousarray(image[::step, ::step])
 

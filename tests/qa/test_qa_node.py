@@ -11,7 +11,7 @@ from agentrt.errors import ConfigError, ModelError
 from agentrt.messages import Answer, Frame, Query
 from agentrt.node import check_node
 from agentrt.testing import MockNode, fake_frame
-from policies.qa_node import VideoQANode, load_qa_model, to_rgb
+from policies.qa_node import VideoQANode, load_qa_model
 
 
 def _answers(out: list[tuple[str, object]]) -> list[Answer]:
@@ -52,11 +52,19 @@ def test_config_and_model_errors_are_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(missing.value)
 
 
-def test_to_rgb_handles_pixel_formats() -> None:
-    bgr = np.zeros((2, 2, 3), np.uint8)
-    bgr[..., 0] = 255  # blue in BGR order
-    assert to_rgb(Frame("s", 0, 0, bgr, pixel_format="bgr"))[0, 0].tolist() == [0, 0, 255]
-    gray = np.full((2, 2), 7, np.uint8)
-    assert to_rgb(Frame("s", 0, 0, gray)).shape == (2, 2, 3)
-    rgba = np.zeros((2, 2, 4), np.uint8)
-    assert to_rgb(Frame("s", 0, 0, rgba)).shape == (2, 2, 3)
+
+def test_the_model_sees_rgb_whatever_the_camera_sends_and_never_a_torn_frame(tiny_smolvlm: Path) -> None:
+    from agentrt.messages import ShmRef
+
+    harness = MockNode(VideoQANode, params={"model": f"hf:{tiny_smolvlm}"})
+    harness.setup()
+    seen: list[np.ndarray] = []
+    harness.node.model.ingest = lambda image, t_ns: seen.append(np.array(image))  # type: ignore[method-assign]
+    rgb = fake_frame(0).image
+    torn = Frame("fake", 3, 3, rgb, "rgb", shm=ShmRef("agentrt-1-x-0", 0, 1), slot_intact=lambda: False)
+    alpha = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
+    harness.run(inputs=[("frames", Frame("fake", 0, 0, rgb)), ("frames", Frame("fake", 1, 1, rgb[..., ::-1].copy(), "bgr")),
+                        ("frames", Frame("fake", 2, 2, np.concatenate([rgb[..., ::-1], alpha], axis=2), "bgra")),
+                        ("frames", torn)])
+    assert len(seen) == 3 and all(np.array_equal(image, rgb) for image in seen)
+    assert harness.node.stats.counters["dropped.torn_frames"] == 1
