@@ -84,7 +84,9 @@ class Frame:
     # of the ring slot, valid while ``intact()`` is true.
     shm: ShmRef | None = field(default=None, repr=False, compare=False)
     # Set by the Subscriber that mapped the slot: whether the slot still holds this frame.
-    slot_intact: Callable[[], bool] | None = field(default=None, repr=False, compare=False, kw_only=True)
+    # Local to the receiving process: never on the wire (metadata "local").
+    slot_intact: Callable[[], bool] | None = field(default=None, repr=False, compare=False, kw_only=True,
+                                                   metadata={"local": True})
 
     kind = Kind.FRAME
 

@@ -34,7 +34,7 @@ def run_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout_s: float = 120.0) -> None:  # a loaded machine starts torch slowly
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:

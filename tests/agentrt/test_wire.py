@@ -298,8 +298,8 @@ def test_each_kind_has_one_schema_aligned_with_its_dataclass() -> None:
     for kind, schema in wire.SCHEMAS.items():
         assert schema.cls.kind is kind
         keys = [field.key for field in schema.fields]
-        declared = {f.name: f for f in dataclasses.fields(schema.cls)}
-        # every attribute travels in the header or the payload; every other key is derived from it
+        declared = {f.name: f for f in dataclasses.fields(schema.cls) if not f.metadata.get("local")}
+        # every attribute but the receiver's own (metadata "local") travels in the header or the payload; every other key is derived from it
         assert set(declared) == set(keys) - wire_only.get(kind, set()) | in_payload.get(kind, set())
         for field in schema.fields:
             if field.optional:  # an absent optional key decodes to the dataclass default: it must have one
