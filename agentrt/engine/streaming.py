@@ -123,12 +123,9 @@ class StreamingKVCache:
         return logits[0]
 
     def ask(self, question: torch.Tensor, max_new_tokens: int, *, stop_ids: Sequence[int] = ()) -> list[int]:
-        """Greedy answer to a question about the stream so far; the cache is cropped back afterwards."""
-        answer = list(self.answer(question, max_new_tokens=max_new_tokens))
-        for i, token in enumerate(answer):
-            if token in stop_ids:
-                return answer[: i + 1]
-        return answer
+        """Greedy answer to a question about the stream so far, ending with the stop id that ended it
+        (decoding stops there); the cache is cropped back afterwards."""
+        return list(self._answer(self._as_batch(question, None), max_new_tokens, set(stop_ids), keep_stop=True))
 
     def answer(self, ids: torch.Tensor | None = None, *, embeds: torch.Tensor | None = None,
                max_new_tokens: int, stop_ids: Sequence[int] = ()) -> Generator[int, None, None]:
@@ -136,16 +133,19 @@ class StreamingKVCache:
         (e.g. image rows before the words); a stop id ends it unyielded. The question and answer rows
         are cropped off the cache when the answer ends, also when the caller stops reading early."""
         x = self._as_batch(ids, embeds)
-        return self._answer(x, max_new_tokens, set(stop_ids))
+        return self._answer(x, max_new_tokens, set(stop_ids), keep_stop=False)
 
     @torch.no_grad()
-    def _answer(self, x: torch.Tensor, max_new_tokens: int, stop_ids: set[int]) -> Generator[int, None, None]:
+    def _answer(self, x: torch.Tensor, max_new_tokens: int, stop_ids: set[int], *,
+                keep_stop: bool) -> Generator[int, None, None]:
         keep = self.length
         try:
             logits = self._forward(x)[0, -1]
             for step in range(max_new_tokens):
                 token = int(logits.argmax())
                 if token in stop_ids:
+                    if keep_stop:
+                        yield token
                     return
                 yield token
                 if step + 1 < max_new_tokens:

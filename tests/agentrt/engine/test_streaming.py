@@ -117,3 +117,22 @@ def test_hugging_face_question_reuses_the_prefix() -> None:
     with torch.no_grad():
         full = model(torch.cat([ids, question])[None]).logits[0, 20:]
     torch.testing.assert_close(reused, full, rtol=1e-4, atol=1e-4)
+
+
+def test_ask_returns_at_a_stop_token_without_decoding_past_it() -> None:
+    """The answer ends at the stop id: no model pass runs after it (a stop id the greedy output hits early)."""
+    model = random_decoder(2)
+    runner = NativeRunner(model)
+    passes = []
+    forward = runner.forward
+    runner.forward = lambda inputs, positions, cache: passes.append(inputs.shape[1]) or forward(  # type: ignore[method-assign]
+        inputs, positions, cache)
+    stream = StreamingKVCache(runner)
+    stream.append(ids=torch.randint(0, 48, (10,), generator=torch.Generator().manual_seed(0)))
+    question = torch.randint(0, 48, (3,), generator=torch.Generator().manual_seed(1))
+    full = stream.ask(question, 8)
+    stop = full[1]
+    passes.clear()
+    answer = stream.ask(question, 8, stop_ids=[stop])
+    assert answer == full[: full.index(stop) + 1]
+    assert len(passes) == len(answer)  # the question's pass, then one per token before the stop
