@@ -54,10 +54,6 @@ class StreamingConfig:
         if self.window_tokens < 1:
             raise ConfigError(f"StreamingConfig.window_tokens: expected >= 1, given {self.window_tokens}")
 
-    @property
-    def max_tokens(self) -> int:
-        return self.sink_tokens + self.window_tokens
-
 
 class _Piece:
     """An append behind the sinks: its rows, the positions it spans, and its inputs (with ``keep_inputs``)."""
@@ -105,10 +101,6 @@ class StreamingKVCache:
         return self.runner.cache_length(self.cache)
 
     @property
-    def tail_rows(self) -> int:
-        return self.tail[0] if self.tail is not None else 0
-
-    @property
     def tail_span(self) -> int:
         return self.tail[1] if self.tail is not None else 0
 
@@ -140,7 +132,7 @@ class StreamingKVCache:
         rel = torch.arange(T) if positions is None else positions
         span = T if span is None else span
         self.drop_tail()
-        sinks_open = not self.pieces
+        sinks_open = not self.pieces and not self.evicted  # nothing but sinks so far
         if sink and not sinks_open:
             raise ModelError("StreamingKVCache.append: sink rows go before any other row; reset() first")
         if not sink and T > self.config.window_tokens:
@@ -152,9 +144,14 @@ class StreamingKVCache:
             self._make_room(T)
         absolute = (rel + self.next_pos).to(self.runner.device)
         logits = self.runner.forward(x, absolute, self.cache)
-        to_sinks = T if sink else max(0, min(T, self.config.sink_tokens - self.sink_rows)) if sinks_open else 0
-        if to_sinks and not split:
-            to_sinks = T  # a piece with its own positions is never cut: it joins the sinks whole
+        if sink:
+            to_sinks = T
+        elif sinks_open:  # the first sink_tokens rows of the stream are sinks
+            to_sinks = max(0, min(T, self.config.sink_tokens - self.sink_rows))
+            if to_sinks and not split:
+                to_sinks = T  # a piece with its own positions is never cut: it joins the sinks whole
+        else:
+            to_sinks = 0
         self.sink_rows += to_sinks
         if self.keep_inputs and to_sinks:
             self.sink_inputs.append((x[0, :to_sinks], absolute[..., :to_sinks]))
