@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,12 +310,6 @@ class Subscriber:
                 late += 1
                 if late > MAX_SKIP_LATE:  # a flood: give the caller its turn, the rest waits for the next call
                     return None
-
-    def __iter__(self) -> Iterator[Message]:
-        while True:
-            message = self.recv()
-            if message is not None:
-                yield message
 
     def intact(self, frame: Frame) -> bool:
         """For a frame from shared memory: is its slot still unchanged? (Always true for other frames.)"""

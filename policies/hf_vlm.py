@@ -7,7 +7,7 @@ the hub) and returns a `HFVideoQA` that streams frames into the engine:
 - slow-fast tokens: every frame is appended to the LM as a few *fast* tokens
   (its grid pooled by ``build_slowfast`` to ``fast_tokens``); at question time
   the newest frame goes in at full resolution (*slow*), next to the question.
-- the LM's KV cache is a bounded streaming window with 3-D (M-RoPE) positions
+- the LM's KV cache is the engine's bounded streaming window (`StreamingKVCache`) with 3-D (M-RoPE) positions
   (`policies.hf_window`): a prompt in the sinks, whole frames behind it, the
   oldest frames evicted first.
 - a question reuses the cached prefix; the cache is cropped back afterwards.
@@ -169,26 +169,12 @@ class HFVideoQA:
         self._open = generator
         return generator
 
-    @torch.no_grad()
     def _answer_tokens(self, question: str, max_new_tokens: int) -> Iterator[int]:
-        window = self.window
-        keep = window.length
-        if window.tail is not None:  # the newest frame is cached already: only the text runs
-            chunk, offset = self._text_chunk(question), window.tail_span
+        if self.window.tail is not None:  # the newest frame is cached already: only the text runs
+            chunk = self._text_chunk(question)
         else:
-            chunk, offset = join(self._slow_chunk(), self._text_chunk(question)), 0
-        try:
-            logits = window.forward(chunk, offset)[-1]
-            for step in range(max_new_tokens):
-                token = int(logits.argmax())
-                if token in self.stop_ids:
-                    return
-                yield token
-                if step + 1 < max_new_tokens:
-                    nxt = Chunk(self._embed([token]), torch.zeros(3, 1, dtype=torch.long), 1)
-                    logits = window.forward(nxt, offset=offset + chunk.span + step)[-1]
-        finally:
-            window.runner.crop(window.cache, keep)
+            chunk = join(self._slow_chunk(), self._text_chunk(question))
+        return self.window.answer(chunk, max_new_tokens, self.stop_ids)
 
     @torch.no_grad()
     def reference_tokens(self, question: str, max_new_tokens: int = 32) -> list[int]:
@@ -197,8 +183,9 @@ class HFVideoQA:
             raise ModelError("reference_tokens needs HFVideoQAConfig(keep_transcript=True)")
         window = self.window
         q = join(self._slow_chunk(), self._text_chunk(question))
-        embeds = torch.cat([c.embeds for c in window.transcript] + [q.embeds])
-        positions = torch.cat([c.positions for c in window.transcript] + [q.positions + window.next_pos], dim=1)
+        kept, kept_positions = window.transcript()
+        embeds = torch.cat([kept, q.embeds])
+        positions = torch.cat([kept_positions, q.positions + window.next_pos], dim=1)
         out: list[int] = []
         nxt = window.next_pos + q.span
         for _ in range(max_new_tokens):

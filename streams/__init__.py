@@ -19,7 +19,7 @@ from streams.folder import FolderConfig, FolderSource
 from streams.mjpeg import MJPEGServer
 from streams.player import PlayerConfig, PlayerSource
 from streams.recorder import Recorder, RecorderConfig, read_sidecar, sidecar_path
-from streams.registry import SOURCES, make_config, make_source, parse_source, type_of
+from streams.registry import SOURCES, make_config, make_source, parse_source
 from streams.source import Source, SourceLost, StreamEnded
 from streams.stats import SourceStats
 from streams.synthetic import SyntheticConfig, SyntheticSource, read_stamp
@@ -50,7 +50,6 @@ __all__ = [
     "make_config",
     "make_source",
     "parse_source",
-    "type_of",
     "check_source",
     "FrameFeed",
     "open_feed",

@@ -37,7 +37,7 @@ from streams.source import Source
 from streams.synthetic import PATTERNS, SyntheticSource
 from streams.video import VideoSource, is_network
 
-__all__ = ["SOURCES", "parse_source", "parse_overrides", "make_config", "make_source", "type_of"]
+__all__ = ["SOURCES", "parse_source", "parse_overrides", "make_config", "make_source"]
 
 # type name -> class. The one table; each class names its config in `config_class`.
 SOURCES: dict[str, type[Source]] = {
@@ -128,13 +128,6 @@ def make_source(spec: str | Mapping[str, Any], **overrides: Any) -> Source:
             return cls(config)
     raise ConfigError(f"no source class for {type(config).__name__}")  # pragma: no cover
 
-
-def type_of(config: SourceConfig) -> str:
-    """The ``type:`` name of a config."""
-    for name, cls in SOURCES.items():
-        if type(config) is cls.config_class:
-            return name
-    raise ConfigError(f"no source type for {type(config).__name__}")
 
 
 

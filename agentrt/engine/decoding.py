@@ -42,7 +42,8 @@ __all__ = [
 
 
 class DecoderRunner(Protocol):
-    """What decoding needs from a model: one forward over a cache, and cache rollback."""
+    """What decoding needs from a model: one forward over a cache, and cache rollback; streaming
+    (``StreamingKVCache``) also needs ``evict``, the model-specific half of its window."""
 
     device: torch.device
 
@@ -55,6 +56,11 @@ class DecoderRunner(Protocol):
     def cache_length(self, cache: Any) -> int: ...
 
     def crop(self, cache: Any, length: int) -> None: ...
+
+    def evict(self, cache: Any, start: int, stop: int, shift: int | None = None) -> None:
+        """Drop rows [start, stop); turn the later rows' keys back by ``shift`` positions (default
+        stop - start; more when the dropped rows spanned more positions, as an M-RoPE image does)."""
+        ...
 
 
 class NativeRunner:
@@ -78,12 +84,12 @@ class NativeRunner:
     def crop(self, cache: KVCache, length: int) -> None:
         cache.crop(length)
 
-    def evict(self, cache: KVCache, start: int, stop: int) -> None:
+    def evict(self, cache: KVCache, start: int, stop: int, shift: int | None = None) -> None:
         """Drop rows [start, stop); rotate the later rows' keys back so positions stay contiguous."""
         cache.drop(start, stop)
-        shift = torch.tensor([-float(stop - start)])
+        turn = torch.tensor([-float(stop - start if shift is None else shift)])
         theta = self.model.config.rope_theta
-        cache.map_keys(start, cache.length, lambda k: rope_rotate(k, shift.expand(k.shape[2]), theta))
+        cache.map_keys(start, cache.length, lambda k: rope_rotate(k, turn.expand(k.shape[2]), theta))
 
 
 @dataclass

@@ -106,12 +106,16 @@ class HFCausalLMRunner:
         if drop:
             cache.crop(-drop)
 
-    def evict(self, cache: Any, start: int, stop: int) -> None:
-        """Drop rows [start, stop) of a DynamicCache; rotate later keys back so positions stay contiguous.
+    def evict(self, cache: Any, start: int, stop: int, shift: int | None = None) -> None:
+        """Drop rows [start, stop) of a DynamicCache; rotate later keys back by ``shift`` positions
+        (default stop - start) so positions stay contiguous.
 
         Keys in the cache carry the model's rotary embedding; rotations
-        compose, so rotating by -(stop - start) renumbers them exactly. Only
-        plain rotary embeddings (no attention scaling) compose this way.
+        compose, so rotating by -shift renumbers them exactly. Only plain
+        rotary embeddings (no attention scaling) compose this way. Qwen2-VL's
+        M-RoPE too: every kept row's (t, h, w) position moves by the same
+        shift, and rotary frequency j turns by shift x inv_freq[j] whichever of
+        t, h or w it reads, so one rotation renumbers all three.
         """
         from agentrt.engine.decoder import rotate_with
 
@@ -126,10 +130,10 @@ class HFCausalLMRunner:
             raise ModelError(
                 f"HFCausalLMRunner.evict: expected a DynamicCache with .layers, given {type(cache).__name__}"
             )
-        shift = float(stop - start)
+        turn = float(stop - start if shift is None else shift)
         for layer in layers:
             keys, values = layer.keys, layer.values  # [B, H, L, D]
             tail = keys[..., stop:, :]
-            tail = rotate_with(tail, torch.full((tail.shape[-2],), -shift), rotary.inv_freq)
+            tail = rotate_with(tail, torch.full((tail.shape[-2],), -turn), rotary.inv_freq)
             layer.keys = torch.cat([keys[..., :start, :], tail], dim=-2)
             layer.values = torch.cat([values[..., :start, :], values[..., stop:, :]], dim=-2)

@@ -20,7 +20,6 @@ from streams import (
     make_config,
     make_source,
     parse_source,
-    type_of,
 )
 from streams.registry import parse_overrides
 
@@ -28,9 +27,8 @@ from streams.registry import parse_overrides
 def test_the_table_names_every_source() -> None:
     assert SOURCES == {"camera": OpenCVCamera, "file": VideoSource, "folder": FolderSource,
                        "synthetic": SyntheticSource, "player": PlayerSource}
-    for name, cls in SOURCES.items():
-        assert type_of(cls.config_class(**({"path": "x.mp4"} if name in ("file", "player") else
-                                           {"path": "x"} if name == "folder" else {}))) == name
+    # one config class per source: make_source finds a config's class by its type alone
+    assert len({cls.config_class for cls in SOURCES.values()}) == len(SOURCES)
 
 
 @pytest.mark.parametrize(("spec", "expected"), [

@@ -117,3 +117,49 @@ def test_hugging_face_question_reuses_the_prefix() -> None:
     with torch.no_grad():
         full = model(torch.cat([ids, question])[None]).logits[0, 20:]
     torch.testing.assert_close(reused, full, rtol=1e-4, atol=1e-4)
+
+
+def test_ask_returns_at_a_stop_token_without_decoding_past_it() -> None:
+    """The answer ends at the stop id: no model pass runs after it (a stop id the greedy output hits early)."""
+    model = random_decoder(2)
+    runner = NativeRunner(model)
+    passes = []
+    forward = runner.forward
+    runner.forward = lambda inputs, positions, cache: passes.append(inputs.shape[1]) or forward(  # type: ignore[method-assign]
+        inputs, positions, cache)
+    stream = StreamingKVCache(runner)
+    stream.append(ids=torch.randint(0, 48, (10,), generator=torch.Generator().manual_seed(0)))
+    question = torch.randint(0, 48, (3,), generator=torch.Generator().manual_seed(1))
+    full = stream.ask(question, 8)
+    stop = full[1]
+    passes.clear()
+    answer = stream.ask(question, 8, stop_ids=[stop])
+    assert answer == full[: full.index(stop) + 1]
+    assert len(passes) == len(answer)  # the question's pass, then one per token before the stop
+
+
+def test_pieces_with_their_own_positions_are_evicted_whole_and_renumbered_by_their_span() -> None:
+    """A prompt pinned as sinks, then 'images' (rows sharing positions, span < rows): eviction drops
+    whole pieces and turns kept keys back by the positions removed; a tail sits after the stream and
+    goes with the next append. Layer-0 keys equal a fresh prefill at the renumbered positions."""
+    model = random_decoder(5)
+    stream = StreamingKVCache(model, StreamingConfig(sink_tokens=0, window_tokens=10), keep_inputs=True)
+    g = torch.Generator().manual_seed(5)
+    stream.append(ids=torch.randint(0, 48, (3,), generator=g), sink=True)
+    grid = torch.tensor([0, 0, 1, 1])  # 4 rows over 2 positions, like an M-RoPE image's rows
+    pieces = [torch.randint(0, 48, (4,), generator=g) for _ in range(6)]
+    for piece in pieces:
+        stream.set_tail(ids=torch.randint(0, 48, (2,), generator=g))
+        stream.append(ids=piece, positions=grid, span=2)
+        assert stream.tail is None and stream.length <= 3 + 10
+    assert stream.sink_rows == 3 and stream.evicted == 4 * 4  # whole pieces: 2 of 6 kept (8 rows)
+    assert stream.next_pos == 3 + 2 * 2
+    kept_ids, positions = stream.kept_inputs()
+    assert torch.equal(torch.cat(kept_ids)[3:], torch.cat(pieces[-2:]))
+    assert torch.equal(torch.cat(positions), torch.tensor([0, 1, 2, 3, 3, 4, 4, 5, 5, 6, 6]))
+    with torch.no_grad():
+        fresh = model.new_cache()
+        model(torch.cat(kept_ids)[None], positions=torch.cat(positions), cache=fresh)
+    torch.testing.assert_close(stream.cache.keys(0), fresh.keys(0), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ModelError, match="sink rows go before"):
+        stream.append(ids=torch.zeros(1, dtype=torch.long), sink=True)
