@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentrt.bench.report import machine_info, percentile
+from agentrt.figures import machine_info, percentile
 from agentrt.messages import Hop, Telemetry, now_ns
 
 __all__ = ["TelemetryCollector", "NodeFigures", "parse_trace", "category", "CATEGORIES"]

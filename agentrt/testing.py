@@ -6,7 +6,7 @@
     out = harness.run(inputs=[("frames", fake_frame(0)), ("frames", fake_frame(1))])
     assert [name for name, _ in out] == ["actions", "actions"]
 
-    source = MockNode(FakeFrameSource, rate_hz=30)
+    source = MockNode(SyntheticSource, rate_hz=30)   # agentrt.nodes.synthetic: the shipped frame source
     frames = source.run(ticks=10)          # 10 ticks, instantly: the clock is virtual
 
 ``run`` calls ``setup()`` once, delivers the inputs in order, fires ticks as the
@@ -24,13 +24,10 @@ from typing import Any
 from agentrt.errors import ConfigError
 from agentrt.messages import Frame, Message
 from agentrt.node import Node, check_node
-from agentrt.nodes.synthetic import SyntheticSource, synthetic_image
+from agentrt.pattern import synthetic_image
 from agentrt.process import process_alive
 
-__all__ = ["MockIO", "MockNode", "fake_frame", "frames_of", "FakeFrameSource", "child_pids", "process_alive"]
-
-FakeFrameSource = SyntheticSource
-"""A frame source node for tests: synthetic moving-pattern frames at ``rate_hz``."""
+__all__ = ["MockIO", "MockNode", "fake_frame", "frames_of", "child_pids", "process_alive"]
 
 _START_NS = 1_000_000_000
 

@@ -90,7 +90,7 @@ def _rss_mb() -> float:
 
 
 def _frame(i: int, height: int = 240, width: int = 320) -> np.ndarray:
-    from agentrt.nodes.synthetic import synthetic_image
+    from agentrt.pattern import synthetic_image
 
     return synthetic_image(i, height, width, 3)
 

@@ -1,47 +1,18 @@
-"""Shared pieces of every benchmark: statistics, machine description, JSON output, progress."""
+"""Shared pieces of every benchmark: JSON output, tables; statistics and the machine description come from the core
+(`agentrt.figures`, re-exported here)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import platform
-import sys
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from agentrt.figures import machine_info, percentile  # the core's: the telemetry report writes them too
+
 __all__ = ["percentile", "machine_info", "write_json", "check_writable", "print_rows"]
-
-_VERSIONED = ("numpy", "pyzmq", "torch", "transformers", "pybullet", "av", "opencv-python-headless", "msgpack")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) by linear interpolation; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100.0
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def machine_info() -> dict[str, Any]:
-    versions: dict[str, str] = {}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "versions": versions,
-    }
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:

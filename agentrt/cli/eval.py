@@ -20,7 +20,7 @@ lists them as unknown_words). Progress goes to stderr: episodes done of the
 whole run and an estimate of the time left (a line every 10 s when not on a
 terminal).
 
-`eval qa` measures a video-QA model (policies/qa_eval.py): templated questions
+`eval qa` measures a video-QA model (`run_qa` here, the measuring in policies/qa_eval.py): templated questions
 on unseen sim scenes (seeds from 1000000), accuracy per question type and
 overall; then (--sim-episodes per task, 0 to skip) the same kinds of questions
 about running task episodes, the scripted expert at work and the camera at
@@ -78,9 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.what == "qa":
-        from policies.qa_eval import run_cli
-
-        return run_cli(args)
+        return run_qa(args)
     if args.seed is None:
         args.seed = 100_000
     import torch
@@ -140,3 +138,59 @@ def run(args: argparse.Namespace) -> int:
 def _line(cells: tuple[str, ...]) -> str:
     widths = (10, 11, 9, 14, 8, 12, 10, 14, 14, 9, 10, 18)
     return " ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
+
+def run_qa(args: argparse.Namespace) -> int:
+    """`agentrt eval qa`: the table per question kind, overall, and --json (the module docstring says what)."""
+    from agentrt.bench.report import check_writable, print_rows, write_json
+    from agentrt.progress import ProgressLine
+    from policies import qa_eval  # by module: a test stands in for its evaluate_qa_sim
+    from policies.qa_data import HELD_OUT_SEED
+    from policies.videoqa import load_videoqa
+
+    if args.json:
+        check_writable(args.json)
+    seed = HELD_OUT_SEED if args.seed is None else args.seed
+    spec = args.model if args.model != "nano" or not args.weights else f"nano:{args.weights}"
+    model = load_videoqa(spec)
+    size = int(getattr(getattr(model, "config", None), "image_size", 96))
+    print(f"eval qa: model {spec}, {args.questions} questions on unseen scenes from seed {seed}"
+          + (" (+ reworded)" if args.reworded else ""), flush=True)
+    asking = ProgressLine("eval qa", total=args.questions, unit="questions")  # on stderr, terminal or not
+    results, timing = qa_eval.evaluate_qa(model, questions=args.questions, seed=seed, reworded=args.reworded,
+                                          image_size=size, on_scene=asking.update)
+    asking.done()
+    per_task: dict[str, list[int]] = {}
+    if args.sim_episodes:
+        tasks = tuple(args.tasks)
+        print(f"sim episodes: {args.sim_episodes} per task ({', '.join(tasks)}), seeds from {seed}, "
+              f"{args.camera_size} px camera", flush=True)
+        watching = ProgressLine("eval qa, sim episodes", total=args.sim_episodes * len(tasks), unit="episodes")
+        finished = 0
+
+        def episode_done(task: str, _episode: int) -> None:
+            nonlocal finished
+            finished += 1
+            watching.update(finished, note=task)
+
+        sim, per_task = qa_eval.evaluate_qa_sim(model, episodes=args.sim_episodes, seed=seed, tasks=tasks,
+                                                camera_size=args.camera_size, on_episode=episode_done)
+        results.append(sim)
+        watching.done()
+    columns = ["kind", *(r.split for r in results)]
+    print_rows("nano video QA: accuracy (questions)", columns, qa_eval.table_rows(results))
+    main = results[0].as_dict()
+    print(f"ingest {timing['ingest_ms_p50']:.1f} ms/frame (p50), answer {main['answer_ms_p50']} ms (p50), "
+          f"{int(timing['scenes'])} scenes")
+    asked = {task: per_task.get(task, [0, 0]) for task in args.tasks} if args.sim_episodes else {}  # none asked: n/a
+    sim_tasks = {task: {"accuracy": round(c / n, 4) if n else None, "questions": n} for task, (c, n) in asked.items()}
+    if asked:
+        print("sim episodes by task: " + ", ".join(f"{t} {qa_eval.accuracy_cell(c, n)}" for t, (c, n) in asked.items()))
+    if args.json:
+        doc = {"model": spec, "seed": seed, "accuracy": main["accuracy"], "questions": main["questions"],
+               "per_kind": main["per_kind"], "answer_ms_p50": main["answer_ms_p50"],
+               "unknown_word_share": main["unknown_word_share"], **timing,
+               "splits": [r.as_dict() for r in results], "sim_tasks": sim_tasks}
+        out = write_json(args.json, "eval qa", doc, quick=False)
+        print(f"wrote {out}")
+    return 0

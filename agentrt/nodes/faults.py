@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from agentrt.errors import ConfigError
 from agentrt.messages import Frame, now_ns
 from agentrt.node import Node, latest
-from agentrt.nodes.synthetic import synthetic_image
+from agentrt.pattern import synthetic_image
 
 __all__ = ["CrashConfig", "CrashOnStart", "HangConfig", "HangAfter", "RefuseAfter", "IgnoreStop"]
 

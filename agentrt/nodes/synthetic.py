@@ -11,20 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from agentrt.errors import ConfigError
 from agentrt.messages import Frame, now_ns
 from agentrt.node import Node, latest
+from agentrt.pattern import synthetic_image
 
 __all__ = ["SyntheticConfig", "SyntheticSource", "synthetic_image"]
-
-
-def synthetic_image(seq: int, height: int, width: int, channels: int) -> np.ndarray:
-    """A uint8 H x W x C diagonal gradient shifted by ``seq`` pixels."""
-    ys, xs = np.mgrid[0:height, 0:width]
-    base = ((xs + ys + seq) % 256).astype(np.uint8)
-    return np.repeat(base[:, :, None], channels, axis=2)
 
 
 @dataclass

@@ -44,10 +44,13 @@ def test_transport_demo_runs_end_to_end_and_leaves_a_report(tmp_path: Path) -> N
                                                          "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["summary"]["chunks_executed"] > 0
-    assert report["summary"]["bad_messages"] == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["chunks_executed"] > 0
+    assert summary["bad_messages"] == 0
     assert (tmp_path / "latency.png").stat().st_size > 1000
+    report = json.loads((tmp_path / "report.json").read_text())  # the supervisor's telemetry of pipeline_demo.yaml
+    assert report["name"] == "pipeline_demo" and set(report["nodes"]) == {"camera", "policy", "robot"}
+    assert report["nodes"]["robot"]["received"] == summary["chunks_executed"]
 
 
 def test_unwritable_paths_are_one_line_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

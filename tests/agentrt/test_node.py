@@ -9,11 +9,12 @@ from agentrt.messages import ActionChunk, Frame
 from agentrt.node import Input, Node, Tick, check_node, latest
 from agentrt.nodes.echo import EchoPolicy
 from agentrt.nodes.sink import ActionSink
-from agentrt.testing import FakeFrameSource, MockNode, fake_frame, frames_of
+from agentrt.nodes.synthetic import SyntheticSource
+from agentrt.testing import MockNode, fake_frame, frames_of
 
 
 def test_source_ticks_on_virtual_clock() -> None:
-    harness = MockNode(FakeFrameSource, rate_hz=100, params={"width": 8, "height": 4})
+    harness = MockNode(SyntheticSource, rate_hz=100, params={"width": 8, "height": 4})
     sent = harness.run(ticks=5)
     frames = frames_of(sent, "frames")
     assert [f.seq for f in frames] == [0, 1, 2, 3, 4]
