@@ -203,6 +203,10 @@ class NodeIO(Protocol):
 
     def armed(self) -> bool: ...
 
+    def beat(self) -> None:
+        """Tell the supervisor the node is alive (a heartbeat when one is due); `events()` calls it."""
+        ...
+
     def report(self, state: str) -> None:
         """Tell the supervisor: "ready" after setup, "stopping" at the end, "failed" on error."""
         ...
@@ -298,8 +302,13 @@ class Node:
 
     @property
     def stop_requested(self) -> bool:
-        """True once the node must stop; a node with its own loop checks it."""
+        """True once the node must stop; a node with its own loop checks it (no side effect)."""
         return bool(self._io.stop_reason())
+
+    def beat(self) -> None:
+        """Say the node is alive. `events()` does it each iteration; a node with its own loop (or a
+        long step, like a long answer) calls it at least every ``heartbeat_timeout_s``."""
+        self._io.beat()
 
     @property
     def armed(self) -> bool:
@@ -331,6 +340,7 @@ class Node:
         was_armed = not self.arm_after
         idle_wait_ns = 50_000_000  # check for stop at least this often
         while True:
+            io.beat()  # explicit, at the loop's cadence (at least every idle_wait_ns)
             reason = io.stop_reason()
             if reason:
                 yield Stop(reason)

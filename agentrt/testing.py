@@ -78,6 +78,9 @@ class MockIO:
             return ""
         return "end of test input"
 
+    def beat(self) -> None:
+        pass
+
     def armed(self) -> bool:
         return self.is_armed
 
