@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentrt.errors import ConfigError, SourceError
+from agentrt.errors import ConfigError, FrameTimeout, SourceError
 from agentrt.messages import Frame, Message, now_ns
 from agentrt.node import Node, latest
 from streams._deps import import_av
@@ -82,11 +82,12 @@ class SourceNode(Node):
                 for _ in self.events():  # idle until Stop
                     pass
                 return
+            except FrameTimeout:
+                continue  # nothing new yet: check for stop and read again
             except SourceError as exc:
                 if not source.alive:
                     raise
-                if "no new frame" not in str(exc):
-                    self.log.warning("%s", exc)
+                self.log.warning("%s", exc)
                 continue
             self.send("frames", frame)
             if now_ns() >= next_status:

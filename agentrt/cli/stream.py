@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agentrt.cli.common import add_no_status
-from agentrt.errors import SourceError
+from agentrt.errors import FrameTimeout, SourceError
 
 _FAST: dict[str, dict[str, Any]] = {"file": {"realtime": False}, "player": {"speed": 0.0}, "synthetic": {"fps": 0.0}, "folder": {"fps": 0.0}}
 
@@ -110,11 +110,12 @@ def _run(args: argparse.Namespace) -> int:
             except StreamEnded as exc:
                 print(f"{args.name}: {exc}")
                 break
+            except FrameTimeout:
+                continue  # nothing new yet: check for stop and read again
             except SourceError as exc:
                 if not source.alive:
                     raise
-                if "no new frame" not in str(exc):
-                    print(f"{args.name}: {exc}", flush=True)
+                print(f"{args.name}: {exc}", flush=True)
                 continue
             publisher.send(frame)
             sent += 1
