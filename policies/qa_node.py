@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from agentrt.errors import AgentRTError, ConfigError, FrameTornError, ModelError
 from agentrt.messages import Answer, Frame, Query, now_ns
@@ -160,11 +161,10 @@ class VideoQANode(Node):
         for event in self.events():
             if not isinstance(event, Input):
                 continue
-            message = event.message
-            if isinstance(message, Query):
-                self.pending.append(message)
-            elif isinstance(message, Frame):
-                self.ingest(message)
+            if event.name == "queries":  # each input's port fixes its kind: the host drops any other
+                self.pending.append(cast(Query, event.message))
+            else:
+                self.ingest(cast(Frame, event.message))
             while self.pending:  # answer between frames (an answer is bounded by max_new_tokens)
                 self.respond(self.pending.popleft())
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from agentrt.errors import ConfigError, FrameTimeout, SourceError
 from agentrt.messages import Frame, Message, now_ns
@@ -147,8 +147,7 @@ class RecorderNode(Node):
         self.missed = 0  # frames of the stream the recorder never saw (seq gaps)
 
     def on_input(self, name: str, message: Message) -> None:
-        if not isinstance(message, Frame):
-            return
+        message = cast(Frame, message)  # the port's kind: the host drops any other
         c = self.config
         if c.max_frames and self.recorder.frames >= c.max_frames:
             return

@@ -117,3 +117,11 @@ def test_events_with_idle_ns_give_the_node_its_own_turn_between_inputs() -> None
     plain.node.events = lambda **_: Node.events(plain.node)  # type: ignore[method-assign]
     plain.run(inputs=[("questions", Query("q", 0, 0, "why?"))])
     assert plain.node.seen == ["Input", "Stop"]  # without idle_ns: no Idle events
+
+
+def test_in_process_inputs_drop_messages_of_the_wrong_kind_as_the_node_host_does() -> None:
+    """The port's kind is what a node gets, in tests as in processes: nodes need no isinstance re-check."""
+    harness = MockNode(EchoPolicy, params={"dims": 3, "steps": 2}, name="policy")
+    sent = harness.run(inputs=[("frames", Query("q", 0, 0, "not a frame")), ("frames", fake_frame(0))])
+    assert [type(m).__name__ for _, m in sent] == ["ActionChunk"]
+    assert harness.io.wrong_kind == {"frames": 1}
