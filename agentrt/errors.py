@@ -24,6 +24,7 @@ __all__ = [
     "LaunchError",
     "MissingDependencyError",
     "SourceError",
+    "FrameTimeout",
     "RobotError",
     "ActionError",
     "ModelError",
@@ -82,6 +83,10 @@ class MissingDependencyError(AgentRTError):
 
 class SourceError(AgentRTError):
     """A frame source failed: camera missing or unplugged, file missing or corrupt, stream stalled."""
+
+
+class FrameTimeout(SourceError):
+    """No new frame within a read's own timeout; the source is still alive: read again (not a failure)."""
 
 
 class RobotError(AgentRTError):

@@ -110,6 +110,7 @@ __all__ = [
     "Tick",
     "Armed",
     "Stop",
+    "Idle",
     "Event",
     "NodeIO",
     "NodeStats",
@@ -178,7 +179,15 @@ class Stop:
     reason: str
 
 
-Event = Input | Tick | Armed | Stop
+@dataclass
+class Idle:
+    """Nothing arrived and no tick was due (only with ``events(idle_ns=...)``): the node's own turn, e.g. to
+    read a frame source that paces itself. Keep it short (a bounded wait): stop is checked after it."""
+
+    t_ns: int
+
+
+Event = Input | Tick | Armed | Stop | Idle
 
 
 # ---- what a node runs on: processes (agentrt.nodehost) or in-process (agentrt.testing) -----------
@@ -202,6 +211,10 @@ class NodeIO(Protocol):
         ...
 
     def armed(self) -> bool: ...
+
+    def beat(self) -> None:
+        """Tell the supervisor the node is alive (a heartbeat when one is due); `events()` calls it."""
+        ...
 
     def report(self, state: str) -> None:
         """Tell the supervisor: "ready" after setup, "stopping" at the end, "failed" on error."""
@@ -298,8 +311,13 @@ class Node:
 
     @property
     def stop_requested(self) -> bool:
-        """True once the node must stop; a node with its own loop checks it."""
+        """True once the node must stop; a node with its own loop checks it (no side effect)."""
         return bool(self._io.stop_reason())
+
+    def beat(self) -> None:
+        """Say the node is alive. `events()` does it each iteration; a node with its own loop (or a
+        long step, like a long answer) calls it at least every ``heartbeat_timeout_s``."""
+        self._io.beat()
 
     @property
     def armed(self) -> bool:
@@ -323,14 +341,19 @@ class Node:
         self._io.send(output, message)
         self.stats.sent[output] = self.stats.sent.get(output, 0) + 1
 
-    def events(self) -> Iterator[Event]:
-        """Typed events until `Stop`: `Input`, `Tick` (if ``rate_hz`` > 0), `Armed`, then `Stop`."""
+    def events(self, *, idle_ns: int | None = None) -> Iterator[Event]:
+        """Typed events until `Stop`: `Input`, `Tick` (if ``rate_hz`` > 0), `Armed`, then `Stop`.
+
+        ``idle_ns``: wait at most this long for inputs, then yield `Idle` when nothing came and no tick
+        was due. For a node that waits on something of its own (a frame source) between its inputs.
+        """
         io = self._io
         period_ns = int(1e9 / self.rate_hz) if self.rate_hz > 0 else 0
         next_tick = io.clock_ns() + period_ns if period_ns else 0
         was_armed = not self.arm_after
-        idle_wait_ns = 50_000_000  # check for stop at least this often
+        idle_wait_ns = 50_000_000 if idle_ns is None else max(0, idle_ns)  # check for stop at least this often
         while True:
+            io.beat()  # explicit, at the loop's cadence (at least every idle_wait_ns)
             reason = io.stop_reason()
             if reason:
                 yield Stop(reason)
@@ -340,7 +363,9 @@ class Node:
                 yield Armed(io.clock_ns())
             now = io.clock_ns()
             wait = min(idle_wait_ns, max(0, next_tick - now)) if period_ns else idle_wait_ns
+            busy = False
             for name, message in io.poll(wait):
+                busy = True
                 if name in self.arm_after and not io.armed():
                     self.stats.held_unarmed += 1
                     continue
@@ -350,6 +375,7 @@ class Node:
                     self._record_trace(message, t_recv)
                 yield Input(name, message, t_recv)
             if period_ns and io.clock_ns() >= next_tick:
+                busy = True
                 due = next_tick
                 started = io.clock_ns()
                 yield Tick(self._tick_seq, started, started - due)
@@ -363,6 +389,8 @@ class Node:
                         skipped = (ended - next_tick) // period_ns
                         self.stats.missed_ticks += int(skipped)
                         next_tick += skipped * period_ns
+            if idle_ns is not None and not busy:
+                yield Idle(io.clock_ns())
 
     def __iter__(self) -> Iterator[Event]:
         """``for event in self:`` is ``for event in self.events():``."""

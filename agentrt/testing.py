@@ -48,6 +48,7 @@ class MockIO:
         self.sent: list[tuple[str, Message]] = []
         self.states: list[str] = []
         self.is_armed = True
+        self.wrong_kind: dict[str, int] = {}  # input -> messages of another kind than its port declares
         self.end_ns: int | None = None
         self.end_ticks: int | None = None
         self.ticks = lambda: 0
@@ -58,8 +59,13 @@ class MockIO:
         return self.now_ns
 
     def poll(self, timeout_ns: int) -> list[tuple[str, Message]]:
-        if self.pending:
-            return [self.pending.popleft()]
+        while self.pending:
+            name, message = self.pending.popleft()
+            port = self._inputs.get(name)
+            if port is not None and port.message and type(message).__name__ != port.message:
+                self.wrong_kind[name] = self.wrong_kind.get(name, 0) + 1  # dropped, as agentrt.nodehost does
+                continue
+            return [(name, message)]
         self.now_ns += max(1, timeout_ns)
         return []
 
@@ -74,6 +80,9 @@ class MockIO:
         if self.end_ns is not None and self.now_ns < self.end_ns:
             return ""
         return "end of test input"
+
+    def beat(self) -> None:
+        pass
 
     def armed(self) -> bool:
         return self.is_armed

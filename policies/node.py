@@ -46,7 +46,7 @@ Out of domain, never silently:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -140,11 +140,10 @@ class NanoVLANode(Node):
         for event in self.events():
             if not isinstance(event, Input):
                 continue
-            message = event.message
-            if isinstance(message, RobotState):
-                self._on_state(message)
-            elif isinstance(message, Frame) and self._state is not None:
-                self._on_frame(message)
+            if event.name == "state":  # each input's port fixes its kind: the host drops any other
+                self._on_state(cast(RobotState, event.message))
+            elif self._state is not None:
+                self._on_frame(cast(Frame, event.message))
 
     def _on_frame(self, frame: Frame) -> None:
         c = self.config

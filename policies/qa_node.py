@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from agentrt.errors import AgentRTError, ConfigError, FrameTornError, ModelError
 from agentrt.messages import Answer, Frame, Query, now_ns
@@ -160,11 +161,10 @@ class VideoQANode(Node):
         for event in self.events():
             if not isinstance(event, Input):
                 continue
-            message = event.message
-            if isinstance(message, Query):
-                self.pending.append(message)
-            elif isinstance(message, Frame):
-                self.ingest(message)
+            if event.name == "queries":  # each input's port fixes its kind: the host drops any other
+                self.pending.append(cast(Query, event.message))
+            else:
+                self.ingest(cast(Frame, event.message))
             while self.pending:  # answer between frames (an answer is bounded by max_new_tokens)
                 self.respond(self.pending.popleft())
 
@@ -191,7 +191,7 @@ class VideoQANode(Node):
             for piece in self._pieces(query):
                 self.send("answers", Answer(query.id, seq, now_ns(), piece))
                 seq += 1
-                _ = self.stop_requested  # reading it sends our heartbeat: a long answer is not a hang
+                self.beat()  # a long answer is not a hang
         except Exception as exc:  # a bad question must not take the node down; the asker gets the reason
             self.log.warning("query %s failed: %s", query.id, exc)
             self.send("answers", Answer(query.id, seq, now_ns(), "", done=True,

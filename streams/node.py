@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from agentrt.errors import ConfigError, SourceError
+from agentrt.errors import ConfigError, FrameTimeout, SourceError
 from agentrt.messages import Frame, Message, now_ns
-from agentrt.node import Node, latest
+from agentrt.node import Idle, Node, latest
 from streams._deps import import_av
 from streams.recorder import Recorder, RecorderConfig
 from streams.registry import make_config, make_source
@@ -36,6 +36,7 @@ from streams.source import Source, StreamEnded
 __all__ = ["SourceNodeConfig", "SourceNode", "RecorderNodeConfig", "RecorderNode"]
 
 _STATUS_EVERY_NS = 10_000_000_000
+READ_TIMEOUT_MS = 200  # the longest a read waits: how late a stop request can be seen
 
 
 @dataclass
@@ -66,34 +67,52 @@ class SourceNode(Node):
 
     def setup(self) -> None:
         self.source: Source = make_source(self.config.source, **{"stream": self.config.stream, **self.config.params})
+        self.ended = ""  # why the stream ended, once it did
         self.source.connect()
         self.log.info("%s: %dx%d", self.source.describe(), self.source.width, self.source.height)
 
     def run(self) -> None:
-        source = self.source
         next_status = now_ns() + _STATUS_EVERY_NS
-        while not self.stop_requested:
-            try:
-                frame = source.async_read(timeout_ms=200)
-            except StreamEnded as exc:
-                self.log.info("%s", exc)
-                if self.config.on_end == "stop":
-                    return
-                for _ in self.events():  # idle until Stop
-                    pass
-                return
-            except SourceError as exc:
-                if not source.alive:
-                    raise
-                if "no new frame" not in str(exc):
-                    self.log.warning("%s", exc)
+        for event in self.events(idle_ns=0):  # no inputs: each Idle turn reads the source (it paces itself)
+            if not isinstance(event, Idle):
                 continue
-            self.send("frames", frame)
+            try:
+                self.publish_next()
+            except StreamEnded as exc:
+                self.ended = str(exc)
+                self.note(self.ended)
+                if self.config.on_end == "idle":
+                    for _ in self.events():  # idle until Stop
+                        pass
+                return
             if now_ns() >= next_status:
                 next_status = now_ns() + _STATUS_EVERY_NS
-                s = source.stats
+                s = self.source.stats
                 self.log.info("%.1f fps, %d captured, dropped %d (replaced %d, skipped %d), reconnects %d",
                               s.fps, s.captured, s.dropped, s.replaced, s.skipped, s.reconnects)
+
+    def publish_next(self) -> bool:
+        """Read the next new frame (waiting at most ``READ_TIMEOUT_MS``) and send it; False when none came.
+
+        Raises StreamEnded at the end of a file, SourceError when the source failed for good."""
+        source = self.source
+        try:
+            frame = source.async_read(timeout_ms=READ_TIMEOUT_MS)
+        except FrameTimeout:
+            return False  # nothing new yet: the loop checks for stop and reads again
+        except StreamEnded:
+            raise
+        except SourceError as exc:
+            if not source.alive:
+                raise
+            self.note(str(exc), warning=True)  # it reconnects inside the source
+            return False
+        self.send("frames", frame)
+        return True
+
+    def note(self, text: str, *, warning: bool = False) -> None:
+        """Say what happened to the source (the end of a file, a reconnect); `agentrt stream` prints it."""
+        (self.log.warning if warning else self.log.info)("%s", text)
 
     def teardown(self) -> None:
         source = getattr(self, "source", None)
@@ -128,8 +147,7 @@ class RecorderNode(Node):
         self.missed = 0  # frames of the stream the recorder never saw (seq gaps)
 
     def on_input(self, name: str, message: Message) -> None:
-        if not isinstance(message, Frame):
-            return
+        message = cast(Frame, message)  # the port's kind: the host drops any other
         c = self.config
         if c.max_frames and self.recorder.frames >= c.max_frames:
             return

@@ -30,7 +30,8 @@ import numpy as np
 
 from agentrt.errors import ConfigError, SourceError
 from agentrt.messages import Frame
-from agentrt.mp4 import kill_safe_stream, open_mp4
+from agentrt.mp4 import Mp4Options, Mp4Writer
+from agentrt.pixels import to_rgb
 from streams._deps import import_av
 from streams.config import check_field_types
 
@@ -86,19 +87,13 @@ class Recorder:
         self.sidecar = sidecar_path(self.path)
         self.frames = 0
         self.codec = ""
-        self._container: Any = None
-        self._stream: Any = None
+        self._writer: Mp4Writer | None = None
         self._csv_file: IO[str] | None = None
         self._csv: Any = None
         self._size: tuple[int, int] | None = None  # (width, height) of the first frame
         self._t0_ns = 0
         self._last_pts = -1
         self._resize_warned = False
-
-    def _pick_codec(self, av: Any) -> str:
-        if self.config.codec != "auto":
-            return self.config.codec
-        return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
     def _open(self, frame: Frame) -> None:
         av = import_av()
@@ -108,20 +103,18 @@ class Recorder:
             raise ConfigError(f"recorder: cannot create the folder {self.path.parent} for {self.path}: {exc.strerror}") from None
         width, height = frame.width, frame.height
         self._size = (width, height)
-        self.codec = self._pick_codec(av)
+        c = self.config
         meta = {"stream": frame.stream, "width": width, "height": height, "pixel_format": frame.pixel_format}
+        if c.codec == "auto":
+            self.codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        else:
+            self.codec = c.codec
+        options = Mp4Options(fps=c.fps, codec=self.codec, crf=c.crf, preset=c.preset, time_base=_TIME_BASE,
+                             rate_denominator=1001, metadata={"comment": json.dumps(meta)})
+        writer = Mp4Writer(self.path, options)  # fragmented: a killed recorder leaves a playable file
         try:
-            self._container = open_mp4(av, self.path)  # fragmented: a killed recorder leaves a playable file
-            self._container.metadata["comment"] = json.dumps(meta)
-            stream = self._container.add_stream(self.codec, rate=Fraction(self.config.fps).limit_denominator(1001))
-            kill_safe_stream(stream)
-            stream.width, stream.height = width + width % 2, height + height % 2
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.time_base = _TIME_BASE
-            stream.time_base = _TIME_BASE
-            if self.codec == "libx264":
-                stream.options = {"crf": str(self.config.crf), "preset": self.config.preset}
-            self._stream = stream
+            self._writer = writer
+            writer.open(width, height)
             self._csv_file = self.sidecar.open("w", newline="")
             self._csv = csv.writer(self._csv_file)
             self._csv.writerow(SIDECAR_COLUMNS)
@@ -132,18 +125,14 @@ class Recorder:
         log.info("recording %s (%dx%d, %s) to %s", frame.stream, width, height, self.codec, self.path)
 
     def write(self, frame: Frame) -> None:
-        """Encode one frame; the first one opens the file."""
-        av = import_av()
-        if self._container is None:
+        """Encode one frame (any pixel format: read as `agentrt.pixels.to_rgb` reads it); the first opens the file."""
+        if self._writer is None:
             self._open(frame)
+        assert self._writer is not None
         image = self._prepare(frame)
         pts = max((frame.t_capture_ns - self._t0_ns) // 1000, self._last_pts + 1)
         self._last_pts = pts
-        video_frame = av.VideoFrame.from_ndarray(image, format="bgr24" if frame.pixel_format == "bgr" else "rgb24")
-        video_frame.pts = pts
-        video_frame.time_base = _TIME_BASE
-        for packet in self._stream.encode(video_frame):
-            self._container.mux(packet)
+        self._writer.write(image, pts)
         assert self._csv is not None and self._csv_file is not None
         self._csv.writerow((self.frames, frame.seq, frame.t_capture_ns, pts))
         self.frames += 1
@@ -152,13 +141,7 @@ class Recorder:
 
     def _prepare(self, frame: Frame) -> np.ndarray:
         assert self._size is not None
-        image = frame.image
-        if image.dtype != np.uint8:
-            raise ConfigError(f"recorder: frames must be uint8, got {image.dtype} (stream {frame.stream})")
-        if image.ndim == 2 or image.shape[2] == 1:
-            image = np.repeat(image.reshape(frame.height, frame.width, 1), 3, axis=2)
-        elif image.shape[2] == 4:
-            image = image[..., :3]
+        image = to_rgb(frame)  # the one conversion: BGR(A), gray, depth and 16-bit frames as every consumer sees them
         width, height = self._size
         if (frame.width, frame.height) != (width, height):
             from streams._deps import import_cv2
@@ -168,24 +151,21 @@ class Recorder:
                             frame.seq, frame.width, frame.height, width, height)
                 self._resize_warned = True
             image = import_cv2().resize(np.ascontiguousarray(image), (width, height))
-        if width % 2 or height % 2:
-            image = np.pad(image, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
-        return np.ascontiguousarray(image)
+        return image  # Mp4Writer pads an odd size by an edge pixel
 
     def close(self) -> None:
         """Flush the encoder and finish the file and its sidecar. Safe to call twice."""
-        if self._container is not None:
+        if self._writer is not None:
             try:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
+                self._writer.flush()
             finally:
                 self._abort()
             log.info("recorded %d frames to %s (+ %s)", self.frames, self.path, self.sidecar.name)
 
     def _abort(self) -> None:
-        container, self._container = self._container, None
-        if container is not None:
-            container.close()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
         csv_file, self._csv_file = self._csv_file, None
         if csv_file is not None:
             csv_file.close()

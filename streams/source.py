@@ -45,7 +45,7 @@ import threading
 
 import numpy as np
 
-from agentrt.errors import ConfigError, SourceError
+from agentrt.errors import ConfigError, FrameTimeout, SourceError
 from agentrt.messages import Frame, now_ns
 from streams.config import SourceConfig
 from streams.stats import SourceStats
@@ -245,7 +245,7 @@ class Source:
                     )
                 if deadline is not None and now >= deadline:
                     last = f"{(now - frame.t_capture_ns) / 1e6:.0f} ms ago" if frame else "never"
-                    raise SourceError(
+                    raise FrameTimeout(
                         f"{self.describe()}: no new frame within {timeout_ms} ms (state: {self.state}, last frame {last})"
                     )
                 wait_ns = 100_000_000 if deadline is None else min(100_000_000, deadline - now)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -29,7 +30,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from agentrt.cli.common import add_no_status
-from agentrt.errors import SourceError
 
 _FAST: dict[str, dict[str, Any]] = {"file": {"realtime": False}, "player": {"speed": 0.0}, "synthetic": {"fps": 0.0}, "folder": {"fps": 0.0}}
 
@@ -82,49 +82,81 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
+class _PublishIO:
+    """The `NodeIO` of `agentrt stream`: a SourceNode in this process, its frames on one Publisher.
+
+    It stops the node after ``--duration`` / ``--frames`` and prints the status line once a second
+    from ``beat()`` (the node's loop calls it every iteration)."""
+
+    def __init__(self, args: argparse.Namespace, publisher: Any) -> None:
+        self.args, self.publisher = args, publisher
+        self.sent = 0
+        self.node: Any = None  # the SourceNode, once set up (its source has the stats)
+        self.t_start = time.monotonic()
+        self._next_status = self.t_start + 1.0
+
+    def clock_ns(self) -> int:
+        return time.monotonic_ns()
+
+    def poll(self, timeout_ns: int) -> list[tuple[str, Any]]:
+        return []  # no inputs; SourceNode waits on its source (idle_ns=0)
+
+    def send(self, output: str, message: Any) -> None:
+        self.publisher.send(message)
+        self.sent += 1
+
+    def stop_reason(self) -> str:
+        args = self.args
+        if args.duration and time.monotonic() - self.t_start >= args.duration:
+            return "duration reached"
+        if args.frames and self.sent >= args.frames:
+            return "frames reached"
+        return ""
+
+    def armed(self) -> bool:
+        return True
+
+    def report(self, state: str) -> None:
+        pass
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        if self.node is not None and not self.args.no_status and now >= self._next_status:
+            _status(self.args.name, self.node.source, self.publisher, self.sent)
+            self._next_status = now + 1.0
+
+
 def _run(args: argparse.Namespace) -> int:
     from agentrt.transport import Publisher, endpoint
-    from streams.registry import make_source, parse_source
-    from streams.source import StreamEnded
+    from streams.node import SourceNode, SourceNodeConfig
+    from streams.registry import parse_source
+
+    class StreamNode(SourceNode):
+        def note(self, text: str, *, warning: bool = False) -> None:
+            print(f"{args.name}: {text}", flush=True)
 
     spec = parse_source(args.source)
-    source = make_source(spec, **source_overrides(args, spec["type"]))
+    config = SourceNodeConfig(source=spec, stream=args.name, params=source_overrides(args, spec["type"]))
     address = args.endpoint or endpoint(args.name)
     publisher = Publisher(address, encoding="jpeg" if args.jpeg else "raw", shm=False if args.jpeg else None)
-    sent = 0
-    t_start = time.monotonic()
+    io = _PublishIO(args, publisher)
+    node = StreamNode(config, name=args.name, io=io)
+    node.log.setLevel(logging.WARNING)  # this command prints its own lines (note, status) on stdout
     try:
-        source.connect()
+        node.setup()
+        io.node = node
+        source = node.source
         print(f"publishing {source.describe()} ({source.width}x{source.height}, {source.config.pixel_format}) "
               f"as '{args.name}' on {publisher.bound_address}", flush=True)
-        next_status = t_start + 1.0
-        while True:
-            now = time.monotonic()
-            if (args.duration and now - t_start >= args.duration) or (args.frames and sent >= args.frames):
-                break
-            if not args.no_status and now >= next_status:
-                _status(args.name, source, publisher, sent)
-                next_status = now + 1.0
-            try:
-                frame = source.async_read(timeout_ms=min(source.config.timeout_ms, 500))
-            except StreamEnded as exc:
-                print(f"{args.name}: {exc}")
-                break
-            except SourceError as exc:
-                if not source.alive:
-                    raise
-                if "no new frame" not in str(exc):
-                    print(f"{args.name}: {exc}", flush=True)
-                continue
-            publisher.send(frame)
-            sent += 1
+        node.run()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the normal way to stop; finish cleanly
         print("stopping", flush=True)
     finally:
-        source.disconnect()
+        node.teardown()
         publisher.close()
-    elapsed = time.monotonic() - t_start
-    _status(args.name, source, publisher, sent, final=True, elapsed_s=elapsed)
+    elapsed = time.monotonic() - io.t_start
+    if io.node is not None:
+        _status(args.name, node.source, publisher, io.sent, final=True, elapsed_s=elapsed)
     return 0
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk
@@ -42,8 +43,8 @@ class ActionSink(Node):
         for event in self.events():
             if isinstance(event, Armed):
                 self.log.info("armed: upstream of %s is ready", ", ".join(self.arm_after))
-            elif isinstance(event, Input) and isinstance(event.message, ActionChunk):
+            elif isinstance(event, Input):
+                chunk = self.last = cast(ActionChunk, event.message)  # the port's kind: the host drops any other
                 self.chunks += 1
-                self.last = event.message
                 if self.config.log_every and self.chunks % self.config.log_every == 0:
-                    self.log.info("%d chunks, last from frame %d", self.chunks, event.message.frame_seq)
+                    self.log.info("%d chunks, last from frame %d", self.chunks, chunk.frame_seq)

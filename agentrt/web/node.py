@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from agentrt.errors import ConfigError
 from agentrt.messages import Answer, Frame
@@ -70,12 +71,11 @@ class WebNode(Node):
                 self.server.ready = True
             elif isinstance(event, Tick):
                 self._send_questions()
-            elif isinstance(event, Input):
-                message = event.message
-                if isinstance(message, Frame):
-                    self.server.update(message)
-                elif isinstance(message, Answer):
-                    self.server.deliver(message)
+            elif isinstance(event, Input):  # each input's port fixes its kind: the host drops any other
+                if event.name == "frames":
+                    self.server.update(cast(Frame, event.message))
+                else:
+                    self.server.deliver(cast(Answer, event.message))
 
     def _send_questions(self) -> None:
         while True:

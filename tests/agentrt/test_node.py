@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import pytest
 
 from agentrt.errors import ConfigError
-from agentrt.messages import ActionChunk, Frame
-from agentrt.node import Input, Node, Tick, check_node, latest
+from agentrt.messages import ActionChunk, Frame, Query
+from agentrt.node import Input, Node, Tick, check_node, latest, lossless
 from agentrt.nodes.echo import EchoPolicy
 from agentrt.nodes.sink import ActionSink
 from agentrt.nodes.synthetic import SyntheticSource
@@ -93,3 +93,36 @@ def test_custom_event_loop_sees_ticks_and_inputs() -> None:
 def test_check_node_rejects_non_nodes() -> None:
     with pytest.raises(ConfigError, match="not a node"):
         check_node(dict)
+
+
+
+def test_events_with_idle_ns_give_the_node_its_own_turn_between_inputs() -> None:
+    """A node that waits on something of its own (SourceNode's frame source) runs on `events()` too."""
+
+    class Asker(Node):
+        inputs = {"questions": lossless("Query")}
+
+        def run(self) -> None:
+            self.seen: list[str] = []
+            for event in self.events(idle_ns=0):
+                self.seen.append(type(event).__name__)
+                if self.seen == ["Idle", "Idle"]:
+                    harness.io.pending.append(("questions", Query("q", 0, 0, "why?")))
+
+    harness = MockNode(Asker)
+    harness.io.end_ns = harness.io.now_ns + 3  # virtual time: each empty poll moves it 1 ns, then Stop
+    harness.setup()
+    harness.node.run()
+    assert harness.node.seen == ["Idle", "Idle", "Input", "Idle", "Stop"]
+    plain = MockNode(Asker)
+    plain.node.events = lambda **_: Node.events(plain.node)  # type: ignore[method-assign]
+    plain.run(inputs=[("questions", Query("q", 0, 0, "why?"))])
+    assert plain.node.seen == ["Input", "Stop"]  # without idle_ns: no Idle events
+
+
+def test_in_process_inputs_drop_messages_of_the_wrong_kind_as_the_node_host_does() -> None:
+    """The port's kind is what a node gets, in tests as in processes: nodes need no isinstance re-check."""
+    harness = MockNode(EchoPolicy, params={"dims": 3, "steps": 2}, name="policy")
+    sent = harness.run(inputs=[("frames", Query("q", 0, 0, "not a frame")), ("frames", fake_frame(0))])
+    assert [type(m).__name__ for _, m in sent] == ["ActionChunk"]
+    assert harness.io.wrong_kind == {"frames": 1}

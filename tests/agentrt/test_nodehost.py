@@ -19,7 +19,7 @@ import zmq
 
 from agentrt import wire
 from agentrt.errors import ConfigError
-from agentrt.messages import ActionChunk, Frame, Telemetry, now_ns
+from agentrt.messages import ActionChunk, Frame, Heartbeat, Telemetry, now_ns
 from agentrt.node import Node, check_node, latest, lossless
 from agentrt.nodehost import PLAN_ENV, NodeHost
 from agentrt.telemetry import TelemetryCollector
@@ -140,3 +140,30 @@ def test_an_input_port_must_name_a_known_message_kind() -> None:
 
     with pytest.raises(ConfigError, match=r"Typo.inputs\['frames'\] carries 'Frames'"):
         check_node(Typo)
+
+
+def _heartbeats(sock: zmq.Socket) -> list[Heartbeat]:
+    out = []
+    while sock.poll(200):
+        message = wire.decode(sock.recv())
+        if isinstance(message, Heartbeat):
+            out.append(message)
+    return out
+
+
+def test_reading_stop_requested_sends_no_heartbeat_the_events_loop_does(control: tuple[zmq.Socket, str]) -> None:
+    control_socket, control_address = control
+    host = NodeHost(plan_for("quiet", "tests:Quiet", control_address, {}))
+    try:
+        node = Node(None, name="quiet", io=host)
+        for _ in range(3):
+            assert not node.stop_requested and host.stop_reason() == ""  # getters: no side effect
+        assert _heartbeats(control_socket) == []
+        events = node.events()
+        host.request_stop("done")
+        assert [type(e).__name__ for e in events] == ["Stop"]
+        assert len(_heartbeats(control_socket)) == 1  # the loop beats, at its cadence
+        node.beat()  # a node with its own loop says so explicitly (due: _heartbeats waited > heartbeat_ms)
+        assert len(_heartbeats(control_socket)) == 1
+    finally:
+        host.close()

@@ -40,6 +40,9 @@ class CountingIO:
     def stop_reason(self) -> str:
         return "enough" if len(self.sent) >= self.limit else ""
 
+    def beat(self) -> None:
+        pass
+
     def armed(self) -> bool:
         return True
 

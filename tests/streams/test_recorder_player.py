@@ -115,3 +115,31 @@ def test_recorder_errors(tmp_path: Path) -> None:
     assert (tmp_path / "new" / "dir" / "x.mp4").stat().st_size > 0
     with pytest.raises(ConfigError, match="crf"):
         RecorderConfig(crf=99)
+
+
+@pytest.mark.parametrize("pixel_format", ["bgra", "rgba", "bgr", "gray"])
+def test_recorded_colours_are_the_frames_colours_whatever_its_pixel_format(tmp_path: Path, pixel_format: str) -> None:
+    """The recorder reads a frame's channels as `agentrt.pixels.to_rgb` does (BGRA was written as RGBA)."""
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[:, :32] = (220, 30, 30)  # red | blue: swapped channels would show blue | red
+    rgb[:, 32:] = (30, 30, 220)
+    if pixel_format == "gray":
+        rgb[:] = 90
+    image = {"bgra": np.dstack([rgb[..., ::-1], np.full((64, 64), 255, np.uint8)]),
+             "rgba": np.dstack([rgb, np.full((64, 64), 7, np.uint8)]),
+             "bgr": rgb[..., ::-1], "gray": rgb[..., :1]}[pixel_format]
+    path = tmp_path / f"{pixel_format}.mp4"
+    with Recorder(RecorderConfig(path=str(path))) as recorder:
+        recorder.write(Frame("cam", 0, now_ns(), np.ascontiguousarray(image), pixel_format))
+    with PlayerSource(PlayerConfig(path=str(path), speed=0)) as player:
+        decoded = player.read().image
+    assert decoded.shape == rgb.shape
+    assert np.abs(decoded[8:-8, 4:28].astype(int) - rgb[8:-8, 4:28]).max() < 20
+    assert np.abs(decoded[8:-8, 36:60].astype(int) - rgb[8:-8, 36:60]).max() < 20
+
+
+def test_an_unknown_codec_is_one_line(tmp_path: Path) -> None:
+    recorder = Recorder(RecorderConfig(path=str(tmp_path / "x.mp4"), codec="no-such-codec"))
+    with pytest.raises(ConfigError, match=r"cannot write .*x.mp4 with codec no-such-codec"):
+        recorder.write(Frame("c", 0, now_ns(), np.zeros((8, 8, 3), np.uint8)))
+    recorder.close()

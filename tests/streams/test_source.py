@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from agentrt.errors import SourceError
+from agentrt.errors import FrameTimeout, SourceError
 from agentrt.messages import now_ns
 from streams import SourceConfig, SourceLost, StreamEnded, check_source
 from streams.source import Source
@@ -168,6 +168,24 @@ def test_async_read_times_out_with_a_clear_message() -> None:
         with pytest.raises(SourceError, match="no new frame within 50 ms"):
             source.async_read(timeout_ms=50)
         source.release_stall.set()
+
+
+def test_a_read_timeout_is_its_own_type_and_a_stall_is_not() -> None:
+    """Callers tell "nothing new yet" from a failure by type, never by the message text."""
+    source = FakeSource(fast(stall_at=2, timeout_ms=5000))
+    with source:
+        source.read()
+        with pytest.raises(FrameTimeout) as info:
+            source.async_read(timeout_ms=50)
+        assert isinstance(info.value, SourceError) and source.alive
+        source.release_stall.set()
+    stalled = FakeSource(fast(stall_at=2, timeout_ms=100))
+    with stalled:
+        with pytest.raises(SourceError) as failure:
+            for _ in range(5):
+                stalled.read()
+        assert not isinstance(failure.value, FrameTimeout)
+        stalled.release_stall.set()
 
 
 def test_slow_reader_counts_replaced_frames_and_gaps() -> None:
