@@ -28,10 +28,12 @@ restarts: `agentrt.nodehost` fails the node with that line.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import zmq
@@ -83,11 +85,30 @@ def _authenticator(context: zmq.Context) -> ThreadAuthenticator:
     with _lock:
         auth = _authenticators.get(id(context))
         if auth is None:
-            auth = ThreadAuthenticator(context)
-            auth.start()
+            auth = _start_authenticator(context)
             _authenticators[id(context)] = auth
             log.debug("CURVE authenticator started")
         return auth
+
+
+def _start_authenticator(context: zmq.Context, wait_s: float = 2.0) -> ThreadAuthenticator:
+    """Start a ZAP authenticator; retried while a just-stopped one's endpoint is released.
+
+    Closing a ZeroMQ socket unbinds its ``inproc://zeromq.zap.01`` endpoint on the
+    context's reaper thread, a moment later, so a stop followed at once by a start
+    (one test after another) can find the address still in use.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        auth = ThreadAuthenticator(context)
+        try:
+            auth.start()
+            return auth
+        except zmq.ZMQError as error:
+            auth.stop()
+            if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _authorized_keys(folder: Path) -> frozenset[bytes]:

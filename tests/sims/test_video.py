@@ -66,7 +66,8 @@ def test_a_video_killed_mid_episode_plays_up_to_the_kill(tmp_path: Path) -> None
     try:
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline:
-            if count.exists() and count.read_text() and int(count.read_text()) >= 100:
+            written = count.read_text() if count.exists() else ""  # read once: the writer truncates, then writes
+            if written.isdigit() and int(written) >= 100:
                 break
             time.sleep(0.05)
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
