@@ -18,7 +18,6 @@ Where actions come from is an ``ActionSource``: the scripted expert in-process
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -27,16 +26,14 @@ from typing import Protocol
 
 import numpy as np
 
+from agentrt.chunks import ChunkExecutor, ChunkQueue
 from agentrt.errors import ActionError
-from sims.chunks import ChunkQueue
 from sims.clock import Clock
 from sims.env import SimEnv
 from sims.experts import WaypointExpert
 from sims.robot import RobotObservation
 
 __all__ = ["Tick", "ActionSource", "ExpertSource", "EpisodeResult", "run_episode", "episode_video_path"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,13 +112,19 @@ def run_episode(
     frame_every: int = 1,
     stop: threading.Event | None = None,
     on_frame: Callable[[np.ndarray], None] | None = None,
+    executor: ChunkExecutor | None = None,
 ) -> EpisodeResult:
     """Reset ``env`` with ``seed`` and run one episode to success, truncation or ``stop``.
 
     ``on_frame`` receives every regularly rendered frame (every ``frame_every`` steps), e.g. a video writer.
+    ``executor`` plays the chunks (the sim node's, whose ``take`` the source feeds); by default a fresh one.
+    A step the robot refuses is counted and the robot holds for that tick; the chunk plays on.
     """
     stop = stop or threading.Event()
-    queue = ChunkQueue()
+    if executor is None:
+        executor = ChunkExecutor(env.config.robot.robot, env.robot, receiver="sim", drop_on_failure=False)
+    queue = executor.queue
+    queue.clear()  # a plan from the last episode is not this one's
     obs, _ = env.reset(seed=seed)
     stats0 = _stats(env)
     started = time.monotonic()
@@ -133,12 +136,15 @@ def run_episode(
         source.fetch(queue, wait=clock.lockstep, stop=stop)
         if clock.lockstep and queue.remaining == 0:
             break  # stopped while waiting
-        action = queue.next()
+        action = executor.next_action()
         try:
             result = env.step(action)
         except ActionError as exc:
-            log.warning("action rejected: %s", exc)
+            executor.failed(exc)
             result = env.step(None)
+        else:
+            if action is not None:
+                executor.sent()
         obs, success = result.observation, result.success
         source.observe(_observe(env, obs, env.steps, queue, source, clock, frame_every, on_frame))
         if result.terminated or result.truncated:

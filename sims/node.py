@@ -46,9 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from agentrt.errors import ActionError, ConfigError
+from agentrt.chunks import ChunkExecutor, ChunkQueue
+from agentrt.errors import ConfigError
 from sims.camera import CameraConfig
-from sims.chunks import AddressCheck, ChunkQueue, chunk_sender
 from sims.clock import CLOCKS, make_clock
 from sims.env import SimEnv, SimEnvConfig
 from sims.loop import EpisodeResult, Tick, episode_video_path, run_episode
@@ -135,12 +135,12 @@ class _WireSource:
         self._request_seq = -1  # lockstep: the frame whose chunk we wait for
         self._last_frame: Any = None
         self._last_state: Any = None
-        self.latencies_ms: list[float] = []  # capture -> chunk arrival
         self.episode = -1
 
     def start_episode(self, episode: int) -> None:
         self.episode = episode
         self.episode_first_seq = self.node.frame_seq
+        self.node.executor.new_episode(self.episode_first_seq)
         self._request_seq = -1
 
     def observe(self, tick: Tick) -> None:
@@ -170,17 +170,23 @@ class _WireSource:
         self._states.send(self._last_state)
         node.state_seq += 1
 
+    def _take(self, message: Any, queue: ChunkQueue, *, min_frame_seq: int | None = None) -> bool:
+        executor = self.node.executor
+        if queue is not executor.queue:
+            raise ValueError("the sim's wire source feeds its node's executor: run_episode(..., executor=node.executor)")
+        return executor.take(message, min_frame_seq=min_frame_seq)
+
     def fetch(self, queue: ChunkQueue, *, wait: bool, stop: threading.Event) -> None:
         if not wait:
             while (message := self._actions.recv(timeout_ms=0)) is not None:
-                self._accept(message, queue, minimum_seq=self.episode_first_seq)
+                self._take(message, queue)
             return
         if queue.remaining > 0:
             return
         next_republish = time.monotonic() + self.config.republish_ms / 1e3
         while not stop.is_set():
             message = self._actions.recv(timeout_ms=50)
-            if message is not None and self._accept(message, queue, minimum_seq=max(self._request_seq, self.episode_first_seq)):
+            if message is not None and self._take(message, queue, min_frame_seq=self._request_seq):
                 return
             if time.monotonic() >= next_republish:
                 # A latest-only subscriber that connected late missed the frame: send it again.
@@ -189,38 +195,6 @@ class _WireSource:
                 if self._last_state is not None:
                     self._states.send(self._last_state)
                 next_republish = time.monotonic() + self.config.republish_ms / 1e3
-
-    def _accept(self, message: Any, queue: ChunkQueue, *, minimum_seq: int) -> bool:
-        from agentrt.messages import ActionChunk
-
-        node = self.node
-        if not isinstance(message, ActionChunk):
-            node.not_chunks += 1
-            if node.not_chunks == 1 or node.not_chunks % 100 == 0:
-                log.warning("sim node: expected an ActionChunk on its actions input, got %s; dropped (%d so far)",
-                            type(message).__name__, node.not_chunks)
-            return False
-        if not node.address.accepts(message.robot, chunk_sender(message.hops)):
-            return False
-        if message.frame_seq == -1:
-            node.unframed_chunks += 1
-            if node.unframed_chunks == 1:
-                log.info("sim node: executing chunks with frame_seq -1 (computed from no frame) as they come; "
-                         "their capture-to-actuation latency is not measured")
-        elif message.frame_seq < minimum_seq:
-            log.debug("dropped a stale chunk (frame %d < %d)", message.frame_seq, minimum_seq)
-            node.stale_chunks += 1
-            return False
-        try:
-            queue.submit(message.action_kind, np.asarray(message.actions), frame_seq=message.frame_seq, t_capture_ns=message.t_capture_ns)
-        except ActionError as exc:
-            log.warning("sim node: rejected an action chunk: %s; the robot holds", exc)
-            node.env.robot.stats.rejected += 1
-            node.env.robot.hold()
-            return False
-        if message.t_capture_ns > 0 and message.frame_seq >= 0:
-            self.latencies_ms.append((time.monotonic_ns() - message.t_capture_ns) / 1e6)
-        return True
 
 
 class SimNode:
@@ -232,21 +206,14 @@ class SimNode:
         self.results: list[EpisodeResult] = []
         self.frame_seq = 0
         self.state_seq = 0
-        self.address = AddressCheck(config.robot, "sim node")  # chunks must name this sim's robot
-        self.stale_chunks = 0  # computed from a frame of an earlier episode (or, lockstep, an older frame)
-        self.unframed_chunks = 0  # frame_seq -1: taken, not tied to a frame
-        self.not_chunks = 0  # messages on the actions input that are no ActionChunk
+        # chunks must name this sim's robot; a refused step is counted and the lockstep plan plays on
+        self.executor = ChunkExecutor(config.robot, self.env.robot, receiver="sim node",
+                                      period_ms=None, drop_on_failure=False)
 
     def counters(self) -> dict[str, int]:
         """The action input's counts, as telemetry counters (``agentrt.node``: ``bad.*`` and ``dropped.*`` add to
         the run's bad and dropped totals)."""
-        return {
-            "bad.other_robot_chunks": self.address.refused,
-            "bad.not_chunks": self.not_chunks,
-            "bad.rejected_actions": self.env.robot.stats.rejected,
-            "dropped.stale_chunks": self.stale_chunks,
-            "unframed_chunks": self.unframed_chunks,
-        }
+        return self.executor.counters()
 
     def run(self, stop_event: threading.Event) -> list[EpisodeResult]:
         """Standalone: bind / connect the config's endpoints and run the episodes."""
@@ -285,14 +252,13 @@ class SimNode:
         cfg = self.config
         clock = make_clock(cfg.clock, cfg.control_hz)
         source.start_episode(episode)
-        source.latencies_ms.clear()
         video = None
         if cfg.video_path:
             video = VideoWriter(episode_video_path(cfg.video_path, episode, cfg.episodes), fps=cfg.control_hz / frame_every)
         try:
             result = run_episode(
                 self.env, clock, source, seed=cfg.seed + episode, frame_every=frame_every, stop=stop,
-                on_frame=video.write if video else None,
+                on_frame=video.write if video else None, executor=self.executor,
             )
         finally:
             if video is not None:
@@ -300,8 +266,8 @@ class SimNode:
         if stop.is_set() and not result.success:
             log.info("sim node: stopped during episode %d", episode)
             return None
-        if source.latencies_ms:
-            result.extra["capture_to_chunk_p50_ms"] = float(np.median(source.latencies_ms))
+        if self.executor.latencies_ms:
+            result.extra["capture_to_chunk_p50_ms"] = float(np.median(self.executor.latencies_ms))
         if clock.lateness_ms:
             result.extra["tick_lateness_p99_ms"] = float(np.percentile(clock.lateness_ms, 99))
         log.info(

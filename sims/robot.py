@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agentrt.chunks import Action  # one control step's command: the runtime's, shared with the chunk executor
 from agentrt.errors import ActionError, ConfigError
 from agentrt.wire import ACTION_KINDS  # the one list, beside the wire schema that checks ActionChunk
 
@@ -97,29 +98,6 @@ class RobotObservation:
     ee_pose: np.ndarray  # (7,) xyz in m + quaternion xyzw
     gripper: float  # measured, 0 open .. 1 closed (0 for a robot without a gripper)
     t_ns: int  # the robot's clock: sim time for a simulated robot, CLOCK_MONOTONIC for a real one
-
-
-@dataclass
-class Action:
-    """One control step's command; see the module docstring for kinds and units."""
-
-    kind: str
-    values: np.ndarray
-
-    @classmethod
-    def ee_delta(cls, dxyz: np.ndarray | list[float], gripper: float, drpy: np.ndarray | list[float] | None = None) -> Action:
-        parts = [np.asarray(dxyz, dtype=np.float64)]
-        if drpy is not None:
-            parts.append(np.asarray(drpy, dtype=np.float64))
-        parts.append(np.array([gripper], dtype=np.float64))
-        return cls("ee_delta", np.concatenate(parts))
-
-    @classmethod
-    def joint_target(cls, positions: np.ndarray | list[float], gripper: float | None = None) -> Action:
-        values = np.asarray(positions, dtype=np.float64)
-        if gripper is not None:
-            values = np.append(values, gripper)
-        return cls("joint_target", values)
 
 
 @dataclass

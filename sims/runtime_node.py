@@ -13,7 +13,7 @@ control tick); input ``actions`` (ActionChunk, lossless). Params are the fields
 of `sims.node.SimConfig`; the episode logic, clocks and chunk handling are
 `sims.node.SimNode`'s, so a sim behaves the same standalone and supervised.
 Each received chunk's trace (capture -> hops -> arrival) goes to telemetry, and
-so do its chunk counters (``SimNode.counters``): ``bad.other_robot_chunks``
+so do its chunk counters (``SimNode.counters``, from the shared ``agentrt.chunks.ChunkExecutor``): ``bad.other_robot_chunks``
 (chunks for another robot, refused), ``bad.rejected_actions`` (actions, or
 whole chunks, the robot refused: wrong shape or kind; it holds),
 ``bad.not_chunks``, ``dropped.stale_chunks`` (computed from a frame of an

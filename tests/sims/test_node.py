@@ -137,7 +137,6 @@ def test_a_real_time_tick_takes_every_waiting_message_and_accounts_for_each(capl
     import zmq
 
     from agentrt import wire
-    from sims.chunks import ChunkQueue
     from sims.node import SimConfig, _WireSource
 
     node = SimNode(SimConfig(task="reach", robot="panda", clock="realtime", renderer="tiny"))
@@ -157,7 +156,7 @@ def test_a_real_time_tick_takes_every_waiting_message_and_accounts_for_each(capl
             raw.send(wire.encode(messages.ActionChunk("panda", 1, 3, 0, "ee_delta", zeros, 50.0)))  # an old episode's
             raw.send(wire.encode(messages.ActionChunk("panda", 2, -1, 0, "ee_delta", zeros, 50.0)))  # from no frame
             assert actions.socket.poll(2000)
-            queue = ChunkQueue()
+            queue = node.executor.queue  # the wire source feeds the node's chunk executor
             source.fetch(queue, wait=False, stop=threading.Event())  # one real-time tick
             assert queue.remaining == 3 and actions.stats.bad == 200
             assert node.counters() == {"bad.other_robot_chunks": 1, "bad.not_chunks": 0, "bad.rejected_actions": 0,

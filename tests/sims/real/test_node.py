@@ -89,7 +89,7 @@ def test_the_actuator_refuses_chunks_for_another_robot_and_counts_executed_chunk
     try:
         actuator = Actuator(arm, "so100")
         start = arm.get_observation().joint_positions
-        with caplog.at_level(logging.WARNING, logger="sims.chunks"):
+        with caplog.at_level(logging.WARNING, logger="agentrt.chunks"):
             for seq in range(20):
                 koch = ActionChunk("koch", seq, seq, 0, "joint_target", np.full((4, 6), 0.02, np.float32), 33.3)
                 assert not actuator.submit(koch)
