@@ -24,12 +24,12 @@ from typing import Any
 from agentrt.errors import ConfigError
 from agentrt.messages import Frame, Message
 from agentrt.node import Node, check_node
-from agentrt.nodes.synthetic import SyntheticSource, synthetic_image
+from agentrt.nodes.synthetic import SyntheticFrameNode, synthetic_image
 from agentrt.process import process_alive
 
 __all__ = ["MockIO", "MockNode", "fake_frame", "frames_of", "FakeFrameSource", "child_pids", "process_alive"]
 
-FakeFrameSource = SyntheticSource
+FakeFrameSource = SyntheticFrameNode
 """A frame source node for tests: synthetic moving-pattern frames at ``rate_hz``."""
 
 _START_NS = 1_000_000_000

@@ -153,7 +153,7 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
     Appends to an existing dataset of the same image size (episode indices go on), so a
     collection can be resumed or widened to more tasks.
     """
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.env import SimEnv, SimEnvConfig
     from sims.robot import RobotConfig
 
@@ -170,7 +170,7 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
             SimEnvConfig(
                 task=task,
                 robot=RobotConfig(robot=COLLECT_ROBOT, control_hz=config.control_hz),
-                camera=CameraConfig(width=config.image_size, height=config.image_size, renderer=config.renderer),
+                camera=SceneCameraConfig(width=config.image_size, height=config.image_size, renderer=config.renderer),
             )
         )
         try:

@@ -93,7 +93,7 @@ def evaluate_policy(
 
     ``on_episode(index, success)`` is called after each episode (progress for long evaluations).
     """
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.clock import make_clock
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import episode_video_path, run_episode
@@ -102,7 +102,7 @@ def evaluate_policy(
 
     size = image_size or policy.model.config.image_size
     env = SimEnv(SimEnvConfig(task=task, robot=RobotConfig(control_hz=control_hz),
-                              camera=CameraConfig(width=size, height=size, renderer="tiny")))
+                              camera=SceneCameraConfig(width=size, height=size, renderer="tiny")))
     source = PolicySource(policy, env=env, reword=(lambda s: reword(task, s)) if reworded else None,
                           schedule=ChunkSchedule(clock, control_hz, execute_steps=execute_steps))
     successes, rates = 0, []

@@ -72,7 +72,7 @@ ROUTES = ((1, 0), (1, 1))
 
 
 
-class Stem(nn.Module):
+class QAStem(nn.Module):
     """pixels [B, 3, S, S] -> features [B, C, S/4, S/4]: a 3x3 convolution over RGB + x, y coordinates
     at full resolution (small objects survive), then a 4x4 stride-4 one (the nano VLA's stem, kept here
     so the two models can change apart)."""
@@ -190,7 +190,7 @@ class NanoQA(nn.Module):
     def __init__(self, config: NanoQAConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.stem = Stem(c.stem_channels)
+        self.stem = QAStem(c.stem_channels)
         self.vit = ViT(c.vit_config())
         # Image rows are a sum of a projection, a position and the probe's word embeddings; each part
         # starts at a similar size (pre-LN blocks see only their ratio), so none drowns the others.

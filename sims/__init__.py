@@ -18,7 +18,7 @@ dependencies are imported only when used.
 
 from __future__ import annotations
 
-from sims.camera import CameraConfig, Cameras
+from sims.camera import Cameras, SceneCameraConfig
 from sims.check import check_robot
 from sims.chunks import ChunkQueue
 from sims.clock import CLOCKS, LockstepClock, RealTimeClock, make_clock
@@ -38,7 +38,7 @@ __all__ = [
     "ROBOTS",
     "TASKS",
     "Action",
-    "CameraConfig",
+    "SceneCameraConfig",
     "Cameras",
     "ChunkQueue",
     "EpisodeResult",

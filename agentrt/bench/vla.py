@@ -54,7 +54,7 @@ def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[n
     """Per episode, the (image, state, instruction) of every plan of the AR policy in lockstep."""
     from policies.evaluate import HELD_OUT_SEED
     from policies.policy import NanoPolicy, PolicyConfig, PolicySource
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.clock import make_clock
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import run_episode
@@ -71,7 +71,7 @@ def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[n
             return super()._plan()
 
     size = policy.model.config.image_size
-    with SimEnv(SimEnvConfig(task=task, camera=CameraConfig(width=size, height=size, renderer="tiny"))) as env:
+    with SimEnv(SimEnvConfig(task=task, camera=SceneCameraConfig(width=size, height=size, renderer="tiny"))) as env:
         source = Recording(policy, env=env)
         for i in range(episodes):
             seen.append([])

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agentrt.errors import ConfigError
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.clock import make_clock
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import EpisodeResult, ExpertSource, episode_video_path, run_episode
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         task=args.task,
         robot=RobotConfig(robot=args.robot, control_hz=args.control_hz),
         world=WorldConfig(gui=args.gui),
-        camera=CameraConfig(width=args.size, height=args.size, renderer=args.renderer),
+        camera=SceneCameraConfig(width=args.size, height=args.size, renderer=args.renderer),
     )
     results: list[EpisodeResult] = []
     with SimEnv(config) as env:

@@ -2,7 +2,7 @@
 
     nodes:
       camera:
-        class: agentrt.nodes.synthetic:SyntheticSource
+        class: agentrt.nodes.synthetic:SyntheticFrameNode
         rate_hz: 30
         params: {width: 64, height: 48}
 """
@@ -17,7 +17,7 @@ from agentrt.errors import ConfigError
 from agentrt.messages import Frame, now_ns
 from agentrt.node import Node, latest
 
-__all__ = ["SyntheticConfig", "SyntheticSource", "synthetic_image"]
+__all__ = ["SyntheticNodeConfig", "SyntheticFrameNode", "synthetic_image"]
 
 
 def synthetic_image(seq: int, height: int, width: int, channels: int) -> np.ndarray:
@@ -28,7 +28,7 @@ def synthetic_image(seq: int, height: int, width: int, channels: int) -> np.ndar
 
 
 @dataclass
-class SyntheticConfig:
+class SyntheticNodeConfig:
     width: int = 64
     height: int = 48
     channels: int = 3  # 1, 3 or 4
@@ -43,11 +43,11 @@ class SyntheticConfig:
             raise ConfigError("stream must be a non-empty name, got ''")
 
 
-class SyntheticSource(Node):
+class SyntheticFrameNode(Node):
     """Sends one synthetic `Frame` per tick on ``frames``."""
 
     outputs = {"frames": latest("Frame")}
-    Config = SyntheticConfig
+    Config = SyntheticNodeConfig
     rate_hz = 30.0
 
     def setup(self) -> None:
