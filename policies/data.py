@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from agentrt.errors import ConfigError
+from sims.tasks import TASK_NAMES
 
 __all__ = ["CollectConfig", "collect", "Episode", "load_episodes", "load_info", "action_stats", "data_robot", "STATE_DIMS",
            "ACTION_DIMS", "COLLECT_ROBOT"]
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 STATE_DIMS = 4  # x, y, z (m), gripper
 ACTION_DIMS = 4  # dx, dy, dz (m / step), gripper
-TASK_NAMES = ("reach", "push", "pick_place")
 COLLECT_ROBOT = "panda"  # the arm the scripted experts drive; info.json names it, and so do weights trained on it
 
 

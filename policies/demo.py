@@ -18,6 +18,7 @@ from typing import Any
 
 from agentrt.errors import ConfigError
 from agentrt.resources import launch_dir
+from sims.tasks import TASK_NAMES
 
 __all__ = ["AgentDemoConfig", "run_agent_demo", "LAUNCH_DIR"]
 
@@ -37,8 +38,8 @@ class AgentDemoConfig:
     out_dir: str = "runs/agent-demo"
 
     def __post_init__(self) -> None:
-        if self.task not in ("reach", "push", "pick_place"):
-            raise ConfigError(f"AgentDemoConfig.task: expected reach, push or pick_place, got {self.task!r}")
+        if self.task not in TASK_NAMES:
+            raise ConfigError(f"AgentDemoConfig.task: expected one of {', '.join(TASK_NAMES)}, got {self.task!r}")
         if self.episodes < 1 or self.timeout_s <= 0:
             raise ConfigError(f"AgentDemoConfig: expected episodes >= 1 and timeout_s > 0, got {self.episodes}, {self.timeout_s}")
 

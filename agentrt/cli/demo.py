@@ -23,16 +23,14 @@ from typing import Any
 
 from agentrt.cli.common import add_seed
 from agentrt.errors import ConfigError
-from policies.data import TASK_NAMES
+from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
 
-TASKS = TASK_NAMES
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", default="all", choices=[*TASKS, "all"],
-                        help="which task (default all: reach, push and pick_place one after another)")
+    parser.add_argument("--task", default="all", choices=[*TASK_NAMES, "all"],
+                        help=f"which task (default all: {', '.join(TASK_NAMES)} one after another)")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per task, held-out scenes (default 3)")
     add_seed(parser, 100_000, "first scene seed (default 100000: never trained on)")
     parser.add_argument("--decoding", default="consistency", choices=["ar", "jacobi", "consistency"],
@@ -55,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from policies.demo import AgentDemoConfig, run_agent_demo
 
     out = Path(args.out or "runs/agent-demo")
-    tasks = TASKS if args.task == "all" else (args.task,)
+    tasks = TASK_NAMES if args.task == "all" else (args.task,)
     summaries = []
     for task in tasks:
         print(f"demo: the nano VLA drives the PyBullet '{task}' task, {args.episodes} held-out scenes "

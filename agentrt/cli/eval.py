@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.cli.common import add_seed
+from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
 
@@ -51,8 +52,8 @@ COLUMNS = ("task", "decoding", "clock", "split", "episodes", "success_rate", "co
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", choices=("vla", "qa"), default="vla", help="vla (default) or qa")
-    parser.add_argument("--tasks", nargs="+", default=["reach", "push", "pick_place"],
-                        help="sim tasks (default: reach push pick_place)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASK_NAMES),
+                        help=f"sim tasks (default: {' '.join(TASK_NAMES)})")
     parser.add_argument("--decodings", nargs="+", default=["ar", "jacobi", "consistency"],
                         help="vla: ar, jacobi, consistency (default: all three)")
     parser.add_argument("--clocks", nargs="+", default=["lockstep", "realtime"],

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.cli.common import add_seed
+from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="reach, push or pick_place (see above)")
+    parser.add_argument("task", help=f"{', '.join(TASK_NAMES)} (see above)")
     parser.add_argument("--episodes", type=int, default=1, help="number of episodes (default 1)")
     add_seed(parser, 0, "seed of the first episode; episode i uses seed + i (default 0)")
     parser.add_argument("--robot", default="panda", help="panda, kuka_iiwa or xarm6 (default panda)")
