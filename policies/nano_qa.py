@@ -57,12 +57,12 @@ from agentrt.engine import (
 )
 from agentrt.engine.decoder import Block
 from agentrt.errors import ConfigError, ModelError
+from policies.videoqa import NANO_QA_WEIGHTS
 from policies.vocabulary import WordCheck, check_words, split_words
 
 __all__ = ["NanoQAConfig", "NanoQA", "QATokenizer", "NanoVideoQA", "save_model", "load_model", "load_nano_qa",
-           "DEFAULT_WEIGHTS", "SPECIALS", "split_words"]
+           "SPECIALS", "split_words"]
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "nano_qa.safetensors"
 SPECIALS = ("<pad>", "<bos>", "<frame>", "<unk>", "<q>", "<a>", "<eos>")
 PAD, BOS, FRAME, UNK, Q, A, EOS = range(len(SPECIALS))
 POINTER = (0, 0)  # (layer, head) taught to attend from a word to the object it names
@@ -514,5 +514,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Na
 
 def load_nano_qa(path: str, device: str = "cpu") -> NanoVideoQA:
     """The ``policies.videoqa`` loader: ``path`` "" = the shipped weights."""
-    model, _ = load_model(path or DEFAULT_WEIGHTS, device)
+    model, _ = load_model(path or NANO_QA_WEIGHTS, device)
     return NanoVideoQA(model)

@@ -10,6 +10,8 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("agentrt", "streams", "policies", "sims")
 
@@ -67,3 +69,46 @@ def _task_lists() -> list[str]:
 
 def test_task_names_come_from_one_table() -> None:
     assert not _task_lists(), f"task names typed by hand (use sims.tasks.TASK_NAMES): {_task_lists()}"
+
+
+def _string_sites(needle: str) -> list[str]:
+    """Product code (not docstrings) whose string literals contain ``needle``."""
+    sites = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            docstrings = {
+                id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)
+            }
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str) and needle in node.value
+                        and id(node) not in docstrings):
+                    sites.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return sites
+
+
+@pytest.mark.parametrize("needle", ["nano_qa.safetensors", "nano:PATH or hf:PATH"])
+def test_qa_weights_path_and_model_specs_are_spelled_once(needle: str) -> None:
+    """The shipped QA weights' file and the ``nano | nano:PATH | hf:PATH`` grammar live in
+    policies.videoqa (torch-free, so the CLI and the node's cheap checks can import them)."""
+    sites = _string_sites(needle)
+    assert len(sites) == 1 and sites[0].startswith("policies/videoqa.py"), sites
+
+
+def test_model_spec_parser_is_the_one_the_node_config_and_loader_use() -> None:
+    from agentrt.errors import ConfigError
+    from policies.qa_node import VideoQANodeConfig, check_qa_model
+    from policies.videoqa import BACKENDS, load_videoqa, split_model_spec
+
+    assert split_model_spec("nano") == ("nano", "")
+    assert split_model_spec("hf:models/x") == ("hf", "models/x")
+    assert set(BACKENDS) == {"nano", "hf"}
+    messages = set()
+    for call in (lambda: split_model_spec("gguf:x"), lambda: load_videoqa("gguf:x"),
+                 lambda: check_qa_model("gguf:x"), lambda: VideoQANodeConfig(model="gguf:x")):
+        with pytest.raises(ConfigError) as info:
+            call()
+        messages.add(str(info.value).split(": ", 1)[-1] if "VideoQANodeConfig" in str(info.value) else str(info.value))
+    assert messages == {"unknown QA model 'gguf:x': expected nano, nano:PATH or hf:PATH"}, messages

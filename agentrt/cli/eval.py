@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.cli.common import add_seed
+from policies.videoqa import MODEL_SPECS
 from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
@@ -69,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lockstep: steps of each chunk run before planning again, 0 = all (default 4, as real time)")
     parser.add_argument("--json", metavar="PATH", help="write the rows, the machine and versions as JSON")
     parser.add_argument("--questions", type=int, default=500, help="qa: questions asked (default 500)")
-    parser.add_argument("--model", default="nano", help="qa: nano | nano:PATH | hf:PATH (default nano)")
+    parser.add_argument("--model", default="nano", help=f"qa: {MODEL_SPECS} (default nano)")
     parser.add_argument("--sim-episodes", type=int, default=5,
                         help="qa: also ask about running task episodes (as launch/sim_qa.yaml), this many per task "
                              "of --tasks (default 5; 0: off)")
