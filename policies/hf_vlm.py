@@ -140,10 +140,10 @@ class HFVideoQA:
         if self.config.prefill_slow:
             self.window.set_tail(self._slow_chunk())
 
-    def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
+    def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
         ids: list[int] = []
         text = ""
-        for token in self.answer_tokens(question, max_new_tokens):
+        for token in self.answer_tokens(question, max_new_tokens=max_new_tokens):
             ids.append(token)
             full = self.tokenizer.decode(ids, skip_special_tokens=True)
             if full.endswith("\ufffd"):
@@ -162,7 +162,7 @@ class HFVideoQA:
 
     # -- tokens: the streaming path and the plain reference beside it --
 
-    def answer_tokens(self, question: str, max_new_tokens: int = 32) -> Iterator[int]:
+    def answer_tokens(self, question: str, *, max_new_tokens: int = 32) -> Iterator[int]:
         """Greedy answer token ids, reusing the cached stream; the cache is cropped back when done."""
         self._close_open()
         generator = self._answer_tokens(question, max_new_tokens)
@@ -174,7 +174,7 @@ class HFVideoQA:
             chunk = self._text_chunk(question)
         else:
             chunk = join(self._slow_chunk(), self._text_chunk(question))
-        return self.window.answer(chunk, max_new_tokens, self.stop_ids)
+        return self.window.answer(chunk, max_new_tokens=max_new_tokens, stop_ids=self.stop_ids)
 
     @torch.no_grad()
     def reference_tokens(self, question: str, max_new_tokens: int = 32) -> list[int]:

@@ -433,7 +433,7 @@ class NanoVideoQA:
         self._history.append(self.model.cell_probs(vit)[0][0])
         self._last_kept_ns, self._pending = t_ns, False
 
-    def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
+    def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
         if self._newest is None:
             yield "(no frames yet)"
             return

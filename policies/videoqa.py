@@ -47,7 +47,7 @@ class VideoQAModel(Protocol):
     def ingest(self, image: np.ndarray, t_ns: int) -> None:
         """Add one RGB frame (H, W, 3) uint8 captured at ``t_ns`` (CLOCK_MONOTONIC)."""
 
-    def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
+    def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
         """Stream the answer to ``question`` about the stream so far, as text deltas."""
 
     def memory(self) -> dict[str, int]:

@@ -112,3 +112,25 @@ def test_model_spec_parser_is_the_one_the_node_config_and_loader_use() -> None:
             call()
         messages.add(str(info.value).split(": ", 1)[-1] if "VideoQANodeConfig" in str(info.value) else str(info.value))
     assert messages == {"unknown QA model 'gguf:x': expected nano, nano:PATH or hf:PATH"}, messages
+
+
+def test_decoders_and_answers_take_their_options_one_way() -> None:
+    """``action_ids`` is a keyword of both decoders (not hidden in JacobiConfig for one of them), and
+    ``max_new_tokens`` is keyword-only wherever an answer is generated."""
+    import dataclasses
+    import inspect
+
+    from agentrt.engine.decoding import JacobiConfig, greedy_decode, jacobi_decode
+    from agentrt.engine.streaming import StreamingKVCache
+    from policies.hf_vlm import HFVideoQA
+    from policies.hf_window import KVWindow
+    from policies.nano_qa import NanoVideoQA
+    from policies.videoqa import VideoQAModel
+
+    for decode in (greedy_decode, jacobi_decode):
+        assert inspect.signature(decode).parameters["action_ids"].kind is inspect.Parameter.KEYWORD_ONLY, decode
+    assert "action_ids" not in {f.name for f in dataclasses.fields(JacobiConfig)}
+    for method in (StreamingKVCache.ask, StreamingKVCache.answer, KVWindow.answer, VideoQAModel.answer,
+                   NanoVideoQA.answer, HFVideoQA.answer, HFVideoQA.answer_tokens):
+        kind = inspect.signature(method).parameters["max_new_tokens"].kind
+        assert kind is inspect.Parameter.KEYWORD_ONLY, method.__qualname__

@@ -115,7 +115,7 @@ class DecodeResult:
 class JacobiConfig:
     max_iterations: int | None = None  # cap σ on passes; None = the block length, which never binds
     tolerance_bins: int = 0  # early exit when every changing token moved <= this many action bins; 0 = exact
-    action_ids: tuple[int, int] | None = None  # [start, stop): argmax restricted here; bins are ids here
+    # action_ids is a keyword of jacobi_decode, as of greedy_decode: it belongs to the vocabulary, not the method
 
     def __post_init__(self) -> None:
         if self.max_iterations is not None and self.max_iterations < 1:
@@ -124,11 +124,6 @@ class JacobiConfig:
             )
         if self.tolerance_bins < 0:
             raise ConfigError(f"JacobiConfig.tolerance_bins: expected >= 0, given {self.tolerance_bins}")
-        if self.tolerance_bins and self.action_ids is None:
-            raise ConfigError(
-                "JacobiConfig: tolerance_bins needs action_ids (the bins are measured in action ids)"
-            )
-        _check_ids(self.action_ids)
 
 
 def _check_ids(action_ids: tuple[int, int] | None) -> None:
@@ -204,6 +199,7 @@ def jacobi_decode(
     n_tokens: int,
     config: JacobiConfig | None = None,
     *,
+    action_ids: tuple[int, int] | None = None,
     init: Sequence[int] | None = None,
     cache: Any = None,
     last_logits: torch.Tensor | None = None,
@@ -216,7 +212,10 @@ def jacobi_decode(
     decode, the accepted prefix after an early exit.
     """
     cfg = config or JacobiConfig()
-    ids_range = cfg.action_ids
+    _check_ids(action_ids)
+    if cfg.tolerance_bins and action_ids is None:
+        raise ConfigError("jacobi_decode: tolerance_bins needs action_ids (the bins are measured in action ids)")
+    ids_range = action_ids
     cache, logits = _start(runner, prompt, cache, last_logits, n_tokens)
     start = runner.cache_length(cache)
     P = start  # rows in the cache: prompt + accepted tokens

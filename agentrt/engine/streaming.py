@@ -225,7 +225,7 @@ class StreamingKVCache:
             self.runner.crop(self.cache, keep)
         return logits[0]
 
-    def ask(self, question: torch.Tensor, max_new_tokens: int, *, stop_ids: Sequence[int] = ()) -> list[int]:
+    def ask(self, question: torch.Tensor, *, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
         """Greedy answer to a question about the stream so far, ending with the stop id that ended it
         (decoding stops there); the cache is cropped back afterwards."""
         x = self._as_batch(question, None)
