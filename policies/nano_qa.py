@@ -379,7 +379,7 @@ def _heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, t
 def pixels(image: np.ndarray, size: int) -> torch.Tensor:
     """An RGB frame (H, W, 3) uint8 of any size -> [1, 3, size, size] in [-1, 1]."""
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ModelError(f"nano QA: expected an RGB frame (H, W, 3) uint8, given shape {image.shape}")
+        raise ModelError(f"nano QA: expected an RGB frame (H, W, 3) uint8, got shape {image.shape}")
     # astype copies: a frame off the wire is read-only, which torch.from_numpy warns about
     x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
     if x.shape[-2:] != (size, size):

@@ -138,11 +138,11 @@ class VideoQANodeConfig:
         except ConfigError as exc:
             raise ConfigError(f"VideoQANodeConfig.model: {exc}") from None
         if self.max_new_tokens < 1:
-            raise ConfigError(f"VideoQANodeConfig.max_new_tokens: expected >= 1, given {self.max_new_tokens}")
+            raise ConfigError(f"VideoQANodeConfig.max_new_tokens: expected >= 1, got {self.max_new_tokens}")
         if self.ingest_hz < 0:
-            raise ConfigError(f"VideoQANodeConfig.ingest_hz: expected >= 0, given {self.ingest_hz}")
+            raise ConfigError(f"VideoQANodeConfig.ingest_hz: expected >= 0, got {self.ingest_hz}")
         if not 0 <= self.max_unknown_share <= 1:
-            raise ConfigError(f"VideoQANodeConfig.max_unknown_share: expected 0..1, given {self.max_unknown_share}")
+            raise ConfigError(f"VideoQANodeConfig.max_unknown_share: expected 0..1, got {self.max_unknown_share}")
 
 
 class VideoQANode(Node):

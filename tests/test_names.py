@@ -134,3 +134,30 @@ def test_decoders_and_answers_take_their_options_one_way() -> None:
                    NanoVideoQA.answer, HFVideoQA.answer, HFVideoQA.answer_tokens):
         kind = inspect.signature(method).parameters["max_new_tokens"].kind
         assert kind is inspect.Parameter.KEYWORD_ONLY, method.__qualname__
+
+
+def _raise_wordings(words: tuple[str, ...]) -> list[str]:
+    """Raise statements whose message reports the offending value as '<word> {value}'."""
+    import re
+
+    pattern = re.compile(rf"\b({'|'.join(words)})( shape)?:?\s*[[(]?$")
+    sites = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Raise):
+                    continue
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.JoinedStr):
+                        parts = sub.values
+                        for part, after in zip(parts, [*parts[1:], None], strict=True):
+                            if (isinstance(part, ast.Constant) and isinstance(after, ast.FormattedValue)
+                                    and pattern.search(str(part.value))):
+                                sites.append(f"{path.relative_to(ROOT)}:{sub.lineno}")
+    return sites
+
+
+def test_error_messages_say_got() -> None:
+    """'expected X, got Y' everywhere: not 'given Y' here and 'received Y' there."""
+    sites = _raise_wordings(("given", "received", "was", "found"))
+    assert not sites, sites

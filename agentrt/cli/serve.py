@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_qa_model(args.model)  # one line now, not a node failing after start
     if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port: expected 0..65535, given {args.port}")
+        raise ConfigError(f"--port: expected 0..65535, got {args.port}")
     source = f"camera:{args.camera}" if args.camera is not None else args.source
     file_source = not source.startswith(("synthetic", "camera", "/dev/video")) and "://" not in source
     overrides = [

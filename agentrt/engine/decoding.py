@@ -120,15 +120,15 @@ class JacobiConfig:
     def __post_init__(self) -> None:
         if self.max_iterations is not None and self.max_iterations < 1:
             raise ConfigError(
-                f"JacobiConfig.max_iterations: expected >= 1 or None, given {self.max_iterations}"
+                f"JacobiConfig.max_iterations: expected >= 1 or None, got {self.max_iterations}"
             )
         if self.tolerance_bins < 0:
-            raise ConfigError(f"JacobiConfig.tolerance_bins: expected >= 0, given {self.tolerance_bins}")
+            raise ConfigError(f"JacobiConfig.tolerance_bins: expected >= 0, got {self.tolerance_bins}")
 
 
 def _check_ids(action_ids: tuple[int, int] | None) -> None:
     if action_ids is not None and not 0 <= action_ids[0] < action_ids[1]:
-        raise ConfigError(f"action_ids: expected [start, stop) with 0 <= start < stop, given {action_ids}")
+        raise ConfigError(f"action_ids: expected [start, stop) with 0 <= start < stop, got {action_ids}")
 
 
 def _pick(logits: torch.Tensor, action_ids: tuple[int, int] | None) -> torch.Tensor:
@@ -144,7 +144,7 @@ def prefill(runner: DecoderRunner, prompt: torch.Tensor) -> tuple[Any, torch.Ten
     if not prompt.is_floating_point() and prompt.dim() == 1:
         prompt = prompt[None]
     if prompt.shape[0] != 1 or prompt.shape[1] < 1:
-        raise ModelError(f"prefill: expected one non-empty sequence, given shape {tuple(prompt.shape)}")
+        raise ModelError(f"prefill: expected one non-empty sequence, got shape {tuple(prompt.shape)}")
     prompt = prompt.to(runner.device)
     cache = runner.new_cache()
     positions = torch.arange(prompt.shape[1], device=runner.device)
@@ -156,7 +156,7 @@ def _start(
     runner: DecoderRunner, prompt: torch.Tensor | None, cache: Any, last_logits: torch.Tensor | None, n: int
 ) -> tuple[Any, torch.Tensor]:
     if n < 1:
-        raise ConfigError(f"decode: expected n_tokens >= 1, given {n}")
+        raise ConfigError(f"decode: expected n_tokens >= 1, got {n}")
     if prompt is not None:
         if cache is not None:
             raise ModelError("decode: give a prompt or a prefilled cache with its last logits, not both")
