@@ -10,7 +10,7 @@ Everything is validated before anything starts; the first problem raises one
     base_port: 7600                # tcp ports for wires between hosts: base_port, base_port + 1, ...
     nodes:
       camera:
-        class: agentrt.nodes.synthetic:SyntheticSource    # module:Class, a subclass of agentrt.node.Node
+        class: agentrt.nodes.synthetic:SyntheticFrameNode    # module:Class, a subclass of agentrt.node.Node
         rate_hz: 100                                      # timed nodes: overrides the class default
         params: {width: 64, height: 48}                   # fields of the node's Config dataclass
       policy:

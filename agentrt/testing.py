@@ -6,7 +6,7 @@
     out = harness.run(inputs=[("frames", fake_frame(0)), ("frames", fake_frame(1))])
     assert [name for name, _ in out] == ["actions", "actions"]
 
-    source = MockNode(SyntheticSource, rate_hz=30)   # agentrt.nodes.synthetic: the shipped frame source
+    source = MockNode(SyntheticFrameNode, rate_hz=30)   # agentrt.nodes.synthetic: the shipped frame source
     frames = source.run(ticks=10)          # 10 ticks, instantly: the clock is virtual
 
 ``run`` calls ``setup()`` once, delivers the inputs in order, fires ticks as the

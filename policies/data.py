@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from agentrt.errors import ConfigError
+from policies.nano_vla import robot_state
+from sims.tasks import TASK_NAMES
 
 __all__ = ["CollectConfig", "collect", "Episode", "load_episodes", "load_info", "action_stats", "data_robot", "STATE_DIMS",
            "ACTION_DIMS", "COLLECT_ROBOT"]
@@ -44,7 +46,6 @@ log = logging.getLogger(__name__)
 
 STATE_DIMS = 4  # x, y, z (m), gripper
 ACTION_DIMS = 4  # dx, dy, dz (m / step), gripper
-TASK_NAMES = ("reach", "push", "pick_place")
 COLLECT_ROBOT = "panda"  # the arm the scripted experts drive; info.json names it, and so do weights trained on it
 
 
@@ -89,11 +90,6 @@ class Episode:
     wrist_images: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.uint8))  # (T_img, H, W, 3) or empty
     success: bool = True
     meta: dict[str, object] = field(default_factory=dict)
-
-
-def robot_state(ee_pose: np.ndarray, gripper: float) -> np.ndarray:
-    """The policy's state vector: tool point xyz and gripper, float32 (4,)."""
-    return np.array([*np.asarray(ee_pose)[:3], gripper], dtype=np.float32)
 
 
 def record_episode(
@@ -153,7 +149,7 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
     Appends to an existing dataset of the same image size (episode indices go on), so a
     collection can be resumed or widened to more tasks.
     """
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.env import SimEnv, SimEnvConfig
     from sims.robot import RobotConfig
 
@@ -170,7 +166,7 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
             SimEnvConfig(
                 task=task,
                 robot=RobotConfig(robot=COLLECT_ROBOT, control_hz=config.control_hz),
-                camera=CameraConfig(width=config.image_size, height=config.image_size, renderer=config.renderer),
+                camera=SceneCameraConfig(width=config.image_size, height=config.image_size, renderer=config.renderer),
             )
         )
         try:

@@ -24,6 +24,7 @@ from agentrt.scheduler import ChunkSchedule
 from policies.nano_vla import NanoVLA
 from policies.policy import NanoPolicy, PolicyConfig, PolicySource
 from policies.vocabulary import unknown_share
+from sims.tasks import TASK_NAMES
 
 __all__ = ["HELD_OUT_SEED", "REWORDINGS", "reword", "EvalRow", "evaluate_policy", "quick_eval"]
 
@@ -93,7 +94,7 @@ def evaluate_policy(
 
     ``on_episode(index, success)`` is called after each episode (progress for long evaluations).
     """
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.clock import make_clock
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import episode_video_path, run_episode
@@ -102,7 +103,7 @@ def evaluate_policy(
 
     size = image_size or policy.model.config.image_size
     env = SimEnv(SimEnvConfig(task=task, robot=RobotConfig(control_hz=control_hz),
-                              camera=CameraConfig(width=size, height=size, renderer="tiny")))
+                              camera=SceneCameraConfig(width=size, height=size, renderer="tiny")))
     source = PolicySource(policy, env=env, reword=(lambda s: reword(task, s)) if reworded else None,
                           schedule=ChunkSchedule(clock, control_hz, execute_steps=execute_steps))
     successes, rates = 0, []
@@ -144,7 +145,7 @@ def evaluate_policy(
 def quick_eval(model: NanoVLA, *, episodes: int = 5, tasks: tuple[str, ...] | None = None) -> dict[str, float]:
     """Lockstep AR success per task on held-out seeds (used during training)."""
     policy = NanoPolicy(PolicyConfig(decoding="ar"), model=model)
-    names = tasks or tuple(t for t in ("reach", "push", "pick_place") if _trained_on(model, t))
+    names = tasks or tuple(t for t in TASK_NAMES if _trained_on(model, t))
     return {t: evaluate_policy(policy, t, decoding="ar", episodes=episodes).success_rate for t in names}
 
 

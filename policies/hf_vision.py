@@ -63,7 +63,7 @@ def _three(value: Any) -> tuple[float, float, float]:
     """A per-channel value from preprocessor_config.json: one number or a list of three."""
     values = [float(x) for x in (value if isinstance(value, list) else [value] * 3)]
     if len(values) != 3:
-        raise ModelError(f"preprocessor_config.json: expected 3 channel values, given {value!r}")
+        raise ModelError(f"preprocessor_config.json: expected 3 channel values, got {value!r}")
     return values[0], values[1], values[2]
 
 

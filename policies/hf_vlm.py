@@ -79,14 +79,14 @@ class HFVideoQAConfig:
 
     def __post_init__(self) -> None:
         if self.window_tokens < 8:
-            raise ConfigError(f"HFVideoQAConfig.window_tokens: expected >= 8, given {self.window_tokens}")
+            raise ConfigError(f"HFVideoQAConfig.window_tokens: expected >= 8, got {self.window_tokens}")
         if self.fast_tokens < 1:
-            raise ConfigError(f"HFVideoQAConfig.fast_tokens: expected >= 1, given {self.fast_tokens}")
+            raise ConfigError(f"HFVideoQAConfig.fast_tokens: expected >= 1, got {self.fast_tokens}")
         if self.slow_frames not in (0, 1):
-            raise ConfigError(f"HFVideoQAConfig.slow_frames: expected 0 or 1, given {self.slow_frames}")
+            raise ConfigError(f"HFVideoQAConfig.slow_frames: expected 0 or 1, got {self.slow_frames}")
         ViTCacheConfig(self.vit_interval, self.vit_ratio, self.skip_threshold)  # validates those three
         if self.qwen_max_pixels < 28 * 28:
-            raise ConfigError(f"HFVideoQAConfig.qwen_max_pixels: expected >= 784, given {self.qwen_max_pixels}")
+            raise ConfigError(f"HFVideoQAConfig.qwen_max_pixels: expected >= 784, got {self.qwen_max_pixels}")
 
 
 class HFVideoQA:
@@ -130,7 +130,7 @@ class HFVideoQA:
     @torch.no_grad()
     def ingest(self, image: np.ndarray, t_ns: int) -> None:
         if image.ndim != 3 or image.shape[2] < 3 or image.dtype != np.uint8:
-            raise ModelError(f"ingest: expected an RGB uint8 image (H, W, 3), given {image.dtype} {image.shape}")
+            raise ModelError(f"ingest: expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
         self._close_open()
         grid = self.vision(image)  # [h, w, C]
         self._last_grid = grid
@@ -140,10 +140,10 @@ class HFVideoQA:
         if self.config.prefill_slow:
             self.window.set_tail(self._slow_chunk())
 
-    def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
+    def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
         ids: list[int] = []
         text = ""
-        for token in self.answer_tokens(question, max_new_tokens):
+        for token in self.answer_tokens(question, max_new_tokens=max_new_tokens):
             ids.append(token)
             full = self.tokenizer.decode(ids, skip_special_tokens=True)
             if full.endswith("\ufffd"):
@@ -162,7 +162,7 @@ class HFVideoQA:
 
     # -- tokens: the streaming path and the plain reference beside it --
 
-    def answer_tokens(self, question: str, max_new_tokens: int = 32) -> Iterator[int]:
+    def answer_tokens(self, question: str, *, max_new_tokens: int = 32) -> Iterator[int]:
         """Greedy answer token ids, reusing the cached stream; the cache is cropped back when done."""
         self._close_open()
         generator = self._answer_tokens(question, max_new_tokens)
@@ -174,7 +174,7 @@ class HFVideoQA:
             chunk = self._text_chunk(question)
         else:
             chunk = join(self._slow_chunk(), self._text_chunk(question))
-        return self.window.answer(chunk, max_new_tokens, self.stop_ids)
+        return self.window.answer(chunk, max_new_tokens=max_new_tokens, stop_ids=self.stop_ids)
 
     @torch.no_grad()
     def reference_tokens(self, question: str, max_new_tokens: int = 32) -> list[int]:

@@ -140,7 +140,7 @@ class KVWindow:
         if chunk is not None:
             self.stream.set_tail(embeds=chunk.embeds, positions=chunk.positions, span=chunk.span)
 
-    def answer(self, chunk: Chunk, max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:
+    def answer(self, chunk: Chunk, *, max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:
         """Greedy answer ids to ``chunk`` after the stream and its tail; the cache is cropped back when done."""
         return self.stream.answer(embeds=chunk.embeds, positions=chunk.positions, span=chunk.span,
                                   max_new_tokens=max_new_tokens, stop_ids=sorted(stop_ids))

@@ -57,12 +57,12 @@ from agentrt.engine import (
 )
 from agentrt.engine.decoder import Block
 from agentrt.errors import ConfigError, ModelError
+from policies.videoqa import NANO_QA_WEIGHTS
 from policies.vocabulary import WordCheck, check_words, split_words
 
 __all__ = ["NanoQAConfig", "NanoQA", "QATokenizer", "NanoVideoQA", "save_model", "load_model", "load_nano_qa",
-           "DEFAULT_WEIGHTS", "SPECIALS", "split_words"]
+           "SPECIALS", "split_words"]
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "nano_qa.safetensors"
 SPECIALS = ("<pad>", "<bos>", "<frame>", "<unk>", "<q>", "<a>", "<eos>")
 PAD, BOS, FRAME, UNK, Q, A, EOS = range(len(SPECIALS))
 POINTER = (0, 0)  # (layer, head) taught to attend from a word to the object it names
@@ -72,7 +72,7 @@ ROUTES = ((1, 0), (1, 1))
 
 
 
-class Stem(nn.Module):
+class QAStem(nn.Module):
     """pixels [B, 3, S, S] -> features [B, C, S/4, S/4]: a 3x3 convolution over RGB + x, y coordinates
     at full resolution (small objects survive), then a 4x4 stride-4 one (the nano VLA's stem, kept here
     so the two models can change apart)."""
@@ -190,7 +190,7 @@ class NanoQA(nn.Module):
     def __init__(self, config: NanoQAConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.stem = Stem(c.stem_channels)
+        self.stem = QAStem(c.stem_channels)
         self.vit = ViT(c.vit_config())
         # Image rows are a sum of a projection, a position and the probe's word embeddings; each part
         # starts at a similar size (pre-LN blocks see only their ratio), so none drowns the others.
@@ -379,7 +379,7 @@ def _heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, t
 def pixels(image: np.ndarray, size: int) -> torch.Tensor:
     """An RGB frame (H, W, 3) uint8 of any size -> [1, 3, size, size] in [-1, 1]."""
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ModelError(f"nano QA: expected an RGB frame (H, W, 3) uint8, given shape {image.shape}")
+        raise ModelError(f"nano QA: expected an RGB frame (H, W, 3) uint8, got shape {image.shape}")
     # astype copies: a frame off the wire is read-only, which torch.from_numpy warns about
     x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
     if x.shape[-2:] != (size, size):
@@ -433,7 +433,7 @@ class NanoVideoQA:
         self._history.append(self.model.cell_probs(vit)[0][0])
         self._last_kept_ns, self._pending = t_ns, False
 
-    def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
+    def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
         if self._newest is None:
             yield "(no frames yet)"
             return
@@ -514,5 +514,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Na
 
 def load_nano_qa(path: str, device: str = "cpu") -> NanoVideoQA:
     """The ``policies.videoqa`` loader: ``path`` "" = the shipped weights."""
-    model, _ = load_model(path or DEFAULT_WEIGHTS, device)
+    model, _ = load_model(path or NANO_QA_WEIGHTS, device)
     return NanoVideoQA(model)

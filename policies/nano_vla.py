@@ -47,7 +47,7 @@ from agentrt.errors import ConfigError, ModelError
 from policies.vocabulary import WordCheck, check_words, split_words
 
 __all__ = ["NanoVLAConfig", "NanoVLA", "Percept", "Keypoints", "ActionTokenizer", "TextTokenizer", "save_model", "load_model",
-           "trained_robot", "LEGACY_ROBOT"]
+           "trained_robot", "LEGACY_ROBOT", "robot_state"]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,11 @@ class NanoVLAConfig:
     @property
     def action_ids(self) -> tuple[int, int]:
         return (self.action_start, self.action_start + N_BINS)
+
+
+def robot_state(ee_pose: np.ndarray, gripper: float) -> np.ndarray:
+    """The policy's state vector: tool point xyz and gripper, float32 (4,)."""
+    return np.array([*np.asarray(ee_pose)[:3], gripper], dtype=np.float32)
 
 
 class Percept(NamedTuple):

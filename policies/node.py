@@ -55,7 +55,7 @@ from agentrt.messages import ActionChunk, Frame, RobotState, now_ns
 from agentrt.node import Input, Node, latest, lossless
 from agentrt.pixels import to_rgb
 from agentrt.scheduler import ChunkSchedule, PlanGate
-from policies.data import robot_state
+from policies.nano_vla import robot_state
 from policies.vocabulary import quote_words
 
 if TYPE_CHECKING:

@@ -37,7 +37,6 @@ from agentrt.engine import (
 from agentrt.errors import ConfigError
 from agentrt.pixels import FIT_MODES, fit
 from agentrt.scheduler import ChunkSchedule
-from policies.data import robot_state
 from policies.nano_vla import (
     LEGACY_ROBOT,
     ActionTokenizer,
@@ -45,6 +44,7 @@ from policies.nano_vla import (
     TextTokenizer,
     load_model,
     pixels,
+    robot_state,
     trained_robot,
 )
 from policies.vocabulary import WordCheck
@@ -127,10 +127,9 @@ class NanoPolicy:
         self.actions = ActionTokenizer(model.config)
         self.runner = NativeRunner(model.decoder)
         self.vit: Any = ViTFeatureCache(model.vit, ViTCacheConfig()) if cfg.vit_cache else model.vit
-        c = model.config
-        self.jacobi = JacobiConfig(action_ids=c.action_ids)
+        self.jacobi = JacobiConfig()
         if cfg.decoding == "consistency":
-            self.jacobi = JacobiConfig(max_iterations=cfg.max_iterations, tolerance_bins=cfg.tolerance_bins, action_ids=c.action_ids)
+            self.jacobi = JacobiConfig(max_iterations=cfg.max_iterations, tolerance_bins=cfg.tolerance_bins)
         self._previous: list[int] | None = None
         self._text_cache: tuple[str, torch.Tensor] | None = None
 
@@ -182,7 +181,7 @@ class NanoPolicy:
             result = greedy_decode(self.runner, None, n, action_ids=c.action_ids, cache=cache, last_logits=last)
         else:
             init = self._shifted_guess()[1:] if self._previous is not None else None
-            result = jacobi_decode(self.runner, None, n, self.jacobi, init=init, cache=cache, last_logits=last)
+            result = jacobi_decode(self.runner, None, n, self.jacobi, action_ids=c.action_ids, init=init, cache=cache, last_logits=last)
         t3 = time.perf_counter()
         self._previous = result.tokens
         info.vit_ms, info.prefill_ms, info.decode_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3

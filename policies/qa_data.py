@@ -280,7 +280,7 @@ class SceneMaker:
     def connect(self) -> None:
         if self._world is not None:
             return
-        from sims.camera import CameraConfig, Cameras
+        from sims.camera import Cameras, SceneCameraConfig
         from sims.robot import RobotConfig
         from sims.sim_robot import SimRobot
         from sims.world import World, WorldConfig
@@ -289,7 +289,7 @@ class SceneMaker:
         self._robot = SimRobot(RobotConfig(robot="panda"), self._world)
         self._robot.connect()
         size = self.config.image_size
-        self._cameras = Cameras(self._world, CameraConfig(width=size, height=size, renderer=self.config.renderer))
+        self._cameras = Cameras(self._world, SceneCameraConfig(width=size, height=size, renderer=self.config.renderer))
         self._cameras.setup()
 
     def close(self) -> None:
@@ -425,12 +425,12 @@ class SceneMaker:
 
     def _task_env(self, name: str) -> Any:
         if name not in self._task_envs:
-            from sims.camera import CameraConfig
+            from sims.camera import SceneCameraConfig
             from sims.env import SimEnv, SimEnvConfig
             from sims.robot import RobotConfig
 
             size = self.config.image_size
-            camera = CameraConfig(width=size, height=size, renderer=self.config.renderer)
+            camera = SceneCameraConfig(width=size, height=size, renderer=self.config.renderer)
             env = SimEnv(SimEnvConfig(task=name, camera=camera, robot=RobotConfig(control_hz=TASK_CONTROL_HZ)))
             env.connect()
             self._task_envs[name] = env
@@ -493,9 +493,9 @@ def held_object(env: Any) -> int | None:
 
 def image_pixel(xyz: tuple[float, float, float], size: int) -> tuple[float, float]:
     """World point -> (u, v) pixel in the square scene camera of ``size`` px (u grows to the image's right)."""
-    from sims.camera import CameraConfig, project_scene
+    from sims.camera import SceneCameraConfig, project_scene
 
-    uv = project_scene(np.asarray(xyz), CameraConfig(width=size, height=size))
+    uv = project_scene(np.asarray(xyz), SceneCameraConfig(width=size, height=size))
     return float((uv[0] + 1) / 2 * size), float((uv[1] + 1) / 2 * size)
 
 

@@ -175,7 +175,7 @@ def evaluate_qa_sim(
     one object displaced ``MIN_MOVE_M`` or more in the last 10 s (not asked when several were), "what is
     the robot holding?" what the gripper lifted. Moments where the arm hides an object are skipped.
     -> (the result, {task: [correct, asked]})."""
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.env import SimEnv, SimEnvConfig
     from sims.robot import Action, RobotConfig
 
@@ -185,7 +185,7 @@ def evaluate_qa_sim(
     per_task: dict[str, list[int]] = {}
     frame_steps = TASK_CONTROL_HZ  # a frame a second
     for task in tasks:
-        camera = CameraConfig(width=camera_size, height=camera_size, renderer="tiny")
+        camera = SceneCameraConfig(width=camera_size, height=camera_size, renderer="tiny")
         with SimEnv(SimEnvConfig(task=task, camera=camera, robot=RobotConfig(control_hz=TASK_CONTROL_HZ))) as env:
             for episode in range(episodes):
                 env.reset(seed=seed + episode)

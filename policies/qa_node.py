@@ -37,30 +37,33 @@ from agentrt.errors import AgentRTError, ConfigError, FrameTornError, ModelError
 from agentrt.messages import Answer, Frame, Query, now_ns
 from agentrt.node import Input, Node, latest, lossless
 from agentrt.pixels import to_rgb
-from policies.videoqa import BACKENDS, VideoQAModel, load_videoqa, word_check
+from policies.videoqa import (
+    BACKENDS,
+    NANO_QA_WEIGHTS,
+    VideoQAModel,
+    load_videoqa,
+    split_model_spec,
+    word_check,
+)
 from policies.vocabulary import WordCheck, quote_words
 
 __all__ = ["VideoQANodeConfig", "VideoQANode", "check_qa_model", "load_qa_model", "checked_answer",
-           "refuses", "NANO_WEIGHTS", "MAX_UNKNOWN_SHARE"]
+           "refuses", "MAX_UNKNOWN_SHARE"]
 
 log = logging.getLogger(__name__)
 
 MAX_UNKNOWN_SHARE = 0.5  # a question with more of its words unknown to the model is not put to it
 
-NANO_WEIGHTS = Path(__file__).parent / "weights" / "nano_qa.safetensors"
-
 
 def check_qa_model(spec: str) -> None:
     """The cheap checks of a model spec, before anything starts: one-line ModelError / ConfigError."""
-    prefix, _, path = spec.partition(":")
-    if prefix not in BACKENDS:
-        raise ConfigError(f"unknown QA model {spec!r}: expected nano, nano:PATH or hf:PATH")
+    prefix, path = split_model_spec(spec)
     if prefix == "nano":
         module = BACKENDS["nano"][0]
         if importlib.util.find_spec(module) is None:
             raise ModelError(f"the nano QA model is not in this install ({module} is missing); "
                              "use --model hf:PATH with a local SmolVLM / Qwen2-VL checkpoint")
-        weights = Path(path) if path else NANO_WEIGHTS
+        weights = Path(path) if path else NANO_QA_WEIGHTS
         if not weights.exists():
             raise ModelError(f"the nano QA weights are missing ({weights}); train them with "
                              "`agentrt train-qa` or use --model hf:PATH")
@@ -123,7 +126,7 @@ def checked_answer(model: VideoQAModel, question: str, *, max_new_tokens: int = 
 
 @dataclass
 class VideoQANodeConfig:
-    model: str = "nano"  # nano | nano:PATH | hf:PATH (policies.videoqa.load_videoqa)
+    model: str = "nano"  # one of policies.videoqa.MODEL_SPECS
     device: str = "cpu"
     max_new_tokens: int = 32
     ingest_hz: float = 0.0  # at most this many frames per second into the model; 0 = every frame it can take
@@ -131,15 +134,16 @@ class VideoQANodeConfig:
     max_unknown_share: float = MAX_UNKNOWN_SHARE  # more of a question's words unknown to the model: not answered
 
     def __post_init__(self) -> None:
-        prefix = self.model.partition(":")[0]
-        if prefix not in BACKENDS:
-            raise ConfigError(f"VideoQANodeConfig.model: expected nano, nano:PATH or hf:PATH, given {self.model!r}")
+        try:
+            split_model_spec(self.model)
+        except ConfigError as exc:
+            raise ConfigError(f"VideoQANodeConfig.model: {exc}") from None
         if self.max_new_tokens < 1:
-            raise ConfigError(f"VideoQANodeConfig.max_new_tokens: expected >= 1, given {self.max_new_tokens}")
+            raise ConfigError(f"VideoQANodeConfig.max_new_tokens: expected >= 1, got {self.max_new_tokens}")
         if self.ingest_hz < 0:
-            raise ConfigError(f"VideoQANodeConfig.ingest_hz: expected >= 0, given {self.ingest_hz}")
+            raise ConfigError(f"VideoQANodeConfig.ingest_hz: expected >= 0, got {self.ingest_hz}")
         if not 0 <= self.max_unknown_share <= 1:
-            raise ConfigError(f"VideoQANodeConfig.max_unknown_share: expected 0..1, given {self.max_unknown_share}")
+            raise ConfigError(f"VideoQANodeConfig.max_unknown_share: expected 0..1, got {self.max_unknown_share}")
 
 
 class VideoQANode(Node):

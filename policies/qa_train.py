@@ -46,6 +46,7 @@ from policies.nano_qa import (
     split_words,
 )
 from policies.qa_data import KINDS, Question, Scene, load_split, make_question, vocabulary
+from policies.videoqa import NANO_QA_FILE
 
 __all__ = ["TrainQAConfig", "Batch", "BatchMaker", "train"]
 
@@ -388,7 +389,7 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
     def save(final: bool = False) -> None:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
                     "step": step, "model_config": asdict(model.config), "train_config": asdict(config)}, ckpt)
-        save_model(model, out / "nano_qa.safetensors", {"step": step, "train": asdict(config)})
+        save_model(model, out / NANO_QA_FILE, {"step": step, "train": asdict(config)})
 
     while step < config.steps:
         lr = _lr(step, config)
@@ -420,8 +421,8 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
             report(f"stopping at step {step}: --max-minutes {config.max_minutes:g} reached (resume with the same command)")
             break
     save()
-    report(f"weights {out / 'nano_qa.safetensors'} (step {step}, {(time.perf_counter() - start) / 60:.1f} min)")
-    return out / "nano_qa.safetensors"
+    report(f"weights {out / NANO_QA_FILE} (step {step}, {(time.perf_counter() - start) / 60:.1f} min)")
+    return out / NANO_QA_FILE
 
 
 def init_from(model: NanoQA, path: str) -> str:

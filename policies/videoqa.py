@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -32,7 +33,8 @@ import numpy as np
 from agentrt.errors import ConfigError
 from policies.vocabulary import WordCheck
 
-__all__ = ["VideoQAModel", "load_videoqa", "word_check", "BACKENDS"]
+__all__ = ["VideoQAModel", "load_videoqa", "word_check", "BACKENDS", "MODEL_SPECS", "split_model_spec",
+           "NANO_QA_FILE", "NANO_QA_WEIGHTS"]
 
 
 @runtime_checkable
@@ -45,7 +47,7 @@ class VideoQAModel(Protocol):
     def ingest(self, image: np.ndarray, t_ns: int) -> None:
         """Add one RGB frame (H, W, 3) uint8 captured at ``t_ns`` (CLOCK_MONOTONIC)."""
 
-    def answer(self, question: str, max_new_tokens: int = 32) -> Iterator[str]:
+    def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
         """Stream the answer to ``question`` about the stream so far, as text deltas."""
 
     def memory(self) -> dict[str, int]:
@@ -57,13 +59,24 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "nano": ("policies.nano_qa", "load_nano_qa"),
     "hf": ("policies.hf_vlm", "load_hf_videoqa"),
 }
+MODEL_SPECS = "nano, nano:PATH or hf:PATH"  # what --model and VideoQANodeConfig.model take
+# The file `agentrt train-qa` writes and the package ships; here, not in nano_qa, so torch-free
+# callers (the CLI, the node's cheap checks) find it without importing torch.
+NANO_QA_FILE = "nano_qa.safetensors"
+NANO_QA_WEIGHTS = Path(__file__).parent / "weights" / NANO_QA_FILE
+
+
+def split_model_spec(spec: str) -> tuple[str, str]:
+    """``nano:PATH`` -> ("nano", "PATH"); ConfigError for a backend not in `BACKENDS`."""
+    prefix, _, path = spec.partition(":")
+    if prefix not in BACKENDS:
+        raise ConfigError(f"unknown QA model {spec!r}: expected {MODEL_SPECS}")
+    return prefix, path
 
 
 def load_videoqa(spec: str, device: str = "cpu") -> VideoQAModel:
     """``nano`` | ``nano:PATH`` | ``hf:PATH`` -> a loaded model."""
-    prefix, _, path = spec.partition(":")
-    if prefix not in BACKENDS:
-        raise ConfigError(f"unknown QA model {spec!r}: expected nano, nano:PATH or hf:PATH")
+    prefix, path = split_model_spec(spec)
     if prefix == "hf" and not path:
         raise ConfigError("hf:PATH needs the folder of a local Hugging Face checkpoint, e.g. hf:models/SmolVLM-256M")
     module_name, loader = BACKENDS[prefix]

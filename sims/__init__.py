@@ -18,9 +18,8 @@ dependencies are imported only when used.
 
 from __future__ import annotations
 
-from sims.camera import CameraConfig, Cameras
+from sims.camera import Cameras, SceneCameraConfig
 from sims.check import check_robot
-from sims.chunks import ChunkQueue
 from sims.clock import CLOCKS, LockstepClock, RealTimeClock, make_clock
 from sims.descriptions import ROBOTS, RobotDescription, get_description
 from sims.env import SimEnv, SimEnvConfig, StepResult
@@ -38,9 +37,8 @@ __all__ = [
     "ROBOTS",
     "TASKS",
     "Action",
-    "CameraConfig",
+    "SceneCameraConfig",
     "Cameras",
-    "ChunkQueue",
     "EpisodeResult",
     "ExpertSource",
     "LockstepClock",

@@ -21,7 +21,7 @@ import numpy as np
 from agentrt.errors import ConfigError
 from sims.world import World, quiet_stdout
 
-__all__ = ["CameraConfig", "Cameras", "RENDERERS", "project_scene"]
+__all__ = ["SceneCameraConfig", "Cameras", "RENDERERS", "project_scene"]
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ RENDERERS = ("auto", "egl", "tiny")
 
 
 @dataclass
-class CameraConfig:
+class SceneCameraConfig:
     width: int = 128
     height: int = 128
     fov_deg: float = 50.0
@@ -44,19 +44,19 @@ class CameraConfig:
         for name in ("width", "height"):
             value = getattr(self, name)
             if not (isinstance(value, int) and 8 <= value <= 4096):
-                raise ConfigError(f"CameraConfig.{name}: expected an int in 8..4096 pixels, got {value!r}")
+                raise ConfigError(f"SceneCameraConfig.{name}: expected an int in 8..4096 pixels, got {value!r}")
         if self.renderer not in RENDERERS:
-            raise ConfigError(f"CameraConfig.renderer: expected one of {', '.join(RENDERERS)}, got {self.renderer!r}")
+            raise ConfigError(f"SceneCameraConfig.renderer: expected one of {', '.join(RENDERERS)}, got {self.renderer!r}")
         if not (0 < self.near_m < self.far_m):
-            raise ConfigError(f"CameraConfig.near_m/far_m: expected 0 < near < far, got {self.near_m}, {self.far_m}")
+            raise ConfigError(f"SceneCameraConfig.near_m/far_m: expected 0 < near < far, got {self.near_m}, {self.far_m}")
 
 
 class Cameras:
     """The scene and wrist cameras of one world; ``setup()`` after every world reset."""
 
-    def __init__(self, world: World, config: CameraConfig | None = None) -> None:
+    def __init__(self, world: World, config: SceneCameraConfig | None = None) -> None:
         self.world = world
-        self.config = config or CameraConfig()
+        self.config = config or SceneCameraConfig()
         self.renderer = "none"  # egl | tiny (| opengl in the GUI) once set up
         self._egl_plugin = -1
         self._quiet_renders = 2  # the EGL plugin announces its GL vendor during the first images
@@ -67,7 +67,7 @@ class Cameras:
         if self.config.renderer in ("auto", "egl") and self._egl_plugin < 0:
             self._egl_plugin = self._load_egl()
             if self._egl_plugin < 0 and self.config.renderer == "egl":
-                raise ConfigError("CameraConfig.renderer='egl' but the eglRenderer plugin did not load: use 'auto' or 'tiny'")
+                raise ConfigError("SceneCameraConfig.renderer='egl' but the eglRenderer plugin did not load: use 'auto' or 'tiny'")
         if self.world.config.gui:
             self.renderer = "opengl"  # the GUI's own OpenGL context renders camera images too
         else:
@@ -140,7 +140,7 @@ class Cameras:
         return np.ascontiguousarray(image[:, :, :3])
 
 
-def project_scene(points_m: np.ndarray, config: CameraConfig | None = None) -> np.ndarray:
+def project_scene(points_m: np.ndarray, config: SceneCameraConfig | None = None) -> np.ndarray:
     """World points (..., 3) -> where the scene camera sees them, (..., 2) as (u, v) in [-1, 1]
     (u rightwards, v downwards over the image; pixel centres at -1 + (2i + 1) / size).
 
@@ -148,7 +148,7 @@ def project_scene(points_m: np.ndarray, config: CameraConfig | None = None) -> n
     ``computeProjectionMatrixFOV`` build, in numpy, so training code can label image
     positions without a simulator.
     """
-    cfg = config or CameraConfig()
+    cfg = config or SceneCameraConfig()
     eye, target = np.asarray(cfg.scene_eye_m, np.float64), np.asarray(cfg.scene_target_m, np.float64)
     forward = (target - eye) / np.linalg.norm(target - eye)
     side = np.cross(forward, [0.0, 0.0, 1.0])

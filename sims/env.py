@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from agentrt.errors import ConfigError
-from sims.camera import CameraConfig, Cameras
+from sims.camera import Cameras, SceneCameraConfig
 from sims.descriptions import get_description
 from sims.experts import WaypointExpert
 from sims.robot import Action, RobotConfig, RobotObservation
@@ -39,7 +39,7 @@ class SimEnvConfig:
     task: str = "reach"
     robot: RobotConfig = field(default_factory=RobotConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
-    camera: CameraConfig = field(default_factory=CameraConfig)
+    camera: SceneCameraConfig = field(default_factory=SceneCameraConfig)
 
     def __post_init__(self) -> None:
         if self.task.replace("-", "_") not in TASKS:

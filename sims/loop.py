@@ -33,11 +33,11 @@ from sims.env import SimEnv
 from sims.experts import WaypointExpert
 from sims.robot import RobotObservation
 
-__all__ = ["Tick", "ActionSource", "ExpertSource", "EpisodeResult", "run_episode", "episode_video_path"]
+__all__ = ["StepRecord", "ActionSource", "ExpertSource", "EpisodeResult", "run_episode", "episode_video_path"]
 
 
 @dataclass
-class Tick:
+class StepRecord:
     """What the loop observed at one tick."""
 
     step: int  # control steps taken this episode (0: right after reset)
@@ -53,7 +53,7 @@ class ActionSource(Protocol):
 
     wants_frames: bool
 
-    def observe(self, tick: Tick) -> None: ...
+    def observe(self, tick: StepRecord) -> None: ...
 
     def fetch(self, queue: ChunkQueue, *, wait: bool, stop: threading.Event) -> None: ...
 
@@ -72,7 +72,7 @@ class ExpertSource:
         self._obs: RobotObservation | None = None
         self.actions: list[np.ndarray] = []  # this episode's actions, for replay and datasets
 
-    def observe(self, tick: Tick) -> None:
+    def observe(self, tick: StepRecord) -> None:
         if tick.step == 0:
             self.expert = self.env.expert()
             self.actions = []
@@ -174,7 +174,7 @@ def _observe(
     clock: Clock,
     frame_every: int,
     on_frame: Callable[[np.ndarray], None] | None,
-) -> Tick:
+) -> StepRecord:
     due = step % max(frame_every, 1) == 0
     needs_actions = queue.remaining == 0
     # Real time: frames for the source at frame rate. Lockstep: exactly one frame per plan, when
@@ -185,7 +185,7 @@ def _observe(
     t_capture_ns = time.monotonic_ns()
     if image is not None and for_video and on_frame is not None:
         on_frame(image)
-    return Tick(step, obs, image if for_source else None, t_capture_ns, needs_actions)
+    return StepRecord(step, obs, image if for_source else None, t_capture_ns, needs_actions)
 
 
 def _stats(env: SimEnv) -> tuple[int, int, int]:

@@ -48,10 +48,10 @@ import numpy as np
 
 from agentrt.chunks import ChunkExecutor, ChunkQueue
 from agentrt.errors import ConfigError
-from sims.camera import CameraConfig
+from sims.camera import SceneCameraConfig
 from sims.clock import CLOCKS, make_clock
 from sims.env import SimEnv, SimEnvConfig
-from sims.loop import EpisodeResult, Tick, episode_video_path, run_episode
+from sims.loop import EpisodeResult, StepRecord, episode_video_path, run_episode
 from sims.robot import RobotConfig
 from sims.video import VideoWriter
 
@@ -103,7 +103,7 @@ class SimConfig:
         return SimEnvConfig(
             task=self.task,
             robot=RobotConfig(robot=self.robot, control_hz=self.control_hz, deadline_ms=self.deadline_ms),
-            camera=CameraConfig(width=self.camera_width, height=self.camera_height, renderer=self.renderer),
+            camera=SceneCameraConfig(width=self.camera_width, height=self.camera_height, renderer=self.renderer),
         )
 
 
@@ -143,7 +143,7 @@ class _WireSource:
         self.node.executor.new_episode(self.episode_first_seq)
         self._request_seq = -1
 
-    def observe(self, tick: Tick) -> None:
+    def observe(self, tick: StepRecord) -> None:
         from agentrt.messages import Frame, RobotState
 
         node, obs = self.node, tick.observation

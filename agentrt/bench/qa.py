@@ -97,7 +97,7 @@ def _frame(i: int, height: int = 240, width: int = 320) -> np.ndarray:
 
 def _ask(model: Any, question: str, max_new_tokens: int) -> tuple[float, int, float, float]:
     """(ms to the first token, tokens, seconds from first to last token, CPU ms to the first token)."""
-    stream = model.answer_tokens(question, max_new_tokens) if hasattr(model, "answer_tokens") else \
+    stream = model.answer_tokens(question, max_new_tokens=max_new_tokens) if hasattr(model, "answer_tokens") else \
         model.answer(question, max_new_tokens=max_new_tokens)
     t0, c0 = time.perf_counter(), time.process_time()
     first = last = None

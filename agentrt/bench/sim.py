@@ -38,7 +38,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def measure(*, physics_steps: int, renders: int, loop_seconds: float, sizes: tuple[int, ...] = (128, 224)) -> dict[str, Any]:
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.env import SimEnv, SimEnvConfig
 
     result: dict[str, Any] = {}
@@ -53,7 +53,7 @@ def measure(*, physics_steps: int, renders: int, loop_seconds: float, sizes: tup
     for renderer in ("egl", "tiny") if result["renderer"] == "egl" else ("tiny",):
         by_renderer[renderer] = {}
         for size in sizes:
-            camera = CameraConfig(width=size, height=size, renderer=renderer)
+            camera = SceneCameraConfig(width=size, height=size, renderer=renderer)
             with SimEnv(SimEnvConfig(task="pick_place", camera=camera)) as env:
                 env.reset(seed=0)
                 for _ in range(3):
@@ -73,7 +73,7 @@ def measure(*, physics_steps: int, renders: int, loop_seconds: float, sizes: tup
 
 def _loop_jitter(seconds: float, *, frame_every: int) -> dict[str, Any]:
     """Run the expert at 20 Hz in real time with a 128 px frame every ``frame_every`` ticks; tick lateness."""
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.clock import RealTimeClock
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import ExpertSource, run_episode
@@ -86,7 +86,7 @@ def _loop_jitter(seconds: float, *, frame_every: int) -> dict[str, Any]:
         frames[0] += 1
 
     episodes = 0
-    with SimEnv(SimEnvConfig(task="pick_place", camera=CameraConfig(width=128, height=128))) as env:
+    with SimEnv(SimEnvConfig(task="pick_place", camera=SceneCameraConfig(width=128, height=128))) as env:
         source = ExpertSource(env)
         env.reset(seed=10_000)
         for _ in range(3):

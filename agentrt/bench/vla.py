@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from agentrt.bench.report import print_rows
+from sims.tasks import TASK_NAMES
 
 __all__ = ["run", "print_table", "MODES"]
 
@@ -43,7 +44,6 @@ MODES = (
     Mode("consistency", "consistency"),  # the shipped default: cap 4 passes, tolerance 3 bins
     Mode("consistency-cap6", "consistency", max_iterations=6, tolerance_bins=2),
 )
-TASKS = ("reach", "push", "pick_place")
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[n
     """Per episode, the (image, state, instruction) of every plan of the AR policy in lockstep."""
     from policies.evaluate import HELD_OUT_SEED
     from policies.policy import NanoPolicy, PolicyConfig, PolicySource
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.clock import make_clock
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import run_episode
@@ -71,7 +71,7 @@ def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[n
             return super()._plan()
 
     size = policy.model.config.image_size
-    with SimEnv(SimEnvConfig(task=task, camera=CameraConfig(width=size, height=size, renderer="tiny"))) as env:
+    with SimEnv(SimEnvConfig(task=task, camera=SceneCameraConfig(width=size, height=size, renderer="tiny"))) as env:
         source = Recording(policy, env=env)
         for i in range(episodes):
             seen.append([])
@@ -90,7 +90,7 @@ def measure(*, episodes: int, max_plans: int) -> dict[str, Any]:
     same: dict[str, list[bool]] = {m.name: [] for m in MODES}
     bins: dict[str, list[float]] = {m.name: [] for m in MODES}
     chunks = 0
-    for task in TASKS:
+    for task in TASK_NAMES:
         for episode in _observations(task, episodes, max_plans):
             for policy in policies.values():
                 policy.reset()
@@ -116,7 +116,7 @@ def measure(*, episodes: int, max_plans: int) -> dict[str, Any]:
             "decode_ms": ms, "passes": statistics.fmean(passes[m.name]), "speedup": ar_ms / ms if ms > 0 else float("nan"),
             "same_as_ar": statistics.fmean(same[m.name]), "bins_from_ar": statistics.fmean(bins[m.name]),
         }
-    return {"chunks": chunks, "tasks": list(TASKS), "episodes_per_task": episodes, "chunk_tokens": c.chunk_tokens,
+    return {"chunks": chunks, "tasks": list(TASK_NAMES), "episodes_per_task": episodes, "chunk_tokens": c.chunk_tokens,
             "modes": modes}
 
 

@@ -24,6 +24,7 @@ import urllib.request
 
 from agentrt.errors import ConfigError, ModelError, TransportError
 from agentrt.progress import ProgressLine, duration
+from policies.videoqa import MODEL_SPECS
 
 # source type -> the config fields that make it read as fast as the model takes frames
 _AS_FAST_AS_READ: dict[str, dict[str, object]] = {"file": {"realtime": False}, "player": {"speed": 0.0},
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stream", nargs="?", metavar="ENDPOINT_OR_NAME", help="a running stream (name or endpoint)")
     parser.add_argument("--source", metavar="SOURCE", help="watch a source directly: a file, synthetic, camera:N, ...")
     parser.add_argument("--server", metavar="URL", help="ask a running `agentrt serve` (e.g. http://127.0.0.1:8765)")
-    parser.add_argument("--model", default="nano", help="nano | nano:PATH | hf:PATH (default: nano; not with --server)")
+    parser.add_argument("--model", default="nano", help=f"{MODEL_SPECS} (default: nano; not with --server)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--seconds", type=float, default=3.0, help="watch a live stream this long first (default 3)")
     parser.add_argument("--frames", type=int, default=0, metavar="N", help="stop watching after N frames ingested")

@@ -14,12 +14,13 @@ import argparse
 import sys
 
 from agentrt.cli.common import add_seed
+from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", nargs="+", default=["reach"], help="reach, push, pick_place (default reach)")
+    parser.add_argument("--tasks", nargs="+", default=["reach"], help=f"{', '.join(TASK_NAMES)} (default reach)")
     parser.add_argument("--episodes", type=int, default=100, help="episodes per task (default 100)")
     add_seed(parser, 0, "seed of the first episode (default 0)")
     parser.add_argument("--size", type=int, default=64, help="scene camera size in pixels, square (default 64)")

@@ -36,16 +36,14 @@ from typing import Any
 from agentrt.cli.common import add_seed
 from agentrt.errors import ConfigError
 from agentrt.resources import launch_dir
-from policies.data import TASK_NAMES
+from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run", "AgentDemoConfig", "run_agent_demo", "run_transport_demo"]
 
-TASKS = TASK_NAMES
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", default="all", choices=[*TASKS, "all"],
-                        help="which task (default all: reach, push and pick_place one after another)")
+    parser.add_argument("--task", default="all", choices=[*TASK_NAMES, "all"],
+                        help=f"which task (default all: {', '.join(TASK_NAMES)} one after another)")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per task, held-out scenes (default 3)")
     add_seed(parser, 100_000, "first scene seed (default 100000: never trained on)")
     parser.add_argument("--decoding", default="consistency", choices=["ar", "jacobi", "consistency"],
@@ -63,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     out = Path(args.out or "runs/agent-demo")
-    tasks = TASKS if args.task == "all" else (args.task,)
+    tasks = TASK_NAMES if args.task == "all" else (args.task,)
     summaries = []
     for task in tasks:
         print(f"demo: the nano VLA drives the PyBullet '{task}' task, {args.episodes} held-out scenes "
@@ -121,8 +119,8 @@ class AgentDemoConfig:
     out_dir: str = "runs/agent-demo"
 
     def __post_init__(self) -> None:
-        if self.task not in ("reach", "push", "pick_place"):
-            raise ConfigError(f"AgentDemoConfig.task: expected reach, push or pick_place, got {self.task!r}")
+        if self.task not in TASK_NAMES:
+            raise ConfigError(f"AgentDemoConfig.task: expected one of {', '.join(TASK_NAMES)}, got {self.task!r}")
         if self.episodes < 1 or self.timeout_s <= 0:
             raise ConfigError(f"AgentDemoConfig: expected episodes >= 1 and timeout_s > 0, got {self.episodes}, {self.timeout_s}")
 

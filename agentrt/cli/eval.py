@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.cli.common import add_seed
+from policies.videoqa import MODEL_SPECS
+from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
 
@@ -51,8 +53,8 @@ COLUMNS = ("task", "decoding", "clock", "split", "episodes", "success_rate", "co
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", nargs="?", choices=("vla", "qa"), default="vla", help="vla (default) or qa")
-    parser.add_argument("--tasks", nargs="+", default=["reach", "push", "pick_place"],
-                        help="sim tasks (default: reach push pick_place)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASK_NAMES),
+                        help=f"sim tasks (default: {' '.join(TASK_NAMES)})")
     parser.add_argument("--decodings", nargs="+", default=["ar", "jacobi", "consistency"],
                         help="vla: ar, jacobi, consistency (default: all three)")
     parser.add_argument("--clocks", nargs="+", default=["lockstep", "realtime"],
@@ -68,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lockstep: steps of each chunk run before planning again, 0 = all (default 4, as real time)")
     parser.add_argument("--json", metavar="PATH", help="write the rows, the machine and versions as JSON")
     parser.add_argument("--questions", type=int, default=500, help="qa: questions asked (default 500)")
-    parser.add_argument("--model", default="nano", help="qa: nano | nano:PATH | hf:PATH (default nano)")
+    parser.add_argument("--model", default="nano", help=f"qa: {MODEL_SPECS} (default nano)")
     parser.add_argument("--sim-episodes", type=int, default=5,
                         help="qa: also ask about running task episodes (as launch/sim_qa.yaml), this many per task "
                              "of --tasks (default 5; 0: off)")

@@ -22,6 +22,7 @@ from types import FrameType
 
 from agentrt.errors import ConfigError
 from agentrt.resources import launch_dir
+from policies.videoqa import MODEL_SPECS
 
 SERVE_LAUNCH = launch_dir() / "camera_qa.yaml"  # the graph serve runs: one file for `run` and `serve`
 
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--source", default="synthetic:320x240@15", metavar="SOURCE",
                        help="frames: synthetic[:WxH@FPS], a file, rtsp://..., camera:N (default: synthetic:320x240@15)")
     where.add_argument("--camera", metavar="N", help="a real camera (same as --source camera:N)")
-    parser.add_argument("--model", default="nano", help="nano | nano:PATH | hf:PATH (default: nano)")
+    parser.add_argument("--model", default="nano", help=f"{MODEL_SPECS} (default: nano)")
     parser.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
     parser.add_argument("--port", type=int, default=8765, help="web page port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--ingest-hz", type=float, default=4.0, help="frames per second into the model (0 = all it can)")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_qa_model(args.model)  # one line now, not a node failing after start
     if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port: expected 0..65535, given {args.port}")
+        raise ConfigError(f"--port: expected 0..65535, got {args.port}")
     source = f"camera:{args.camera}" if args.camera is not None else args.source
     file_source = not source.startswith(("synthetic", "camera", "/dev/video")) and "://" not in source
     overrides = [

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.cli.common import add_seed
+from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="reach, push or pick_place (see above)")
+    parser.add_argument("task", help=f"{', '.join(TASK_NAMES)} (see above)")
     parser.add_argument("--episodes", type=int, default=1, help="number of episodes (default 1)")
     add_seed(parser, 0, "seed of the first episode; episode i uses seed + i (default 0)")
     parser.add_argument("--robot", default="panda", help="panda, kuka_iiwa or xarm6 (default panda)")
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from agentrt.errors import ConfigError
-    from sims.camera import CameraConfig
+    from sims.camera import SceneCameraConfig
     from sims.clock import make_clock
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import EpisodeResult, ExpertSource, episode_video_path, run_episode
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         task=args.task,
         robot=RobotConfig(robot=args.robot, control_hz=args.control_hz),
         world=WorldConfig(gui=args.gui),
-        camera=CameraConfig(width=args.size, height=args.size, renderer=args.renderer),
+        camera=SceneCameraConfig(width=args.size, height=args.size, renderer=args.renderer),
     )
     results: list[EpisodeResult] = []
     with SimEnv(config) as env:

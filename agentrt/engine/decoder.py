@@ -119,7 +119,7 @@ class DecoderConfig:
         for name in ("vocab_size", "width", "depth", "heads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"DecoderConfig.{name}: expected a positive int, given {value!r}")
+                raise ConfigError(f"DecoderConfig.{name}: expected a positive int, got {value!r}")
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise ConfigError(
                 f"DecoderConfig: width / heads must be an even int (rotary pairs), "
@@ -127,7 +127,7 @@ class DecoderConfig:
             )
         if self.mlp_ratio <= 0 or self.rope_theta <= 0:
             raise ConfigError(
-                f"DecoderConfig: expected mlp_ratio > 0 and rope_theta > 0, given {self.mlp_ratio}, {self.rope_theta}"
+                f"DecoderConfig: expected mlp_ratio > 0 and rope_theta > 0, got {self.mlp_ratio}, {self.rope_theta}"
             )
 
 
@@ -173,7 +173,7 @@ class Decoder(nn.Module):
         assert x is not None
         if x.dim() != 3 or x.shape[-1] != self.config.width:
             raise ModelError(
-                f"Decoder.forward: expected [B, T, {self.config.width}] inputs, given {tuple(x.shape)}"
+                f"Decoder.forward: expected [B, T, {self.config.width}] inputs, got {tuple(x.shape)}"
             )
         T = x.shape[1]
         if positions is None:

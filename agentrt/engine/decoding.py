@@ -115,25 +115,20 @@ class DecodeResult:
 class JacobiConfig:
     max_iterations: int | None = None  # cap σ on passes; None = the block length, which never binds
     tolerance_bins: int = 0  # early exit when every changing token moved <= this many action bins; 0 = exact
-    action_ids: tuple[int, int] | None = None  # [start, stop): argmax restricted here; bins are ids here
+    # action_ids is a keyword of jacobi_decode, as of greedy_decode: it belongs to the vocabulary, not the method
 
     def __post_init__(self) -> None:
         if self.max_iterations is not None and self.max_iterations < 1:
             raise ConfigError(
-                f"JacobiConfig.max_iterations: expected >= 1 or None, given {self.max_iterations}"
+                f"JacobiConfig.max_iterations: expected >= 1 or None, got {self.max_iterations}"
             )
         if self.tolerance_bins < 0:
-            raise ConfigError(f"JacobiConfig.tolerance_bins: expected >= 0, given {self.tolerance_bins}")
-        if self.tolerance_bins and self.action_ids is None:
-            raise ConfigError(
-                "JacobiConfig: tolerance_bins needs action_ids (the bins are measured in action ids)"
-            )
-        _check_ids(self.action_ids)
+            raise ConfigError(f"JacobiConfig.tolerance_bins: expected >= 0, got {self.tolerance_bins}")
 
 
 def _check_ids(action_ids: tuple[int, int] | None) -> None:
     if action_ids is not None and not 0 <= action_ids[0] < action_ids[1]:
-        raise ConfigError(f"action_ids: expected [start, stop) with 0 <= start < stop, given {action_ids}")
+        raise ConfigError(f"action_ids: expected [start, stop) with 0 <= start < stop, got {action_ids}")
 
 
 def _pick(logits: torch.Tensor, action_ids: tuple[int, int] | None) -> torch.Tensor:
@@ -149,7 +144,7 @@ def prefill(runner: DecoderRunner, prompt: torch.Tensor) -> tuple[Any, torch.Ten
     if not prompt.is_floating_point() and prompt.dim() == 1:
         prompt = prompt[None]
     if prompt.shape[0] != 1 or prompt.shape[1] < 1:
-        raise ModelError(f"prefill: expected one non-empty sequence, given shape {tuple(prompt.shape)}")
+        raise ModelError(f"prefill: expected one non-empty sequence, got shape {tuple(prompt.shape)}")
     prompt = prompt.to(runner.device)
     cache = runner.new_cache()
     positions = torch.arange(prompt.shape[1], device=runner.device)
@@ -161,7 +156,7 @@ def _start(
     runner: DecoderRunner, prompt: torch.Tensor | None, cache: Any, last_logits: torch.Tensor | None, n: int
 ) -> tuple[Any, torch.Tensor]:
     if n < 1:
-        raise ConfigError(f"decode: expected n_tokens >= 1, given {n}")
+        raise ConfigError(f"decode: expected n_tokens >= 1, got {n}")
     if prompt is not None:
         if cache is not None:
             raise ModelError("decode: give a prompt or a prefilled cache with its last logits, not both")
@@ -204,6 +199,7 @@ def jacobi_decode(
     n_tokens: int,
     config: JacobiConfig | None = None,
     *,
+    action_ids: tuple[int, int] | None = None,
     init: Sequence[int] | None = None,
     cache: Any = None,
     last_logits: torch.Tensor | None = None,
@@ -216,7 +212,10 @@ def jacobi_decode(
     decode, the accepted prefix after an early exit.
     """
     cfg = config or JacobiConfig()
-    ids_range = cfg.action_ids
+    _check_ids(action_ids)
+    if cfg.tolerance_bins and action_ids is None:
+        raise ConfigError("jacobi_decode: tolerance_bins needs action_ids (the bins are measured in action ids)")
+    ids_range = action_ids
     cache, logits = _start(runner, prompt, cache, last_logits, n_tokens)
     start = runner.cache_length(cache)
     P = start  # rows in the cache: prompt + accepted tokens

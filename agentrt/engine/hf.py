@@ -34,7 +34,7 @@ def hf_vision_tower(model: nn.Module) -> VisionTower:
     if embeddings is None or layers is None:
         raise ModelError(
             f"hf_vision_tower: expected a SigLIP or CLIP vision model (embeddings + encoder.layers), "
-            f"given {type(model).__name__}"
+            f"got {type(model).__name__}"
         )
     for layer in layers:
         attn = getattr(layer, "self_attn", None)
@@ -128,7 +128,7 @@ class HFCausalLMRunner:
         layers = getattr(cache, "layers", None)
         if layers is None:
             raise ModelError(
-                f"HFCausalLMRunner.evict: expected a DynamicCache with .layers, given {type(cache).__name__}"
+                f"HFCausalLMRunner.evict: expected a DynamicCache with .layers, got {type(cache).__name__}"
             )
         turn = float(stop - start if shift is None else shift)
         for layer in layers:

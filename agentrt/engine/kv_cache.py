@@ -23,7 +23,7 @@ class KVCache:
 
     def __init__(self, num_layers: int) -> None:
         if num_layers < 1:
-            raise ModelError(f"KVCache: expected num_layers >= 1, given {num_layers}")
+            raise ModelError(f"KVCache: expected num_layers >= 1, got {num_layers}")
         self.num_layers = num_layers
         self._k: list[torch.Tensor | None] = [None] * num_layers
         self._v: list[torch.Tensor | None] = [None] * num_layers
@@ -77,14 +77,14 @@ class KVCache:
     def crop(self, length: int) -> None:
         """Keep the first ``length`` rows (Jacobi rollback, dropping a question after its answer)."""
         if length < 0 or length > self.length:
-            raise ModelError(f"KVCache.crop: expected 0 <= length <= {self.length}, given {length}")
+            raise ModelError(f"KVCache.crop: expected 0 <= length <= {self.length}, got {length}")
         self._len = [min(n, length) for n in self._len]
 
     def drop(self, start: int, stop: int) -> None:
         """Remove rows [start, stop) in every layer; later rows move up (positions are the caller's)."""
         n = self.length
         if not 0 <= start <= stop <= n:
-            raise ModelError(f"KVCache.drop: expected 0 <= start <= stop <= {n}, given [{start}, {stop})")
+            raise ModelError(f"KVCache.drop: expected 0 <= start <= stop <= {n}, got [{start}, {stop})")
         width = stop - start
         if width == 0:
             return

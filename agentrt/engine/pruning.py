@@ -45,16 +45,16 @@ class TokenPrunerConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.keep_tokens, int) or self.keep_tokens < 1:
             raise ConfigError(
-                f"TokenPrunerConfig.keep_tokens: expected an int >= 1, given {self.keep_tokens!r}"
+                f"TokenPrunerConfig.keep_tokens: expected an int >= 1, got {self.keep_tokens!r}"
             )
         if self.score not in _SCORES:
-            raise ConfigError(f"TokenPrunerConfig.score: expected one of {_SCORES}, given {self.score!r}")
+            raise ConfigError(f"TokenPrunerConfig.score: expected one of {_SCORES}, got {self.score!r}")
         if not 0.0 < self.channel_fraction <= 1.0:
             raise ConfigError(
-                f"TokenPrunerConfig.channel_fraction: expected 0 < fraction <= 1, given {self.channel_fraction}"
+                f"TokenPrunerConfig.channel_fraction: expected 0 < fraction <= 1, got {self.channel_fraction}"
             )
         if not self.alphas or any(a <= 0 for a in self.alphas):
-            raise ConfigError(f"TokenPrunerConfig.alphas: expected positive bandwidths, given {self.alphas}")
+            raise ConfigError(f"TokenPrunerConfig.alphas: expected positive bandwidths, got {self.alphas}")
 
 
 @dataclass
@@ -81,7 +81,7 @@ class TokenPruner:
         if z.dim() == 2:
             z = z[None]
         if z.dim() != 3:
-            raise ModelError(f"TokenPruner: expected features [F, N, C], given {tuple(z.shape)}")
+            raise ModelError(f"TokenPruner: expected features [F, N, C], got {tuple(z.shape)}")
         F_, N, C = z.shape  # frames, tokens per frame, channels
         k = min(self.config.keep_tokens, N)
         chunk_mean = z.float().mean(dim=(0, 1))  # [C]

@@ -41,15 +41,15 @@ class SlowFastConfig:
 
     def __post_init__(self) -> None:
         if self.token_budget < 1:
-            raise ConfigError(f"SlowFastConfig.token_budget: expected >= 1, given {self.token_budget}")
+            raise ConfigError(f"SlowFastConfig.token_budget: expected >= 1, got {self.token_budget}")
         if self.slow_frames < 0:
-            raise ConfigError(f"SlowFastConfig.slow_frames: expected >= 0, given {self.slow_frames}")
+            raise ConfigError(f"SlowFastConfig.slow_frames: expected >= 0, got {self.slow_frames}")
         if not self.temporal_strides or any(s < 1 for s in self.temporal_strides):
             raise ConfigError(
-                f"SlowFastConfig.temporal_strides: expected ints >= 1, given {self.temporal_strides}"
+                f"SlowFastConfig.temporal_strides: expected ints >= 1, got {self.temporal_strides}"
             )
         if self.min_fast_grid < 1:
-            raise ConfigError(f"SlowFastConfig.min_fast_grid: expected >= 1, given {self.min_fast_grid}")
+            raise ConfigError(f"SlowFastConfig.min_fast_grid: expected >= 1, got {self.min_fast_grid}")
 
 
 @dataclass
@@ -100,14 +100,14 @@ def plan_slowfast(
 ) -> SlowFastPlan:
     """Choose the slow frames and the fast pooling for ``num_frames`` frames of ``grid`` tokens."""
     if num_frames < 1:
-        raise ConfigError(f"plan_slowfast: expected num_frames >= 1, given {num_frames}")
+        raise ConfigError(f"plan_slowfast: expected num_frames >= 1, got {num_frames}")
     H, W = grid
     if H < 1 or W < 1:
-        raise ConfigError(f"plan_slowfast: expected a token grid of positive sides, given {grid}")
+        raise ConfigError(f"plan_slowfast: expected a token grid of positive sides, got {grid}")
     if key_frames is not None:
         bad = [f for f in key_frames if not 0 <= f < num_frames]
         if bad:
-            raise ConfigError(f"plan_slowfast: key frames must be in [0, {num_frames}), given {bad}")
+            raise ConfigError(f"plan_slowfast: key frames must be in [0, {num_frames}), got {bad}")
         wanted = sorted(set(key_frames))
     else:
         wanted = list(range(max(0, num_frames - config.slow_frames), num_frames))
@@ -155,7 +155,7 @@ def build_slowfast(
         features = features.reshape(features.shape[0], grid[0], grid[1], features.shape[2])
     if features.dim() != 4:
         raise ModelError(
-            f"build_slowfast: expected features [F, H, W, C] or [F, N, C], given {tuple(features.shape)}"
+            f"build_slowfast: expected features [F, H, W, C] or [F, N, C], got {tuple(features.shape)}"
         )
     F_, H, W, C = features.shape  # frames, grid rows, grid columns, channels
     plan = plan_slowfast(F_, (H, W), config, key_frames=key_frames)

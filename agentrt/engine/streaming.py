@@ -50,9 +50,9 @@ class StreamingConfig:
 
     def __post_init__(self) -> None:
         if self.sink_tokens < 0:
-            raise ConfigError(f"StreamingConfig.sink_tokens: expected >= 0, given {self.sink_tokens}")
+            raise ConfigError(f"StreamingConfig.sink_tokens: expected >= 0, got {self.sink_tokens}")
         if self.window_tokens < 1:
-            raise ConfigError(f"StreamingConfig.window_tokens: expected >= 1, given {self.window_tokens}")
+            raise ConfigError(f"StreamingConfig.window_tokens: expected >= 1, got {self.window_tokens}")
 
 
 class _Piece:
@@ -225,7 +225,7 @@ class StreamingKVCache:
             self.runner.crop(self.cache, keep)
         return logits[0]
 
-    def ask(self, question: torch.Tensor, max_new_tokens: int, *, stop_ids: Sequence[int] = ()) -> list[int]:
+    def ask(self, question: torch.Tensor, *, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
         """Greedy answer to a question about the stream so far, ending with the stop id that ended it
         (decoding stops there); the cache is cropped back afterwards."""
         x = self._as_batch(question, None)
@@ -271,7 +271,7 @@ class StreamingKVCache:
             x = x[None]
         if x.shape[0] != 1 or x.shape[1] < 1:
             raise ModelError(
-                f"StreamingKVCache: expected one non-empty sequence, given shape {tuple(x.shape)}"
+                f"StreamingKVCache: expected one non-empty sequence, got shape {tuple(x.shape)}"
             )
         return x.to(self.runner.device)
 
@@ -286,5 +286,5 @@ def _as_runner(model: nn.Module | Any) -> Any:
 
         return HFCausalLMRunner(model)
     raise ModelError(
-        f"StreamingKVCache: expected a Decoder, a causal LM or a runner, given {type(model).__name__}"
+        f"StreamingKVCache: expected a Decoder, a causal LM or a runner, got {type(model).__name__}"
     )

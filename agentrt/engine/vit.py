@@ -105,17 +105,17 @@ class ViTConfig:
         for name in ("image_size", "patch_size", "in_channels", "width", "depth", "heads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ViTConfig.{name}: expected a positive int, given {value!r}")
+                raise ConfigError(f"ViTConfig.{name}: expected a positive int, got {value!r}")
         if self.image_size % self.patch_size:
             raise ConfigError(
-                f"ViTConfig: image_size must be a multiple of patch_size, given {self.image_size} and {self.patch_size}"
+                f"ViTConfig: image_size must be a multiple of patch_size, got {self.image_size} and {self.patch_size}"
             )
         if self.width % self.heads:
             raise ConfigError(
                 f"ViTConfig: width must divide by heads, given width={self.width}, heads={self.heads}"
             )
         if self.mlp_ratio <= 0:
-            raise ConfigError(f"ViTConfig.mlp_ratio: expected > 0, given {self.mlp_ratio}")
+            raise ConfigError(f"ViTConfig.mlp_ratio: expected > 0, got {self.mlp_ratio}")
 
     @property
     def grid(self) -> int:
@@ -164,7 +164,7 @@ class ViT(nn.Module):
         """pixels [B, 3, S, S] -> patch tokens plus positions [B, T, C]."""
         if pixels.dim() != 4 or pixels.shape[1] != self.config.in_channels:
             raise ConfigError(
-                f"ViT: expected pixels [B, {self.config.in_channels}, H, W], given {tuple(pixels.shape)}"
+                f"ViT: expected pixels [B, {self.config.in_channels}, H, W], got {tuple(pixels.shape)}"
             )
         x = self.patch_embedding(pixels).flatten(2).transpose(1, 2)  # [B, grid², C]
         if self.class_embedding is not None:

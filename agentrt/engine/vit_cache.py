@@ -161,11 +161,11 @@ class ViTCacheConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.interval, int) or self.interval < 1:
-            raise ConfigError(f"ViTCacheConfig.interval: expected an int >= 1, given {self.interval!r}")
+            raise ConfigError(f"ViTCacheConfig.interval: expected an int >= 1, got {self.interval!r}")
         if not 0.0 < self.ratio <= 1.0:
-            raise ConfigError(f"ViTCacheConfig.ratio: expected 0 < ratio <= 1, given {self.ratio}")
+            raise ConfigError(f"ViTCacheConfig.ratio: expected 0 < ratio <= 1, got {self.ratio}")
         if self.skip_threshold < 0:
-            raise ConfigError(f"ViTCacheConfig.skip_threshold: expected >= 0, given {self.skip_threshold}")
+            raise ConfigError(f"ViTCacheConfig.skip_threshold: expected >= 0, got {self.skip_threshold}")
 
 
 @dataclass

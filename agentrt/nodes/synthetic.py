@@ -2,7 +2,7 @@
 
     nodes:
       camera:
-        class: agentrt.nodes.synthetic:SyntheticSource
+        class: agentrt.nodes.synthetic:SyntheticFrameNode
         rate_hz: 30
         params: {width: 64, height: 48}
 """
@@ -16,11 +16,11 @@ from agentrt.messages import Frame, now_ns
 from agentrt.node import Node, latest
 from agentrt.pattern import synthetic_image
 
-__all__ = ["SyntheticConfig", "SyntheticSource", "synthetic_image"]
+__all__ = ["SyntheticNodeConfig", "SyntheticFrameNode", "synthetic_image"]
 
 
 @dataclass
-class SyntheticConfig:
+class SyntheticNodeConfig:
     width: int = 64
     height: int = 48
     channels: int = 3  # 1, 3 or 4
@@ -35,11 +35,11 @@ class SyntheticConfig:
             raise ConfigError("stream must be a non-empty name, got ''")
 
 
-class SyntheticSource(Node):
+class SyntheticFrameNode(Node):
     """Sends one synthetic `Frame` per tick on ``frames``."""
 
     outputs = {"frames": latest("Frame")}
-    Config = SyntheticConfig
+    Config = SyntheticNodeConfig
     rate_hz = 30.0
 
     def setup(self) -> None:

@@ -38,11 +38,11 @@ class WebNodeConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"WebNodeConfig.port: expected 0..65535, given {self.port}")
+            raise ConfigError(f"WebNodeConfig.port: expected 0..65535, got {self.port}")
         if not 1 <= self.quality <= 100:
-            raise ConfigError(f"WebNodeConfig.quality: expected 1..100, given {self.quality}")
+            raise ConfigError(f"WebNodeConfig.quality: expected 1..100, got {self.quality}")
         if self.max_width < 16 or self.answer_timeout_s <= 0:
-            raise ConfigError(f"WebNodeConfig: max_width >= 16 and answer_timeout_s > 0, given {self}")
+            raise ConfigError(f"WebNodeConfig: max_width >= 16 and answer_timeout_s > 0, got {self}")
 
 
 class WebNode(Node):

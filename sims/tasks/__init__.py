@@ -8,13 +8,14 @@ from sims.tasks.pick_place import PickPlaceTask
 from sims.tasks.push import PushTask
 from sims.tasks.reach import ReachTask
 
-__all__ = ["TASKS", "Task", "make_task", "ReachTask", "PushTask", "PickPlaceTask"]
+__all__ = ["TASKS", "TASK_NAMES", "Task", "make_task", "ReachTask", "PushTask", "PickPlaceTask"]
 
 TASKS: dict[str, type[Task]] = {
     "reach": ReachTask,
     "push": PushTask,
     "pick_place": PickPlaceTask,
 }
+TASK_NAMES: tuple[str, ...] = tuple(TASKS)  # for CLI choices, help text and configs: never typed by hand
 
 
 def make_task(name: str) -> Task:

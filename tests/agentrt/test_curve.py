@@ -84,7 +84,7 @@ keys: keys
 base_port: {free_port()}
 nodes:
   camera:
-    class: agentrt.nodes.synthetic:SyntheticSource
+    class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 50
   policy:
     class: agentrt.nodes.echo:EchoPolicy
@@ -209,7 +209,7 @@ keys: {keys}
 base_port: {port}
 nodes:
   camera:
-    class: agentrt.nodes.synthetic:SyntheticSource
+    class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 50
   policy:
     class: agentrt.nodes.echo:EchoPolicy

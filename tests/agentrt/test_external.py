@@ -37,7 +37,7 @@ def write(tmp_path: Path, text: str) -> Path:
 GRAPH = """\
 nodes:
   camera:
-    class: agentrt.nodes.synthetic:SyntheticSource
+    class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 30
     params: {{width: 192, height: 128}}
   policy:
@@ -80,7 +80,7 @@ def test_bad_external_entries_name_file_and_line(tmp_path: Path, external: str, 
     path = write(tmp_path, f"""\
 nodes:
   camera:
-    class: agentrt.nodes.synthetic:SyntheticSource
+    class: agentrt.nodes.synthetic:SyntheticFrameNode
   policy:
     class: agentrt.nodes.echo:EchoPolicy
     inputs: {{frames: camera.frames}}
@@ -99,7 +99,7 @@ def test_external_wires_that_would_break_the_graph_are_refused(tmp_path: Path) -
     (tmp_path / "keys").mkdir()
     lossless_taken = f"""\
 nodes:
-  camera: {{class: agentrt.nodes.synthetic:SyntheticSource}}
+  camera: {{class: agentrt.nodes.synthetic:SyntheticFrameNode}}
   policy: {{class: agentrt.nodes.echo:EchoPolicy, inputs: {{frames: camera.frames}}}}
   robot: {{class: agentrt.nodes.sink:ActionSink, inputs: {{actions: policy.actions}}}}
 external:
@@ -112,7 +112,7 @@ hosts: {local: {address: 127.0.0.1}, robot: {address: 127.0.0.1}}
 keys: keys/
 base_port: 7600
 nodes:
-  camera: {class: agentrt.nodes.synthetic:SyntheticSource}
+  camera: {class: agentrt.nodes.synthetic:SyntheticFrameNode}
   policy: {class: agentrt.nodes.echo:EchoPolicy, inputs: {frames: camera.frames}, host: robot}
 external:
   %s

@@ -20,7 +20,7 @@ DEMO = Path(__file__).resolve().parents[2] / "launch" / "pipeline_demo.yaml"
         ("unknown_key.yaml", 5, "unknown key 'restrat'"),
         ("missing_node.yaml", 4, "no node 'camera'"),
         ("dangling_wire.yaml", 6, "has outputs frames"),
-        ("wrong_type.yaml", 5, "parameter 'width' of SyntheticSource must be int, got 'wide'"),
+        ("wrong_type.yaml", 5, "parameter 'width' of SyntheticFrameNode must be int, got 'wide'"),
         ("unknown_param.yaml", 4, "unknown parameter 'colour'"),
         ("bad_class.yaml", 3, "has no class 'NoSuchSource'"),
         ("wrong_node_key_type.yaml", 4, "'max_restarts' of node 'camera' must be int"),
@@ -77,7 +77,7 @@ def test_check_flag(capsys: pytest.CaptureFixture[str]) -> None:
 def test_lossless_fan_out_and_hosts_without_keys(tmp_path: Path) -> None:
     fan = tmp_path / "fan.yaml"
     fan.write_text(
-        "nodes:\n  cam:\n    class: agentrt.nodes.synthetic:SyntheticSource\n"
+        "nodes:\n  cam:\n    class: agentrt.nodes.synthetic:SyntheticFrameNode\n"
         "  policy:\n    class: agentrt.nodes.echo:EchoPolicy\n    inputs: {frames: cam.frames}\n"
         "  a:\n    class: agentrt.nodes.sink:ActionSink\n    inputs: {actions: policy.actions}\n"
         "  b:\n    class: agentrt.nodes.sink:ActionSink\n    inputs: {actions: policy.actions}\n"
@@ -87,7 +87,7 @@ def test_lossless_fan_out_and_hosts_without_keys(tmp_path: Path) -> None:
     remote = tmp_path / "remote.yaml"
     remote.write_text(
         "hosts:\n  robot: {address: 127.0.0.1}\n"
-        "nodes:\n  cam:\n    class: agentrt.nodes.synthetic:SyntheticSource\n    host: robot\n"
+        "nodes:\n  cam:\n    class: agentrt.nodes.synthetic:SyntheticFrameNode\n    host: robot\n"
     )
     with pytest.raises(LaunchError, match="no 'keys:'"):
         load_launch(remote)
@@ -98,7 +98,7 @@ POLICY = {"class": "agentrt.nodes.echo:EchoPolicy", "inputs": "{frames: camera.f
 
 def node_file(policy: dict[str, str]) -> str:
     lines = "".join(f"    {key}: {value}\n" for key, value in policy.items())
-    return f"nodes:\n  camera:\n    class: agentrt.nodes.synthetic:SyntheticSource\n  policy:\n{lines}"
+    return f"nodes:\n  camera:\n    class: agentrt.nodes.synthetic:SyntheticFrameNode\n  policy:\n{lines}"
 
 
 # (node key, a value that is wrong for it): each must fail the same way in the file and by --set.

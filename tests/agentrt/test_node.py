@@ -9,19 +9,19 @@ from agentrt.messages import ActionChunk, Frame, Query
 from agentrt.node import Input, Node, Tick, check_node, latest, lossless
 from agentrt.nodes.echo import EchoPolicy
 from agentrt.nodes.sink import ActionSink
-from agentrt.nodes.synthetic import SyntheticSource
+from agentrt.nodes.synthetic import SyntheticFrameNode
 from agentrt.testing import MockNode, fake_frame, frames_of
 
 
 def test_source_ticks_on_virtual_clock() -> None:
-    harness = MockNode(SyntheticSource, rate_hz=100, params={"width": 8, "height": 4})
+    harness = MockNode(SyntheticFrameNode, rate_hz=100, params={"width": 8, "height": 4})
     sent = harness.run(ticks=5)
     frames = frames_of(sent, "frames")
     assert [f.seq for f in frames] == [0, 1, 2, 3, 4]
     assert all(isinstance(f, Frame) and f.image.shape == (4, 8, 3) for f in frames)
     assert harness.io.states == ["ready"]
     assert harness.node.stats.over_budget == 0
-    assert [h[0] for h in frames[0].hops] == ["syntheticsource"]
+    assert [h[0] for h in frames[0].hops] == ["syntheticframenode"]
 
 
 def test_policy_maps_frames_to_chunks_and_carries_hops() -> None:

@@ -69,8 +69,8 @@ def test_the_policy_node_and_the_sim_clock_use_the_one_schedule() -> None:
 
 
 def test_the_in_process_source_refuses_a_loop_on_another_clock() -> None:
+    from agentrt.chunks import ChunkQueue
     from policies.policy import PolicySource
-    from sims.chunks import ChunkQueue
 
     source = PolicySource(None, schedule=ChunkSchedule("realtime"))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="same clock"):

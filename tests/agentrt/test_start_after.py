@@ -15,7 +15,7 @@ SLOW_CONSUMER = """
 name: gated
 nodes:
   camera:
-    class: agentrt.nodes.synthetic:SyntheticSource
+    class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 50
     params: {width: 32, height: 24}
     start_after: [policy]

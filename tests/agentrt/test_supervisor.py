@@ -205,7 +205,7 @@ def test_unwired_lossless_output_does_not_block(tmp_path: Path, running: list[Ru
     path = write(tmp_path, """
 nodes:
   camera:
-    class: agentrt.nodes.synthetic:SyntheticSource
+    class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 50
   policy:
     class: agentrt.nodes.echo:EchoPolicy
@@ -294,7 +294,7 @@ hosts:
 keys: keys/
 nodes:
   camera:
-    class: agentrt.nodes.synthetic:SyntheticSource
+    class: agentrt.nodes.synthetic:SyntheticFrameNode
   policy:
     class: agentrt.nodes.echo:EchoPolicy
     inputs: {frames: camera.frames}
@@ -339,7 +339,7 @@ def test_a_node_that_never_became_ready_fails_a_timed_run(tmp_path: Path) -> Non
     path = write(tmp_path, """
 nodes:
   camera:
-    class: agentrt.nodes.synthetic:SyntheticSource
+    class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 20
   policy:
     class: agentrt.nodes.echo:EchoPolicy

@@ -12,7 +12,6 @@ import torch
 
 from agentrt.errors import ModelError
 from policies.nano_qa import (
-    DEFAULT_WEIGHTS,
     NanoQA,
     NanoQAConfig,
     NanoVideoQA,
@@ -21,6 +20,7 @@ from policies.nano_qa import (
     save_model,
 )
 from policies.qa_data import KINDS, Scene, SceneConfig, SceneMaker, make_question, questions_for, vocabulary
+from policies.videoqa import NANO_QA_WEIGHTS
 
 TINY = dict(image_size=32, stem_channels=8, vit_patch=2, vit_width=32, vit_depth=1, vit_heads=2,
             width=32, depth=2, heads=2, window_frames=3, frame_interval_ms=0.0)
@@ -391,7 +391,7 @@ def test_eval_cli_keeps_vla_as_the_default() -> None:
 
 # -- the shipped weights -----------------------------------------------------------------------------
 
-@pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="no shipped nano QA weights")
+@pytest.mark.skipif(not NANO_QA_WEIGHTS.exists(), reason="no shipped nano QA weights")
 def test_shipped_weights_answer_held_out_questions() -> None:
     from policies.qa_eval import evaluate_qa
     from policies.videoqa import load_videoqa
@@ -405,7 +405,7 @@ def test_shipped_weights_answer_held_out_questions() -> None:
         assert asked >= 5 and right / asked >= 0.8, (kind, results[0].mistakes)
 
 
-@pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="no shipped nano QA weights")
+@pytest.mark.skipif(not NANO_QA_WEIGHTS.exists(), reason="no shipped nano QA weights")
 def test_shipped_weights_answer_about_running_task_episodes() -> None:
     """What launch/sim_qa.yaml asks about: frames of the three tasks at work, the pick-and-place tray
     in view (weights trained without task scenes said "four" objects there and got 0.71 overall)."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from agentrt.engine import JacobiConfig, NativeRunner, greedy_decode, jacobi_decode, prefill
+from agentrt.engine import NativeRunner, greedy_decode, jacobi_decode, prefill
 from agentrt.errors import ConfigError, ModelError
 from policies.nano_vla import (
     N_BINS,
@@ -76,7 +76,7 @@ def test_teacher_forcing_matches_cached_decoding() -> None:
         lo, hi = cfg.action_ids
         assert (logits[0, :, lo:hi].argmax(-1) + lo).tolist() == ar.tokens
         cache, last = prefill(runner, prompt)
-        jac = jacobi_decode(runner, None, cfg.chunk_tokens, JacobiConfig(action_ids=cfg.action_ids), cache=cache, last_logits=last)
+        jac = jacobi_decode(runner, None, cfg.chunk_tokens, action_ids=cfg.action_ids, cache=cache, last_logits=last)
         assert jac.tokens == ar.tokens
 
 

@@ -38,9 +38,9 @@ def test_round_trip_and_streamed_answer_equals_full_prefill(checkpoints: dict[st
     assert isinstance(model, VideoQAModel)
     _feed(model, 0, 4)
     assert model.window.evicted_rows == 0  # type: ignore[attr-defined]
-    streamed = list(model.answer_tokens(QUESTION, 8))  # type: ignore[attr-defined]
+    streamed = list(model.answer_tokens(QUESTION, max_new_tokens=8))  # type: ignore[attr-defined]
     assert streamed == model.reference_tokens(QUESTION, 8)  # type: ignore[attr-defined]
-    pieces = list(model.answer(QUESTION, 8))  # type: ignore[attr-defined]
+    pieces = list(model.answer(QUESTION, max_new_tokens=8))  # type: ignore[attr-defined]
     assert all(isinstance(p, str) for p in pieces)
 
 
@@ -50,7 +50,7 @@ def test_eviction_renumbers_exactly(checkpoints: dict[str, Path], kind: str) -> 
     model = _load(checkpoints[kind], keep_transcript=True, window_tokens=40)
     _feed(model, 0, 20)
     assert model.window.evicted_rows > 0  # type: ignore[attr-defined]
-    assert list(model.answer_tokens(QUESTION, 8)) == model.reference_tokens(QUESTION, 8)  # type: ignore[attr-defined]
+    assert list(model.answer_tokens(QUESTION, max_new_tokens=8)) == model.reference_tokens(QUESTION, 8)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("kind", ["smolvlm", "qwen2_5_vl"])
@@ -59,7 +59,7 @@ def test_cache_reusing_nothing_equals_no_cache(checkpoints: dict[str, Path], kin
     plain = _load(checkpoints[kind], use_cache=False)
     for model in (exact, plain):
         _feed(model, 0, 6)
-    assert list(exact.answer_tokens(QUESTION, 8)) == list(plain.answer_tokens(QUESTION, 8))  # type: ignore[attr-defined]
+    assert list(exact.answer_tokens(QUESTION, max_new_tokens=8)) == list(plain.answer_tokens(QUESTION, max_new_tokens=8))  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("kind", ["smolvlm", "qwen2_vl"])
@@ -70,7 +70,7 @@ def test_prefilled_newest_frame_changes_nothing(checkpoints: dict[str, Path], ki
     for model in (ahead, asked):
         _feed(model, 0, 12)
     assert ahead.window.tail is not None and asked.window.tail is None  # type: ignore[attr-defined]
-    assert list(ahead.answer_tokens(QUESTION, 8)) == list(asked.answer_tokens(QUESTION, 8))  # type: ignore[attr-defined]
+    assert list(ahead.answer_tokens(QUESTION, max_new_tokens=8)) == list(asked.answer_tokens(QUESTION, max_new_tokens=8))  # type: ignore[attr-defined]
 
 
 def test_unchanged_frames_are_skipped(checkpoints: dict[str, Path]) -> None:
@@ -100,11 +100,11 @@ def test_asking_leaves_the_memory_as_it_was(checkpoints: dict[str, Path]) -> Non
     model = _load(checkpoints["qwen2_vl"], keep_transcript=True)
     _feed(model, 0, 3)
     before = model.memory()  # type: ignore[attr-defined]
-    first = list(model.answer_tokens(QUESTION, 6))  # type: ignore[attr-defined]
+    first = list(model.answer_tokens(QUESTION, max_new_tokens=6))  # type: ignore[attr-defined]
     assert model.memory() == before  # type: ignore[attr-defined]
-    partial = model.answer_tokens(QUESTION, 6)  # type: ignore[attr-defined]
+    partial = model.answer_tokens(QUESTION, max_new_tokens=6)  # type: ignore[attr-defined]
     next(partial)  # abandoned half-way: the next call closes it and crops the cache back
-    assert list(model.answer_tokens(QUESTION, 6)) == first  # type: ignore[attr-defined]
+    assert list(model.answer_tokens(QUESTION, max_new_tokens=6)) == first  # type: ignore[attr-defined]
     assert model.memory() == before  # type: ignore[attr-defined]
 
 

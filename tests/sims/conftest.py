@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sims.camera import CameraConfig
+from sims.camera import SceneCameraConfig
 from sims.env import SimEnv, SimEnvConfig
 from sims.robot import RobotConfig
 from sims.sim_robot import SimRobot
@@ -23,4 +23,4 @@ def panda() -> Iterator[SimRobot]:
 
 
 def make_env(task: str = "reach", **robot: object) -> SimEnv:
-    return SimEnv(SimEnvConfig(task=task, robot=RobotConfig(**robot), camera=CameraConfig(renderer="tiny", width=64, height=64)))  # type: ignore[arg-type]
+    return SimEnv(SimEnvConfig(task=task, robot=RobotConfig(**robot), camera=SceneCameraConfig(renderer="tiny", width=64, height=64)))  # type: ignore[arg-type]

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from agentrt.errors import ConfigError
-from sims.camera import CameraConfig, project_scene
+from sims.camera import SceneCameraConfig, project_scene
 from sims.env import SimEnv, SimEnvConfig
 from sims.robot import Action
 
 
 @pytest.mark.parametrize(("width", "height"), [(64, 48), (96, 96)])
 def test_scene_and_wrist_images(width: int, height: int) -> None:
-    config = SimEnvConfig(task="reach", camera=CameraConfig(width=width, height=height, renderer="tiny"))
+    config = SimEnvConfig(task="reach", camera=SceneCameraConfig(width=width, height=height, renderer="tiny"))
     with SimEnv(config) as env:
         env.reset(seed=1)
         assert env.renderer == "tiny"
@@ -25,7 +25,7 @@ def test_scene_and_wrist_images(width: int, height: int) -> None:
 
 
 def test_the_named_object_is_visible_in_the_scene_camera() -> None:
-    with SimEnv(SimEnvConfig(task="reach", camera=CameraConfig(width=96, height=96, renderer="tiny"))) as env:
+    with SimEnv(SimEnvConfig(task="reach", camera=SceneCameraConfig(width=96, height=96, renderer="tiny"))) as env:
         for seed in range(3):
             env.reset(seed=seed)
             target = env.task.target
@@ -41,7 +41,7 @@ def test_the_named_object_is_visible_in_the_scene_camera() -> None:
 def test_project_scene_lands_on_the_objects_the_camera_renders(width: int) -> None:
     """The numpy projection (used to label keypoints in training) agrees with PyBullet's rendering:
     removing an object changes the pixel its centre projects to."""
-    with SimEnv(SimEnvConfig(task="reach", camera=CameraConfig(width=width, height=width, renderer="tiny"))) as env:
+    with SimEnv(SimEnvConfig(task="reach", camera=SceneCameraConfig(width=width, height=width, renderer="tiny"))) as env:
         for seed in range(2):
             env.reset(seed=seed)
             for obj in list(env.task.objects):
@@ -54,7 +54,7 @@ def test_project_scene_lands_on_the_objects_the_camera_renders(width: int) -> No
 
 
 def test_auto_renderer_reports_what_it_uses() -> None:
-    with SimEnv(SimEnvConfig(task="reach", camera=CameraConfig(width=32, height=32, renderer="auto"))) as env:
+    with SimEnv(SimEnvConfig(task="reach", camera=SceneCameraConfig(width=32, height=32, renderer="auto"))) as env:
         env.reset(seed=0)
         assert env.renderer in ("egl", "tiny")
         assert env.render().shape == (32, 32, 3)
@@ -62,7 +62,7 @@ def test_auto_renderer_reports_what_it_uses() -> None:
 
 def test_rendering_does_not_change_the_trajectory() -> None:
     def run(render: bool) -> np.ndarray:
-        with SimEnv(SimEnvConfig(task="reach", camera=CameraConfig(width=32, height=32, renderer="tiny"))) as env:
+        with SimEnv(SimEnvConfig(task="reach", camera=SceneCameraConfig(width=32, height=32, renderer="tiny"))) as env:
             obs, _ = env.reset(seed=2)
             expert = env.expert()
             for _ in range(15):
@@ -75,7 +75,7 @@ def test_rendering_does_not_change_the_trajectory() -> None:
 
 
 def test_two_sims_render_in_one_process() -> None:
-    config = SimEnvConfig(task="reach", camera=CameraConfig(width=32, height=32, renderer="tiny"))
+    config = SimEnvConfig(task="reach", camera=SceneCameraConfig(width=32, height=32, renderer="tiny"))
     with SimEnv(config) as a, SimEnv(config) as b:
         a.reset(seed=0)
         b.reset(seed=1)
@@ -88,4 +88,4 @@ def test_two_sims_render_in_one_process() -> None:
 )
 def test_camera_config_validation(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
-        CameraConfig(**kwargs)
+        SceneCameraConfig(**kwargs)

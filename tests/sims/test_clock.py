@@ -7,10 +7,10 @@ import threading
 import numpy as np
 import pytest
 
+from agentrt.chunks import ChunkQueue
 from agentrt.errors import ActionError, ConfigError
-from sims.chunks import ChunkQueue
 from sims.clock import LockstepClock, RealTimeClock, make_clock
-from sims.loop import ExpertSource, Tick, episode_video_path, run_episode
+from sims.loop import ExpertSource, StepRecord, episode_video_path, run_episode
 from tests.sims.conftest import make_env
 
 
@@ -72,7 +72,7 @@ class SlowChunks:
     def __init__(self) -> None:
         self.sent = False
 
-    def observe(self, tick: Tick) -> None:
+    def observe(self, tick: StepRecord) -> None:
         pass
 
     def fetch(self, queue: ChunkQueue, *, wait: bool, stop: threading.Event) -> None:
@@ -94,7 +94,7 @@ def test_lockstep_stops_when_asked_while_waiting() -> None:
     class Silent:
         wants_frames = False
 
-        def observe(self, tick: Tick) -> None:
+        def observe(self, tick: StepRecord) -> None:
             pass
 
         def fetch(self, queue: ChunkQueue, *, wait: bool, stop: threading.Event) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sims.camera import CameraConfig
+from sims.camera import SceneCameraConfig
 from sims.clock import LockstepClock
 from sims.env import SimEnv, SimEnvConfig
 from sims.loop import ExpertSource, run_episode
@@ -21,7 +21,7 @@ transport = pytest.importorskip("agentrt.transport")
 
 def expert_actions(task: str, seed: int) -> np.ndarray:
     """The expert's whole action sequence for one seeded lockstep episode."""
-    with SimEnv(SimEnvConfig(task=task, camera=CameraConfig(renderer="tiny"))) as env:
+    with SimEnv(SimEnvConfig(task=task, camera=SceneCameraConfig(renderer="tiny"))) as env:
         source = ExpertSource(env)
         result = run_episode(env, LockstepClock(), source, seed=seed)
     assert result.success

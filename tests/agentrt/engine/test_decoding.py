@@ -63,7 +63,7 @@ def test_jacobi_restricted_to_action_ids_equals_restricted_greedy() -> None:
     prompt = torch.randint(0, 48, (6,))
     ids = (20, 40)
     greedy = greedy_decode(runner, prompt, 14, action_ids=ids)
-    jacobi = jacobi_decode(runner, prompt, 14, JacobiConfig(action_ids=ids))
+    jacobi = jacobi_decode(runner, prompt, 14, action_ids=ids)
     assert jacobi.tokens == greedy.tokens
     assert all(20 <= t < 40 for t in greedy.tokens)
 
@@ -101,11 +101,11 @@ def test_tolerance_in_action_bins_exits_early() -> None:
     prompt = torch.randint(0, 48, (6,))
     ids = (0, 48)
     greedy = greedy_decode(runner, prompt, 20, action_ids=ids).tokens
-    loose = jacobi_decode(runner, prompt, 20, JacobiConfig(action_ids=ids, tolerance_bins=48))
+    loose = jacobi_decode(runner, prompt, 20, JacobiConfig(tolerance_bins=48), action_ids=ids)
     assert loose.stats.early_exit == "tolerance" and loose.stats.iterations == 1
     exact = loose.stats.accepted_per_pass[0] + 1
     assert loose.tokens[:exact] == greedy[:exact]
-    strict = jacobi_decode(runner, prompt, 20, JacobiConfig(action_ids=ids, tolerance_bins=0))
+    strict = jacobi_decode(runner, prompt, 20, JacobiConfig(tolerance_bins=0), action_ids=ids)
     assert strict.tokens == greedy
 
 
@@ -134,6 +134,6 @@ def test_misuse_is_reported() -> None:
     with pytest.raises(ModelError, match="last_logits"):
         jacobi_decode(runner, None, 4)
     with pytest.raises(ConfigError, match="action_ids"):
-        JacobiConfig(tolerance_bins=2)
+        jacobi_decode(runner, prompt, 4, JacobiConfig(tolerance_bins=2))
     with pytest.raises(ConfigError, match="max_iterations"):
         JacobiConfig(max_iterations=0)

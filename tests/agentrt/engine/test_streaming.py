@@ -34,7 +34,7 @@ def test_question_reuses_the_prefix_and_matches_a_full_prefill() -> None:
     with torch.no_grad():
         full = model(torch.cat([ids, question])[None])[0, 30:]
     torch.testing.assert_close(reused, full, rtol=1e-4, atol=1e-4)
-    answer = stream.ask(question, 6)
+    answer = stream.ask(question, max_new_tokens=6)
     assert answer == greedy_decode(NativeRunner(model), torch.cat([ids, question]), 6).tokens
     assert stream.length == 30
 
@@ -44,8 +44,8 @@ def test_ask_stops_at_a_stop_token() -> None:
     stream = StreamingKVCache(model)
     stream.append(ids=torch.randint(0, 48, (10,)))
     question = torch.randint(0, 48, (3,))
-    full = stream.ask(question, 8)
-    assert stream.ask(question, 8, stop_ids=[full[2]]) == full[: full.index(full[2]) + 1]
+    full = stream.ask(question, max_new_tokens=8)
+    assert stream.ask(question, max_new_tokens=8, stop_ids=[full[2]]) == full[: full.index(full[2]) + 1]
 
 
 def test_eviction_keeps_sinks_and_renumbers_positions_contiguously() -> None:
@@ -130,10 +130,10 @@ def test_ask_returns_at_a_stop_token_without_decoding_past_it() -> None:
     stream = StreamingKVCache(runner)
     stream.append(ids=torch.randint(0, 48, (10,), generator=torch.Generator().manual_seed(0)))
     question = torch.randint(0, 48, (3,), generator=torch.Generator().manual_seed(1))
-    full = stream.ask(question, 8)
+    full = stream.ask(question, max_new_tokens=8)
     stop = full[1]
     passes.clear()
-    answer = stream.ask(question, 8, stop_ids=[stop])
+    answer = stream.ask(question, max_new_tokens=8, stop_ids=[stop])
     assert answer == full[: full.index(stop) + 1]
     assert len(passes) == len(answer)  # the question's pass, then one per token before the stop
 
