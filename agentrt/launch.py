@@ -52,6 +52,7 @@ from typing import Any
 
 import yaml
 
+from agentrt.configs import parse_set, type_ok
 from agentrt.errors import AgentRTError, ConfigError, LaunchError
 from agentrt.launch_shared import share_params
 from agentrt.node import Node, Port, check_node
@@ -159,50 +160,6 @@ def resolve_class(path: str) -> type[Node]:
     return typing.cast(type[Node], cls)
 
 
-def _type_ok(value: Any, hint: Any) -> tuple[bool, Any]:
-    """Is ``value`` of type ``hint``? Returns (ok, value coerced: int -> float, list -> tuple)."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if hint is Any or hint is object:
-        return True, value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        for option in args:
-            ok, coerced = _type_ok(value, option)
-            if ok:
-                return True, coerced
-        return False, value
-    if hint is type(None):
-        return value is None, value
-    if origin is typing.Literal:
-        return value in args, value
-    if hint is bool:
-        return isinstance(value, bool), value
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
-    if hint is str:
-        return isinstance(value, str), value
-    if origin in (list, tuple) or hint in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False, value
-        item = args[0] if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else None
-        items = []
-        for i, v in enumerate(value):
-            elem = item if item is not None else (args[i] if i < len(args) else Any)
-            ok, coerced = _type_ok(v, elem)
-            if not ok:
-                return False, value
-            items.append(coerced)
-        return True, tuple(items) if (origin is tuple or hint is tuple) else items
-    if origin is dict or hint is dict:
-        return isinstance(value, dict), value
-    if isinstance(hint, type):
-        return isinstance(value, hint), value
-    return True, value
-
-
 def build_config(cls: type[Node], params: dict[str, Any]) -> Any:
     """``cls.Config(**params)`` after checking names and types; ConfigError names the bad parameter."""
     config_cls = cls.Config
@@ -216,7 +173,7 @@ def build_config(cls: type[Node], params: dict[str, Any]) -> Any:
         if key not in fields:
             raise ConfigError(f"unknown parameter '{key}' for {cls.__name__}: expected one of "
                               f"{', '.join(sorted(fields)) or '(none)'}")
-        ok, coerced[key] = _type_ok(value, hints.get(key, Any))
+        ok, coerced[key] = type_ok(value, hints.get(key, Any))
         if not ok:
             expected = getattr(hints[key], "__name__", str(hints[key]))
             raise ConfigError(f"parameter '{key}' of {cls.__name__} must be {expected}, got {value!r}")
@@ -229,16 +186,12 @@ def build_config(cls: type[Node], params: dict[str, Any]) -> Any:
 
 
 def apply_overrides(raw_params: dict[str, dict[str, Any]], overrides: list[str]) -> None:
-    """Apply ``node.param=value`` strings (values parsed as YAML scalars) to ``raw_params`` in place."""
-    for item in overrides:
-        target, eq, text = item.partition("=")
+    """Apply ``--set node.param=value`` strings (agentrt.configs.parse_set: values read as YAML) in place."""
+    form = "node.param=value like camera.rate_hz=30"
+    for target, value in parse_set(overrides, form).items():
         node, dot, param = target.partition(".")
-        if not eq or not dot or not node or not param:
-            raise ConfigError(f"--set expects node.param=value, got {item!r}")
-        try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
-            value = text
+        if not dot or not node or not param:
+            raise ConfigError(f"--set: expected {form}, got {target!r}")
         raw_params.setdefault(node, {})[param] = value
 
 

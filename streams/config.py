@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from agentrt.configs import type_ok
 from agentrt.errors import ConfigError
 from agentrt.pixels import COLOUR_ORDERS
 
@@ -26,39 +27,25 @@ def config_fields(config_class: type) -> list[str]:
     return [f.name for f in dataclasses.fields(config_class)]
 
 
-def _allowed(hint: Any) -> tuple[type, ...]:
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        out: tuple[type, ...] = ()
-        for arg in typing.get_args(hint):
-            out += _allowed(arg)
-        return out
-    if hint is type(None) or hint is None:
-        return (type(None),)
-    if origin is not None:
-        return (origin,)  # dict[str, str] -> dict
-    return (hint,) if isinstance(hint, type) else (object,)
+def _describe(hint: Any) -> str:
+    """``int | None`` -> "int or None", for the error message."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return " or ".join("None" if t in (type(None), None) else getattr(t, "__name__", str(t)) for t in options)
 
 
 def check_field_types(config: Any) -> None:
-    """Raise ConfigError if a field's value does not match its annotation; ints become floats where due."""
+    """Raise ConfigError if a field's value does not match its annotation (agentrt.configs.type_ok,
+    the launch file's check too); ints become floats where due."""
     hints = typing.get_type_hints(type(config))
     name = type(config).__name__
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        allowed = _allowed(hints.get(f.name, object))
-        if object in allowed:
-            continue
-        if isinstance(value, bool) and bool not in allowed:
-            ok = False  # True is an int to Python, never to a config
-        elif isinstance(value, int) and not isinstance(value, bool) and float in allowed and int not in allowed:
-            setattr(config, f.name, float(value))
-            ok = True
-        else:
-            ok = isinstance(value, allowed)
+        hint = hints.get(f.name, Any)
+        ok, coerced = type_ok(value, hint)
         if not ok:
-            expected = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-            raise ConfigError(f"{name}.{f.name}: expected {expected}, got {value!r} ({type(value).__name__})")
+            raise ConfigError(f"{name}.{f.name}: expected {_describe(hint)}, got {value!r} ({type(value).__name__})")
+        if coerced is not value and type(coerced) is float:  # int -> float only: other coercions stay as given
+            setattr(config, f.name, coerced)
 
 
 @dataclass

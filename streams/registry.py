@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agentrt.configs import parse_set
 from agentrt.errors import ConfigError
 from streams.camera import OpenCVCamera
 from streams.config import SourceConfig, config_fields
@@ -132,16 +133,6 @@ def make_source(spec: str | Mapping[str, Any], **overrides: Any) -> Source:
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``["fps=15", "loop=true", "device=/dev/video2"]`` -> {"fps": 15, "loop": True, ...} (values read as YAML)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set: expected KEY=VALUE like fps=15, got {pair!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
+    """``["fps=15", "loop=true", "device=/dev/video2"]`` -> {"fps": 15, "loop": True, ...}: the one
+    ``--set KEY=VALUE`` grammar (agentrt.configs.parse_set; values read as YAML)."""
+    return parse_set(pairs)

@@ -140,7 +140,7 @@ def _raise_wordings(words: tuple[str, ...]) -> list[str]:
     """Raise statements whose message reports the offending value as '<word> {value}'."""
     import re
 
-    pattern = re.compile(rf"\b({'|'.join(words)})( shape)?:?\s*[[(]?$")
+    pattern = re.compile(rf"\b({'|'.join(words)})( shape)?:?\s*[\[(]?$")
     sites = []
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):

@@ -16,7 +16,6 @@ when named there; docs/policies.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -46,20 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model size override, e.g. --set depth=4 --set chunk_steps=8")
 
 
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The model-size ``--set KEY=VALUE`` pairs (the one grammar: agentrt.configs.parse_set)."""
+    from agentrt.configs import parse_set
+
+    return parse_set(args.set)
+
+
 def config(args: argparse.Namespace) -> TrainConfig:
     """The run's TrainConfig from the parsed command line."""
-    from agentrt.errors import ConfigError
     from policies.train import TrainConfig
 
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
-        overrides[key] = json.loads(value) if value[:1] in "[{0123456789-" or value in ("true", "false") else value
     return TrainConfig(data_dir=args.data, out_dir=args.out, weights=args.weights, tasks=tuple(args.tasks),
                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                       eval_every=args.eval_every, eval_episodes=args.eval_episodes, model=overrides,
+                       eval_every=args.eval_every, eval_episodes=args.eval_episodes, model=overrides(args),
                        threads=args.threads)
 
 
