@@ -127,7 +127,7 @@ class NodeHost:
         return now_ns()
 
     def poll(self, timeout_ns: int) -> list[tuple[str, Message]]:
-        self.beat()  # waiting for input is being alive: hand-polled loops (the sim's) rely on it
+        self.beat()  # waiting for input is being alive, whoever polls
         timeout_ms = max(0, timeout_ns) / 1e6
         if not self._subs:
             if timeout_ms > 0:

@@ -12,8 +12,11 @@ One tick:
    (video frames are rendered every ``frame_every`` ticks in both);
 4. wait for the next tick (real time sleeps; lockstep does not).
 
-Where actions come from is an ``ActionSource``: the scripted expert in-process
-(``ExpertSource``) or the wire (``sims.node``).
+Steps 2 and 3 are ``EpisodeStepper.step``, the one loop body: ``run_episode`` drives it
+in-process (`agentrt sim`, `agentrt eval`, collection) with an ``ActionSource``
+(the scripted expert, ``ExpertSource``, or a policy) doing 1 and a ``Clock``
+doing 4; the sim node (``sims.node.SimNode``) drives it from its node events
+(chunks arriving on its input, its timer ticks).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from sims.env import SimEnv
 from sims.experts import WaypointExpert
 from sims.robot import RobotObservation
 
-__all__ = ["StepRecord", "ActionSource", "ExpertSource", "EpisodeResult", "run_episode", "episode_video_path"]
+__all__ = ["StepRecord", "Observer", "ActionSource", "ExpertSource", "EpisodeResult", "EpisodeStepper",
+           "run_episode", "episode_video_path"]
 
 
 @dataclass
@@ -47,13 +51,17 @@ class StepRecord:
     needs_actions: bool  # the current chunk is used up: a new plan is wanted
 
 
-class ActionSource(Protocol):
-    """Where chunks come from. ``fetch`` puts any that have arrived into the queue; with
-    ``wait=True`` it blocks until one has (or ``stop`` is set)."""
+class Observer(Protocol):
+    """What an `EpisodeStepper` shows each tick to: the in-process source, or the sim node (which publishes it)."""
 
     wants_frames: bool
 
     def observe(self, tick: StepRecord) -> None: ...
+
+
+class ActionSource(Observer, Protocol):
+    """Where chunks come from in `run_episode`. ``fetch`` puts any that have arrived into the queue; with
+    ``wait=True`` it blocks until one has (or ``stop`` is set)."""
 
     def fetch(self, queue: ChunkQueue, *, wait: bool, stop: threading.Event) -> None: ...
 
@@ -103,39 +111,48 @@ class EpisodeResult:
         return asdict(self)
 
 
-def run_episode(
-    env: SimEnv,
-    clock: Clock,
-    source: ActionSource,
-    *,
-    seed: int | None,
-    frame_every: int = 1,
-    stop: threading.Event | None = None,
-    on_frame: Callable[[np.ndarray], None] | None = None,
-    executor: ChunkExecutor | None = None,
-) -> EpisodeResult:
-    """Reset ``env`` with ``seed`` and run one episode to success, truncation or ``stop``.
+class EpisodeStepper:
+    """One episode, one control tick at a time: the loop body of `run_episode` and of the sim node
+    (``sims.node.SimNode``), so both step, observe and count alike.
 
-    ``on_frame`` receives every regularly rendered frame (every ``frame_every`` steps), e.g. a video writer.
-    ``executor`` plays the chunks (the sim node's, whose ``take`` the source feeds); by default a fresh one.
-    A step the robot refuses is counted and the robot holds for that tick; the chunk plays on.
+    ``reset()`` resets ``env`` with ``seed`` and shows ``source`` the first observation; each ``step()``
+    plays the executor's next step (``None`` when the plan ran out: the watchdog decides when the robot
+    holds; a step the robot refuses is counted, the robot holds, the chunk plays on) and shows ``source``
+    the new observation; ``done`` once the task succeeded or the episode was cut; ``result()`` sums it up.
+    Where chunks come from and when the next tick is due are the caller's.
     """
-    stop = stop or threading.Event()
-    if executor is None:
-        executor = ChunkExecutor(env.config.robot.robot, env.robot, receiver="sim", drop_on_failure=False)
-    queue = executor.queue
-    queue.clear()  # a plan from the last episode is not this one's
-    obs, _ = env.reset(seed=seed)
-    stats0 = _stats(env)
-    started = time.monotonic()
-    success = False
-    source.observe(_observe(env, obs, 0, queue, source, clock, frame_every, on_frame))
-    # Ticks count from here: the first image after a reset uploads every mesh (slow with EGL).
-    clock.start()
-    while not stop.is_set():
-        source.fetch(queue, wait=clock.lockstep, stop=stop)
-        if clock.lockstep and queue.remaining == 0:
-            break  # stopped while waiting
+
+    def __init__(
+        self,
+        env: SimEnv,
+        source: Observer,
+        executor: ChunkExecutor,
+        *,
+        seed: int | None,
+        lockstep: bool,
+        frame_every: int = 1,
+        on_frame: Callable[[np.ndarray], None] | None = None,
+    ) -> None:
+        self.env, self.source, self.executor = env, source, executor
+        self.seed, self.lockstep = seed, lockstep
+        self.frame_every = max(frame_every, 1)
+        self.on_frame = on_frame
+        self.success = False
+        self.done = False
+        self._started = 0.0
+        self._stats0 = (0, 0, 0)
+
+    def reset(self) -> None:
+        self.executor.queue.clear()  # a plan from the last episode is not this one's
+        obs, _ = self.env.reset(seed=self.seed)
+        self._stats0 = _stats(self.env)
+        self._started = time.monotonic()
+        self.success = self.done = False
+        self.source.observe(self._observe(obs, 0))
+
+    def step(self) -> bool:
+        """One control tick; True when the episode is over."""
+        executor, env = self.executor, self.env
         action = executor.next_action()
         try:
             result = env.step(action)
@@ -145,47 +162,70 @@ def run_episode(
         else:
             if action is not None:
                 executor.sent()
-        obs, success = result.observation, result.success
-        source.observe(_observe(env, obs, env.steps, queue, source, clock, frame_every, on_frame))
-        if result.terminated or result.truncated:
+        self.success = result.success
+        self.source.observe(self._observe(result.observation, env.steps))
+        self.done = result.terminated or result.truncated
+        return self.done
+
+    def result(self) -> EpisodeResult:
+        env = self.env
+        stats = _stats(env)
+        return EpisodeResult(
+            task=env.task.name,
+            seed=self.seed,
+            instruction=env.instruction,
+            success=self.success,
+            steps=env.steps,
+            time_s=time.monotonic() - self._started,
+            sim_time_s=env.steps / env.config.robot.control_hz,
+            clipped=stats[0] - self._stats0[0],
+            rejected=stats[1] - self._stats0[1],
+            watchdog_holds=stats[2] - self._stats0[2],
+        )
+
+    def _observe(self, obs: RobotObservation, step: int) -> StepRecord:
+        due = step % self.frame_every == 0
+        needs_actions = self.executor.queue.remaining == 0
+        # Real time: frames for the source at frame rate. Lockstep: exactly one frame per plan, when
+        # the chunk runs out, so every published frame is answered by one chunk.
+        for_source = self.source.wants_frames and (needs_actions if self.lockstep else due)
+        for_video = due and self.on_frame is not None
+        image = self.env.render("scene") if (for_source or for_video) else None
+        t_capture_ns = time.monotonic_ns()
+        if image is not None and for_video and self.on_frame is not None:
+            self.on_frame(image)
+        return StepRecord(step, obs, image if for_source else None, t_capture_ns, needs_actions)
+
+
+def run_episode(
+    env: SimEnv,
+    clock: Clock,
+    source: ActionSource,
+    *,
+    seed: int | None,
+    frame_every: int = 1,
+    stop: threading.Event | None = None,
+    on_frame: Callable[[np.ndarray], None] | None = None,
+) -> EpisodeResult:
+    """Reset ``env`` with ``seed`` and run one episode to success, truncation or ``stop``, in-process.
+
+    ``on_frame`` receives every regularly rendered frame (every ``frame_every`` steps), e.g. a video writer.
+    """
+    stop = stop or threading.Event()
+    executor = ChunkExecutor(env.config.robot.robot, env.robot, receiver="sim", drop_on_failure=False)
+    episode = EpisodeStepper(env, source, executor, seed=seed, lockstep=clock.lockstep,
+                             frame_every=frame_every, on_frame=on_frame)
+    episode.reset()
+    # Ticks count from here: the first image after a reset uploads every mesh (slow with EGL).
+    clock.start()
+    while not stop.is_set():
+        source.fetch(executor.queue, wait=clock.lockstep, stop=stop)
+        if clock.lockstep and executor.queue.remaining == 0:
+            break  # stopped while waiting
+        if episode.step():
             break
         clock.wait_next_tick()
-    stats = _stats(env)
-    return EpisodeResult(
-        task=env.task.name,
-        seed=seed,
-        instruction=env.instruction,
-        success=success,
-        steps=env.steps,
-        time_s=time.monotonic() - started,
-        sim_time_s=env.steps / env.config.robot.control_hz,
-        clipped=stats[0] - stats0[0],
-        rejected=stats[1] - stats0[1],
-        watchdog_holds=stats[2] - stats0[2],
-    )
-
-
-def _observe(
-    env: SimEnv,
-    obs: RobotObservation,
-    step: int,
-    queue: ChunkQueue,
-    source: ActionSource,
-    clock: Clock,
-    frame_every: int,
-    on_frame: Callable[[np.ndarray], None] | None,
-) -> StepRecord:
-    due = step % max(frame_every, 1) == 0
-    needs_actions = queue.remaining == 0
-    # Real time: frames for the source at frame rate. Lockstep: exactly one frame per plan, when
-    # the chunk runs out, so every published frame is answered by one chunk.
-    for_source = source.wants_frames and (needs_actions if clock.lockstep else due)
-    for_video = due and on_frame is not None
-    image = env.render("scene") if (for_source or for_video) else None
-    t_capture_ns = time.monotonic_ns()
-    if image is not None and for_video and on_frame is not None:
-        on_frame(image)
-    return StepRecord(step, obs, image if for_source else None, t_capture_ns, needs_actions)
+    return episode.result()
 
 
 def _stats(env: SimEnv) -> tuple[int, int, int]:

@@ -1,68 +1,77 @@
-"""The sim node: a PyBullet task on the wire.
+"""The sim node: a PyBullet task on the wire, as a launch-file node (`agentrt run`).
 
-Publishes ``Frame`` (scene camera, latest-only) and ``RobotState`` (every
-control tick, latest-only), consumes ``ActionChunk`` (lossless), runs
-``episodes`` episodes with seeds ``seed, seed+1, ...``, records each episode's
-result (success, steps, time) and can save an MP4 per episode.
+    nodes:
+      sim:
+        class: sims.node:SimNode
+        inputs: {actions: policy.actions}
+        params: {task: reach, episodes: 3, clock: realtime, video_path: runs/reach.mp4}
+        ends_run: true          # the run stops when the episodes are done
+        restart: never
 
-Clocks:
+Outputs ``frames`` (scene camera, latest-only) and ``state`` (RobotState every
+control tick, latest-only); input ``actions`` (ActionChunk, lossless). Params
+are the fields of `SimNodeConfig`. It runs ``episodes`` episodes with seeds
+``seed, seed+1, ...``, records each episode's result (success, steps, time) and
+can save an MP4 per episode. Each episode is a `sims.loop.EpisodeStepper` (the loop
+body `run_episode` uses in-process, so `agentrt eval` and the node step alike);
+the node drives it from its own events (``Node.events``):
 
 - ``lockstep``: the sim publishes a frame whenever the current chunk is used up
-  and waits for the chunk computed from it (``frame_seq`` >= that frame's seq);
-  while it waits it republishes the frame every ``republish_ms``, so a
-  subscriber that joined late (latest-only streams drop what came before)
-  still gets it. Deterministic for a seed.
-- ``realtime``: ticks at ``control_hz`` on the wall clock, renders at
-  ``frame_hz``, and a chunk takes effect at the first tick after it arrives
-  while the current one keeps executing; no action within the robot's
-  ``deadline_ms`` and the watchdog holds the robot.
+  and waits for the chunk computed from it (``frame_seq`` >= that frame's seq),
+  then plays that chunk out; while it waits it republishes the frame (and the
+  state) every ``republish_ms`` of the node's clock, so a subscriber that
+  joined late (latest-only streams drop what came before) still gets it.
+  Deterministic for a seed.
+- ``realtime``: the node's timer ticks at ``control_hz`` (its ``rate_hz`` is
+  the clock's), one control step a tick, rendering at ``frame_hz``; each chunk
+  goes to the executor as it arrives and takes effect at the next tick, while
+  the current one keeps executing until then; no action within the robot's
+  ``deadline_ms`` and the watchdog holds the robot. A late tick is skipped, not
+  bunched; the ticks' lateness is the episode's ``tick_lateness_p99_ms``.
 
-Every tick takes every message waiting on the actions input (real time) or
-waits for the chunk answering the frame (lockstep). Chunks computed from a
-frame of an earlier episode are dropped (stale); a chunk with ``frame_seq`` -1
-(protocol section 3: computed from no frame) cannot be stale and is executed
-like any other (logged once: its latency is not measured); a chunk whose
-``robot`` is not this sim's robot is refused
-(logged once per sender and name); a message that is no ActionChunk is dropped;
-a malformed chunk (kind, shape) is rejected and the robot holds. ``counters()``
-has them all, for telemetry. The wire modules are imported inside ``run`` so
-``sims`` needs no ZeroMQ to import.
-
-    stop = threading.Event()
-    node = SimNode(SimNodeConfig(task="reach", frames_endpoint="ipc:///tmp/x/frames",
-                                 state_endpoint="ipc:///tmp/x/state", actions_endpoint="ipc:///tmp/x/actions"))
-    results = node.run(stop)
+What happens to each chunk is `agentrt.chunks.ChunkExecutor`'s (the one a real
+arm uses): chunks computed from a frame of an earlier episode are dropped
+(stale); a chunk with ``frame_seq`` -1 (protocol section 3: computed from no
+frame) cannot be stale and is executed like any other (logged once: its
+latency is not measured); a chunk whose ``robot`` is not this sim's robot is
+refused (logged once per sender and name); a message that is no ActionChunk is
+dropped; a malformed chunk (kind, shape) is rejected and the robot holds. The
+executor's counts go to telemetry as this node's counters (``bad.*`` and
+``dropped.*`` add to the run's bad and dropped totals): ``bad.other_robot_chunks``,
+``bad.rejected_actions`` (actions, or whole chunks, the robot refused: it holds),
+``bad.not_chunks``, ``dropped.stale_chunks`` and ``unframed_chunks``. Each
+received chunk's trace (capture -> hops -> arrival) goes to telemetry too.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agentrt.chunks import ChunkExecutor, ChunkQueue
+from agentrt.chunks import ChunkExecutor
 from agentrt.errors import ConfigError
+from agentrt.messages import Frame, RobotState, now_ns
+from agentrt.node import Event, Idle, Input, Node, Stop, Tick, latest, lossless
 from sims.camera import SceneCameraConfig
-from sims.clock import CLOCKS, make_clock
+from sims.clock import CLOCKS
 from sims.env import SimEnv, SimEnvConfig
-from sims.loop import EpisodeResult, StepRecord, episode_video_path, run_episode
+from sims.loop import EpisodeResult, EpisodeStepper, StepRecord, episode_video_path
 from sims.robot import RobotConfig
 from sims.video import VideoWriter
 
-__all__ = ["SimConfig", "SimNodeConfig", "SimNode"]
+__all__ = ["SimNodeConfig", "SimNode"]
 
-log = logging.getLogger(__name__)
+LOCKSTEP_WAIT_NS = 50_000_000  # lockstep: how often the wait for a chunk looks at the republish timer
 
 
 @dataclass
-class SimConfig:
-    """What the sim runs: task, robot, episodes, clock, camera. Also the launch-file params of `SimulationNode`."""
+class SimNodeConfig:
+    """The sim node's launch-file params: what it runs (task, robot, episodes, clock, camera) and what it writes."""
 
     task: str = "reach"
     robot: str = "panda"
@@ -107,171 +116,126 @@ class SimConfig:
         )
 
 
-@dataclass
-class SimNodeConfig(SimConfig):
-    """A standalone sim (not under the supervisor): the endpoints it binds and connects."""
+class SimNode(Node):
+    """Runs ``episodes`` episodes of a sim task, driven by the ActionChunks on ``actions``."""
 
-    frames_endpoint: str = ""
-    state_endpoint: str = ""
-    actions_endpoint: str = ""
+    inputs = {"actions": lossless("ActionChunk")}
+    outputs = {"frames": latest("Frame"), "state": latest("RobotState")}
+    Config = SimNodeConfig
+    trace = True  # each chunk's trace (capture -> policy -> sim) goes to telemetry, though the sim has outputs
+    wants_frames = True  # what its episodes show it (sims.loop.Observer), it publishes
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("frames_endpoint", "state_endpoint", "actions_endpoint"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or "://" not in value:
-                raise ConfigError(f"SimNodeConfig.{name}: expected an endpoint like 'ipc:///tmp/agentrt/{name[:-9]}', got {value!r}")
-
-
-class _WireSource:
-    """ActionSource over the wire: publishes ticks, receives ActionChunk messages."""
-
-    wants_frames = True
-
-    def __init__(self, node: SimNode, frames: Any, states: Any, actions: Any) -> None:
-        self.node, self._frames, self._states, self._actions = node, frames, states, actions
-        self.config = node.config
-        self.episode_first_seq = 0  # chunks planned from earlier frames belong to an old episode
-        self._request_seq = -1  # lockstep: the frame whose chunk we wait for
-        self._last_frame: Any = None
-        self._last_state: Any = None
-        self.episode = -1
-
-    def start_episode(self, episode: int) -> None:
-        self.episode = episode
-        self.episode_first_seq = self.node.frame_seq
-        self.node.executor.new_episode(self.episode_first_seq)
-        self._request_seq = -1
-
-    def observe(self, tick: StepRecord) -> None:
-        from agentrt.messages import Frame, RobotState
-
-        node, obs = self.node, tick.observation
-        frame_seq = -1
-        if tick.image is not None:
-            frame_seq = node.frame_seq
-            self._last_frame = Frame(self.config.stream, frame_seq, tick.t_capture_ns, tick.image)
-            self._frames.send(self._last_frame)
-            node.frame_seq += 1
-            if tick.needs_actions:
-                self._request_seq = frame_seq
-        self._last_state = RobotState(
-            self.config.robot,
-            node.state_seq,
-            time.monotonic_ns(),
-            obs.joint_positions,
-            obs.joint_velocities,
-            obs.ee_pose,
-            float(obs.gripper),
-            frame_seq,
-            instruction=self.node.env.instruction,  # the policy is told the task on the wire
-            episode=self.episode,
-        )
-        self._states.send(self._last_state)
-        node.state_seq += 1
-
-    def _take(self, message: Any, queue: ChunkQueue, *, min_frame_seq: int | None = None) -> bool:
-        executor = self.node.executor
-        if queue is not executor.queue:
-            raise ValueError("the sim's wire source feeds its node's executor: run_episode(..., executor=node.executor)")
-        return executor.take(message, min_frame_seq=min_frame_seq)
-
-    def fetch(self, queue: ChunkQueue, *, wait: bool, stop: threading.Event) -> None:
-        if not wait:
-            while (message := self._actions.recv(timeout_ms=0)) is not None:
-                self._take(message, queue)
-            return
-        if queue.remaining > 0:
-            return
-        next_republish = time.monotonic() + self.config.republish_ms / 1e3
-        while not stop.is_set():
-            message = self._actions.recv(timeout_ms=50)
-            if message is not None and self._take(message, queue, min_frame_seq=self._request_seq):
-                return
-            if time.monotonic() >= next_republish:
-                # A latest-only subscriber that connected late missed the frame: send it again.
-                if self._last_frame is not None:
-                    self._frames.send(self._last_frame)
-                if self._last_state is not None:
-                    self._states.send(self._last_state)
-                next_republish = time.monotonic() + self.config.republish_ms / 1e3
-
-
-class SimNode:
-    """Hosts one SimEnv on the wire; ``run(stop_event)`` until the episodes are done or stop is set."""
-
-    def __init__(self, config: SimConfig) -> None:
-        self.config = config
-        self.env = SimEnv(config.env_config())
+    def __init__(self, config: SimNodeConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.env = SimEnv(config.env_config())  # no I/O until setup connects it
         self.results: list[EpisodeResult] = []
         self.frame_seq = 0
         self.state_seq = 0
         # chunks must name this sim's robot; a refused step is counted and the lockstep plan plays on
         self.executor = ChunkExecutor(config.robot, self.env.robot, receiver="sim node",
                                       period_ms=None, drop_on_failure=False)
+        self._lockstep = config.clock == "lockstep"
+        self._frame_every = max(1, int(round(config.control_hz / config.frame_hz)))
+        self._episode = -1
+        self._request_seq = -1  # lockstep: the frame whose chunk the sim waits for
+        self._last_frame: Frame | None = None
+        self._last_state: RobotState | None = None
+        self._video: VideoWriter | None = None
+        self._lateness_ms: list[float] = []
 
-    def counters(self) -> dict[str, int]:
-        """The action input's counts, as telemetry counters (``agentrt.node``: ``bad.*`` and ``dropped.*`` add to
-        the run's bad and dropped totals)."""
-        return self.executor.counters()
-
-    def run(self, stop_event: threading.Event) -> list[EpisodeResult]:
-        """Standalone: bind / connect the config's endpoints and run the episodes."""
-        from agentrt.transport import Publisher, Subscriber
-
+    def setup(self) -> None:
+        self.env.connect()  # load the world before reporting ready
+        # real time: one control step per timer tick; lockstep: the chunks alone drive it
+        self.rate_hz = 0.0 if self._lockstep else float(self.config.control_hz)
         cfg = self.config
-        if not isinstance(cfg, SimNodeConfig):
-            raise ConfigError("SimNode.run needs a SimNodeConfig with endpoints; under a launch file use SimulationNode")
-        with (
-            Publisher(cfg.frames_endpoint) as frames,
-            Publisher(cfg.state_endpoint) as states,
-            Subscriber(cfg.actions_endpoint, lossless=True) as actions,
-        ):
-            return self.run_on(frames, states, actions, stop_event)
+        self.log.info("task %s, robot %s, %s clock, renderer %s", cfg.task, cfg.robot, cfg.clock, self.env.renderer)
 
-    def run_on(self, frames: Any, states: Any, actions: Any, stop_event: Any) -> list[EpisodeResult]:
-        """Run the episodes over given wires: ``frames`` / ``states`` have ``send(msg)``,
-        ``actions`` has ``recv(timeout_ms)``, ``stop_event`` has ``is_set()``."""
-        cfg = self.config
-        frame_every = max(1, int(round(cfg.control_hz / cfg.frame_hz)))
-        source = _WireSource(self, frames, states, actions)
+    def run(self) -> None:
+        events = self.events(idle_ns=LOCKSTEP_WAIT_NS if self._lockstep else None)
         try:
-            self.env.connect()
-            log.info("sim node: task %s, robot %s, %s clock, renderer %s", cfg.task, cfg.robot, cfg.clock, self.env.renderer)
-            for episode in range(cfg.episodes):
-                if stop_event.is_set():
+            for index in range(self.config.episodes):
+                episode = self._start(index)
+                try:
+                    finished = self._play(episode, events)
+                finally:
+                    self._close_video()
+                if not finished:
+                    self.log.info("stopped during episode %d", index)
                     break
-                result = self._episode(episode, source, frame_every, stop_event)
-                if result is not None:
-                    self.results.append(result)
+                self._finish(episode)
         finally:
-            self.env.close()
-        return self.results
+            self.stats.counters.update(self.executor.counters())
+        successes = sum(r.success for r in self.results)
+        self.log.info("%d/%d episodes succeeded (%s)", successes, len(self.results), self.config.task)
 
-    def _episode(self, episode: int, source: _WireSource, frame_every: int, stop: threading.Event) -> EpisodeResult | None:
+    def teardown(self) -> None:
+        self._close_video()
+        self.env.close()
+
+    # ---- one episode ---------------------------------------------------------------------------
+
+    def _start(self, index: int) -> EpisodeStepper:
         cfg = self.config
-        clock = make_clock(cfg.clock, cfg.control_hz)
-        source.start_episode(episode)
-        video = None
+        self._episode = index
+        self.executor.new_episode(self.frame_seq)  # chunks planned from earlier frames belong to an old episode
+        self._request_seq = -1
+        self._lateness_ms = []
         if cfg.video_path:
-            video = VideoWriter(episode_video_path(cfg.video_path, episode, cfg.episodes), fps=cfg.control_hz / frame_every)
-        try:
-            result = run_episode(
-                self.env, clock, source, seed=cfg.seed + episode, frame_every=frame_every, stop=stop,
-                on_frame=video.write if video else None, executor=self.executor,
-            )
-        finally:
-            if video is not None:
-                video.close()
-        if stop.is_set() and not result.success:
-            log.info("sim node: stopped during episode %d", episode)
-            return None
+            self._video = VideoWriter(episode_video_path(cfg.video_path, index, cfg.episodes),
+                                      fps=cfg.control_hz / self._frame_every)
+        episode = EpisodeStepper(self.env, self, self.executor, seed=cfg.seed + index, lockstep=self._lockstep,
+                                 frame_every=self._frame_every, on_frame=self._video.write if self._video else None)
+        episode.reset()
+        return episode
+
+    def _play(self, episode: EpisodeStepper, events: Iterator[Event]) -> bool:
+        """Step ``episode`` from the node's events until it is over (True) or the node must stop (False)."""
+        republish_ns = int(self.config.republish_ms * 1e6)
+        next_republish: int | None = None  # lockstep: set from the first event after a frame went out
+        first_tick = True
+        for event in events:
+            if isinstance(event, Stop):
+                return False
+            if isinstance(event, Input):
+                if not self._lockstep:
+                    self.executor.take(event.message)  # the newest plan, from the next tick on
+                elif self.executor.take(event.message, min_frame_seq=self._request_seq):
+                    while self.executor.queue.remaining > 0 and not episode.step():
+                        pass  # lockstep plays the chunk out; the last step renders the next frame to answer
+                    next_republish = None
+            elif isinstance(event, Tick):
+                if not first_tick:  # the first tick after a reset waited for the scene's first render
+                    self._lateness_ms.append(event.late_ns / 1e6)
+                first_tick = False
+                episode.step()
+            self.stats.counters.update(self.executor.counters())  # telemetry sends them as they are
+            if episode.done:
+                return True
+            if self._lockstep and isinstance(event, Input | Idle):
+                t_ns = event.t_recv_ns if isinstance(event, Input) else event.t_ns
+                if next_republish is None:
+                    next_republish = t_ns + republish_ns
+                elif t_ns >= next_republish:
+                    self._republish()
+                    next_republish = t_ns + republish_ns
+        return False
+
+    def _republish(self) -> None:
+        """A latest-only subscriber that connected late missed the frame the sim waits on: send it again."""
+        if self._last_frame is not None:
+            self.send("frames", self._last_frame)
+        if self._last_state is not None:
+            self.send("state", self._last_state)
+
+    def _finish(self, episode: EpisodeStepper) -> None:
+        cfg = self.config
+        result = episode.result()
         if self.executor.latencies_ms:
             result.extra["capture_to_chunk_p50_ms"] = float(np.median(self.executor.latencies_ms))
-        if clock.lateness_ms:
-            result.extra["tick_lateness_p99_ms"] = float(np.percentile(clock.lateness_ms, 99))
-        log.info(
-            "episode %d (%s): %s in %d steps, %.2f s", episode, result.instruction,
+        if self._lateness_ms:
+            result.extra["tick_lateness_p99_ms"] = float(np.percentile(self._lateness_ms, 99))
+        self.log.info(
+            "episode %d (%s): %s in %d steps, %.2f s", self._episode, result.instruction,
             "success" if result.success else "failure", result.steps, result.time_s,
         )
         if cfg.results_path:
@@ -279,4 +243,36 @@ class SimNode:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as out:
                 out.write(json.dumps(result.to_dict()) + "\n")
-        return result
+        self.results.append(result)
+
+    def _close_video(self) -> None:
+        if self._video is not None:
+            self._video.close()
+            self._video = None
+
+    # ---- what the episode shows the node: it publishes it ---------------------------------------
+
+    def observe(self, tick: StepRecord) -> None:
+        obs = tick.observation
+        frame_seq = -1
+        if tick.image is not None:
+            frame_seq = self.frame_seq
+            self._last_frame = Frame(self.config.stream, frame_seq, tick.t_capture_ns, tick.image)
+            self.send("frames", self._last_frame)
+            self.frame_seq += 1
+            if tick.needs_actions:
+                self._request_seq = frame_seq
+        self._last_state = RobotState(
+            self.config.robot,
+            self.state_seq,
+            now_ns(),
+            obs.joint_positions,
+            obs.joint_velocities,
+            obs.ee_pose,
+            float(obs.gripper),
+            frame_seq,
+            instruction=self.env.instruction,  # the policy is told the task on the wire
+            episode=self._episode,
+        )
+        self.send("state", self._last_state)
+        self.state_seq += 1

@@ -73,11 +73,12 @@ def test_a_refused_step_drops_the_rest_of_its_chunk_only_where_asked(drop: bool,
 
 
 def test_the_sim_node_and_the_real_robots_share_the_executor() -> None:
-    from sims.node import SimConfig, SimNode
+    from agentrt.testing import MockNode
+    from sims.node import SimNode
     from sims.real.actuator import Actuator
     from sims.real.arm import BusArm, BusArmConfig
 
-    sim = SimNode(SimConfig(task="reach", robot="panda", renderer="tiny"))
+    sim = MockNode(SimNode, params={"task": "reach", "robot": "panda", "renderer": "tiny"}).node
     arm = BusArm(BusArmConfig(robot="so100", dry_run=True, watchdog_thread=False))
     assert isinstance(sim.executor, ChunkExecutor) and isinstance(Actuator(arm, "so100").executor, ChunkExecutor)
 

@@ -11,13 +11,13 @@ import pytest
 from agentrt.launch import load_launch
 from agentrt.supervisor import Supervisor, SupervisorConfig
 from agentrt.testing import MockNode
-from sims.runtime_node import SimulationNode
+from sims.node import SimNode
 
 LAUNCH = """
 name: sim_echo
 nodes:
   sim:
-    class: sims.runtime_node:SimulationNode
+    class: sims.node:SimNode
     inputs: {{actions: policy.actions}}
     params: {{task: reach, episodes: 1, clock: lockstep, camera_width: 48, camera_height: 48,
               renderer: tiny, results_path: {results}}}
@@ -45,10 +45,10 @@ def test_sim_node_runs_its_episodes_under_the_supervisor_and_ends_the_run(
 
 
 def test_sim_node_declares_its_ports_and_validates_params() -> None:
-    assert set(SimulationNode.outputs) == {"frames", "state"}
-    assert SimulationNode.inputs["actions"].lossless
+    assert set(SimNode.outputs) == {"frames", "state"}
+    assert SimNode.inputs["actions"].lossless
     with pytest.raises(Exception, match="clock"):
-        MockNode(SimulationNode, params={"clock": "sundial"})
+        MockNode(SimNode, params={"clock": "sundial"})
 
 
 def test_chunks_the_sim_did_not_execute_are_counted_for_telemetry() -> None:
@@ -57,7 +57,7 @@ def test_chunks_the_sim_did_not_execute_are_counted_for_telemetry() -> None:
     def chunk(seq: int, frame_seq: int, dims: int) -> ActionChunk:
         return ActionChunk("panda", seq, frame_seq, 1, "ee_delta", np.zeros((2, dims), np.float32), 50.0)
 
-    harness = MockNode(SimulationNode, params={"task": "reach", "episodes": 1, "clock": "lockstep",
+    harness = MockNode(SimNode, params={"task": "reach", "episodes": 1, "clock": "lockstep",
                                                "camera_width": 32, "camera_height": 32, "renderer": "tiny"})
     try:
         # dims 5 is no ee_delta (4 or 7): the robot refuses both rows; then a chunk from the first frame, which the
