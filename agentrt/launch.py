@@ -14,14 +14,14 @@ Everything is validated before anything starts; the first problem raises one
         rate_hz: 100                                      # timed nodes: overrides the class default
         params: {width: 64, height: 48}                   # fields of the node's Config dataclass
       policy:
-        class: agentrt.nodes.echo:EchoPolicy
+        class: agentrt.nodes.echo:EchoNode
         inputs: {frames: camera.frames}                   # input: node.output
         restart: on-failure                               # never | on-failure | always
         max_restarts: 5                                   # then the run fails with one clear line
         backoff_s: 0.2                                    # first restart delay, doubled each time
         host: robot                                       # a name under hosts:, default: this host
       robot:
-        class: agentrt.nodes.sink:ActionSink
+        class: agentrt.nodes.sink:ActionSinkNode
         inputs: {actions: policy.actions}
         arm_after: [actions]                              # receives actions once these are ready
         start_after: [recorder]                           # started once these nodes are ready (nothing missed)

@@ -5,7 +5,7 @@ there for people: `ps` shows it in the command line, and the process (and
 thread) name is set to NAME (``prctl(PR_SET_NAME)``: `ps -o comm`, `top`, `pgrep`).
 The plan::
 
-    {"name": "policy", "class": "agentrt.nodes.echo:EchoPolicy", "params": {...},
+    {"name": "policy", "class": "agentrt.nodes.echo:EchoNode", "params": {...},
      "rate_hz": null, "arm_after": ["frames"], "trace": null,
      "inputs":  {"frames":  {"address": "ipc://.../camera.frames", "lossless": false, "curve": false}},
      "outputs": {"actions": {"address": "ipc://.../policy.actions", "lossless": true, "curve": false}},
