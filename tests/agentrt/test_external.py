@@ -16,7 +16,7 @@ import zmq
 
 from agentrt.errors import LaunchError
 from agentrt.launch import load_launch
-from agentrt.supervisor import plan_nodes
+from agentrt.nodehost import plan_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "protocol.md"
