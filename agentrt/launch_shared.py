@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from agentrt.errors import AgentRTError, LaunchError
 
 if TYPE_CHECKING:
-    from agentrt.launch import LaunchSpec
+    from agentrt.launch_graph import LaunchSpec
 
 __all__ = ["share_params"]
 

@@ -20,7 +20,7 @@ loop just ends)::
 
 
     @dataclass
-    class GainConfig:
+    class GainNodeConfig:
         gain: float = 0.1  # action = gain * mean pixel
         dims: int = 7
 
@@ -29,10 +29,10 @@ loop just ends)::
                 raise ConfigError(f"dims must be >= 1, got {self.dims}")
 
 
-    class Gain(Node):
+    class GainNode(Node):
         inputs = {"frames": latest("Frame")}
         outputs = {"actions": lossless("ActionChunk")}
-        Config = GainConfig
+        Config = GainNodeConfig
 
         def setup(self) -> None:          # warm-up: load a model, run it once
             self.seq = 0
@@ -52,7 +52,7 @@ Timed style: set ``rate_hz`` (class default, or ``rate_hz:`` in the launch
 file) and implement ``tick()``; inputs then go to ``on_input(name, message)``
 (or loop over ``self.events()`` yourself and handle `Tick` events)::
 
-    class Source(Node):
+    class PatternNode(Node):
         outputs = {"frames": latest("Frame")}
         rate_hz = 30.0
 
@@ -63,11 +63,11 @@ In a launch file::
 
     nodes:
       policy:
-        class: mypkg.nodes:Gain
+        class: mypkg.nodes:GainNode
         params: {gain: 0.2}
         inputs: {frames: camera.frames}
 
-Test it without processes: ``agentrt.testing.MockNode(Gain).run(inputs=[("frames", frame)])``.
+Test it without processes: ``agentrt.testing.MockNode(GainNode).run(inputs=[("frames", frame)])``.
 
 `Node.send` appends ``(node name, now_ns())`` to a message's ``hops``; a node
 that consumes a message with hops and has no outputs (or ``trace: true`` in the

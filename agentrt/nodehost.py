@@ -1,11 +1,11 @@
 """One node in its own process: ``python -m agentrt.nodehost --node NAME`` with its plan in $AGENTRT_NODE (JSON).
 
-The supervisor writes the plan; nobody runs this by hand. ``--node NAME`` is
+The supervisor writes the plan (`plan_nodes`, here beside its reader); nobody runs this by hand. ``--node NAME`` is
 there for people: `ps` shows it in the command line, and the process (and
 thread) name is set to NAME (``prctl(PR_SET_NAME)``: `ps -o comm`, `top`, `pgrep`).
 The plan::
 
-    {"name": "policy", "class": "agentrt.nodes.echo:EchoPolicy", "params": {...},
+    {"name": "policy", "class": "agentrt.nodes.echo:EchoNode", "params": {...},
      "rate_hz": null, "arm_after": ["frames"], "trace": null,
      "inputs":  {"frames":  {"address": "ipc://.../camera.frames", "lossless": false, "curve": false}},
      "outputs": {"actions": {"address": "ipc://.../policy.actions", "lossless": true, "curve": false}},
@@ -34,23 +34,25 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from agentrt import wire
-from agentrt.errors import AgentRTError, TransportError, is_permanent
+from agentrt.errors import AgentRTError, ConfigError, TransportError, is_permanent
 from agentrt.launch import build_config, resolve_class
 from agentrt.messages import Heartbeat, Message, Telemetry, now_ns
 from agentrt.node import Node
 from agentrt.transport import Publisher, Subscriber
 
-__all__ = ["NodeHost", "main", "PLAN_ENV", "EXIT_FAILED", "EXIT_CANNOT_START"]
+__all__ = ["NodeHost", "main", "plan_nodes", "PLAN_ENV", "EXIT_FAILED", "EXIT_CANNOT_START"]
 
 PLAN_ENV = "AGENTRT_NODE"
 EXIT_FAILED = 1  # the node raised: the launch file's restart policy decides
@@ -60,6 +62,51 @@ log = logging.getLogger("agentrt.nodehost")
 
 if TYPE_CHECKING:
     from agentrt.curve import CurveClient, CurveServer
+    from agentrt.launch import LaunchSpec
+
+
+def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heartbeat_ms: int = 200,
+               telemetry_ms: int = 500) -> dict[str, dict[str, Any]]:
+    """The plan (JSON-able, the module docstring's format) of every node placed on ``host``: the supervisor
+    writes it, `NodeHost` reads it, so its keys live in this one module. Each wire gets its address here:
+    ipc in ``directory``, tcp + CURVE between hosts, or the launch file's ``external:`` endpoint."""
+    addresses: dict[tuple[str, str], dict[str, Any]] = {}
+    for src, output in spec.all_outputs():
+        lossless = spec.output_port(src, output).lossless
+        if spec.crosses_hosts(src, output):
+            producer = spec.nodes[src].host
+            if producer not in spec.hosts:
+                raise ConfigError(f"{spec.where(src)}: '{src}.{output}' goes to another host, so host "
+                                  f"'{producer}' needs an address under hosts:")
+            address = spec.hosts[producer]
+            port = spec.host_port(src, output)
+            addresses[(src, output)] = {"bind": f"tcp://{address}:{port}", "connect": f"tcp://{address}:{port}",
+                                         "lossless": lossless, "curve": True}
+        elif (src, output) in spec.external:  # bound where outside programs look; nodes here read it there too
+            bind = spec.external[(src, output)]
+            connect = re.sub(r"^tcp://(\*|0\.0\.0\.0):", "tcp://127.0.0.1:", bind)
+            addresses[(src, output)] = {"bind": bind, "connect": connect, "lossless": lossless, "curve": False}
+        else:
+            ipc = f"ipc://{directory / f'{src}.{output}'}"
+            addresses[(src, output)] = {"bind": ipc, "connect": ipc, "lossless": lossless, "curve": False}
+    plans: dict[str, dict[str, Any]] = {}
+    for node in spec.nodes.values():
+        if node.host != host:
+            continue
+        outputs = {o: {"address": addresses[(node.name, o)]["bind"], "lossless": addresses[(node.name, o)]["lossless"],
+                       "curve": addresses[(node.name, o)]["curve"],
+                       "wired": bool(spec.consumers(node.name, o)) or (node.name, o) in spec.external}
+                   for o in node.cls.outputs}
+        inputs = {i: {"address": addresses[src]["connect"], "lossless": addresses[src]["lossless"],
+                      "curve": addresses[src]["curve"]} for i, src in node.inputs.items()}
+        plans[node.name] = {
+            "name": node.name, "class": node.class_path, "params": node.params, "rate_hz": node.rate_hz,
+            "arm_after": list(node.arm_after), "trace": node.trace, "inputs": inputs, "outputs": outputs,
+            "control": control, "keys_dir": str(spec.keys_dir) if spec.keys_dir else None,
+            "heartbeat_ms": heartbeat_ms, "telemetry_ms": telemetry_ms, "supervisor_pid": os.getpid(),
+            "error_file": str(directory / f"{node.name}.error"),
+        }
+    return plans
 
 
 class NodeHost:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -47,11 +46,11 @@ from agentrt import runfiles, wire
 from agentrt.errors import ConfigError, ProtocolError
 from agentrt.launch import LOCAL_HOST, LaunchSpec, NodeSpec, check_launch
 from agentrt.messages import Heartbeat, Telemetry, now_ns
-from agentrt.nodehost import EXIT_CANNOT_START, PLAN_ENV
+from agentrt.nodehost import EXIT_CANNOT_START, PLAN_ENV, plan_nodes
 from agentrt.telemetry import TelemetryCollector
 from agentrt.transport import run_dir
 
-__all__ = ["SupervisorConfig", "Supervisor", "plan_nodes"]
+__all__ = ["SupervisorConfig", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
@@ -72,48 +71,6 @@ class SupervisorConfig:
         if self.heartbeat_ms < 10 or self.telemetry_ms < 10:
             raise ConfigError(f"heartbeat_ms and telemetry_ms must be >= 10, got {self.heartbeat_ms}, "
                               f"{self.telemetry_ms}")
-
-
-def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heartbeat_ms: int = 200,
-               telemetry_ms: int = 500) -> dict[str, dict[str, Any]]:
-    """The nodehost plan (JSON-able) of every node placed on ``host``."""
-    addresses: dict[tuple[str, str], dict[str, Any]] = {}
-    for src, output in spec.all_outputs():
-        lossless = spec.output_port(src, output).lossless
-        if spec.crosses_hosts(src, output):
-            producer = spec.nodes[src].host
-            if producer not in spec.hosts:
-                raise ConfigError(f"{spec.where(src)}: '{src}.{output}' goes to another host, so host "
-                                  f"'{producer}' needs an address under hosts:")
-            address = spec.hosts[producer]
-            port = spec.host_port(src, output)
-            addresses[(src, output)] = {"bind": f"tcp://{address}:{port}", "connect": f"tcp://{address}:{port}",
-                                         "lossless": lossless, "curve": True}
-        elif (src, output) in spec.external:  # bound where outside programs look; nodes here read it there too
-            bind = spec.external[(src, output)]
-            connect = re.sub(r"^tcp://(\*|0\.0\.0\.0):", "tcp://127.0.0.1:", bind)
-            addresses[(src, output)] = {"bind": bind, "connect": connect, "lossless": lossless, "curve": False}
-        else:
-            ipc = f"ipc://{directory / f'{src}.{output}'}"
-            addresses[(src, output)] = {"bind": ipc, "connect": ipc, "lossless": lossless, "curve": False}
-    plans: dict[str, dict[str, Any]] = {}
-    for node in spec.nodes.values():
-        if node.host != host:
-            continue
-        outputs = {o: {"address": addresses[(node.name, o)]["bind"], "lossless": addresses[(node.name, o)]["lossless"],
-                       "curve": addresses[(node.name, o)]["curve"],
-                       "wired": bool(spec.consumers(node.name, o)) or (node.name, o) in spec.external}
-                   for o in node.cls.outputs}
-        inputs = {i: {"address": addresses[src]["connect"], "lossless": addresses[src]["lossless"],
-                      "curve": addresses[src]["curve"]} for i, src in node.inputs.items()}
-        plans[node.name] = {
-            "name": node.name, "class": node.class_path, "params": node.params, "rate_hz": node.rate_hz,
-            "arm_after": list(node.arm_after), "trace": node.trace, "inputs": inputs, "outputs": outputs,
-            "control": control, "keys_dir": str(spec.keys_dir) if spec.keys_dir else None,
-            "heartbeat_ms": heartbeat_ms, "telemetry_ms": telemetry_ms, "supervisor_pid": os.getpid(),
-            "error_file": str(directory / f"{node.name}.error"),
-        }
-    return plans
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
     from agentrt.testing import MockNode, fake_frame
 
-    harness = MockNode(Gain, params={"gain": 0.5})
+    harness = MockNode(GainNode, params={"gain": 0.5})
     out = harness.run(inputs=[("frames", fake_frame(0)), ("frames", fake_frame(1))])
     assert [name for name, _ in out] == ["actions", "actions"]
 

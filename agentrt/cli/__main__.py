@@ -29,7 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("agentrt.cli.bench", "run a benchmark and print a side-by-side table"),
     "sim": ("agentrt.cli.sim", "run a PyBullet task with its scripted expert"),
     "run": ("agentrt.cli.run", "run the nodes of a launch file, supervised, with a live status and a report"),
-    "node": ("agentrt.cli.node", "run the nodes a launch file places on this host (multi-host)"),
+    # not agentrt/cli/node.py: a module named node.py holds a Node (docs/runtime.md)
+    "node": ("agentrt.cli.run_host", "run the nodes a launch file places on this host (multi-host)"),
     "keys": ("agentrt.cli.keys", "make CURVE key pairs for wires between hosts"),
     "stream": ("agentrt.cli.stream", "publish a camera, file, network stream, folder or synthetic source"),
     "record": ("agentrt.cli.record", "record a stream to MP4 with a sidecar of capture times"),

@@ -2,7 +2,7 @@
 
     nodes:
       policy:
-        class: agentrt.nodes.echo:EchoPolicy
+        class: agentrt.nodes.echo:EchoNode
         params: {dims: 7, steps: 4, warmup_s: 0.2}
         inputs: {frames: camera.frames}
 """
@@ -19,11 +19,11 @@ from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk, Frame, now_ns
 from agentrt.node import Input, Node, latest, lossless
 
-__all__ = ["EchoConfig", "EchoPolicy"]
+__all__ = ["EchoNodeConfig", "EchoNode"]
 
 
 @dataclass
-class EchoConfig:
+class EchoNodeConfig:
     robot: str = "arm"
     dims: int = 7
     steps: int = 1  # actions per chunk
@@ -38,12 +38,12 @@ class EchoConfig:
             raise ConfigError(f"work_ms, warmup_s must be >= 0 and dt_ms > 0, got {self}")
 
 
-class EchoPolicy(Node):
+class EchoNode(Node):
     """Maps each frame to a chunk whose actions are the frame's mean pixel / 255 (deterministic)."""
 
     inputs = {"frames": latest("Frame")}
     outputs = {"actions": lossless("ActionChunk")}
-    Config = EchoConfig
+    Config = EchoNodeConfig
 
     def setup(self) -> None:
         time.sleep(self.config.warmup_s)

@@ -1,9 +1,9 @@
 """Nodes that fail on purpose, to see the supervisor handle it (tests and demos).
 
-    CrashOnStart   raises in setup(): bounded restarts, then one clear failure
-    HangAfter      a timed node whose tick blocks forever after ``ticks`` ticks: heartbeat timeout
-    RefuseAfter    a timed node that raises a ConfigError after ``ticks`` ticks: ended at once, never restarted
-    IgnoreStop     ignores SIGTERM and leaves a child process behind: SIGKILL of its process group
+    CrashOnStartNode   raises in setup(): bounded restarts, then one clear failure
+    HangAfterNode      a timed node whose tick blocks forever after ``ticks`` ticks: heartbeat timeout
+    RefuseAfterNode    a timed node that raises a ConfigError after ``ticks`` ticks: ended at once, never restarted
+    IgnoreStopNode     ignores SIGTERM and leaves a child process behind: SIGKILL of its process group
 """
 
 from __future__ import annotations
@@ -18,24 +18,25 @@ from agentrt.messages import Frame, now_ns
 from agentrt.node import Node, latest
 from agentrt.pattern import synthetic_image
 
-__all__ = ["CrashConfig", "CrashOnStart", "HangConfig", "HangAfter", "RefuseAfter", "IgnoreStop"]
+__all__ = ["CrashOnStartNodeConfig", "CrashOnStartNode", "HangAfterNodeConfig", "HangAfterNode",
+           "RefuseAfterNodeConfig", "RefuseAfterNode", "IgnoreStopNode"]
 
 
 @dataclass
-class CrashConfig:
+class CrashOnStartNodeConfig:
     message: str = "simulated crash at start"
 
 
-class CrashOnStart(Node):
+class CrashOnStartNode(Node):
     outputs = {"frames": latest("Frame")}
-    Config = CrashConfig
+    Config = CrashOnStartNodeConfig
 
     def setup(self) -> None:
         raise RuntimeError(self.config.message)
 
 
 @dataclass
-class HangConfig:
+class HangAfterNodeConfig:
     ticks: int = 20  # ticks before the hang
 
     def __post_init__(self) -> None:
@@ -43,9 +44,9 @@ class HangConfig:
             raise ConfigError(f"ticks must be >= 0, got {self.ticks}")
 
 
-class HangAfter(Node):
+class HangAfterNode(Node):
     outputs = {"frames": latest("Frame")}
-    Config = HangConfig
+    Config = HangAfterNodeConfig
     rate_hz = 50.0
 
     def tick(self) -> None:
@@ -55,11 +56,20 @@ class HangAfter(Node):
         self.send("frames", Frame("hang", self.stats.ticks, now_ns(), synthetic_image(self.stats.ticks, 8, 8, 1)))
 
 
-class RefuseAfter(Node):
+@dataclass
+class RefuseAfterNodeConfig:
+    ticks: int = 20  # ticks before the refusal
+
+    def __post_init__(self) -> None:
+        if self.ticks < 0:
+            raise ConfigError(f"ticks must be >= 0, got {self.ticks}")
+
+
+class RefuseAfterNode(Node):
     """Runs, then meets what a retry would meet again (a policy seeing a robot its weights do not know)."""
 
     outputs = {"frames": latest("Frame")}
-    Config = HangConfig
+    Config = RefuseAfterNodeConfig
     rate_hz = 50.0
 
     def tick(self) -> None:
@@ -68,7 +78,7 @@ class RefuseAfter(Node):
         self.send("frames", Frame("refuse", self.stats.ticks, now_ns(), synthetic_image(self.stats.ticks, 8, 8, 1)))
 
 
-class IgnoreStop(Node):
+class IgnoreStopNode(Node):
     """Ignores SIGTERM and starts ``sleep 600`` in its process group; only SIGKILL of the group ends both."""
 
     outputs = {"frames": latest("Frame")}

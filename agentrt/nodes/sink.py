@@ -2,7 +2,7 @@
 
     nodes:
       robot:
-        class: agentrt.nodes.sink:ActionSink
+        class: agentrt.nodes.sink:ActionSinkNode
         inputs: {actions: policy.actions}
         arm_after: [actions]
 """
@@ -16,11 +16,11 @@ from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk
 from agentrt.node import Armed, Input, Node, lossless
 
-__all__ = ["SinkConfig", "ActionSink"]
+__all__ = ["ActionSinkNodeConfig", "ActionSinkNode"]
 
 
 @dataclass
-class SinkConfig:
+class ActionSinkNodeConfig:
     log_every: int = 0  # log one line every N chunks; 0 = never
 
     def __post_init__(self) -> None:
@@ -28,11 +28,11 @@ class SinkConfig:
             raise ConfigError(f"log_every must be >= 0, got {self.log_every}")
 
 
-class ActionSink(Node):
+class ActionSinkNode(Node):
     """Consumes ``actions``; ``self.chunks`` counts them, ``self.last`` is the newest."""
 
     inputs = {"actions": lossless("ActionChunk")}
-    Config = SinkConfig
+    Config = ActionSinkNodeConfig
     arm_after = ("actions",)
 
     def setup(self) -> None:

@@ -16,11 +16,11 @@ from agentrt.messages import Frame, now_ns
 from agentrt.node import Node, latest
 from agentrt.pattern import synthetic_image
 
-__all__ = ["SyntheticNodeConfig", "SyntheticFrameNode", "synthetic_image"]
+__all__ = ["SyntheticFrameNodeConfig", "SyntheticFrameNode", "synthetic_image"]
 
 
 @dataclass
-class SyntheticNodeConfig:
+class SyntheticFrameNodeConfig:
     width: int = 64
     height: int = 48
     channels: int = 3  # 1, 3 or 4
@@ -39,7 +39,7 @@ class SyntheticFrameNode(Node):
     """Sends one synthetic `Frame` per tick on ``frames``."""
 
     outputs = {"frames": latest("Frame")}
-    Config = SyntheticNodeConfig
+    Config = SyntheticFrameNodeConfig
     rate_hz = 30.0
 
     def setup(self) -> None:

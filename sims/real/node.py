@@ -7,7 +7,7 @@
         params: {robot: so100, port: /dev/ttyACM0, calibration_path: calib/so100.json}
         restart: never              # a failed arm stays down (torque off) until a person looks
 
-``params`` are the fields of ``sims.real.arm.BusArmConfig``; ``dry_run: true``
+``params`` are the fields of ``sims.real.arm.BusArmConfig`` (``ArmNodeConfig`` adds none); ``dry_run: true``
 opens no port and logs every servo write. Teardown (Stop from Ctrl-C or the
 supervisor's shutdown, or after a crash) turns the torque off. Chunks must name
 this arm (``ActionChunk.robot`` = ``robot``); the actuator's counters (executed,
@@ -16,12 +16,19 @@ for another robot, malformed) go to telemetry.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from agentrt.messages import ActionChunk
 from agentrt.node import Input, Node, Tick, latest, lossless
 from sims.real.actuator import Actuator
 from sims.real.arm import BusArm, BusArmConfig
 
-__all__ = ["ArmNode"]
+__all__ = ["ArmNodeConfig", "ArmNode"]
+
+
+@dataclass
+class ArmNodeConfig(BusArmConfig):
+    """The arm node's params: exactly the arm's (``BusArmConfig``), so the node hands its config to ``BusArm``."""
 
 
 class ArmNode(Node):
@@ -29,7 +36,7 @@ class ArmNode(Node):
 
     inputs = {"actions": lossless("ActionChunk")}
     outputs = {"state": latest("RobotState")}
-    Config = BusArmConfig
+    Config = ArmNodeConfig
     rate_hz = 30.0
 
     def setup(self) -> None:

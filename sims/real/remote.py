@@ -2,7 +2,7 @@
 
     nodes:
       robot:
-        class: sims.real.remote:RemoteRobot
+        class: sims.real.remote:RemoteRobotNode
         inputs: {actions: policy.actions}
         params: {address: 10.0.0.7, keys_dir: keys/}     # the robot computer running `agentrt bridge`
 
@@ -20,11 +20,11 @@ from agentrt.errors import ConfigError, TransportError
 from agentrt.messages import ActionChunk, RobotState
 from agentrt.node import Input, Node, Tick, latest, lossless
 
-__all__ = ["RemoteRobotConfig", "RemoteRobot"]
+__all__ = ["RemoteRobotNodeConfig", "RemoteRobotNode"]
 
 
 @dataclass
-class RemoteRobotConfig:
+class RemoteRobotNodeConfig:
     address: str = ""  # host name or IP of the robot computer
     state_port: int = 7600
     actions_port: int = 7601
@@ -34,19 +34,19 @@ class RemoteRobotConfig:
 
     def __post_init__(self) -> None:
         if not self.address or "://" in self.address:
-            raise ConfigError(f"RemoteRobotConfig.address: expected the robot computer's host or IP, got {self.address!r}")
+            raise ConfigError(f"RemoteRobotNodeConfig.address: expected the robot computer's host or IP, got {self.address!r}")
         if not self.keys_dir and not self.insecure:
-            raise ConfigError("RemoteRobotConfig.keys_dir: the bridge needs CURVE keys (`agentrt keys keys/`); or set insecure")
+            raise ConfigError("RemoteRobotNodeConfig.keys_dir: the bridge needs CURVE keys (`agentrt keys keys/`); or set insecure")
         if self.send_timeout_ms <= 0:
-            raise ConfigError(f"RemoteRobotConfig.send_timeout_ms: expected > 0, got {self.send_timeout_ms}")
+            raise ConfigError(f"RemoteRobotNodeConfig.send_timeout_ms: expected > 0, got {self.send_timeout_ms}")
 
 
-class RemoteRobot(Node):
+class RemoteRobotNode(Node):
     """Connects to ``agentrt bridge`` on another computer."""
 
     inputs = {"actions": lossless("ActionChunk")}
     outputs = {"state": latest("RobotState")}
-    Config = RemoteRobotConfig
+    Config = RemoteRobotNodeConfig
     rate_hz = 200.0  # how often the bridge's state is forwarded
 
     def setup(self) -> None:

@@ -87,11 +87,11 @@ nodes:
     class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 50
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     inputs: {{frames: camera.frames}}
     host: robot
   robot:
-    class: agentrt.nodes.sink:ActionSink
+    class: agentrt.nodes.sink:ActionSinkNode
     inputs: {{actions: policy.actions}}
     host: robot
 """)
@@ -212,7 +212,7 @@ nodes:
     class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 50
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     inputs: {{frames: camera.frames}}
     host: robot
     restart: never

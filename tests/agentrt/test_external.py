@@ -16,7 +16,7 @@ import zmq
 
 from agentrt.errors import LaunchError
 from agentrt.launch import load_launch
-from agentrt.supervisor import plan_nodes
+from agentrt.nodehost import plan_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "protocol.md"
@@ -41,7 +41,7 @@ nodes:
     rate_hz: 30
     params: {{width: 192, height: 128}}
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     inputs: {{frames: camera.frames}}
 external:
   camera.frames: {frames}
@@ -82,7 +82,7 @@ nodes:
   camera:
     class: agentrt.nodes.synthetic:SyntheticFrameNode
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     inputs: {{frames: camera.frames}}
     params: {{robot: arm}}
 external:
@@ -100,8 +100,8 @@ def test_external_wires_that_would_break_the_graph_are_refused(tmp_path: Path) -
     lossless_taken = f"""\
 nodes:
   camera: {{class: agentrt.nodes.synthetic:SyntheticFrameNode}}
-  policy: {{class: agentrt.nodes.echo:EchoPolicy, inputs: {{frames: camera.frames}}}}
-  robot: {{class: agentrt.nodes.sink:ActionSink, inputs: {{actions: policy.actions}}}}
+  policy: {{class: agentrt.nodes.echo:EchoNode, inputs: {{frames: camera.frames}}}}
+  robot: {{class: agentrt.nodes.sink:ActionSinkNode, inputs: {{actions: policy.actions}}}}
 external:
   policy.actions: tcp://127.0.0.1:{free_port()}
 """
@@ -113,7 +113,7 @@ keys: keys/
 base_port: 7600
 nodes:
   camera: {class: agentrt.nodes.synthetic:SyntheticFrameNode}
-  policy: {class: agentrt.nodes.echo:EchoPolicy, inputs: {frames: camera.frames}, host: robot}
+  policy: {class: agentrt.nodes.echo:EchoNode, inputs: {frames: camera.frames}, host: robot}
 external:
   %s
 """

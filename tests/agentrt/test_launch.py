@@ -78,9 +78,9 @@ def test_lossless_fan_out_and_hosts_without_keys(tmp_path: Path) -> None:
     fan = tmp_path / "fan.yaml"
     fan.write_text(
         "nodes:\n  cam:\n    class: agentrt.nodes.synthetic:SyntheticFrameNode\n"
-        "  policy:\n    class: agentrt.nodes.echo:EchoPolicy\n    inputs: {frames: cam.frames}\n"
-        "  a:\n    class: agentrt.nodes.sink:ActionSink\n    inputs: {actions: policy.actions}\n"
-        "  b:\n    class: agentrt.nodes.sink:ActionSink\n    inputs: {actions: policy.actions}\n"
+        "  policy:\n    class: agentrt.nodes.echo:EchoNode\n    inputs: {frames: cam.frames}\n"
+        "  a:\n    class: agentrt.nodes.sink:ActionSinkNode\n    inputs: {actions: policy.actions}\n"
+        "  b:\n    class: agentrt.nodes.sink:ActionSinkNode\n    inputs: {actions: policy.actions}\n"
     )
     with pytest.raises(LaunchError, match="feeds exactly one input"):
         load_launch(fan)
@@ -93,7 +93,7 @@ def test_lossless_fan_out_and_hosts_without_keys(tmp_path: Path) -> None:
         load_launch(remote)
 
 
-POLICY = {"class": "agentrt.nodes.echo:EchoPolicy", "inputs": "{frames: camera.frames}"}
+POLICY = {"class": "agentrt.nodes.echo:EchoNode", "inputs": "{frames: camera.frames}"}
 
 
 def node_file(policy: dict[str, str]) -> str:
@@ -144,10 +144,10 @@ def test_set_is_checked_like_the_same_key_in_the_file(tmp_path: Path, key: str, 
 def test_set_class_must_be_a_node_and_its_params_fit() -> None:
     with pytest.raises(LaunchError, match="is not a node"):
         load_launch(DEMO, ["camera.class=collections:OrderedDict"])
-    spec = load_launch(DEMO, ["robot.class=agentrt.nodes.sink:ActionSink"])
-    assert spec.nodes["robot"].class_path == "agentrt.nodes.sink:ActionSink"
+    spec = load_launch(DEMO, ["robot.class=agentrt.nodes.sink:ActionSinkNode"])
+    assert spec.nodes["robot"].class_path == "agentrt.nodes.sink:ActionSinkNode"
     with pytest.raises(LaunchError, match="unknown parameter 'width'"):  # the file's params checked on the new class
-        load_launch(DEMO, ["camera.class=agentrt.nodes.echo:EchoPolicy"])
+        load_launch(DEMO, ["camera.class=agentrt.nodes.echo:EchoNode"])
 
 
 def test_set_params_merges_with_the_file() -> None:

@@ -7,8 +7,8 @@ import pytest
 from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk, Frame, Query
 from agentrt.node import Input, Node, Tick, check_node, latest, lossless
-from agentrt.nodes.echo import EchoPolicy
-from agentrt.nodes.sink import ActionSink
+from agentrt.nodes.echo import EchoNode
+from agentrt.nodes.sink import ActionSinkNode
 from agentrt.nodes.synthetic import SyntheticFrameNode
 from agentrt.testing import MockNode, fake_frame, frames_of
 
@@ -25,7 +25,7 @@ def test_source_ticks_on_virtual_clock() -> None:
 
 
 def test_policy_maps_frames_to_chunks_and_carries_hops() -> None:
-    harness = MockNode(EchoPolicy, params={"dims": 3, "steps": 2}, name="policy")
+    harness = MockNode(EchoNode, params={"dims": 3, "steps": 2}, name="policy")
     frame = fake_frame(0)
     frame.hops.append(("camera", 5))
     sent = harness.run(inputs=[("frames", frame), ("frames", fake_frame(1))])
@@ -36,7 +36,7 @@ def test_policy_maps_frames_to_chunks_and_carries_hops() -> None:
 
 
 def test_sink_records_traces_and_holds_until_armed() -> None:
-    harness = MockNode(ActionSink, name="robot", armed=False)
+    harness = MockNode(ActionSinkNode, name="robot", armed=False)
     chunk = ActionChunk("arm", 0, 0, 100, "ee_delta", __import__("numpy").zeros((1, 2), "float32"), 10.0,
                         hops=[("cam", 150), ("policy", 200)])
     harness.run(inputs=[("actions", chunk)])
@@ -50,9 +50,9 @@ def test_sink_records_traces_and_holds_until_armed() -> None:
 
 def test_bad_config_and_undeclared_output() -> None:
     with pytest.raises(ConfigError, match="dims"):
-        MockNode(EchoPolicy, params={"dims": 0})
+        MockNode(EchoNode, params={"dims": 0})
     with pytest.raises(ConfigError, match="rejected params"):
-        MockNode(EchoPolicy, params={"nope": 1})
+        MockNode(EchoNode, params={"nope": 1})
 
     class Bad(Node):
         inputs = {"x": latest()}
@@ -122,7 +122,7 @@ def test_events_with_idle_ns_give_the_node_its_own_turn_between_inputs() -> None
 
 def test_in_process_inputs_drop_messages_of_the_wrong_kind_as_the_node_host_does() -> None:
     """The port's kind is what a node gets, in tests as in processes: nodes need no isinstance re-check."""
-    harness = MockNode(EchoPolicy, params={"dims": 3, "steps": 2}, name="policy")
+    harness = MockNode(EchoNode, params={"dims": 3, "steps": 2}, name="policy")
     sent = harness.run(inputs=[("frames", Query("q", 0, 0, "not a frame")), ("frames", fake_frame(0))])
     assert [type(m).__name__ for _, m in sent] == ["ActionChunk"]
     assert harness.io.wrong_kind == {"frames": 1}

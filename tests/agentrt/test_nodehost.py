@@ -69,7 +69,7 @@ def test_malformed_and_wrong_kind_messages_reach_telemetry_and_the_report(
     sender.setsockopt(zmq.LINGER, 0)
     sender.setsockopt(zmq.SNDTIMEO, 10_000)
     sender.bind(actions_address)
-    plan = plan_for("robot", "agentrt.nodes.sink:ActionSink", control_address,
+    plan = plan_for("robot", "agentrt.nodes.sink:ActionSinkNode", control_address,
                     {"actions": {"address": actions_address, "lossless": True, "curve": False}})
     env = {**os.environ, PLAN_ENV: json.dumps(plan), "AGENTRT_RUN_DIR": str(tmp_path)}
     node = subprocess.Popen([sys.executable, "-m", "agentrt.nodehost"], env=env, stdout=subprocess.DEVNULL,

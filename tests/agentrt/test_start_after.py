@@ -20,7 +20,7 @@ nodes:
     params: {width: 32, height: 24}
     start_after: [policy]
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     inputs: {frames: camera.frames}
     params: {warmup_s: 1.5}
 """

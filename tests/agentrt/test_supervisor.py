@@ -95,7 +95,7 @@ def test_crash_at_start_gives_bounded_restarts_then_one_clear_failure(tmp_path: 
     path = write(tmp_path, """
 nodes:
   cam:
-    class: agentrt.nodes.faults:CrashOnStart
+    class: agentrt.nodes.faults:CrashOnStartNode
     params: {message: "no camera at /dev/video9"}
     max_restarts: 2
     backoff_s: 0.05
@@ -113,7 +113,7 @@ def test_restart_never_fails_at_once(tmp_path: Path) -> None:
     path = write(tmp_path, """
 nodes:
   cam:
-    class: agentrt.nodes.faults:CrashOnStart
+    class: agentrt.nodes.faults:CrashOnStartNode
     restart: never
 """)
     supervisor = Supervisor(load_launch(path), config=FAST, output=lambda line: None)
@@ -126,7 +126,7 @@ def test_hung_node_is_killed_and_restarted(tmp_path: Path) -> None:
     path = write(tmp_path, """
 nodes:
   cam:
-    class: agentrt.nodes.faults:HangAfter
+    class: agentrt.nodes.faults:HangAfterNode
     params: {ticks: 3}
     heartbeat_timeout_s: 0.5
     max_restarts: 1
@@ -142,7 +142,7 @@ nodes:
 def test_ctrl_c_stops_everything_and_leaves_no_orphan(tmp_path: Path) -> None:
     text = DEMO.read_text() + """
   stubborn:
-    class: agentrt.nodes.faults:IgnoreStop
+    class: agentrt.nodes.faults:IgnoreStopNode
 """
     path = write(tmp_path, text)
     proc = subprocess.Popen(
@@ -208,7 +208,7 @@ nodes:
     class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 50
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     inputs: {frames: camera.frames}
 """)
     run = Running(Supervisor(load_launch(path), config=FAST, output=lambda line: None))
@@ -237,7 +237,7 @@ nodes:
     ends_run: true
     restart: never
   broken:
-    class: agentrt.nodes.faults:CrashOnStart
+    class: agentrt.nodes.faults:CrashOnStartNode
     max_restarts: 50
     backoff_s: 0.3
 """)
@@ -272,7 +272,7 @@ def test_an_error_a_retry_meets_again_after_start_up_ends_the_run_at_once(tmp_pa
     path = write(tmp_path, """
 nodes:
   policy:
-    class: agentrt.nodes.faults:RefuseAfter
+    class: agentrt.nodes.faults:RefuseAfterNode
     params: {ticks: 5}
     max_restarts: 5
     backoff_s: 0.05
@@ -296,7 +296,7 @@ nodes:
   camera:
     class: agentrt.nodes.synthetic:SyntheticFrameNode
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     inputs: {frames: camera.frames}
     host: robot
 """)
@@ -322,7 +322,7 @@ def test_a_run_that_ends_while_a_node_crash_loops_fails_naming_it(tmp_path: Path
     path = write(tmp_path, f"""
 nodes:
   cam:
-    class: agentrt.nodes.faults:CrashOnStart
+    class: agentrt.nodes.faults:CrashOnStartNode
     params: {{message: "no file at clips/missing.mp4"}}
     max_restarts: 50
     backoff_s: 0.3
@@ -342,7 +342,7 @@ nodes:
     class: agentrt.nodes.synthetic:SyntheticFrameNode
     rate_hz: 20
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     inputs: {frames: camera.frames}
     params: {warmup_s: 600}
 """)
@@ -356,7 +356,7 @@ def test_stopping_during_start_up_is_clean_and_no_failure(tmp_path: Path) -> Non
     path = write(tmp_path, """
 nodes:
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     params: {warmup_s: 600}
 """)
     lines: list[str] = []

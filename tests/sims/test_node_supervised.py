@@ -24,7 +24,7 @@ nodes:
     ends_run: true
     restart: never
   policy:
-    class: agentrt.nodes.echo:EchoPolicy
+    class: agentrt.nodes.echo:EchoNode
     inputs: {{frames: sim.frames}}
     params: {{robot: panda, dims: 4, steps: 8, dt_ms: 50}}
 """

@@ -149,7 +149,7 @@ def test_the_bridge_refuses_tcp_without_keys() -> None:
 def test_remote_robot_node_forwards_chunks_to_the_bridge_and_its_state_back() -> None:
     from agentrt.testing import MockNode, frames_of
     from sims.real.arm import BusArmConfig
-    from sims.real.remote import RemoteRobot
+    from sims.real.remote import RemoteRobotNode
 
     arm = BusArm(BusArmConfig(robot="so100", dry_run=True, watchdog_thread=False))
     bridge = RobotBridge(arm, BridgeConfig(bind="127.0.0.1", state_port=0, actions_port=0, insecure=True))
@@ -160,7 +160,7 @@ def test_remote_robot_node_forwards_chunks_to_the_bridge_and_its_state_back() ->
         assert bridge.ready.wait(20)
         state_port = int(bridge.state_address.rsplit(":", 1)[1])
         actions_port = int(bridge.actions_address.rsplit(":", 1)[1])
-        node = MockNode(RemoteRobot, params={"address": "127.0.0.1", "state_port": state_port,
+        node = MockNode(RemoteRobotNode, params={"address": "127.0.0.1", "state_port": state_port,
                                              "actions_port": actions_port, "insecure": True})
         try:
             target = np.array([[0.05] * 5 + [0.0]] * 10, np.float32)  # 7 steps at the tool speed limit
