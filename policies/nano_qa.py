@@ -31,10 +31,9 @@ safetensors with the config (and so the vocabulary) in the metadata.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -57,6 +56,7 @@ from agentrt.engine import (
 )
 from agentrt.engine.decoder import Block
 from agentrt.errors import ConfigError, ModelError
+from policies.checkpoint import load_checkpoint, save_checkpoint
 from policies.videoqa import NANO_QA_WEIGHTS
 from policies.vocabulary import WordCheck, check_words, split_words
 
@@ -473,43 +473,16 @@ class NanoVideoQA:
 # -- weights -------------------------------------------------------------------------------------
 
 def save_model(model: NanoQA, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """Weights to ``path`` (safetensors; config and vocabulary as JSON in its metadata) and ``path``.json beside."""
-    from policies.weights_file import write_weights
-
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "decoder.lm_head.weight"}
-    meta = {"config": json.dumps(asdict(model.config)), "kind": "nano_qa",
-            **{k: json.dumps(v) for k, v in (extra or {}).items()}}
-    write_weights(path, state, meta, {"config": asdict(model.config), **(extra or {})})
+    """Weights to ``path`` (``policies.checkpoint``: safetensors, config and vocabulary as JSON in its
+    metadata, tagged ``nano_qa``) and ``path``.json beside."""
+    save_checkpoint(model, model.config, path, extra, kind="nano_qa")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[NanoQA, dict[str, Any]]:
     """-> (model in eval mode, extra metadata)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"no nano QA weights at {path}: train them with `agentrt train-qa` or pass nano:PATH to a .safetensors file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own types for a corrupt header
-        raise ModelError(f"{path}: not a readable safetensors file ({exc}); re-save or re-train it") from None
-    if meta.get("kind") != "nano_qa" or "config" not in meta:
-        raise ModelError(f"{path}: no nano QA config in the safetensors metadata (is it the nano VLA's?)")
-    try:
-        model = NanoQA(NanoQAConfig(**json.loads(meta["config"])))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except (TypeError, ValueError, RuntimeError) as exc:  # unknown config fields; tensors of other shapes
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        what = (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:200]
-        raise ModelError(f"{path}: not nano QA weights this version can load ({what})") from None
-    missing = [k for k in missing if k != "decoder.lm_head.weight"]
-    if missing or unexpected:
-        raise ModelError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    extra = {k: json.loads(v) for k, v in meta.items() if k not in ("config", "kind")}
-    return model.to(device).eval(), extra
+    return load_checkpoint(path, lambda config: NanoQA(NanoQAConfig(**config)), name="nano QA", kind="nano_qa",
+                           absent="train them with `agentrt train-qa` or pass nano:PATH to a .safetensors file",
+                           device=device)
 
 
 def load_nano_qa(path: str, device: str = "cpu") -> NanoVideoQA:
