@@ -92,15 +92,15 @@ def _string_sites(needle: str) -> list[str]:
 @pytest.mark.parametrize("needle", ["nano_qa.safetensors", "nano:PATH or hf:PATH"])
 def test_qa_weights_path_and_model_specs_are_spelled_once(needle: str) -> None:
     """The shipped QA weights' file and the ``nano | nano:PATH | hf:PATH`` grammar live in
-    policies.videoqa (torch-free, so the CLI and the node's cheap checks can import them)."""
+    policies.qa.videoqa (torch-free, so the CLI and the node's cheap checks can import them)."""
     sites = _string_sites(needle)
-    assert len(sites) == 1 and sites[0].startswith("policies/videoqa.py"), sites
+    assert len(sites) == 1 and sites[0].startswith("policies/qa/videoqa.py"), sites
 
 
 def test_model_spec_parser_is_the_one_the_node_config_and_loader_use() -> None:
     from agentrt.errors import ConfigError
-    from policies.qa_node import VideoQANodeConfig, check_qa_model
-    from policies.videoqa import BACKENDS, load_videoqa, split_model_spec
+    from policies.qa.node import VideoQANodeConfig, check_qa_model
+    from policies.qa.videoqa import BACKENDS, load_videoqa, split_model_spec
 
     assert split_model_spec("nano") == ("nano", "")
     assert split_model_spec("hf:models/x") == ("hf", "models/x")
@@ -122,10 +122,10 @@ def test_decoders_and_answers_take_their_options_one_way() -> None:
 
     from agentrt.engine.decoding import JacobiConfig, greedy_decode, jacobi_decode
     from agentrt.engine.streaming import StreamingKVCache
-    from policies.hf_vlm import HFVideoQA
-    from policies.hf_window import KVWindow
-    from policies.nano_qa import NanoVideoQA
-    from policies.videoqa import VideoQAModel
+    from policies.qa.hf.vlm import HFVideoQA
+    from policies.qa.hf.window import KVWindow
+    from policies.qa.runtime import NanoVideoQA
+    from policies.qa.videoqa import VideoQAModel
 
     for decode in (greedy_decode, jacobi_decode):
         assert inspect.signature(decode).parameters["action_ids"].kind is inspect.Parameter.KEYWORD_ONLY, decode

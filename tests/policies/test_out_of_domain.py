@@ -204,7 +204,7 @@ def _ask(harness: MockNode, *questions: str) -> dict[str, str]:
 
 @pytest.mark.skipif(not (Path(__file__).parents[2] / "policies/weights/nano_qa.safetensors").exists(), reason="no nano QA weights")
 def test_qa_node_says_which_words_it_does_not_know(caplog: pytest.LogCaptureFixture) -> None:
-    from policies.qa_node import VideoQANode
+    from policies.qa.node import VideoQANode
 
     caplog.set_level(logging.WARNING)
     with MockNode(VideoQANode, params={"model": "nano"}) as harness:
@@ -238,8 +238,8 @@ def test_eval_reports_the_share_of_unknown_words(tmp_path: Path, capsys: pytest.
 
 @pytest.mark.skipif(not (Path(__file__).parents[2] / "policies/weights/nano_qa.safetensors").exists(), reason="no nano QA weights")
 def test_eval_qa_reports_the_share_of_unknown_words() -> None:
-    from policies.qa_eval import evaluate_qa
-    from policies.videoqa import load_videoqa
+    from policies.qa.evaluate import evaluate_qa
+    from policies.qa.videoqa import load_videoqa
 
     results, _ = evaluate_qa(load_videoqa("nano"), questions=6, reworded=True)
     unseen, reworded = (r.as_dict() for r in results)

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from agentrt.cli.__main__ import build_parser, main
-from policies import nano_qa, nano_vla
+from policies import nano_vla
+from policies.qa import model as nano_qa
 
 TINY = {"image_size": 32, "patch_size": 8, "vit_width": 32, "vit_depth": 1, "vit_heads": 2, "pool": 2,
         "width": 32, "depth": 1, "heads": 2, "chunk_steps": 2}

@@ -24,7 +24,7 @@ from agentrt.engine.vit_cache import VisionTower, ViTCacheConfig, ViTFeatureCach
 from agentrt.errors import ModelError
 
 if TYPE_CHECKING:  # annotations only: hf_vlm imports this module
-    from policies.hf_vlm import HFVideoQAConfig
+    from policies.qa.hf.vlm import HFVideoQAConfig
 
 __all__ = ["SmolVision", "QwenVision"]
 
