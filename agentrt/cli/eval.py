@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     from agentrt.errors import ConfigError
     from agentrt.progress import ProgressLine, duration
-    from policies.evaluate import evaluate_policy
-    from policies.policy import DECODINGS, NanoPolicy, PolicyConfig
+    from policies.vla.evaluate import evaluate_policy
+    from policies.vla.policy import DECODINGS, NanoPolicy, PolicyConfig
 
     for d in args.decodings:
         if d not in DECODINGS:

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from agentrt.errors import ConfigError
-from policies.data import TASK_NAMES
 from policies.qa.data import (
     HELD_OUT_SEED,
     KINDS,
@@ -38,6 +37,7 @@ from policies.qa.data.scenes import MIN_MOVE_M, TASK_CONTROL_HZ
 from policies.qa.data.sim_view import all_visible, held_object, image_pixel
 from policies.qa.videoqa import VideoQAModel, word_check
 from policies.vocabulary import WordCheck
+from sims.tasks import TASK_NAMES
 
 __all__ = ["QAEvalResult", "evaluate_qa", "normalise", "accuracy_cell", "table_rows"]
 

@@ -12,8 +12,9 @@ import torch
 from safetensors import safe_open
 
 from agentrt.errors import ModelError
-from policies import checkpoint, nano_vla
+from policies import checkpoint
 from policies.qa import model as nano_qa
+from policies.vla import model as nano_vla
 
 VLA = nano_vla.NanoVLAConfig(words=["a", "red"], image_size=32, patch_size=8, vit_width=32, vit_depth=1, vit_heads=2,
                              pool=2, width=32, depth=1, heads=2, chunk_steps=2)

@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from agentrt.cli.__main__ import main
 from agentrt.errors import ModelError, is_permanent
-from policies import nano_vla
 from policies.qa import model as nano_qa
+from policies.vla import model as nano_vla
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "policies" / "weights"
 SHIPPED = {"vla": WEIGHTS / "nano_vla.safetensors", "qa": WEIGHTS / "nano_qa.safetensors"}
