@@ -3,7 +3,7 @@
 Launch files live at the top of the repository (``launch/``); the wheel carries them as
 ``agentrt/launchfiles/`` (setup.py maps the folder), so an installed agentrt runs them from any
 folder. Weights, the web page and URDFs sit inside their packages and are found beside their
-modules (``policies.policy.default_weights``, ``agentrt/web/page.html``, ``sims/real/urdf``).
+modules (``policies.vla.policy.default_weights``, ``agentrt/web/page.html``, ``sims/real/urdf``).
 
 A launch file is named the way people type it::
 

@@ -92,15 +92,15 @@ def _string_sites(needle: str) -> list[str]:
 @pytest.mark.parametrize("needle", ["nano_qa.safetensors", "nano:PATH or hf:PATH"])
 def test_qa_weights_path_and_model_specs_are_spelled_once(needle: str) -> None:
     """The shipped QA weights' file and the ``nano | nano:PATH | hf:PATH`` grammar live in
-    policies.videoqa (torch-free, so the CLI and the node's cheap checks can import them)."""
+    policies.qa.videoqa (torch-free, so the CLI and the node's cheap checks can import them)."""
     sites = _string_sites(needle)
-    assert len(sites) == 1 and sites[0].startswith("policies/videoqa.py"), sites
+    assert len(sites) == 1 and sites[0].startswith("policies/qa/videoqa.py"), sites
 
 
 def test_model_spec_parser_is_the_one_the_node_config_and_loader_use() -> None:
     from agentrt.errors import ConfigError
-    from policies.qa_node import VideoQANodeConfig, check_qa_model
-    from policies.videoqa import BACKENDS, load_videoqa, split_model_spec
+    from policies.qa.node import VideoQANodeConfig, check_qa_model
+    from policies.qa.videoqa import BACKENDS, load_videoqa, split_model_spec
 
     assert split_model_spec("nano") == ("nano", "")
     assert split_model_spec("hf:models/x") == ("hf", "models/x")
@@ -122,10 +122,10 @@ def test_decoders_and_answers_take_their_options_one_way() -> None:
 
     from agentrt.engine.decoding import JacobiConfig, greedy_decode, jacobi_decode
     from agentrt.engine.streaming import StreamingKVCache
-    from policies.hf_vlm import HFVideoQA
-    from policies.hf_window import KVWindow
-    from policies.nano_qa import NanoVideoQA
-    from policies.videoqa import VideoQAModel
+    from policies.qa.hf.vlm import HFVideoQA
+    from policies.qa.hf.window import KVWindow
+    from policies.qa.runtime import NanoVideoQA
+    from policies.qa.videoqa import VideoQAModel
 
     for decode in (greedy_decode, jacobi_decode):
         assert inspect.signature(decode).parameters["action_ids"].kind is inspect.Parameter.KEYWORD_ONLY, decode
@@ -162,11 +162,6 @@ def test_error_messages_say_got() -> None:
     sites = _raise_wordings(("given", "received", "was", "found"))
     assert not sites, sites
 
-
-# Temporary: the sim node is being rebuilt on another branch of issue 14 (sims/node.py, sims/runtime_node.py).
-# Remove these entries once it is merged; an entry that no longer names a violation fails the tests below.
-_SIM_NODE_PENDING_FILES = {"sims/node.py"}  # holds SimNode (not a Node) until the sim node is a real Node
-_SIM_NODE_PENDING_CLASSES = {"sims.runtime_node:SimulationNode"}  # takes SimConfig, from sims/node.py
 
 
 def _product_modules() -> list[tuple[str, Path]]:
@@ -205,7 +200,7 @@ def test_every_node_py_holds_a_node() -> None:
 
     from agentrt.node import Node
 
-    holding, failing = set(), []
+    failing = []
     for name, path in _product_modules():
         if path.name != "node.py":
             continue
@@ -213,13 +208,9 @@ def test_every_node_py_holds_a_node() -> None:
         module = sys.modules[name]
         nodes = [v for v in vars(module).values()
                  if isinstance(v, type) and issubclass(v, Node) and v.__module__ == name]  # agentrt/node.py: Node itself
-        if nodes:
-            holding.add(rel)
-        if not nodes and rel not in _SIM_NODE_PENDING_FILES:
+        if not nodes:
             failing.append(rel)
     assert not failing, f"node.py files that define no agentrt.node.Node subclass: {failing}"
-    stale = _SIM_NODE_PENDING_FILES & holding
-    assert not stale, f"remove {stale} from _SIM_NODE_PENDING_FILES: it holds a Node now"
 
 
 def test_node_classes_and_configs_are_named_one_way() -> None:
@@ -237,7 +228,4 @@ def test_node_classes_and_configs_are_named_one_way() -> None:
             problems[where] = f"Config is {config.__name__}, expected {cls.__name__}Config"
         elif config is not EmptyConfig and config.__module__ != cls.__module__:
             problems[where] = f"{config.__name__} is defined in {config.__module__}, not beside the node"
-    failing = {k: v for k, v in problems.items() if k not in _SIM_NODE_PENDING_CLASSES}
-    assert not failing, f"node classes or configs off the naming rule: {failing}"
-    stale = _SIM_NODE_PENDING_CLASSES - set(problems)
-    assert not stale, f"remove {stale} from _SIM_NODE_PENDING_CLASSES: it follows the rule now (or is gone)"
+    assert not problems, f"node classes or configs off the naming rule: {problems}"

@@ -116,7 +116,7 @@ def _ask(model: Any, question: str, max_new_tokens: int) -> tuple[float, int, fl
 
 def measure(spec: str, *, model_label: str, stream_hz: float, no_cache_frames: int,
             max_new_tokens: int = 16) -> dict[str, Any]:
-    from policies.qa_node import load_qa_model
+    from policies.qa.node import load_qa_model
 
     model = load_qa_model(spec)
     result: dict[str, Any] = {"model": model_label, "model_spec": spec, "stream_hz": stream_hz,
@@ -170,7 +170,7 @@ def _no_cache_fps(spec: str, frames: int, stream_hz: float) -> dict[str, Any]:
     """Ingest rate with and without the feature cache over the same fresh frames (HF models only)."""
     if not spec.startswith("hf:"):
         return {"ingest_fps_no_cache": float("nan"), "ingest_fps_same_frames": float("nan")}
-    from policies.hf_vlm import HFVideoQAConfig, load_hf_videoqa
+    from policies.qa.hf.vlm import HFVideoQAConfig, load_hf_videoqa
 
     out: dict[str, Any] = {}
     for key, use_cache in (("ingest_fps_same_frames", True), ("ingest_fps_no_cache", False)):

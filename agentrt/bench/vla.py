@@ -52,8 +52,8 @@ def run(quick: bool) -> dict[str, Any]:
 
 def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[np.ndarray, np.ndarray, str]]]:
     """Per episode, the (image, state, instruction) of every plan of the AR policy in lockstep."""
-    from policies.evaluate import HELD_OUT_SEED
-    from policies.policy import NanoPolicy, PolicyConfig, PolicySource
+    from policies.vla.evaluate import HELD_OUT_SEED
+    from policies.vla.policy import NanoPolicy, PolicyConfig, PolicySource
     from sims.camera import SceneCameraConfig
     from sims.clock import make_clock
     from sims.env import SimEnv, SimEnvConfig
@@ -80,7 +80,7 @@ def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[n
 
 
 def measure(*, episodes: int, max_plans: int) -> dict[str, Any]:
-    from policies.policy import NanoPolicy, PolicyConfig
+    from policies.vla.policy import NanoPolicy, PolicyConfig
 
     policies = {m.name: NanoPolicy(PolicyConfig(decoding=m.decoding, max_iterations=m.max_iterations,
                                                 tolerance_bins=m.tolerance_bins)) for m in MODES}

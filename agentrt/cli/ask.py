@@ -24,7 +24,7 @@ import urllib.request
 
 from agentrt.errors import ConfigError, ModelError, TransportError
 from agentrt.progress import ProgressLine, duration
-from policies.videoqa import MODEL_SPECS
+from policies.qa.videoqa import MODEL_SPECS
 
 # source type -> the config fields that make it read as fast as the model takes frames
 _AS_FAST_AS_READ: dict[str, dict[str, object]] = {"file": {"realtime": False}, "player": {"speed": 0.0},
@@ -92,7 +92,7 @@ def _ask_server(url: str, question: str) -> int:
 def _ask_here(args: argparse.Namespace) -> int:
     from agentrt.cli.stream import sigterm_as_interrupt
     from agentrt.pixels import to_rgb
-    from policies.qa_node import check_qa_model, checked_answer, load_qa_model
+    from policies.qa.node import check_qa_model, checked_answer, load_qa_model
     from streams.feed import open_feed
     from streams.registry import parse_source
     from streams.video import is_network

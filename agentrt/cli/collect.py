@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from policies.data import CollectConfig, Episode, collect
+    from policies.vla.data import CollectConfig, Episode, collect
 
     config = CollectConfig(tasks=tuple(args.tasks), episodes=args.episodes, seed=args.seed,
                            image_size=args.size, noise_m=args.noise, image_every=args.image_every,

@@ -10,7 +10,7 @@ Scene i uses seed ``--seed + i`` (training: 0 ..; evaluation scenes start at
 the last complete shard. --p-task (0.3) of the scenes are moments of task
 episodes (reach, push, pick-and-place: the scripted expert run with physics,
 ~0.5 s a scene). Questions are drawn from the scene records at training time,
-not stored. Layout: policies/qa_data.py, docs/nano_qa.md.
+not stored. Layout: policies/qa/data/, docs/nano_qa.md.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     from agentrt.errors import ConfigError
-    from policies.qa_data import Scene, SceneConfig, write_dataset
+    from policies.qa.data import Scene, SceneConfig, write_dataset
 
     if args.scenes < 1:
         raise ConfigError(f"--scenes: expected >= 1, got {args.scenes}")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from agentrt.cli.common import add_batch_size, add_seed
 
 if TYPE_CHECKING:
-    from policies.distill import DistillConfig
+    from policies.vla.distill import DistillConfig
 
 __all__ = ["add_arguments", "config", "run"]
 
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config(args: argparse.Namespace) -> DistillConfig:
     """The run's DistillConfig from the parsed command line."""
-    from policies.distill import DistillConfig
+    from policies.vla.distill import DistillConfig
 
     return DistillConfig(teacher=args.teacher, data_dir=args.data, out=args.out, tasks=tuple(args.tasks),
                          trajectories=args.trajectories, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -58,7 +58,7 @@ def config(args: argparse.Namespace) -> DistillConfig:
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from policies.distill import distill
+    from policies.vla.distill import distill
 
     cfg = config(args)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -20,7 +20,7 @@ lists them as unknown_words). Progress goes to stderr: episodes done of the
 whole run and an estimate of the time left (a line every 10 s when not on a
 terminal).
 
-`eval qa` measures a video-QA model (`run_qa` here, the measuring in policies/qa_eval.py): templated questions
+`eval qa` measures a video-QA model (`run_qa` here, the measuring in policies/qa/evaluate.py): templated questions
 on unseen sim scenes (seeds from 1000000), accuracy per question type and
 overall; then (--sim-episodes per task, 0 to skip) the same kinds of questions
 about running task episodes, the scripted expert at work and the camera at
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.cli.common import add_seed
-from policies.videoqa import MODEL_SPECS
+from policies.qa.videoqa import MODEL_SPECS
 from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     from agentrt.errors import ConfigError
     from agentrt.progress import ProgressLine, duration
-    from policies.evaluate import evaluate_policy
-    from policies.policy import DECODINGS, NanoPolicy, PolicyConfig
+    from policies.vla.evaluate import evaluate_policy
+    from policies.vla.policy import DECODINGS, NanoPolicy, PolicyConfig
 
     for d in args.decodings:
         if d not in DECODINGS:
@@ -146,9 +146,9 @@ def run_qa(args: argparse.Namespace) -> int:
     """`agentrt eval qa`: the table per question kind, overall, and --json (the module docstring says what)."""
     from agentrt.bench.report import check_writable, print_rows, write_json
     from agentrt.progress import ProgressLine
-    from policies import qa_eval  # by module: a test stands in for its evaluate_qa_sim
-    from policies.qa_data import HELD_OUT_SEED
-    from policies.videoqa import load_videoqa
+    from policies.qa import evaluate as qa_eval  # by module: a test stands in for its evaluate_qa_sim
+    from policies.qa.data import HELD_OUT_SEED
+    from policies.qa.videoqa import load_videoqa
 
     if args.json:
         check_writable(args.json)

@@ -22,7 +22,7 @@ from types import FrameType
 
 from agentrt.errors import ConfigError
 from agentrt.resources import launch_dir
-from policies.videoqa import MODEL_SPECS
+from policies.qa.videoqa import MODEL_SPECS
 
 SERVE_LAUNCH = launch_dir() / "camera_qa.yaml"  # the graph serve runs: one file for `run` and `serve`
 
@@ -50,7 +50,7 @@ def _quoted(value: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from agentrt.launch import load_launch
     from agentrt.supervisor import Supervisor
-    from policies.qa_node import check_qa_model
+    from policies.qa.node import check_qa_model
 
     check_qa_model(args.model)  # one line now, not a node failing after start
     if not 0 <= args.port <= 65535:

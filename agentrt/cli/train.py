@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from agentrt.cli.common import add_batch_size, add_seed
 
 if TYPE_CHECKING:
-    from policies.train import TrainConfig
+    from policies.vla.train import TrainConfig
 
 __all__ = ["add_arguments", "config", "run"]
 
@@ -54,7 +54,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def config(args: argparse.Namespace) -> TrainConfig:
     """The run's TrainConfig from the parsed command line."""
-    from policies.train import TrainConfig
+    from policies.vla.train import TrainConfig
 
     return TrainConfig(data_dir=args.data, out_dir=args.out, weights=args.weights, tasks=tuple(args.tasks),
                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from policies.evaluate import quick_eval
-    from policies.train import train
+    from policies.vla.evaluate import quick_eval
+    from policies.vla.train import train
 
     cfg = config(args)
     progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),

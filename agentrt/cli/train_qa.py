@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policies.qa_train import TrainQAConfig, train
+    from policies.qa.train import TrainQAConfig, train
 
     config = TrainQAConfig(data=args.data, out=args.out, steps=args.steps, batch=args.batch_size, questions=args.questions,
                            lr=args.lr, seed=args.seed, threads=args.threads, max_minutes=args.max_minutes,

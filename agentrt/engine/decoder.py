@@ -18,7 +18,7 @@ from torch import nn
 from agentrt.engine.kv_cache import KVCache
 from agentrt.errors import ConfigError, ModelError
 
-__all__ = ["DecoderConfig", "Decoder", "rope_rotate", "rotate_with"]
+__all__ = ["DecoderConfig", "Decoder", "Block", "rope_rotate", "rotate_with"]
 
 
 def rope_rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:

@@ -78,7 +78,7 @@ def test_an_installed_wheel_runs_shipped_launch_files_from_an_empty_folder(wheel
     missing = agentrt("run", "no_such.yaml", "--check")
     assert missing.returncode == 2 and "shipped: " in missing.stderr and "sim.yaml" in missing.stderr
     assert list(empty.iterdir()) == []  # --check writes nothing
-    where = subprocess.run([sys.executable, "-c", "import agentrt.resources as r, policies.policy as p; "
+    where = subprocess.run([sys.executable, "-c", "import agentrt.resources as r, policies.vla.policy as p; "
                             "print(r.__file__); print(r.launch_dir()); print(p.default_weights('ar'))"],
                            cwd=empty, env=env, capture_output=True, text=True, timeout=120)
     assert where.returncode == 0, where.stderr
@@ -101,7 +101,7 @@ def _defaults(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
 def test_no_default_points_into_the_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Defaults name shipped files by where the package is, not a path that exists only in a checkout's root."""
     from agentrt.cli.__main__ import build_parser
-    from policies.distill import DistillConfig
+    from policies.vla.distill import DistillConfig
 
     repo_folders = {"agentrt", "streams", "policies", "sims", "launch"}
     bad = [(opt, value) for opt, value in _defaults(build_parser()) if Path(value).parts[:1] and

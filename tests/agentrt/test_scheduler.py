@@ -58,7 +58,7 @@ def test_bad_schedules_are_refused(kwargs: dict[str, object]) -> None:
 
 
 def test_the_policy_node_and_the_sim_clock_use_the_one_schedule() -> None:
-    from policies.node import NanoVLANodeConfig
+    from policies.vla.node import NanoVLANodeConfig
     from sims.clock import CLOCKS as SIM_CLOCKS
 
     assert SIM_CLOCKS is CLOCKS
@@ -70,7 +70,7 @@ def test_the_policy_node_and_the_sim_clock_use_the_one_schedule() -> None:
 
 def test_the_in_process_source_refuses_a_loop_on_another_clock() -> None:
     from agentrt.chunks import ChunkQueue
-    from policies.policy import PolicySource
+    from policies.vla.policy import PolicySource
 
     source = PolicySource(None, schedule=ChunkSchedule("realtime"))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="same clock"):
@@ -79,7 +79,7 @@ def test_the_in_process_source_refuses_a_loop_on_another_clock() -> None:
 
 def test_the_policy_modules_do_not_import_the_simulator() -> None:
     """The policy node runs beside real robots too: planning must not pull in sims/ (it is the runtime's)."""
-    code = ("import sys, policies.node, policies.policy; "
+    code = ("import sys, policies.vla.node, policies.vla.policy; "
             "print(sorted(m for m in sys.modules if m == 'sims' or m.startswith('sims.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"

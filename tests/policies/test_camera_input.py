@@ -11,8 +11,8 @@ from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk, Frame, RobotState
 from agentrt.pixels import fit, to_rgb
 from agentrt.testing import MockNode
-from policies.nano_vla import pixels
-from policies.policy import NanoPolicy, PolicyConfig, default_weights
+from policies.vla.model import pixels
+from policies.vla.policy import NanoPolicy, PolicyConfig, default_weights
 
 shipped = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
 
@@ -37,7 +37,7 @@ def _state(seq: int, frame_seq: int) -> RobotState:
 
 
 def _node_actions(frames: list[Frame]) -> list[np.ndarray]:
-    from policies.node import NanoVLANode
+    from policies.vla.node import NanoVLANode
 
     with MockNode(NanoVLANode, params={"decoding": "ar"}) as harness:
         inputs: list[tuple[str, object]] = []

@@ -11,16 +11,11 @@ import pytest
 import torch
 
 from agentrt.errors import ModelError
-from policies.nano_qa import (
-    NanoQA,
-    NanoQAConfig,
-    NanoVideoQA,
-    QATokenizer,
-    load_model,
-    save_model,
-)
-from policies.qa_data import KINDS, Scene, SceneConfig, SceneMaker, make_question, questions_for, vocabulary
-from policies.videoqa import NANO_QA_WEIGHTS
+from policies.qa.attention import question_pass
+from policies.qa.data import KINDS, Scene, SceneConfig, SceneMaker, make_question, questions_for, vocabulary
+from policies.qa.model import NanoQA, NanoQAConfig, QATokenizer, load_model, save_model
+from policies.qa.runtime import NanoVideoQA
+from policies.qa.videoqa import NANO_QA_WEIGHTS
 
 TINY = dict(image_size=32, stem_channels=8, vit_patch=2, vit_width=32, vit_depth=1, vit_heads=2,
             width=32, depth=2, heads=2, window_frames=3, frame_interval_ms=0.0)
@@ -120,9 +115,9 @@ def test_shared_prefix_forward_equals_the_plain_decoder() -> None:
     prefix = model.prefix(vit)
     rows = torch.randint(0, model.config.vocab_size, (2, 3, 7))
     with torch.no_grad():
-        assert torch.allclose(model(prefix, rows), model.reference_forward(prefix, rows), atol=1e-5)
-        logits, attention, hidden = model.forward_attention(prefix, rows)
-    assert torch.equal(logits, model(prefix, rows)) and len(hidden) == model.config.depth
+        assert torch.allclose(question_pass(model, prefix, rows, ())[0], model(prefix, rows), atol=1e-5)
+        logits, attention, hidden = question_pass(model, prefix, rows)
+    assert torch.equal(logits, question_pass(model, prefix, rows, ())[0]) and len(hidden) == model.config.depth
     for log_p in attention.values():  # rows of causal attention: each a distribution over what it may see
         assert torch.allclose(log_p.logsumexp(-1), torch.zeros(6, 7), atol=1e-5)
         assert bool((log_p[:, 0, prefix.shape[1] + 1:] == float("-inf")).all())
@@ -202,7 +197,7 @@ def test_task_scenes_leave_the_other_seeds_as_they_were(maker: SceneMaker) -> No
 
 def test_datasets_join_and_keep_their_scene_mix(tmp_path: Path) -> None:
     from agentrt.errors import ConfigError
-    from policies.qa_data import load_split, write_dataset
+    from policies.qa.data import load_split, write_dataset
 
     write_dataset(tmp_path / "a", "train", 3, 0, SceneConfig(image_size=32))
     write_dataset(tmp_path / "b", "train", 2, 100, SceneConfig(image_size=32))
@@ -241,7 +236,7 @@ class RecordingModel:
 
 
 def test_sim_episode_questions_follow_the_running_task() -> None:
-    from policies.qa_eval import evaluate_qa_sim
+    from policies.qa.evaluate import evaluate_qa_sim
 
     model = RecordingModel()
     result, per_task = evaluate_qa_sim(model, episodes=1, tasks=("pick_place",), camera_size=32)
@@ -259,8 +254,8 @@ def test_sim_episode_questions_follow_the_running_task() -> None:
 def test_located_offsets_give_back_the_object_positions(tmp_path: Path) -> None:
     """The in-cell offsets training teaches, put through the model's coordinates, are the objects'
     projected pixels; relation questions name both objects for the pointer."""
-    from policies.qa_data import load_split, write_dataset
-    from policies.qa_train import BatchMaker
+    from policies.qa.batches import BatchMaker
+    from policies.qa.data import load_split, write_dataset
 
     write_dataset(tmp_path / "data", "train", 6, 0, SceneConfig(image_size=32))
     scenes, shards = load_split(tmp_path / "data", "train")
@@ -336,7 +331,7 @@ def test_frames_within_the_interval_are_answered_about_but_not_kept() -> None:
 
 
 def test_missing_weights_is_one_line_model_error(tmp_path: Path) -> None:
-    from policies.videoqa import load_videoqa
+    from policies.qa.videoqa import load_videoqa
 
     with pytest.raises(ModelError) as err:
         load_videoqa(f"nano:{tmp_path / 'none.safetensors'}")
@@ -348,8 +343,8 @@ def test_missing_weights_is_one_line_model_error(tmp_path: Path) -> None:
 
 
 def test_train_two_steps_and_resume(tmp_path: Path) -> None:
-    from policies.qa_data import write_dataset
-    from policies.qa_train import TrainQAConfig, train
+    from policies.qa.data import write_dataset
+    from policies.qa.train import TrainQAConfig, train
 
     write_dataset(tmp_path / "data", "train", 4, 0, SceneConfig(image_size=32))
     config = TrainQAConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), steps=2, batch=2, questions=3,
@@ -365,7 +360,7 @@ def test_train_two_steps_and_resume(tmp_path: Path) -> None:
 def test_init_from_weights_with_a_smaller_vocabulary_keeps_every_known_word(tmp_path: Path) -> None:
     """New templates grow the vocabulary: going on from older weights keeps the embedding of every word
     they knew (matched by word, not by row), and the rest of the model."""
-    from policies.qa_train import init_from
+    from policies.qa.train import init_from
 
     words = vocabulary()
     torch.manual_seed(0)
@@ -393,8 +388,8 @@ def test_eval_cli_keeps_vla_as_the_default() -> None:
 
 @pytest.mark.skipif(not NANO_QA_WEIGHTS.exists(), reason="no shipped nano QA weights")
 def test_shipped_weights_answer_held_out_questions() -> None:
-    from policies.qa_eval import evaluate_qa
-    from policies.videoqa import load_videoqa
+    from policies.qa.evaluate import evaluate_qa
+    from policies.qa.videoqa import load_videoqa
 
     qa = load_videoqa("nano")
     results, _ = evaluate_qa(qa, questions=60, seed=1_000_000)
@@ -409,8 +404,8 @@ def test_shipped_weights_answer_held_out_questions() -> None:
 def test_shipped_weights_answer_about_running_task_episodes() -> None:
     """What launch/sim_qa.yaml asks about: frames of the three tasks at work, the pick-and-place tray
     in view (weights trained without task scenes said "four" objects there and got 0.71 overall)."""
-    from policies.qa_eval import evaluate_qa_sim
-    from policies.videoqa import load_videoqa
+    from policies.qa.evaluate import evaluate_qa_sim
+    from policies.qa.videoqa import load_videoqa
 
     result, per_task = evaluate_qa_sim(load_videoqa("nano"), episodes=2)
     assert result.questions >= 60 and set(per_task) == {"reach", "push", "pick_place"}

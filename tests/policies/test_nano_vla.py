@@ -10,7 +10,7 @@ import torch
 
 from agentrt.engine import NativeRunner, greedy_decode, jacobi_decode, prefill
 from agentrt.errors import ConfigError, ModelError
-from policies.nano_vla import (
+from policies.vla.model import (
     N_BINS,
     UNK,
     ActionTokenizer,
@@ -81,8 +81,8 @@ def test_teacher_forcing_matches_cached_decoding() -> None:
 
 
 def test_keypoint_loss_is_lowest_at_the_projected_place_and_ignores_missing_places() -> None:
-    from policies.nano_vla import Keypoints
-    from policies.train import keypoint_loss
+    from policies.vla.model import Keypoints
+    from policies.vla.train import keypoint_loss
     from sims.camera import project_scene
 
     model = NanoVLA(NanoVLAConfig(words=["a"], **TINY))
@@ -104,7 +104,7 @@ def test_keypoint_loss_is_lowest_at_the_projected_place_and_ignores_missing_plac
 
 
 def test_collect_records_goal_and_wrist_camera(tmp_path: Path) -> None:
-    from policies.data import CollectConfig, collect, load_episodes
+    from policies.vla.data import CollectConfig, collect, load_episodes
 
     collect(CollectConfig(tasks=("pick_place",), episodes=1, image_size=32, image_every=8, wrist=True, noise_m=0.0,
                           out_dir=str(tmp_path)))
@@ -116,9 +116,9 @@ def test_collect_records_goal_and_wrist_camera(tmp_path: Path) -> None:
 
 def test_collect_train_distill_smoke(tmp_path: Path) -> None:
     """A few steps of every stage on a two-episode dataset (no assertion on quality)."""
-    from policies.data import CollectConfig, collect, load_episodes
-    from policies.distill import DistillConfig, distill
-    from policies.train import TrainConfig, train
+    from policies.vla.data import CollectConfig, collect, load_episodes
+    from policies.vla.distill import DistillConfig, distill
+    from policies.vla.train import TrainConfig, train
 
     info = collect(CollectConfig(tasks=("reach",), episodes=2, image_size=32, out_dir=str(tmp_path / "data")))
     assert info["total_episodes"] >= 1

@@ -16,7 +16,7 @@ import torch
 from agentrt.errors import ConfigError
 from agentrt.messages import ActionChunk, Answer, Frame, Query, RobotState
 from agentrt.testing import MockNode, fake_frame
-from policies.policy import default_weights
+from policies.vla.policy import default_weights
 
 shipped = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
 
@@ -59,7 +59,7 @@ def test_check_words_reads_what_a_person_wrote() -> None:
 
 @shipped
 def test_unknown_words_are_logged_once_per_instruction_and_counted(caplog: pytest.LogCaptureFixture) -> None:
-    from policies.node import NanoVLANode
+    from policies.vla.node import NanoVLANode
 
     caplog.set_level(logging.WARNING)
     with MockNode(NanoVLANode, params={"decoding": "ar"}) as harness:
@@ -76,7 +76,7 @@ def test_unknown_words_are_logged_once_per_instruction_and_counted(caplog: pytes
 @shipped
 def test_an_instruction_naming_no_known_object_holds_the_robot(caplog: pytest.LogCaptureFixture) -> None:
     from agentrt.nodehost import NodeHost
-    from policies.node import NanoVLANode
+    from policies.vla.node import NanoVLANode
 
     caplog.set_level(logging.WARNING)
     with MockNode(NanoVLANode, params={"decoding": "ar"}) as harness:
@@ -106,7 +106,7 @@ def test_an_instruction_naming_no_known_object_holds_the_robot(caplog: pytest.Lo
 
 @shipped
 def test_an_instruction_param_naming_no_known_object_fails_the_start() -> None:
-    from policies.node import NanoVLANode
+    from policies.vla.node import NanoVLANode
 
     harness = MockNode(NanoVLANode, params={"decoding": "ar", "instruction": "fetch the crimson block"})
     with pytest.raises(ConfigError, match="names no object the model knows") as refused:
@@ -117,7 +117,7 @@ def test_an_instruction_param_naming_no_known_object_fails_the_start() -> None:
 @shipped
 @pytest.mark.parametrize("robot", ["kuka_iiwa", "xarm6"])
 def test_a_robot_the_weights_were_not_trained_on_is_refused(robot: str) -> None:
-    from policies.node import NanoVLANode
+    from policies.vla.node import NanoVLANode
 
     harness = MockNode(NanoVLANode, params={"decoding": "ar"})
     with pytest.raises(ConfigError, match="trained on the panda") as refused:
@@ -129,7 +129,7 @@ def test_a_robot_the_weights_were_not_trained_on_is_refused(robot: str) -> None:
 
 @shipped
 def test_allow_other_robot_drives_it_with_one_loud_warning(caplog: pytest.LogCaptureFixture) -> None:
-    from policies.node import NanoVLANode
+    from policies.vla.node import NanoVLANode
 
     caplog.set_level(logging.WARNING)
     with MockNode(NanoVLANode, params={"decoding": "ar", "allow_other_robot": True}) as harness:
@@ -144,7 +144,7 @@ def test_allow_other_robot_drives_it_with_one_loud_warning(caplog: pytest.LogCap
 @shipped
 @pytest.mark.parametrize("name", sorted(SHIPPED_TENSORS_SHA256))
 def test_shipped_weights_name_the_panda_and_their_tensors_are_as_trained(name: str) -> None:
-    from policies.nano_vla import load_model, trained_robot
+    from policies.vla.model import load_model, trained_robot
 
     path = default_weights("ar").parent / name
     raw = path.read_bytes()
@@ -159,7 +159,7 @@ def test_saved_weights_name_their_robot_and_old_ones_are_taken_for_the_panda(tmp
                                                                               caplog: pytest.LogCaptureFixture) -> None:
     from safetensors.torch import save_file
 
-    from policies.nano_vla import NanoVLA, NanoVLAConfig, load_model, save_model, trained_robot
+    from policies.vla.model import NanoVLA, NanoVLAConfig, load_model, save_model, trained_robot
 
     model = NanoVLA(NanoVLAConfig(words=["a"], image_size=32, patch_size=8, vit_width=32, vit_depth=1, vit_heads=2,
                                   width=32, depth=1, heads=2, chunk_steps=2)).eval()
@@ -179,7 +179,7 @@ def test_saved_weights_name_their_robot_and_old_ones_are_taken_for_the_panda(tmp
 
 
 def test_training_data_names_its_robot(tmp_path: Path) -> None:
-    from policies.data import data_robot
+    from policies.vla.data import data_robot
 
     for name, info in (("old", {"image_size": 32}), ("panda", {"robot": "panda"}), ("kuka", {"robot": "kuka_iiwa"})):
         (tmp_path / name / "meta").mkdir(parents=True)
@@ -204,7 +204,7 @@ def _ask(harness: MockNode, *questions: str) -> dict[str, str]:
 
 @pytest.mark.skipif(not (Path(__file__).parents[2] / "policies/weights/nano_qa.safetensors").exists(), reason="no nano QA weights")
 def test_qa_node_says_which_words_it_does_not_know(caplog: pytest.LogCaptureFixture) -> None:
-    from policies.qa_node import VideoQANode
+    from policies.qa.node import VideoQANode
 
     caplog.set_level(logging.WARNING)
     with MockNode(VideoQANode, params={"model": "nano"}) as harness:
@@ -238,8 +238,8 @@ def test_eval_reports_the_share_of_unknown_words(tmp_path: Path, capsys: pytest.
 
 @pytest.mark.skipif(not (Path(__file__).parents[2] / "policies/weights/nano_qa.safetensors").exists(), reason="no nano QA weights")
 def test_eval_qa_reports_the_share_of_unknown_words() -> None:
-    from policies.qa_eval import evaluate_qa
-    from policies.videoqa import load_videoqa
+    from policies.qa.evaluate import evaluate_qa
+    from policies.qa.videoqa import load_videoqa
 
     results, _ = evaluate_qa(load_videoqa("nano"), questions=6, reworded=True)
     unseen, reworded = (r.as_dict() for r in results)

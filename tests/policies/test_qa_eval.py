@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import policies.qa_eval as qa_eval
+import policies.qa.evaluate as qa_eval
 from agentrt.cli.__main__ import main
 
 

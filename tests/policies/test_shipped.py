@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies.policy import NanoPolicy, PolicyConfig, default_weights
+from policies.vla.policy import NanoPolicy, PolicyConfig, default_weights
 
 pytestmark = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
 
@@ -24,7 +24,7 @@ def test_policy_act_returns_a_chunk_and_jacobi_equals_ar() -> None:
 
 
 def test_one_lockstep_reach_episode() -> None:
-    from policies.evaluate import evaluate_policy
+    from policies.vla.evaluate import evaluate_policy
 
     policy = NanoPolicy(PolicyConfig(decoding="ar"))
     row = evaluate_policy(policy, "reach", decoding="ar", episodes=1, seed=100_000)
@@ -34,7 +34,7 @@ def test_one_lockstep_reach_episode() -> None:
 def test_node_answers_a_frame_with_a_chunk_echoing_its_seq() -> None:
     from agentrt.messages import ActionChunk, Frame, RobotState
     from agentrt.testing import MockNode
-    from policies.node import NanoVLANode
+    from policies.vla.node import NanoVLANode
 
     harness = MockNode(NanoVLANode, params={"decoding": "ar"})
     node = harness.node
@@ -58,7 +58,7 @@ def test_node_answers_a_frame_with_a_chunk_echoing_its_seq() -> None:
 def test_node_instruction_param_overrides_the_wire() -> None:
     from agentrt.messages import RobotState
     from agentrt.testing import MockNode
-    from policies.node import NanoVLANode
+    from policies.vla.node import NanoVLANode
 
     harness = MockNode(NanoVLANode, params={"decoding": "ar", "instruction": "push the red cube to the left"})
     harness.setup()

@@ -16,7 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from agentrt.cli.__main__ import main
 from agentrt.errors import ModelError, is_permanent
-from policies import nano_qa, nano_vla
+from policies.qa import model as nano_qa
+from policies.vla import model as nano_vla
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "policies" / "weights"
 SHIPPED = {"vla": WEIGHTS / "nano_vla.safetensors", "qa": WEIGHTS / "nano_qa.safetensors"}
@@ -68,7 +69,7 @@ import warnings
 import numpy as np
 from agentrt import wire
 from agentrt.messages import Frame
-from policies.nano_qa import load_nano_qa, pixels
+from policies.qa.runtime import load_nano_qa, pixels
 frame = wire.decode(bytes(wire.encode(Frame("camera", 0, 1, np.full((24, 32, 3), 200, np.uint8)))))  # as zmq gives it
 assert not frame.image.flags.writeable
 writable = pixels(frame.image.copy(), 16)

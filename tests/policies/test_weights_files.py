@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from agentrt.cli.__main__ import build_parser, main
-from policies import nano_qa, nano_vla
+from policies.qa import model as nano_qa
+from policies.vla import model as nano_vla
 
 TINY = {"image_size": 32, "patch_size": 8, "vit_width": 32, "vit_depth": 1, "vit_heads": 2, "pool": 2,
         "width": 32, "depth": 1, "heads": 2, "chunk_steps": 2}
@@ -64,7 +65,7 @@ def test_default_outputs_of_every_training_command_are_under_runs() -> None:
 def test_train_and_distill_from_the_repository_root_leave_the_shipped_weights_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask_022: None,
 ) -> None:
-    from policies.data import CollectConfig, collect
+    from policies.vla.data import CollectConfig, collect
 
     collect(CollectConfig(tasks=("reach",), episodes=2, image_size=32, out_dir=str(tmp_path / "data")))
     root = tmp_path / "repo"

@@ -9,8 +9,8 @@ import pytest
 
 from agentrt.errors import ModelError
 from agentrt.testing import fake_frame
-from policies.hf_vlm import HFVideoQAConfig, load_hf_videoqa
-from policies.videoqa import VideoQAModel, load_videoqa
+from policies.qa.hf.vlm import HFVideoQAConfig, load_hf_videoqa
+from policies.qa.videoqa import VideoQAModel, load_videoqa
 from tests.qa.tiny_vlms import KINDS, save_tiny
 
 QUESTION = "what is the robot holding?"

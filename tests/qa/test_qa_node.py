@@ -11,7 +11,7 @@ from agentrt.errors import ConfigError, ModelError
 from agentrt.messages import Answer, Frame, Query
 from agentrt.node import check_node
 from agentrt.testing import MockNode, fake_frame
-from policies.qa_node import VideoQANode, load_qa_model
+from policies.qa.node import VideoQANode, load_qa_model
 
 
 def _answers(out: list[tuple[str, object]]) -> list[Answer]:

@@ -1,16 +1,18 @@
-"""The engine benchmark's pieces on micro sizes (the real run is `agentrt bench engine`)."""
+"""The engine benchmark's pieces (one module each: vit_cache, slowfast, decoding) on micro sizes (the real
+run is `agentrt bench engine`)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from agentrt.bench import decoding, synthetic, vit_cache
 from agentrt.bench import engine as bench
 from agentrt.engine import ViTCacheConfig, ViTConfig
 
 
 def test_synthetic_video_is_a_static_scene_with_one_moving_object() -> None:
-    video = bench.synthetic_video(5, 32)
+    video = synthetic.synthetic_video(5, 32)
     assert video.shape == (5, 3, 32, 32)
     assert video.min() >= -1 and video.max() <= 1
     changed = (video[1:] != video[:-1]).any(dim=1).float().mean(dim=(1, 2))
@@ -19,7 +21,7 @@ def test_synthetic_video_is_a_static_scene_with_one_moving_object() -> None:
 
 def test_vit_cache_entry_reports_the_issue_fields() -> None:
     config = ViTConfig(image_size=32, patch_size=8, width=32, depth=2, heads=2)
-    entry = bench._vit_cache_entry("micro", config, 4, 1, ViTCacheConfig(interval=2, ratio=0.25))
+    entry = vit_cache.measure_encoder("micro", config, 4, 1, ViTCacheConfig(interval=2, ratio=0.25))
     for key in ("encoder", "speedup", "cosine_mean", "cosine_min", "ms_full", "ms_cached", "token_reuse_rate"):
         assert key in entry
     assert entry["encoder"] == "micro" and entry["cosine_min"] > 0.9
@@ -29,7 +31,7 @@ def test_vit_cache_entry_reports_the_issue_fields() -> None:
 def test_decode_compare_checks_exactness_token_for_token() -> None:
     from tests.agentrt.engine._models import random_decoder
 
-    out = bench._decode_compare(random_decoder(0), torch.randint(0, 48, (2, 5)), 1)
+    out = decoding.decode_compare(random_decoder(0), torch.randint(0, 48, (2, 5)), 1)
     assert out["exact"] is True
     assert {"ar_ms", "jacobi_ms", "speedup", "exact"} <= set(out)
 

@@ -2,7 +2,7 @@
 
     nodes:
       qa:
-        class: policies.qa_node:VideoQANode
+        class: policies.qa.node:VideoQANode
         inputs: {frames: camera.frames, queries: web.queries}
         params: {model: nano, max_new_tokens: 32}          # or model: hf:models/SmolVLM2-256M
 
@@ -11,7 +11,7 @@ behind: it ingests the newest frame it can (at most ``ingest_hz`` per second
 when set). Queries are lossless and answered between two frames, in order;
 each answer goes out as Answer pieces ``seq`` 0, 1, ... with ``done=True`` on
 the last, or one ``done=True`` piece with ``error`` set when it failed (the
-node keeps running). The model is anything behind `policies.videoqa.VideoQAModel`.
+node keeps running). The model is anything behind `policies.qa.videoqa.VideoQAModel`.
 
 Words a closed-vocabulary model (the nano one) does not know are never passed
 over in silence (``checked_answer``, also behind `agentrt ask`): a question
@@ -37,7 +37,7 @@ from agentrt.errors import AgentRTError, ConfigError, FrameTornError, ModelError
 from agentrt.messages import Answer, Frame, Query, now_ns
 from agentrt.node import Input, Node, latest, lossless
 from agentrt.pixels import to_rgb
-from policies.videoqa import (
+from policies.qa.videoqa import (
     BACKENDS,
     NANO_QA_WEIGHTS,
     VideoQAModel,
@@ -126,7 +126,7 @@ def checked_answer(model: VideoQAModel, question: str, *, max_new_tokens: int = 
 
 @dataclass
 class VideoQANodeConfig:
-    model: str = "nano"  # one of policies.videoqa.MODEL_SPECS
+    model: str = "nano"  # one of policies.qa.videoqa.MODEL_SPECS
     device: str = "cpu"
     max_new_tokens: int = 32
     ingest_hz: float = 0.0  # at most this many frames per second into the model; 0 = every frame it can take

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from agentrt.errors import ConfigError
-from policies.nano_vla import N_BINS, NanoVLA, load_model, pixels, save_model, trained_robot
-from policies.train import Samples, TrainConfig, keypoint_loss, load_samples, seed_all
+from policies.vla.model import N_BINS, NanoVLA, load_model, pixels, save_model, trained_robot
+from policies.vla.train import Samples, TrainConfig, keypoint_loss, load_samples, seed_all
 
 __all__ = ["DistillConfig", "Trajectories", "collect_trajectories", "mixed_labels", "distill"]
 
@@ -58,7 +58,7 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if not self.teacher:
-            from policies.policy import default_weights
+            from policies.vla.policy import default_weights
 
             self.teacher = str(default_weights("ar"))
         if self.trajectories < 1 or self.steps < 1 or self.batch_size < 1 or self.lr <= 0:

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from agentrt.errors import ConfigError
-from policies.data import Episode, data_robot, load_episodes, load_info
-from policies.nano_vla import (
+from policies.vla.data import Episode, data_robot, load_episodes, load_info
+from policies.vla.model import (
     UNK,
     ActionTokenizer,
     Keypoints,

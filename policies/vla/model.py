@@ -31,9 +31,8 @@ The pieces are the engine's: ``agentrt.engine.ViT`` for vision and
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from agentrt.engine import Decoder, DecoderConfig, ViT, ViTConfig
-from agentrt.errors import ConfigError, ModelError
+from agentrt.errors import ConfigError
+from policies.checkpoint import load_checkpoint, save_checkpoint
 from policies.vocabulary import WordCheck, check_words, split_words
 
 __all__ = ["NanoVLAConfig", "NanoVLA", "Percept", "Keypoints", "ActionTokenizer", "TextTokenizer", "save_model", "load_model",
@@ -330,17 +330,13 @@ def pixels(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def save_model(model: NanoVLA, path: str | Path, extra: dict[str, Any] | None = None, *, robot: str) -> None:
-    """Weights to ``path`` (safetensors; the config as JSON in its metadata) and ``path``.json beside it.
-    ``robot``: the robot whose demonstrations trained it (metadata "robot"), which the policy node compares
-    with the robot it is asked to drive."""
-    from policies.weights_file import write_weights
-
+    """Weights to ``path`` (``policies.checkpoint``: safetensors, the config as JSON in its metadata) and
+    ``path``.json beside it. ``robot``: the robot whose demonstrations trained it (metadata "robot"), which
+    the policy node compares with the robot it is asked to drive."""
     if not robot:
         raise ConfigError("save_model: name the robot the weights were trained on (robot='panda')")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "decoder.lm_head.weight"}
     described = {"robot": robot, **{k: v for k, v in (extra or {}).items() if k != "robot"}}
-    meta = {"config": json.dumps(asdict(model.config)), **{k: json.dumps(v) for k, v in described.items()}}
-    write_weights(path, state, meta, {"config": asdict(model.config), **described})
+    save_checkpoint(model, model.config, path, described)
 
 
 def trained_robot(extra: dict[str, Any], path: str | Path = "") -> str:
@@ -357,34 +353,5 @@ def trained_robot(extra: dict[str, Any], path: str | Path = "") -> str:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[NanoVLA, dict[str, Any]]:
     """-> (model in eval mode, extra metadata)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"no weights at {path}: expected a .safetensors file (train one with `agentrt train`)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own types for a truncated or foreign file
-        raise ModelError(f"{path}: not a readable safetensors file ({exc}); re-save or re-train it") from None
-    if "config" not in meta:
-        raise ModelError(f"{path}: no nano VLA config in the safetensors metadata")
-    try:
-        config = NanoVLAConfig(**json.loads(meta["config"]))
-        model = NanoVLA(config)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except (TypeError, ValueError, RuntimeError) as exc:  # unknown config fields; tensors of other shapes
-        raise ModelError(f"{path}: not nano VLA weights this version can load ({_first_line(exc)})") from None
-    missing = [k for k in missing if k != "decoder.lm_head.weight"]
-    if missing or unexpected:
-        raise ModelError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    extra = {k: json.loads(v) for k, v in meta.items() if k != "config"}
-    return model.to(device).eval(), extra
-
-
-def _first_line(exc: BaseException) -> str:
-    """The line of a load error that says what: torch puts it under a header ("size mismatch for ...")."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:200]
+    return load_checkpoint(path, lambda config: NanoVLA(NanoVLAConfig(**config)), name="nano VLA",
+                           absent="expected a .safetensors file (train one with `agentrt train`)", device=device)

@@ -56,14 +56,14 @@ class VideoQAModel(Protocol):
 
 # prefix -> (module, loader function taking (path_or_empty, device)).
 BACKENDS: dict[str, tuple[str, str]] = {
-    "nano": ("policies.nano_qa", "load_nano_qa"),
-    "hf": ("policies.hf_vlm", "load_hf_videoqa"),
+    "nano": ("policies.qa.runtime", "load_nano_qa"),
+    "hf": ("policies.qa.hf.vlm", "load_hf_videoqa"),
 }
 MODEL_SPECS = "nano, nano:PATH or hf:PATH"  # what --model and VideoQANodeConfig.model take
-# The file `agentrt train-qa` writes and the package ships; here, not in nano_qa, so torch-free
+# The file `agentrt train-qa` writes and the package ships; here, not in the model modules, so torch-free
 # callers (the CLI, the node's cheap checks) find it without importing torch.
 NANO_QA_FILE = "nano_qa.safetensors"
-NANO_QA_WEIGHTS = Path(__file__).parent / "weights" / NANO_QA_FILE
+NANO_QA_WEIGHTS = Path(__file__).parents[1] / "weights" / NANO_QA_FILE  # policies/weights/
 
 
 def split_model_spec(spec: str) -> tuple[str, str]:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from agentrt.scheduler import ChunkSchedule
-from policies.nano_vla import NanoVLA
-from policies.policy import NanoPolicy, PolicyConfig, PolicySource
+from policies.vla.model import NanoVLA
+from policies.vla.policy import NanoPolicy, PolicyConfig, PolicySource
 from policies.vocabulary import unknown_share
 from sims.tasks import TASK_NAMES
 

@@ -2,7 +2,7 @@
 
     nodes:
       policy:
-        class: policies.node:NanoVLANode
+        class: policies.vla.node:NanoVLANode
         inputs: {frames: sim.frames, state: sim.state}
         params: {decoding: consistency}       # clock and control_hz: the sim's (wired to `state`)
 
@@ -55,11 +55,11 @@ from agentrt.messages import ActionChunk, Frame, RobotState, now_ns
 from agentrt.node import Input, Node, latest, lossless
 from agentrt.pixels import to_rgb
 from agentrt.scheduler import ChunkSchedule, PlanGate
-from policies.nano_vla import robot_state
+from policies.vla.model import robot_state
 from policies.vocabulary import quote_words
 
 if TYPE_CHECKING:
-    from policies.policy import InstructionCheck
+    from policies.vla.policy import InstructionCheck
 
 __all__ = ["NanoVLANodeConfig", "NanoVLANode"]
 
@@ -96,7 +96,7 @@ class NanoVLANode(Node):
     params_from_inputs = {"state": ("clock", "control_hz")}  # plan at the robot's clock and rate: set on the sim
 
     def setup(self) -> None:
-        from policies.policy import NanoPolicy, PolicyConfig
+        from policies.vla.policy import NanoPolicy, PolicyConfig
 
         c = self.config
         self.policy = NanoPolicy(PolicyConfig(weights=c.weights, decoding=c.decoding, vit_cache=c.vit_cache, threads=c.threads))

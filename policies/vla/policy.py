@@ -37,7 +37,7 @@ from agentrt.engine import (
 from agentrt.errors import ConfigError
 from agentrt.pixels import FIT_MODES, fit
 from agentrt.scheduler import ChunkSchedule
-from policies.nano_vla import (
+from policies.vla.model import (
     LEGACY_ROBOT,
     ActionTokenizer,
     NanoVLA,
@@ -54,7 +54,7 @@ __all__ = ["DECODINGS", "PolicyConfig", "NanoPolicy", "ActInfo", "InstructionChe
 log = logging.getLogger(__name__)
 
 DECODINGS = ("ar", "jacobi", "consistency")
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # policies/weights/
 
 
 def default_weights(decoding: str) -> Path:

@@ -8,7 +8,7 @@ is compared with the answer from sim state (case and spaces ignored, a leading "
 dropped). Any ``VideoQAModel`` can be measured, not only the nano one.
 
 Splits: ``unseen scenes`` (training wording) and, with ``reworded``, the same scenes asked
-in wording never trained on (``qa_data.REWORDED``), reported as a separate row. Each split
+in wording never trained on (``policies.qa.data.REWORDED``), reported as a separate row. Each split
 reports the share of its questions' words the model does not know (``unknown_word_share``;
 None for a model that reads any text).
 """
@@ -23,24 +23,21 @@ from typing import Any
 import numpy as np
 
 from agentrt.errors import ConfigError
-from policies.data import TASK_NAMES
-from policies.qa_data import (
+from policies.qa.data import (
     HELD_OUT_SEED,
     KINDS,
-    MIN_MOVE_M,
-    TASK_CONTROL_HZ,
     QAObject,
     Question,
     Scene,
     SceneConfig,
-    all_visible,
-    held_object,
-    image_pixel,
     iter_scenes,
     questions_for,
 )
-from policies.videoqa import VideoQAModel, word_check
+from policies.qa.data.scenes import MIN_MOVE_M, TASK_CONTROL_HZ
+from policies.qa.data.sim_view import all_visible, held_object, image_pixel
+from policies.qa.videoqa import VideoQAModel, word_check
 from policies.vocabulary import WordCheck
+from sims.tasks import TASK_NAMES
 
 __all__ = ["QAEvalResult", "evaluate_qa", "normalise", "accuracy_cell", "table_rows"]
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from agentrt.errors import ConfigError
-from policies.nano_vla import robot_state
+from policies.vla.model import robot_state
 from sims.tasks import TASK_NAMES
 
 __all__ = ["CollectConfig", "collect", "Episode", "load_episodes", "load_info", "action_stats", "data_robot", "STATE_DIMS",
@@ -218,7 +218,7 @@ def write_meta(root: Path, config: CollectConfig) -> dict[str, object]:
     (root / "meta" / "stats.json").write_text(json.dumps(stats, indent=1))
     tasks = sorted({e.task for e in episodes})
     info: dict[str, object] = {
-        "codebase": "agentrt policies.data (LeRobot v2 layout, npz arrays)",
+        "codebase": "agentrt policies.vla.data (LeRobot v2 layout, npz arrays)",
         "fps": config.control_hz,
         "image_size": config.image_size,
         "robot": COLLECT_ROBOT,

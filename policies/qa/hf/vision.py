@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from agentrt.engine.vit_cache import VisionTower, ViTCacheConfig, ViTFeatureCache
 from agentrt.errors import ModelError
 
-if TYPE_CHECKING:  # annotations only: hf_vlm imports this module
-    from policies.hf_vlm import HFVideoQAConfig
+if TYPE_CHECKING:  # annotations only: policies.qa.hf.vlm imports this module
+    from policies.qa.hf.vlm import HFVideoQAConfig
 
 __all__ = ["SmolVision", "QwenVision"]
 

@@ -3,12 +3,12 @@
 ``load_hf_videoqa(path, device)`` loads a checkpoint from a local folder (never
 the hub) and returns a `HFVideoQA` that streams frames into the engine:
 
-- vision: preprocessing and the two families' towers (`policies.hf_vision`).
+- vision: preprocessing and the two families' towers (`policies.qa.hf.vision`).
 - slow-fast tokens: every frame is appended to the LM as a few *fast* tokens
   (its grid pooled by ``build_slowfast`` to ``fast_tokens``); at question time
   the newest frame goes in at full resolution (*slow*), next to the question.
 - the LM's KV cache is the engine's bounded streaming window (`StreamingKVCache`) with 3-D (M-RoPE) positions
-  (`policies.hf_window`): a prompt in the sinks, whole frames behind it, the
+  (`policies.qa.hf.window`): a prompt in the sinks, whole frames behind it, the
   oldest frames evicted first.
 - a question reuses the cached prefix; the cache is cropped back afterwards.
 """
@@ -27,8 +27,8 @@ import torch
 from agentrt.engine.slowfast import SlowFastConfig, build_slowfast
 from agentrt.engine.vit_cache import ViTCacheConfig
 from agentrt.errors import ConfigError, ModelError
-from policies.hf_vision import QwenVision, SmolVision
-from policies.hf_window import Builder, Chunk, KVWindow, TextLM, join
+from policies.qa.hf.vision import QwenVision, SmolVision
+from policies.qa.hf.window import Builder, Chunk, KVWindow, TextLM, join
 
 __all__ = ["HFVideoQAConfig", "HFVideoQA", "load_hf_videoqa", "FAMILIES"]
 

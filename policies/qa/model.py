@@ -13,63 +13,37 @@ Sequence (what the decoder's cache holds, then what a question adds for the time
 - Slow-fast: every kept frame enters the stream as fast tokens (the grid average-pooled 2x2
   to 4x4 = 16, plus a ``<frame>`` separator); only the newest frame is seen at full
   resolution (64 tokens), and only while a question is answered, so it never fills memory.
-- Memory: ``StreamingKVCache`` with the ``<bos>`` as the attention sink and a window of
-  ``window_frames`` frames; appends are whole frames, so eviction drops whole frames and
-  memory is flat on an endless stream. A frame is kept at most every ``frame_interval_ms``
-  (the newest is always the one answered about).
+- Memory and answers: ``policies.qa.runtime`` (a streaming KV window of ``window_frames``
+  frames behind a ``<bos>`` sink; greedy answers on the cached prefix, cropped back after).
 - What stands where and what changed: each full-resolution row also carries the exact (x, y)
   of its object (cell centre + the ``locate`` head's in-cell offset) and the word "moved"
   weighted by how much its cell's colour changed since the earlier frames in memory
   (``NanoQA.change``), so left/right and "what moved?" are found by attention, as colours are.
-- Answers: the question's tokens run on the cached prefix, the answer is decoded greedily
-  word by word (streamed as text deltas) until ``<eos>``, then the cache is cropped back.
 
 Vocabulary: 7 specials, then the words of the training templates and answers
-(``policies.qa_data.vocabulary``); unknown words become ``<unk>``. Weights are saved as
-safetensors with the config (and so the vocabulary) in the metadata.
+(``policies.qa.data.vocabulary``); unknown words become ``<unk>``. Weights are saved as
+safetensors with the config (and so the vocabulary) in the metadata (``policies.checkpoint``).
 """
 
 from __future__ import annotations
 
-import json
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agentrt.engine import (
-    Decoder,
-    DecoderConfig,
-    StreamingConfig,
-    StreamingKVCache,
-    VisionTower,
-    ViT,
-    ViTCacheConfig,
-    ViTConfig,
-    ViTFeatureCache,
-    rope_rotate,
-)
-from agentrt.engine.decoder import Block
-from agentrt.errors import ConfigError, ModelError
-from policies.videoqa import NANO_QA_WEIGHTS
+from agentrt.engine import Decoder, DecoderConfig, StreamingConfig, VisionTower, ViT, ViTConfig
+from agentrt.errors import ConfigError
+from policies.checkpoint import load_checkpoint, save_checkpoint
 from policies.vocabulary import WordCheck, check_words, split_words
 
-__all__ = ["NanoQAConfig", "NanoQA", "QATokenizer", "NanoVideoQA", "save_model", "load_model", "load_nano_qa",
-           "SPECIALS", "split_words"]
+__all__ = ["NanoQAConfig", "NanoQA", "QATokenizer", "QAStem", "save_model", "load_model", "SPECIALS", "split_words"]
 
 SPECIALS = ("<pad>", "<bos>", "<frame>", "<unk>", "<q>", "<a>", "<eos>")
 PAD, BOS, FRAME, UNK, Q, A, EOS = range(len(SPECIALS))
-POINTER = (0, 0)  # (layer, head) taught to attend from a word to the object it names
-# (layer, head)s taught to attend from the answer row of "is the A left or right of the B?" to the word
-# naming A, and to the word naming B (which the pointer has read the position of) to compare them
-ROUTES = ((1, 0), (1, 1))
-
 
 
 class QAStem(nn.Module):
@@ -310,57 +284,10 @@ class NanoQA(nn.Module):
         return torch.cat([bos, chunks, self.full_frame(vit_frames[:, -1], history)], dim=1)
 
     def forward(self, prefix: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
-        """Prefix [B, P, C] and Q question+answer id rows per stream [B, Q, T] -> logits [B, Q, T, V].
-
-        The prefix runs once per stream and each of its Q rows attends to it (and causally to
-        itself), never to the other rows: Q questions about one stream cost one prefix. Equal to
-        ``reference_forward`` (a test holds them together)."""
-        return self.forward_attention(prefix, questions, ())[0]
-
-    def forward_attention(self, prefix: torch.Tensor, questions: torch.Tensor,
-                          heads: tuple[tuple[int, int], ...] = (POINTER, *ROUTES)
-                          ) -> tuple[torch.Tensor, dict[tuple[int, int], torch.Tensor], list[torch.Tensor]]:
-        """``forward``, the attention log-probabilities [B*Q, T, P + T] of the question rows in the
-        given (layer, head)s, and the question rows' hidden states after each layer [B*Q, T, C].
-
-        Training teaches ``POINTER`` to look from the question word that names an object ("cube" in
-        "what colour is the cube?") at that object's full-resolution row, and ``ROUTES`` to look from
-        a left/right answer row at the two words naming the objects (with the answers alone the model
-        sat at its priors for hundreds of steps: finding things and reading them only pay off
-        together)."""
-        B, P, C = prefix.shape  # streams, prefix rows, width
-        _, Qn, T = questions.shape  # streams, questions per stream, row length
-        xp = prefix
-        xq = self.decoder.embed(questions.reshape(B * Qn, T))  # [B*Q, T, C]
-        pos_p = torch.arange(P, device=prefix.device)
-        pos_q = torch.arange(P, P + T, device=prefix.device)
-        mask = torch.ones(T, P + T, dtype=torch.bool, device=prefix.device).tril(diagonal=P)
-        attention: dict[tuple[int, int], torch.Tensor] = {}
-        hidden: list[torch.Tensor] = []
-        for layer, block in enumerate(cast("list[Block]", list(self.decoder.blocks))):
-            attn = block.attn
-            H = attn.heads
-            qp, kp, vp = _heads(attn.qkv(block.ln_1(xp)), H)  # [B, H, P, D] each
-            qq, kq, vq = _heads(attn.qkv(block.ln_1(xq)), H)  # [B*Q, H, T, D]
-            qp, kp = rope_rotate(qp, pos_p, attn.theta), rope_rotate(kp, pos_p, attn.theta)
-            qq, kq = rope_rotate(qq, pos_q, attn.theta), rope_rotate(kq, pos_q, attn.theta)
-            yp = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True)
-            k_all = torch.cat([kp.repeat_interleave(Qn, dim=0), kq], dim=2)  # [B*Q, H, P+T, D]
-            v_all = torch.cat([vp.repeat_interleave(Qn, dim=0), vq], dim=2)
-            yq = F.scaled_dot_product_attention(qq, k_all, v_all, attn_mask=mask)
-            for head in (h for lyr, h in heads if lyr == layer):
-                scores = qq[:, head] @ k_all[:, head].transpose(1, 2) * qq.shape[-1] ** -0.5  # [B*Q, T, P+T]
-                attention[layer, head] = scores.masked_fill(~mask, float("-inf")).log_softmax(-1)
-            xp = xp + attn.proj(yp.transpose(1, 2).reshape(B, P, C))
-            xp = xp + block.mlp(block.ln_2(xp))
-            xq = xq + attn.proj(yq.transpose(1, 2).reshape(B * Qn, T, C))
-            xq = xq + block.mlp(block.ln_2(xq))
-            hidden.append(xq)
-        logits = self.decoder.lm_head(self.decoder.ln_f(xq))
-        return logits.view(B, Qn, T, -1), attention, hidden
-
-    def reference_forward(self, prefix: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
-        """The plain way: each question appended to its prefix and run through the decoder."""
+        """Prefix [B, P, C] and Q question+answer id rows per stream [B, Q, T] -> logits [B, Q, T, V]:
+        each question appended to its prefix and run through the decoder. Training runs the same in
+        one pass that shares the prefix between the questions (``policies.qa.attention``; a test holds
+        the two together)."""
         B, Qn, T = questions.shape
         out = []
         for i in range(Qn):
@@ -369,150 +296,16 @@ class NanoQA(nn.Module):
         return torch.stack(out, dim=1)
 
 
-def _heads(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """[N, T, 3C] -> q, k, v [N, H, T, D]."""
-    N, T, C3 = qkv.shape  # sequences, tokens, 3 x width
-    q, k, v = qkv.view(N, T, 3, heads, C3 // 3 // heads).permute(2, 0, 3, 1, 4)
-    return q, k, v
-
-
-def pixels(image: np.ndarray, size: int) -> torch.Tensor:
-    """An RGB frame (H, W, 3) uint8 of any size -> [1, 3, size, size] in [-1, 1]."""
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ModelError(f"nano QA: expected an RGB frame (H, W, 3) uint8, got shape {image.shape}")
-    # astype copies: a frame off the wire is read-only, which torch.from_numpy warns about
-    x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="area")  # averaging: small objects keep their colour
-    return x.div_(127.5).sub_(1.0)
-
-
-class NanoVideoQA:
-    """The ``policies.videoqa.VideoQAModel`` of the nano model: ingest a stream, answer questions about it.
-
-    >>> qa = load_nano_qa("", "cpu")
-    >>> for t_ns, image in frames: qa.ingest(image, t_ns)
-    >>> "".join(qa.answer("what is the robot holding?"))
-    'red cube'
-    """
-
-    name = "nano"
-
-    def __init__(self, model: NanoQA, cache: ViTCacheConfig | None = None) -> None:
-        self.model = model.eval()
-        self.config = model.config
-        self.tokenizer = QATokenizer(model.config)
-        # r = 0.25, a reference every 2nd encoded frame: close to the plain forward on trained weights
-        self.vit_cache = ViTFeatureCache(model.tower(), cache or ViTCacheConfig(interval=2, ratio=0.25))
-        self.stream = StreamingKVCache(model.decoder, model.config.streaming_config())
-        self.device = next(model.parameters()).device
-        self.reset()
-
-    def reset(self) -> None:
-        self.vit_cache.reset()
-        self.stream.reset()
-        self.frames = 0
-        self._newest: torch.Tensor | None = None  # ViT tokens [1, grid², Cv] of the newest frame
-        # the probe's colour per cell of each frame in memory (evicted with its frame): what "moved" compares with
-        self._history: deque[torch.Tensor] = deque(maxlen=self.config.window_frames)
-        self._pending = False  # the newest frame is not in the stream (it came within frame_interval_ms)
-        self._last_kept_ns: int | None = None
-
-    @torch.no_grad()
-    def ingest(self, image: np.ndarray, t_ns: int) -> None:
-        vit = self.vit_cache(pixels(image, self.config.image_size).to(self.device))
-        self._newest = vit
-        self.frames += 1
-        interval_ns = self.config.frame_interval_ms * 1e6
-        if self._last_kept_ns is not None and 0 <= t_ns - self._last_kept_ns < interval_ns:
-            self._pending = True
-            return
-        if self.stream.length == 0:
-            self.stream.append(ids=torch.tensor([BOS], device=self.device))
-        self.stream.append(embeds=self.model.frame_chunk(vit)[0])
-        self._history.append(self.model.cell_probs(vit)[0][0])
-        self._last_kept_ns, self._pending = t_ns, False
-
-    def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
-        if self._newest is None:
-            yield "(no frames yet)"
-            return
-        with torch.no_grad():
-            parts = [self.model.frame_chunk(self._newest)[0]] if self._pending else []
-            history = [*self._history, *([self.model.cell_probs(self._newest)[0][0]] if self._pending else [])]
-            parts.append(self.model.full_frame(self._newest, torch.stack(history)[None])[0])
-            ids = torch.tensor(self.tokenizer.question(question), device=self.device)
-            parts.append(self.model.decoder.embed(ids))
-            x = torch.cat(parts)  # [L, C]
-        limit = min(max_new_tokens, self.config.max_answer_words + 1)
-        words = self.stream.answer(embeds=x, max_new_tokens=limit, stop_ids=[EOS])  # crops back when it ends
-        try:
-            for i, token in enumerate(words):
-                yield self.tokenizer.word(token) if i == 0 else " " + self.tokenizer.word(token)
-        finally:
-            words.close()  # a consumer that stops reading early: asking still leaves no trace
-
-    def ask(self, question: str) -> str:
-        return "".join(self.answer(question))
-
-    def check_words(self, question: str) -> WordCheck:
-        """The optional ``VideoQAModel`` capability of a closed vocabulary: which words it does not know."""
-        return self.tokenizer.check(question)
-
-    def memory(self) -> dict[str, int]:
-        c = self.config
-        held = int(self.stream.cache.nbytes())
-        if self.vit_cache.stats.references:  # the reference frame: K, V, A, M (+ unit keys, A+M) per layer
-            held += 6 * c.vit_depth * c.full_tokens * c.vit_width * 4
-        if self._newest is not None:
-            held += self._newest.numel() * self._newest.element_size()
-        held += sum(h.numel() * h.element_size() for h in self._history)
-        return {"frames": self.frames, "tokens": self.stream.length, "bytes": held}
-
-
 # -- weights -------------------------------------------------------------------------------------
 
 def save_model(model: NanoQA, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """Weights to ``path`` (safetensors; config and vocabulary as JSON in its metadata) and ``path``.json beside."""
-    from policies.weights_file import write_weights
-
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != "decoder.lm_head.weight"}
-    meta = {"config": json.dumps(asdict(model.config)), "kind": "nano_qa",
-            **{k: json.dumps(v) for k, v in (extra or {}).items()}}
-    write_weights(path, state, meta, {"config": asdict(model.config), **(extra or {})})
+    """Weights to ``path`` (``policies.checkpoint``: safetensors, config and vocabulary as JSON in its
+    metadata, tagged ``nano_qa``) and ``path``.json beside."""
+    save_checkpoint(model, model.config, path, extra, kind="nano_qa")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[NanoQA, dict[str, Any]]:
     """-> (model in eval mode, extra metadata)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"no nano QA weights at {path}: train them with `agentrt train-qa` or pass nano:PATH to a .safetensors file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own types for a corrupt header
-        raise ModelError(f"{path}: not a readable safetensors file ({exc}); re-save or re-train it") from None
-    if meta.get("kind") != "nano_qa" or "config" not in meta:
-        raise ModelError(f"{path}: no nano QA config in the safetensors metadata (is it the nano VLA's?)")
-    try:
-        model = NanoQA(NanoQAConfig(**json.loads(meta["config"])))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except (TypeError, ValueError, RuntimeError) as exc:  # unknown config fields; tensors of other shapes
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        what = (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__)[:200]
-        raise ModelError(f"{path}: not nano QA weights this version can load ({what})") from None
-    missing = [k for k in missing if k != "decoder.lm_head.weight"]
-    if missing or unexpected:
-        raise ModelError(f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    extra = {k: json.loads(v) for k, v in meta.items() if k not in ("config", "kind")}
-    return model.to(device).eval(), extra
-
-
-def load_nano_qa(path: str, device: str = "cpu") -> NanoVideoQA:
-    """The ``policies.videoqa`` loader: ``path`` "" = the shipped weights."""
-    model, _ = load_model(path or NANO_QA_WEIGHTS, device)
-    return NanoVideoQA(model)
+    return load_checkpoint(path, lambda config: NanoQA(NanoQAConfig(**config)), name="nano QA", kind="nano_qa",
+                           absent="train them with `agentrt train-qa` or pass nano:PATH to a .safetensors file",
+                           device=device)
