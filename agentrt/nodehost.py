@@ -59,6 +59,7 @@ EXIT_FAILED = 1  # the node raised: the launch file's restart policy decides
 EXIT_CANNOT_START = 2  # a retry would fail the same way: the supervisor does not restart it
 PR_SET_NAME = 15
 log = logging.getLogger("agentrt.nodehost")
+AWAIT_SUBSCRIBERS_S = 5.0  # how long a node started after its consumers waits for them to connect
 
 if TYPE_CHECKING:
     from agentrt.curve import CurveClient, CurveServer
@@ -95,7 +96,9 @@ def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heart
             continue
         outputs = {o: {"address": addresses[(node.name, o)]["bind"], "lossless": addresses[(node.name, o)]["lossless"],
                        "curve": addresses[(node.name, o)]["curve"],
-                       "wired": bool(spec.consumers(node.name, o)) or (node.name, o) in spec.external}
+                       "wired": bool(spec.consumers(node.name, o)) or (node.name, o) in spec.external,
+                       # consumers started before this node (its start_after): their first message must reach them
+                       "await_subscribers": sum(1 for n, _ in spec.consumers(node.name, o) if n in node.start_after)}
                    for o in node.cls.outputs}
         inputs = {i: {"address": addresses[src]["connect"], "lossless": addresses[src]["lossless"],
                       "curve": addresses[src]["curve"]} for i, src in node.inputs.items()}
@@ -158,6 +161,13 @@ class NodeHost:
                 from agentrt.curve import CurveServer
                 server = self._servers[name] = CurveServer(keys, name=f"output '{name}' ({wire_plan['address']})")
             self._pubs[name] = Publisher(wire_plan["address"], lossless=wire_plan["lossless"], socket_setup=server)
+            waited = wire_plan.get("await_subscribers", 0)
+            if waited and not wire_plan["lossless"]:
+                # start_after promises the consumers miss nothing: wait (bounded) until they are connected
+                got = self._pubs[name].wait_for_subscribers(waited, AWAIT_SUBSCRIBERS_S)
+                if got < waited:
+                    log.warning("output '%s': %d of %d consumers connected after %.0f s; sending anyway",
+                                name, got, waited, AWAIT_SUBSCRIBERS_S)
         for name, wire_plan in self.plan["inputs"].items():
             client = None
             if wire_plan.get("curve"):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from agentrt import runfiles, wire
 from agentrt.endpoint_lock import EndpointLock
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 # pyzmq copies frames under 64 KiB even with copy=False, so the ring only pays off above that.
 SHM_MIN_BYTES = 64 * 1024
+_SUBSCRIPTION_GRACE_S = 0.02  # after a subscriber's handshake, for its subscription to arrive
 
 SocketSetup = Callable[[zmq.Socket], None]
 
@@ -169,6 +171,29 @@ class Publisher:
                                                 socket_setup)
         self.bound_address = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else address
         self._socket_file = runfiles.bound_socket(address) if bind else None  # ZeroMQ leaves it: we remove it
+
+    def wait_for_subscribers(self, count: int, timeout_s: float) -> int:
+        """Wait until ``count`` peers have connected (handshake done) or ``timeout_s`` passes; how many did.
+
+        Latest-only: a message sent before a subscriber is there is gone for it. A node started after its
+        consumers (``start_after``) waits here so its first message reaches them.
+        """
+        if count <= 0:
+            return 0
+        monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        connected = 0
+        deadline = time.monotonic() + timeout_s
+        try:
+            while connected < count and (left := deadline - time.monotonic()) > 0:
+                if monitor.poll(max(1, int(left * 1e3))):
+                    if recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                        connected += 1
+        finally:
+            self._socket.disable_monitor()
+            monitor.close(linger=0)
+        if connected >= count:
+            time.sleep(_SUBSCRIPTION_GRACE_S)  # the subscription follows the handshake on the peer's I/O thread
+        return connected
 
     def send(self, message: Message, *, give_up: Callable[[], bool] | None = None) -> bool:
         """Send one message. Latest-only: returns False if it was dropped. Lossless: raises on timeout.

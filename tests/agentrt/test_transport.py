@@ -278,3 +278,33 @@ def test_the_same_endpoint_twice_in_one_process_is_refused_until_closed(isolated
     with Publisher(address):
         pass
     assert sorted(p.name for p in isolated_run_dir.iterdir() if p.name.startswith("twice.")) == []  # no lock left
+
+
+@pytest.mark.parametrize("connect_after_s", [0.0, 0.3])
+def test_a_publisher_that_waits_for_its_subscribers_loses_no_first_message(connect_after_s: float) -> None:
+    """start_after's promise (the consumers miss nothing) on a latest-only wire: the first message sent after
+    wait_for_subscribers reaches a subscriber that connects early or late, with no send-until-it-arrives loop."""
+    import threading
+
+    address = endpoint("first")
+    received: list[object] = []
+    with Publisher(address) as pub:
+        def subscribe() -> None:
+            time.sleep(connect_after_s)
+            with Subscriber(address) as sub:
+                received.append(sub.recv(timeout_ms=5000))
+
+        thread = threading.Thread(target=subscribe)
+        thread.start()
+        try:
+            assert pub.wait_for_subscribers(1, timeout_s=5.0) == 1
+            pub.send(Answer("q", 0, now_ns(), "a first message", True))
+        finally:
+            thread.join(timeout=10)
+    assert len(received) == 1 and isinstance(received[0], Answer)
+
+
+def test_waiting_for_subscribers_that_never_come_ends_at_its_timeout() -> None:
+    with Publisher(endpoint("nobody")) as pub:
+        assert pub.wait_for_subscribers(1, timeout_s=0.2) == 0
+        assert pub.wait_for_subscribers(0, timeout_s=5.0) == 0
