@@ -20,29 +20,40 @@ from __future__ import annotations
 
 from sims.real.packets import Codec, Instruction, PacketError, Register, Status
 
-__all__ = ["FeetechCodec", "STS_REGISTERS", "feetech_checksum"]
+__all__ = ["FeetechCodec", "STS_REGISTERS", "STS_SIGN_BITS", "feetech_checksum"]
 
-STS_REGISTERS = {
-    r.name: r
-    for r in (
-        Register("model_number", 3, 2),
-        Register("id", 5, 1),
-        Register("baud_rate", 6, 1),
-        Register("min_position_limit", 9, 2),
-        Register("max_position_limit", 11, 2),
-        Register("homing_offset", 31, 2),
-        Register("torque_enable", 40, 1),
-        Register("acceleration", 41, 1),
-        Register("goal_position", 42, 2),
-        Register("goal_speed", 46, 2),
-        Register("lock", 55, 1),
-        Register("present_position", 56, 2),
-        Register("present_speed", 58, 2),
-        Register("present_load", 60, 2),
-        Register("present_voltage", 62, 1),
-        Register("present_temperature", 63, 1),
-    )
+# Sign-magnitude registers and their sign bit (the bits below it hold the magnitude: -100 at bit 15 is 0x8064,
+# bytes 64 80). From Feetech's SMS/STS SDK (sms_sts.py: ReadPos / ReadSpeed decode with scs_tohost(x, 15),
+# WriteSpec encodes the speed with scs_toscs(v, 15); the C++ SDK's WritePosEx sets bit 15 for a negative
+# position and ReadLoad reads bit 10) and LeRobot's STS_SMS_SERIES_ENCODINGS_TABLE (Homing_Offset 11).
+STS_SIGN_BITS = {
+    "homing_offset": 11,
+    "goal_position": 15,
+    "goal_speed": 15,
+    "present_position": 15,
+    "present_speed": 15,
+    "present_load": 10,
 }
+
+_STS_TABLE = (
+    Register("model_number", 3, 2),
+    Register("id", 5, 1),
+    Register("baud_rate", 6, 1),
+    Register("min_position_limit", 9, 2),
+    Register("max_position_limit", 11, 2),
+    Register("homing_offset", 31, 2),
+    Register("torque_enable", 40, 1),
+    Register("acceleration", 41, 1),
+    Register("goal_position", 42, 2),
+    Register("goal_speed", 46, 2),
+    Register("lock", 55, 1),
+    Register("present_position", 56, 2),
+    Register("present_speed", 58, 2),
+    Register("present_load", 60, 2),
+    Register("present_voltage", 62, 1),
+    Register("present_temperature", 63, 1),
+)
+STS_REGISTERS = {r.name: Register(r.name, r.address, r.size, sign_bit=STS_SIGN_BITS.get(r.name)) for r in _STS_TABLE}
 
 _ERROR_BITS = {0: "input voltage", 1: "angle sensor", 2: "overheat", 3: "overcurrent", 5: "overload"}
 _HEADER = b"\xff\xff"
