@@ -42,6 +42,7 @@ _STS_TABLE = (
     Register("min_position_limit", 9, 2),
     Register("max_position_limit", 11, 2),
     Register("homing_offset", 31, 2),
+    Register("operating_mode", 33, 1),
     Register("torque_enable", 40, 1),
     Register("acceleration", 41, 1),
     Register("goal_position", 42, 2),
@@ -71,6 +72,11 @@ class FeetechCodec(Codec):
     steps_per_rev = 4096
     registers = STS_REGISTERS
     model_number = 777  # STS3215
+    model_names = {777: "STS3215", 2825: "STS3250", 1284: "SCS0009", 11272: "SM8512BL"}
+    position_mode = 0
+    position_modes = frozenset({0})
+    mode_names = {0: "position", 1: "constant speed (wheel)", 2: "PWM", 3: "step"}
+    lock_register = "lock"  # 1: EEPROM writes (operating_mode at 33) are refused / not kept
 
     def _encode(self, servo_id: int, code: int, params: bytes) -> bytes:
         if not 0 <= servo_id <= 0xFE:
@@ -156,6 +162,6 @@ class FeetechCodec(Codec):
         records = params[2:]
         return address, {records[i]: bytes(records[i + 1 : i + 1 + size]) for i in range(0, len(records), size + 1)}
 
-    def ping_reply(self) -> bytes:
-        return b""
+    def ping_reply(self, model_number: int) -> bytes:
+        return b""  # the model number is register 3 (the vendor's SDK reads it after the PING)
 

@@ -102,7 +102,12 @@ class Codec(abc.ABC):
     name: str
     steps_per_rev: int = 4096
     registers: dict[str, Register]
-    model_number: int  # what PING reports for the servo the emulator plays
+    model_number: int  # what PING reports for the servo the emulator plays, unless told another
+    model_names: dict[int, str]  # model number -> the servo's name, for messages
+    position_mode: int  # operating_mode value of position control: what connect sets
+    position_modes: frozenset[int]  # operating_mode values connect accepts as position control
+    mode_names: dict[int, str]  # operating_mode value -> its name, for messages
+    lock_register: str | None = None  # a register that must be 0 to write the EEPROM (Feetech's lock)
 
     # -- packets -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -163,8 +168,18 @@ class Codec(abc.ABC):
         """(address, {id: data}) of a SYNC_WRITE."""
 
     @abc.abstractmethod
-    def ping_reply(self) -> bytes:
+    def ping_reply(self, model_number: int) -> bytes:
         """The parameters of a PING status (empty for Feetech, model + firmware for Dynamixel)."""
+
+    def model_from_ping(self, params: bytes) -> int | None:
+        """The model number a PING status carries; None where the protocol sends none (read register 3)."""
+        return None
+
+    def model_name(self, model_number: int) -> str:
+        return self.model_names.get(model_number, "servo of unknown model")
+
+    def mode_name(self, mode: int) -> str:
+        return self.mode_names.get(mode, "unknown")
 
     # -- values -------------------------------------------------------------------------------
     def encode_value(self, register: Register, value: int) -> bytes:
