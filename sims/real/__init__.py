@@ -14,6 +14,7 @@ from sims.real.arms import ARMS, ArmModel, get_arm
 from sims.real.bus import BusConfig, BusError, ServoBus
 from sims.real.calibration import Calibration, Calibrator, load_calibration, nominal_calibration
 from sims.real.emulator import BusFaults, PtyBusEmulator, ServoBank
+from sims.real.servos import ServoState, check_servos
 
 __all__ = [
     "ARMS",
@@ -28,6 +29,8 @@ __all__ = [
     "PtyBusEmulator",
     "ServoBank",
     "ServoBus",
+    "ServoState",
+    "check_servos",
     "get_arm",
     "load_calibration",
     "nominal_calibration",

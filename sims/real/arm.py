@@ -23,7 +23,7 @@ Safety on hardware:
   torque off. A process killed with SIGKILL cannot: the servos keep their last goal.
 
     arm = BusArm(BusArmConfig(robot="so100", port="/dev/ttyACM0", calibration_path="calib/so100.json"))
-    arm.connect()                          # torque on, holding where it is
+    arm.connect()                          # servos checked (sims.real.servos), torque on, holding where it is
     arm.send_action(Action.joint_target(q, gripper=0.0))
     arm.disconnect()                       # torque off
 """
@@ -45,6 +45,7 @@ from sims.kinematics import Kinematics
 from sims.real.arms import ArmModel, get_arm
 from sims.real.bus import BusConfig, BusError, ServoBus, Transport
 from sims.real.calibration import Calibration, load_calibration, nominal_calibration
+from sims.real.servos import ServoState, check_servos
 from sims.robot import Action, Robot, RobotConfig, RobotObservation
 from sims.safety import clip_ee_delta, clip_joint_target, clip_to_workspace, limit_joint_motion
 
@@ -107,6 +108,7 @@ class BusArm(Robot):
         self._transport = transport  # tests: a bus other than the configured port
         self.bus: ServoBus | None = None
         self.calibration: Calibration | None = None
+        self.servos: dict[int, ServoState] = {}  # what connect found (model, mode, torque, lock, position)
         self.kinematics: Kinematics | None = None
         self.released = True  # torque off
         self.releases = 0  # times the torque went off (second deadline, bus failure)
@@ -132,6 +134,7 @@ class BusArm(Robot):
             if self.is_connected:
                 return
             cfg, model = self.config, self.model
+            checked = False
             try:
                 if cfg.calibration_path and (not cfg.dry_run or Path(cfg.calibration_path).exists()):
                     self.calibration = load_calibration(cfg.calibration_path, model)
@@ -143,13 +146,14 @@ class BusArm(Robot):
                 cal_low, cal_high = self.calibration.joint_limits()
                 self._lower = np.maximum(cal_low, self.kinematics.lower)
                 self._upper = np.minimum(cal_high, self.kinematics.upper)
-                self.bus = ServoBus(cfg.bus_config(), model.all_ids, transport=self._transport)
+                self.bus = ServoBus(cfg.bus_config(), model.all_ids, transport=self._transport, models=model.models_by_id)
                 self.bus.open()
-                for servo_id in model.all_ids:
-                    self.bus.ping(servo_id)
+                self.servos = check_servos(self.bus, model.name, model.models_by_id)
+                checked = True
                 self._arm_torque()
             except Exception as exc:
-                self._close(torque_off=self.bus is not None and self.bus.is_open)
+                # A failed check wrote nothing: leave the servos as found. Past it, torque off (best effort).
+                self._close(torque_off=checked and self.bus is not None and self.bus.is_open)
                 if isinstance(exc, (RobotError, ConfigError)):
                     raise
                 raise RobotError(f"could not connect the {model.name} on {cfg.port}: {exc}") from exc

@@ -3,7 +3,7 @@
 | name    | arm                           | bus                          | servos |
 |---------|-------------------------------|------------------------------|--------|
 | so100   | SO-100 / SO-101 (5 joints + gripper) | Feetech STS3215, 1 Mbaud | ids 1-5 arm, 6 gripper |
-| koch    | Koch v1.1 follower (5 + gripper)     | Dynamixel XL430/XL330, Protocol 2.0, 1 Mbaud | ids 1-5 arm, 6 gripper |
+| koch    | Koch v1.1 follower (5 + gripper)     | Dynamixel XL430-W250 (ids 1-2), XL330-M288 (3-6), Protocol 2.0, 1 Mbaud | ids 1-5 arm, 6 gripper |
 
 Both use the bundled approximate URDF ``urdf/so100_approx.urdf`` (see its
 header); the Koch arm's real link lengths differ, so give its own URDF with the
@@ -42,10 +42,16 @@ class ArmModel:
     directions: tuple[int, ...] = (1, 1, 1, 1, 1)
     gripper_open_rad: float = 1.2
     baudrate: int = 1_000_000
+    servo_models: tuple[int, ...] = ()  # model number of each servo of all_ids; () = the protocol's default servo
 
     @property
     def all_ids(self) -> list[int]:
         return [*self.ids, self.gripper_id]
+
+    @property
+    def models_by_id(self) -> dict[int, int]:
+        """The model number connect expects per servo id ({} = the protocol's default servo)."""
+        return dict(zip(self.all_ids, self.servo_models, strict=True)) if self.servo_models else {}
 
     @property
     def urdf_path(self) -> Path:
@@ -58,10 +64,12 @@ ARMS: dict[str, ArmModel] = {
     "so100": ArmModel(
         name="so100", protocol="feetech", joint_names=_JOINTS, ids=(1, 2, 3, 4, 5),
         gripper_name="jaw", gripper_id=6, urdf="so100_approx.urdf",
+        servo_models=(777,) * 6,  # STS3215
     ),
     "koch": ArmModel(
         name="koch", protocol="dynamixel", joint_names=_JOINTS, ids=(1, 2, 3, 4, 5),
         gripper_name="jaw", gripper_id=6, urdf="so100_approx.urdf",
+        servo_models=(1060, 1060, 1200, 1200, 1200, 1200),  # XL430-W250 at the shoulder, XL330-M288 after
     ),
 }
 

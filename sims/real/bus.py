@@ -160,9 +160,11 @@ class LoopbackTransport:
 class ServoBus:
     """The servos ``ids`` on one port. Not thread-safe: one caller at a time (the arm holds a lock)."""
 
-    def __init__(self, config: BusConfig, ids: list[int], *, transport: Transport | None = None) -> None:
+    def __init__(self, config: BusConfig, ids: list[int], *, transport: Transport | None = None,
+                 models: dict[int, int] | None = None) -> None:
         self.config = config
         self.ids = list(ids)
+        self.models = models  # the dry run's emulated servos: model number per id (None: the protocol's default)
         self.codec = make_codec(config.protocol)
         self.where = "the dry-run bus" if config.dry_run else config.port
         self._transport = transport
@@ -178,7 +180,7 @@ class ServoBus:
         if self._transport is not None:
             return
         if self.config.dry_run:
-            self._transport = LoopbackTransport(ServoBank(self.codec, self.ids))
+            self._transport = LoopbackTransport(ServoBank(self.codec, self.ids, models=self.models))
             log.info("dry run: no port opened; an emulated %s bus with servos %s answers", self.codec.name, self.ids)
         else:
             self._transport = SerialTransport(self.config.port, self.config.baudrate)

@@ -104,6 +104,12 @@ class DynamixelCodec(Codec):
     steps_per_rev = 4096
     registers = X_REGISTERS
     model_number = 1200  # XL330-M288
+    model_names = {1200: "XL330-M288", 1190: "XL330-M077", 1060: "XL430-W250", 1020: "XM430-W350", 1030: "XM430-W210"}
+    position_mode = 3
+    # Extended and current-based position control keep the goal_position interface (LeRobot sets them on a Koch).
+    position_modes = frozenset({3, 4, 5})
+    mode_names = {0: "current", 1: "velocity", 3: "position", 4: "extended position",
+                  5: "current-based position", 16: "PWM"}
     firmware = 46
 
     def _encode(self, servo_id: int, payload: bytes) -> bytes:
@@ -204,5 +210,10 @@ class DynamixelCodec(Codec):
             raise PacketError(f"dynamixel SYNC_WRITE: {len(records)} bytes do not split into (id, {size} bytes) records")
         return address, {records[i]: bytes(records[i + 1 : i + 1 + size]) for i in range(0, len(records), size + 1)}
 
-    def ping_reply(self) -> bytes:
-        return self.model_number.to_bytes(2, "little") + bytes([self.firmware])
+    def ping_reply(self, model_number: int) -> bytes:
+        return model_number.to_bytes(2, "little") + bytes([self.firmware])
+
+    def model_from_ping(self, params: bytes) -> int | None:
+        if len(params) < 2:
+            raise PacketError(f"dynamixel: a PING status carries model and firmware (3 bytes), got {len(params)}")
+        return int.from_bytes(params[:2], "little")

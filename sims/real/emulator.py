@@ -3,7 +3,9 @@
 ``ServoBank`` plays a chain of servos in-process: it parses instruction
 packets with the vendor's codec, answers PING / READ / WRITE / SYNC_READ /
 SYNC_WRITE with status packets, and keeps a control table per servo. With the
-torque on, a servo's present position follows its goal position at once.
+torque on, a servo's present position follows its goal position at once. A
+servo starts as one fresh from the factory would: its model number (per servo,
+``models``), position mode, torque off, and on Feetech the EEPROM locked.
 
 ``PtyBusEmulator`` puts a bank behind a pseudo-terminal (``os.openpty``), so a
 driver opens ``emulator.port`` exactly as it opens ``/dev/ttyACM0``. Faults can
@@ -60,11 +62,13 @@ class BusFaults:
 class ServoBank:
     """Servos with control tables, answering instruction packets; thread-safe."""
 
-    def __init__(self, codec: Codec, ids: list[int], *, position_steps: int = 2048) -> None:
+    def __init__(self, codec: Codec, ids: list[int], *, position_steps: int = 2048,
+                 models: dict[int, int] | None = None) -> None:
         self.codec = codec
         self.faults = BusFaults()
         self.tables: dict[int, bytearray] = {}
         self.writes: list[tuple[int, str, int]] = []  # (servo id, register name, value), every write applied
+        self.accesses: list[tuple[str, int, str]] = []  # ("read" | "write", servo id, register name), in order
         self.instructions = 0
         self.bad_packets = 0
         self._rx = bytearray()
@@ -73,7 +77,10 @@ class ServoBank:
         for servo_id in ids:
             table = bytearray(TABLE_BYTES)
             self.tables[servo_id] = table
-            self._put(table, "model_number", codec.model_number)
+            self._put(table, "model_number", (models or {}).get(servo_id, codec.model_number))
+            self._put(table, "operating_mode", codec.position_mode)
+            if codec.lock_register is not None:
+                self._put(table, codec.lock_register, 1)
             self._put(table, "id", servo_id)
             self._put(table, "max_position_limit", codec.steps_per_rev - 1)
             self._put(table, "present_position", position_steps)
@@ -134,7 +141,7 @@ class ServoBank:
         if not self._present(ins.servo_id):
             return b""
         if ins.instruction == PING:
-            return self._status(ins.servo_id, codec.ping_reply())
+            return self._status(ins.servo_id, codec.ping_reply(self._get(self.tables[ins.servo_id], "model_number")))
         if ins.instruction == READ:
             address, size = codec.split_read(ins.params)
             return self._status(ins.servo_id, self._read(ins.servo_id, address, size))
@@ -157,12 +164,15 @@ class ServoBank:
         table = self.tables[servo_id]
         if self._get(table, "torque_enable"):
             self._put(table, "present_position", self._get(table, "goal_position"))
+        register = self._by_address.get(address)
+        self.accesses.append(("read", servo_id, register.name if register is not None else f"@{address}"))
         return bytes(table[address : address + size])
 
     def _write(self, servo_id: int, address: int, data: bytes) -> None:
         table = self.tables[servo_id]
         table[address : address + len(data)] = data
         register = self._by_address.get(address)
+        self.accesses.append(("write", servo_id, register.name if register is not None else f"@{address}"))
         if register is not None and register.size == len(data):
             self.writes.append((servo_id, register.name, self.codec.decode_value(register, data)))
 
@@ -181,8 +191,9 @@ class ServoBank:
 class PtyBusEmulator:
     """A ``ServoBank`` behind a pseudo-terminal; ``port`` is the path a driver opens."""
 
-    def __init__(self, protocol: str, ids: list[int], *, position_steps: int = 2048) -> None:
-        self.bank = ServoBank(make_codec(protocol), ids, position_steps=position_steps)
+    def __init__(self, protocol: str, ids: list[int], *, position_steps: int = 2048,
+                 models: dict[int, int] | None = None) -> None:
+        self.bank = ServoBank(make_codec(protocol), ids, position_steps=position_steps, models=models)
         self._master = -1
         self._slave = -1
         self.port = ""

@@ -20,29 +20,41 @@ from __future__ import annotations
 
 from sims.real.packets import Codec, Instruction, PacketError, Register, Status
 
-__all__ = ["FeetechCodec", "STS_REGISTERS", "feetech_checksum"]
+__all__ = ["FeetechCodec", "STS_REGISTERS", "STS_SIGN_BITS", "feetech_checksum"]
 
-STS_REGISTERS = {
-    r.name: r
-    for r in (
-        Register("model_number", 3, 2),
-        Register("id", 5, 1),
-        Register("baud_rate", 6, 1),
-        Register("min_position_limit", 9, 2),
-        Register("max_position_limit", 11, 2),
-        Register("homing_offset", 31, 2),
-        Register("torque_enable", 40, 1),
-        Register("acceleration", 41, 1),
-        Register("goal_position", 42, 2),
-        Register("goal_speed", 46, 2),
-        Register("lock", 55, 1),
-        Register("present_position", 56, 2),
-        Register("present_speed", 58, 2),
-        Register("present_load", 60, 2),
-        Register("present_voltage", 62, 1),
-        Register("present_temperature", 63, 1),
-    )
+# Sign-magnitude registers and their sign bit (the bits below it hold the magnitude: -100 at bit 15 is 0x8064,
+# bytes 64 80). From Feetech's SMS/STS SDK (sms_sts.py: ReadPos / ReadSpeed decode with scs_tohost(x, 15),
+# WriteSpec encodes the speed with scs_toscs(v, 15); the C++ SDK's WritePosEx sets bit 15 for a negative
+# position and ReadLoad reads bit 10) and LeRobot's STS_SMS_SERIES_ENCODINGS_TABLE (Homing_Offset 11).
+STS_SIGN_BITS = {
+    "homing_offset": 11,
+    "goal_position": 15,
+    "goal_speed": 15,
+    "present_position": 15,
+    "present_speed": 15,
+    "present_load": 10,
 }
+
+_STS_TABLE = (
+    Register("model_number", 3, 2),
+    Register("id", 5, 1),
+    Register("baud_rate", 6, 1),
+    Register("min_position_limit", 9, 2),
+    Register("max_position_limit", 11, 2),
+    Register("homing_offset", 31, 2),
+    Register("operating_mode", 33, 1),
+    Register("torque_enable", 40, 1),
+    Register("acceleration", 41, 1),
+    Register("goal_position", 42, 2),
+    Register("goal_speed", 46, 2),
+    Register("lock", 55, 1),
+    Register("present_position", 56, 2),
+    Register("present_speed", 58, 2),
+    Register("present_load", 60, 2),
+    Register("present_voltage", 62, 1),
+    Register("present_temperature", 63, 1),
+)
+STS_REGISTERS = {r.name: Register(r.name, r.address, r.size, sign_bit=STS_SIGN_BITS.get(r.name)) for r in _STS_TABLE}
 
 _ERROR_BITS = {0: "input voltage", 1: "angle sensor", 2: "overheat", 3: "overcurrent", 5: "overload"}
 _HEADER = b"\xff\xff"
@@ -60,6 +72,11 @@ class FeetechCodec(Codec):
     steps_per_rev = 4096
     registers = STS_REGISTERS
     model_number = 777  # STS3215
+    model_names = {777: "STS3215", 2825: "STS3250", 1284: "SCS0009", 11272: "SM8512BL"}
+    position_mode = 0
+    position_modes = frozenset({0})
+    mode_names = {0: "position", 1: "constant speed (wheel)", 2: "PWM", 3: "step"}
+    lock_register = "lock"  # 1: EEPROM writes (operating_mode at 33) are refused / not kept
 
     def _encode(self, servo_id: int, code: int, params: bytes) -> bytes:
         if not 0 <= servo_id <= 0xFE:
@@ -145,6 +162,6 @@ class FeetechCodec(Codec):
         records = params[2:]
         return address, {records[i]: bytes(records[i + 1 : i + 1 + size]) for i in range(0, len(records), size + 1)}
 
-    def ping_reply(self) -> bytes:
-        return b""
+    def ping_reply(self, model_number: int) -> bytes:
+        return b""  # the model number is register 3 (the vendor's SDK reads it after the PING)
 

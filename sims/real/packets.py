@@ -27,6 +27,8 @@ __all__ = [
     "Status",
     "PacketError",
     "Codec",
+    "encode_sign_magnitude",
+    "decode_sign_magnitude",
 ]
 
 # Instruction codes shared by Feetech STS/SCS and Dynamixel Protocol 2.0.
@@ -49,12 +51,31 @@ class PacketError(RobotError):
 
 @dataclass(frozen=True)
 class Register:
-    """One entry of a servo's control table."""
+    """One entry of a servo's control table.
+
+    Signed values come in two conventions: ``signed`` is two's complement (Dynamixel); ``sign_bit`` is
+    sign-magnitude (Feetech STS): that bit is the sign, the bits below it the magnitude.
+    """
 
     name: str
     address: int
     size: int  # bytes
-    signed: bool = False
+    signed: bool = False  # two's complement
+    sign_bit: int | None = None  # sign-magnitude: index of the sign bit
+
+
+def encode_sign_magnitude(value: int, sign_bit: int) -> int:
+    """``value`` as sign-magnitude: |value| in the bits below ``sign_bit``, the sign in that bit (-100 @15 = 0x8064)."""
+    limit = (1 << sign_bit) - 1
+    if abs(value) > limit:
+        raise RobotError(f"{value} does not fit sign-magnitude with the sign at bit {sign_bit} (-{limit}..{limit})")
+    return (-value | (1 << sign_bit)) if value < 0 else value
+
+
+def decode_sign_magnitude(raw: int, sign_bit: int) -> int:
+    """The inverse of ``encode_sign_magnitude``; bits above the sign bit are ignored (as LeRobot does)."""
+    magnitude = raw & ((1 << sign_bit) - 1)
+    return -magnitude if (raw >> sign_bit) & 1 else magnitude
 
 
 @dataclass(frozen=True)
@@ -81,7 +102,12 @@ class Codec(abc.ABC):
     name: str
     steps_per_rev: int = 4096
     registers: dict[str, Register]
-    model_number: int  # what PING reports for the servo the emulator plays
+    model_number: int  # what PING reports for the servo the emulator plays, unless told another
+    model_names: dict[int, str]  # model number -> the servo's name, for messages
+    position_mode: int  # operating_mode value of position control: what connect sets
+    position_modes: frozenset[int]  # operating_mode values connect accepts as position control
+    mode_names: dict[int, str]  # operating_mode value -> its name, for messages
+    lock_register: str | None = None  # a register that must be 0 to write the EEPROM (Feetech's lock)
 
     # -- packets -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -142,12 +168,28 @@ class Codec(abc.ABC):
         """(address, {id: data}) of a SYNC_WRITE."""
 
     @abc.abstractmethod
-    def ping_reply(self) -> bytes:
+    def ping_reply(self, model_number: int) -> bytes:
         """The parameters of a PING status (empty for Feetech, model + firmware for Dynamixel)."""
+
+    def model_from_ping(self, params: bytes) -> int | None:
+        """The model number a PING status carries; None where the protocol sends none (read register 3)."""
+        return None
+
+    def model_name(self, model_number: int) -> str:
+        return self.model_names.get(model_number, "servo of unknown model")
+
+    def mode_name(self, mode: int) -> str:
+        return self.mode_names.get(mode, "unknown")
 
     # -- values -------------------------------------------------------------------------------
     def encode_value(self, register: Register, value: int) -> bytes:
-        """Little-endian, two's complement for signed registers (both STS and Dynamixel X are little-endian)."""
+        """Little-endian (both STS and Dynamixel X); two's complement or sign-magnitude as the register says."""
+        if register.sign_bit is not None:
+            try:
+                raw = encode_sign_magnitude(int(value), register.sign_bit)
+            except RobotError as exc:
+                raise RobotError(f"register {register.name}: value {exc}") from None
+            return raw.to_bytes(register.size, "little")
         low = -(1 << (8 * register.size - 1)) if register.signed else 0
         high = (1 << (8 * register.size - (1 if register.signed else 0))) - 1
         if not low <= value <= high:
@@ -157,7 +199,17 @@ class Codec(abc.ABC):
     def decode_value(self, register: Register, data: bytes) -> int:
         if len(data) != register.size:
             raise PacketError(f"register {register.name}: expected {register.size} byte(s), got {len(data)}")
+        if register.sign_bit is not None:
+            return decode_sign_magnitude(int.from_bytes(data, "little"), register.sign_bit)
         return int.from_bytes(data, "little", signed=register.signed)
+
+    def encode(self, name: str, value: int) -> bytes:
+        """The bytes of ``value`` in register ``name``, in this vendor's convention (e.g. STS -100 -> 64 80)."""
+        return self.encode_value(self.register(name), value)
+
+    def decode(self, name: str, data: bytes) -> int:
+        """The value of register ``name`` from its bytes."""
+        return self.decode_value(self.register(name), data)
 
     def register(self, name: str) -> Register:
         try:

@@ -26,7 +26,7 @@ def protocol(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def emulator(protocol: str) -> Iterator[PtyBusEmulator]:
-    with PtyBusEmulator(protocol, ids=IDS) as emulator:
+    with PtyBusEmulator(protocol, ids=IDS, models=get_arm(ARM_OF[protocol]).models_by_id) as emulator:
         yield emulator
 
 

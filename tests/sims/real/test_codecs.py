@@ -35,7 +35,7 @@ def test_dynamixel_ping_matches_the_published_example() -> None:
 
 def test_dynamixel_status_with_model_number() -> None:
     codec = DynamixelCodec()
-    status = codec.encode_status(1, 0, codec.ping_reply())
+    status = codec.encode_status(1, 0, codec.ping_reply(codec.model_number))
     parsed, _ = codec.parse_status(bytearray(status))
     assert parsed is not None and parsed.servo_id == 1
     assert int.from_bytes(parsed.params[:2], "little") == codec.model_number
