@@ -147,6 +147,7 @@ class BusArm(Robot):
                 self.bus.open()
                 for servo_id in model.all_ids:
                     self.bus.ping(servo_id)
+                self.calibration.apply_to_motors(self.bus)  # a LeRobot file: its homing offsets and limits
                 self._arm_torque()
             except Exception as exc:
                 self._close(torque_off=self.bus is not None and self.bus.is_open)
