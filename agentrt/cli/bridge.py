@@ -10,6 +10,8 @@ See docs/robots.md and docs/protocol.md ("The robot bridge").
     agentrt bridge --arm so100 --dry-run --insecure      # no hardware: prints every servo write (127.0.0.1 only)
     agentrt bridge --arm koch --port /dev/ttyUSB0 --calibration calib/koch.json --keys keys/ --control-hz 50
     agentrt bridge --arm so100 --port /dev/ttyACM0 --calibrate calib/so100.json   # record a calibration
+    agentrt bridge --arm so101 --port /dev/ttyACM0 --keys keys/ \
+        --calibration ~/.cache/huggingface/lerobot/calibration/robots/so101_follower/my_arm.json   # LeRobot's
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arm", default="so100", help="so100 (Feetech) or koch (Dynamixel); default so100")
+    parser.add_argument("--arm", default="so100", help="so100 or so101 (Feetech), koch (Dynamixel); default so100")
     parser.add_argument("--port", default="/dev/ttyACM0", help="the bus's serial port (default /dev/ttyACM0)")
     parser.add_argument("--baudrate", type=int, default=1_000_000, help="the bus's baud rate (default 1000000)")
     parser.add_argument("--timeout-ms", type=float, default=20.0, help="wait this long for each servo's reply (default 20)")
-    parser.add_argument("--calibration", default="", metavar="FILE", help="calibration JSON (see --calibrate)")
+    parser.add_argument("--calibration", default="", metavar="FILE",
+                        help="calibration JSON: agentrt's (see --calibrate) or LeRobot's, unchanged (docs/robots.md)")
     parser.add_argument("--dry-run", action="store_true", help="open no port: an emulated bus answers; print every servo write")
     parser.add_argument("--keys", default="", metavar="DIR", help="CURVE keys from `agentrt keys DIR`")
     parser.add_argument("--insecure", action="store_true", help="no CURVE: anyone who reaches the port moves the robot")

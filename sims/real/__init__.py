@@ -14,6 +14,7 @@ from sims.real.arms import ARMS, ArmModel, get_arm
 from sims.real.bus import BusConfig, BusError, ServoBus
 from sims.real.calibration import Calibration, Calibrator, load_calibration, nominal_calibration
 from sims.real.emulator import BusFaults, PtyBusEmulator, ServoBank
+from sims.real.lerobot_calibration import LeRobotCalibration
 from sims.real.servos import ServoState, check_servos
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "BusFaults",
     "Calibration",
     "Calibrator",
+    "LeRobotCalibration",
     "PtyBusEmulator",
     "ServoBank",
     "ServoBus",

@@ -150,6 +150,7 @@ class BusArm(Robot):
                 self.bus.open()
                 self.servos = check_servos(self.bus, model.name, model.models_by_id)
                 checked = True
+                self.calibration.apply_to_motors(self.bus)  # a LeRobot file: its homing offsets and limits
                 self._arm_torque()
             except Exception as exc:
                 # A failed check wrote nothing: leave the servos as found. Past it, torque off (best effort).

@@ -2,10 +2,13 @@
 
 | name    | arm                           | bus                          | servos |
 |---------|-------------------------------|------------------------------|--------|
-| so100   | SO-100 / SO-101 (5 joints + gripper) | Feetech STS3215, 1 Mbaud | ids 1-5 arm, 6 gripper |
+| so100   | SO-100 (5 joints + gripper)   | Feetech STS3215, 1 Mbaud     | ids 1-5 arm, 6 gripper |
+| so101   | SO-101 (5 joints + gripper)   | Feetech STS3215, 1 Mbaud     | ids 1-5 arm, 6 gripper |
 | koch    | Koch v1.1 follower (5 + gripper)     | Dynamixel XL430-W250 (ids 1-2), XL330-M288 (3-6), Protocol 2.0, 1 Mbaud | ids 1-5 arm, 6 gripper |
 
-Both use the bundled approximate URDF ``urdf/so100_approx.urdf`` (see its
+The SO-100 and SO-101 are the same bus and servos (LeRobot drives both with one
+class); they are separate rows so a calibration names the arm it belongs to.
+All use the bundled approximate URDF ``urdf/so100_approx.urdf`` (see its
 header); the Koch arm's real link lengths differ, so give its own URDF with the
 same joint names (``BusArmConfig.urdf_path``) for end-effector actions.
 """
@@ -63,6 +66,11 @@ _JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_r
 ARMS: dict[str, ArmModel] = {
     "so100": ArmModel(
         name="so100", protocol="feetech", joint_names=_JOINTS, ids=(1, 2, 3, 4, 5),
+        gripper_name="jaw", gripper_id=6, urdf="so100_approx.urdf",
+        servo_models=(777,) * 6,  # STS3215
+    ),
+    "so101": ArmModel(
+        name="so101", protocol="feetech", joint_names=_JOINTS, ids=(1, 2, 3, 4, 5),
         gripper_name="jaw", gripper_id=6, urdf="so100_approx.urdf",
         servo_models=(777,) * 6,  # STS3215
     ),

@@ -11,6 +11,9 @@ clipped to the recorded range. Saved as JSON::
                  "min_steps": 780, "max_steps": 3310}, ...],
      "gripper": {"name": "jaw", "id": 6, "closed_steps": 2010, "open_steps": 2890}}
 
+A LeRobot calibration file (``lerobot-calibrate``) is read unchanged too:
+``load_calibration`` tells the two formats apart (``sims.real.lerobot_calibration``).
+
 Recording one (``agentrt bridge --arm so100 --port ... --calibrate FILE`` walks
 you through it): ``Calibrator.begin()`` turns the torque off;
 ``capture_zero()`` with the arm in the zero pose and the gripper closed;
@@ -41,7 +44,7 @@ MIN_RANGE_STEPS = 100  # a joint moved less than this during calibration was not
 class JointCalibration:
     name: str
     id: int
-    zero_steps: int  # reading at the URDF zero pose
+    zero_steps: float  # reading at the URDF zero pose (LeRobot's mid-range may fall on a half step)
     direction: int  # +1 or -1
     min_steps: int
     max_steps: int
@@ -81,6 +84,7 @@ class Calibration:
     # -- conversions -----------------------------------------------------------------------------
     @property
     def _scale(self) -> float:
+        """Radians per step."""
         return 2 * math.pi / self.steps_per_rev
 
     def to_radians(self, steps: np.ndarray) -> np.ndarray:
@@ -120,6 +124,9 @@ class Calibration:
             raise RobotError(f"calibration of {self.robot} has no gripper")
         return self.gripper
 
+    def apply_to_motors(self, bus: ServoBus) -> None:
+        """Bring the servos' own calibration registers in line with this file on connect (none for ours)."""
+
     # -- files ---------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         out = Path(path)
@@ -145,6 +152,16 @@ def load_calibration(path: str | Path, model: ArmModel) -> Calibration:
         raise ConfigError(f"no calibration file at {file}: {how}")
     try:
         data = json.loads(file.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{file} is not a valid calibration file ({exc}); {how}") from None
+    if isinstance(data, dict) and data and "version" not in data and "joints" not in data:
+        # LeRobot's format: motor name -> its calibration
+        from sims.real.lerobot_calibration import lerobot_calibration
+
+        return lerobot_calibration(data, model, file)
+    try:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         if data.pop("version", None) != VERSION:
             raise ConfigError(f"{file}: expected calibration version {VERSION}; {how}")
         gripper = data.pop("gripper", None)

@@ -34,6 +34,7 @@ X_REGISTERS = {
         Register("model_number", 0, 2),
         Register("id", 7, 1),
         Register("baud_rate", 8, 1),
+        Register("drive_mode", 10, 1),  # bit 0: reverse direction (LeRobot reads it into a calibration)
         Register("operating_mode", 11, 1),
         Register("homing_offset", 20, 4, signed=True),
         Register("max_position_limit", 48, 4),
