@@ -182,10 +182,17 @@ def test_connect_writes_the_files_offsets_and_limits_torque_off_once_then_moves_
             for _ in range(300):
                 sent = robot.send_action(Action.joint_target(upper + 1.0, gripper=1.0))
             np.testing.assert_allclose(sent.values[:5], upper)
-            goals = [bank.value(i, "goal_position") for i in IDS]
-            assert all(low <= goal <= high for goal, (_, low, high) in zip(goals, rows, strict=True))
-            assert robot.calibration is not None and goals[:5] == robot.calibration.to_steps(upper).tolist()
-            assert goals[5] == rows[5][2]  # closed = range_max (LeRobot's gripper.pos 100)
+            assert robot.calibration is not None
+            expected = robot.calibration.to_steps(upper).tolist()
+
+            def goals() -> list[int]:
+                return [bank.value(i, "goal_position") for i in IDS]
+
+            # SYNC_WRITE has no reply: the last goal lands on the emulator's thread a little later
+            assert wait_until(lambda: goals()[:5] == expected), (goals(), expected)
+            assert all(low <= goal <= high for goal, (_, low, high) in zip(goals(), rows, strict=True))
+            goals_now = goals()
+            assert goals_now[5] == rows[5][2]  # closed = range_max (LeRobot's gripper.pos 100)
         finally:
             robot.disconnect()
         writes = len(bank.writes)
