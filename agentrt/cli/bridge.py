@@ -101,14 +101,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     from sims.real.arms import get_arm
     from sims.real.bus import BusConfig, ServoBus
     from sims.real.calibration import Calibrator
+    from sims.real.servos import check_servos
 
     model = get_arm(args.arm)
     bus = ServoBus(BusConfig(port=args.port, protocol=model.protocol, baudrate=args.baudrate,
-                             timeout_ms=args.timeout_ms, dry_run=args.dry_run), model.all_ids)
+                             timeout_ms=args.timeout_ms, dry_run=args.dry_run), model.all_ids, models=model.models_by_id)
     bus.open()
     try:
-        for servo_id in model.all_ids:
-            bus.ping(servo_id)
+        # The connect's checks: a servo of another arm (or another model) stops here, before the torque goes off.
+        check_servos(bus, model.name, model.models_by_id)
         calibrator = Calibrator(bus, model)
         calibrator.begin()
         print("Torque is off: support the arm.")

@@ -48,6 +48,19 @@ def test_calibrate_records_and_saves_a_calibration(
     assert f"calibration saved to {path}" in capsys.readouterr().out
 
 
+def test_calibrate_checks_the_servos_first_and_refuses_another_model_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    koch = get_arm("koch").models_by_id
+    with PtyBusEmulator("dynamixel", ids=list(koch), models={**koch, 3: koch[1]}) as emulator:  # an XL430 at servo 3
+        path = tmp_path / "koch.json"
+        assert main(["bridge", "--arm", "koch", "--port", emulator.port, "--timeout-ms", "200", "--calibrate", str(path)]) == 2
+        assert emulator.bank.writes == []  # nothing written: the torque stays as it was
+    err = capsys.readouterr().err.strip()
+    assert "servo 3" in err and "expected" in err and "\n" not in err and "Traceback" not in err
+    assert not path.exists()
+
+
 def test_the_bridge_cli_refuses_a_real_arm_without_calibration(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bridge", "--arm", "so100", "--port", "/dev/ttyNOPE-agentrt", "--insecure"]) == 2
     assert "--calibrate calib/so100.json" in capsys.readouterr().err
