@@ -8,9 +8,12 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentrt.figures import machine_info, percentile  # the core's: the telemetry report writes them too
+
+if TYPE_CHECKING:
+    from agentrt.engine.device import Placement
 
 __all__ = ["percentile", "machine_info", "write_json", "check_writable", "print_rows"]
 
@@ -40,10 +43,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | os.PathLike[str], benchmark: str, result: dict[str, Any], *, quick: bool) -> Path:
+def write_json(path: str | os.PathLike[str], benchmark: str, result: dict[str, Any], *, quick: bool,
+               placement: Placement | None = None) -> Path:
+    """The report: the benchmark's name, where it ran (``device``, ``dtype``, ``accelerator``: the GPU's or the
+    CPU's name, torch and CUDA versions, torch threads; a bench that runs no model ran on the CPU), the machine,
+    then the figures."""
+    from agentrt.engine.device import Placement
+
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    document = {"benchmark": benchmark, "quick": quick, "machine": machine_info(), **result}
+    where = (placement or Placement.parse("cpu")).record()
+    document = {"benchmark": benchmark, "quick": quick, **where, "machine": machine_info(), **result}
     text = json.dumps(_finite(json.loads(json.dumps(document, default=float))), indent=2, allow_nan=False)
     out.write_text(text + "\n")
     return out
