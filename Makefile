@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test lint typecheck bench bench-device clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ test: lint typecheck
 
 bench: setup
 	$(VENV)/bin/agentrt bench transport --quick
+
+# The device check (docs/engine.md): bench vla, engine and qa on one device, one table and a JSON.
+# make bench-device DEVICE=cuda [DTYPE=bfloat16] [QUICK=--quick]
+DEVICE ?= cuda
+DTYPE ?= float32
+QUICK ?=
+bench-device: setup
+	$(VENV)/bin/agentrt bench device --device $(DEVICE) --dtype $(DTYPE) $(QUICK) --json runs/bench-device-$(DEVICE)-$(DTYPE).json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
