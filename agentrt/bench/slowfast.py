@@ -21,11 +21,10 @@ __all__ = ["run", "print_table"]
 def run(quick: bool, device: str = "cpu", dtype: str = "float32") -> dict:
     frames_base, frames_slowfast = 16, 128
     where = Placement.parse(device, dtype)
-    to = {"device": where.device, "dtype": where.dtype}
     torch.manual_seed(0)  # the same weights on every device: made on the CPU, then moved
-    vit = ViT(ViTConfig.tiny()).to(**to).eval()
-    lm = Decoder(DecoderConfig(vocab_size=512, width=256, depth=4, heads=4)).to(**to).eval()
-    projector = torch.nn.Linear(vit.config.width, lm.config.width).to(**to)
+    vit = ViT(ViTConfig.tiny()).to(where.device, where.dtype).eval()
+    lm = Decoder(DecoderConfig(vocab_size=512, width=256, depth=4, heads=4)).to(where.device, where.dtype).eval()
+    projector = torch.nn.Linear(vit.config.width, lm.config.width).to(where.device, where.dtype)
     question = lm.embed(torch.randint(0, 512, (1, 16), device=where.device)).detach()
     grid = vit.config.grid
     with torch.inference_mode():
