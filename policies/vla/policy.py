@@ -34,7 +34,7 @@ from agentrt.engine import (
     jacobi_decode,
     prefill,
 )
-from agentrt.engine.device import Placement, synchronize
+from agentrt.engine.device import Placement, model_device, synchronize
 from agentrt.errors import ConfigError
 from agentrt.pixels import FIT_MODES, fit
 from agentrt.scheduler import ChunkSchedule
@@ -116,6 +116,7 @@ class ActInfo:
 class NanoPolicy:
     """Loads the weights once; ``act`` is one inference. ``reset()`` between episodes.
 
+    Weights it loads go to ``config.device`` in ``config.dtype``; a ``model`` given in memory runs where it is.
     ``robot``: the robot the weights were trained on, read from their metadata when the policy loads them
     (``robot`` names it for a ``model`` given in memory). ``check_instruction`` says which words of an
     instruction the model does not know and whether it still names an object the model knows.
@@ -125,15 +126,16 @@ class NanoPolicy:
                  robot: str = LEGACY_ROBOT) -> None:
         self.config = cfg = config or PolicyConfig()
         torch.set_num_threads(cfg.threads)
-        placement = cfg.placement
         if model is None:
+            placement = cfg.placement
             path = cfg.weights or default_weights(cfg.decoding)
             model, extra = load_model(path, placement.device)
+            model = model.to(placement.dtype)
             robot = trained_robot(extra, path)
+        # a model given in memory (one being trained) is used where it is: the policy follows its model
+        self.device, self.dtype = model_device(model), next(model.parameters()).dtype
         self.robot = robot
-        # a model given in memory moves too: the config says where the policy runs
-        self.model = model.to(placement.device, placement.dtype).eval()
-        self.device, self.dtype = placement.device, placement.dtype
+        self.model = model.eval()
         self.text = TextTokenizer(model.config)
         self.actions = ActionTokenizer(model.config)
         self.runner = NativeRunner(model.decoder)  # after the move: the runner reads its device from the model

@@ -23,6 +23,18 @@ def test_policy_config_places_the_model_and_its_inputs() -> None:
     assert x.dtype == torch.bfloat16 and x.device == policy.device and x.shape == (1, 3, 64, 64)
 
 
+def test_a_model_given_in_memory_runs_where_it_is() -> None:
+    """The training loop's model (quick_eval): the policy follows it, never moves it under the optimiser."""
+    from policies.vla.model import load_model
+    from policies.vla.policy import NanoPolicy, PolicyConfig, default_weights
+
+    model, _ = load_model(default_weights("ar"))
+    policy = NanoPolicy(PolicyConfig(decoding="ar", dtype="bfloat16"), model=model)
+    assert policy.dtype == torch.float32 and {p.dtype for p in model.parameters()} == {torch.float32}
+    chunk, _ = policy.act(np.zeros((64, 64, 3), np.uint8), np.zeros(4, np.float32), "tap the red cube")
+    assert np.isfinite(chunk).all()
+
+
 @no_gpu
 def test_a_gpu_asked_for_without_one_is_one_line() -> None:
     from policies.vla.policy import PolicyConfig
