@@ -17,6 +17,7 @@ medians are reported (the machine is shared and noisy).
 
     agentrt bench engine --quick
     agentrt bench engine --json engine.json
+    agentrt bench engine --quick --device cuda --dtype bfloat16   # models, prompts and video made on the GPU
 """
 
 from __future__ import annotations

@@ -3,10 +3,13 @@ same code runs on a GPU: `agentrt bench device --device cuda`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from agentrt.engine.device import resolve_dtype
 from agentrt.errors import ConfigError
 from agentrt.testing import MockNode
 
@@ -93,3 +96,19 @@ def test_nano_qa_in_bfloat16_ingests_and_answers() -> None:
         qa.ingest(synthetic_image(i, 96, 96, 3), i * 500_000_000)
     answer = "".join(qa.answer("what colour is the cube?", max_new_tokens=4))
     assert answer and "no frames" not in answer
+
+
+def test_hugging_face_vlm_in_bfloat16_ingests_and_answers(tmp_path: Path) -> None:
+    from agentrt.bench.qa import _frame, build_bench_checkpoint
+    from policies.qa.node import load_qa_model
+
+    folder = build_bench_checkpoint(tmp_path / "tiny", "tiny")
+    held = {}
+    for dtype in ("float32", "bfloat16"):
+        qa = load_qa_model(f"hf:{folder}", "cpu", dtype)
+        assert next(qa.model.parameters()).dtype == resolve_dtype(dtype)  # type: ignore[attr-defined]
+        for i in range(3):
+            qa.ingest(_frame(i), i * 1_000_000_000)
+        assert "".join(qa.answer("what is the robot holding?", max_new_tokens=3))
+        held[dtype] = qa.memory()["bytes"]
+    assert held["bfloat16"] * 2 == held["float32"]  # the window's keys and values take half the bytes
