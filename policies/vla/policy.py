@@ -132,8 +132,6 @@ class NanoPolicy:
             model, extra = load_model(path, placement.device)
             model = model.to(placement.dtype)
             robot = trained_robot(extra, path)
-        # a model given in memory (one being trained) is used where it is: the policy follows its model
-        self.device, self.dtype = model_device(model), next(model.parameters()).dtype
         self.robot = robot
         self.model = model.eval()
         self.text = TextTokenizer(model.config)
@@ -145,6 +143,16 @@ class NanoPolicy:
             self.jacobi = JacobiConfig(max_iterations=cfg.max_iterations, tolerance_bins=cfg.tolerance_bins)
         self._previous: list[int] | None = None
         self._text_cache: tuple[str, torch.Tensor] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device, wherever it was moved after construction: the policy follows its model (a
+        model given in memory, one being trained, is never moved by the policy)."""
+        return model_device(self.model)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
 
     @property
     def object_words(self) -> frozenset[str]:
@@ -179,19 +187,20 @@ class NanoPolicy:
         """image (H, W, 3) RGB uint8 of any size (see ``prepare``), state (4,) -> chunk (K, D) float32 and timings."""
         info = ActInfo()
         c = self.model.config
+        device = self.device
         # on a GPU kernels run queued: wait for them before each clock read, or the times belong to the wrong part
-        synchronize(self.device)
+        synchronize(device)
         t0 = time.perf_counter()
         x = self.prepare(image)
         percept = self.model.perceive(x, self.vit)
-        synchronize(self.device)
+        synchronize(device)
         t1 = time.perf_counter()
-        if self._text_cache is None or self._text_cache[0] != instruction:
-            self._text_cache = (instruction, torch.tensor([self.text.encode(instruction)], device=self.device))
-        state_t = torch.as_tensor(np.asarray(state, dtype=np.float32), device=self.device)[None].to(self.dtype)
+        if self._text_cache is None or self._text_cache[0] != instruction or self._text_cache[1].device != device:
+            self._text_cache = (instruction, torch.tensor([self.text.encode(instruction)], device=device))
+        state_t = torch.as_tensor(np.asarray(state, dtype=np.float32), device=device)[None].to(self.dtype)
         prompt, _ = self.model.prompt(percept, state_t, self._text_cache[1])
         cache, last = prefill(self.runner, prompt)
-        synchronize(self.device)
+        synchronize(device)
         t2 = time.perf_counter()
         n = c.chunk_tokens
         if self.config.decoding == "ar":
@@ -199,7 +208,7 @@ class NanoPolicy:
         else:
             init = self._shifted_guess()[1:] if self._previous is not None else None
             result = jacobi_decode(self.runner, None, n, self.jacobi, action_ids=c.action_ids, init=init, cache=cache, last_logits=last)
-        synchronize(self.device)
+        synchronize(device)
         t3 = time.perf_counter()
         self._previous = result.tokens
         info.vit_ms, info.prefill_ms, info.decode_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
