@@ -76,6 +76,18 @@ def test_policy_node_takes_device_and_dtype_params() -> None:
         assert next(harness.node.policy.model.parameters()).dtype == torch.bfloat16
 
 
+@no_gpu
+@pytest.mark.parametrize("node", ["policies.vla.node:NanoVLANode", "policies.qa.node:VideoQANode"])
+def test_a_node_asked_for_a_gpu_without_one_fails_its_start_in_one_line(node: str) -> None:
+    """The launch file is checked where it is launched, the device where the node runs (its setup)."""
+    from agentrt.launch import resolve_class
+
+    with pytest.raises(ConfigError, match="no CUDA device here; use --device cpu") as caught:
+        with MockNode(resolve_class(node), params={"device": "cuda"}) as harness:
+            harness.run(inputs=[])
+    assert "\n" not in str(caught.value)
+
+
 def test_qa_node_defaults_to_auto_which_is_the_cpu_here() -> None:
     from policies.qa.node import VideoQANode, VideoQANodeConfig
 
