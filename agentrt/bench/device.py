@@ -11,8 +11,8 @@ figures. The JSON holds that table (``summary``), every bench's full result
 under its name (``vla``, ``engine``, ``qa``), the seconds each took
 (``wall_s``) and, as every bench JSON does, the device, dtype and accelerator.
 
-Sized for a GPU machine: the full check finishes well within 8 minutes on one
-GPU. On a 2-core CPU the full `bench qa` alone takes about 10 minutes (its
+Sized for a GPU machine: the full check is meant to finish within 8 minutes on
+one GPU (estimated at about 3 from the H200 figures in docs/engine.md). On a 2-core CPU the full `bench qa` alone takes about 10 minutes (its
 135M-parameter model ingests 900 frames), so there use ``--quick``. It needs
 torch, numpy, safetensors and transformers, not pyzmq, PyAV or PyBullet:
 without PyBullet, `bench vla` replays its recorded observations.
