@@ -32,11 +32,13 @@ bench: setup
 
 # The device check (docs/engine.md): bench vla, engine and qa on one device, one table and a JSON.
 # make bench-device DEVICE=cuda [DTYPE=bfloat16] [QUICK=--quick]
+# On an offline GPU machine with torch and transformers but no venv: make bench-device AGENTRT="python3 -m agentrt.cli"
 DEVICE ?= cuda
 DTYPE ?= float32
 QUICK ?=
-bench-device: setup
-	$(VENV)/bin/agentrt bench device --device $(DEVICE) --dtype $(DTYPE) $(QUICK) --json runs/bench-device-$(DEVICE)-$(DTYPE).json
+AGENTRT ?= $(VENV)/bin/agentrt
+bench-device: $(if $(filter $(VENV)/bin/agentrt,$(AGENTRT)),setup)
+	$(AGENTRT) bench device --device $(DEVICE) --dtype $(DTYPE) $(QUICK) --json runs/bench-device-$(DEVICE)-$(DTYPE).json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

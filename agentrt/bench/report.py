@@ -60,16 +60,28 @@ def write_json(path: str | os.PathLike[str], benchmark: str, result: dict[str, A
 
 
 def print_rows(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print a table with rich (falls back to plain text when stdout is not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """Print a table with rich (plain text when stdout is not a terminal), or as plain columns where rich is
+    not installed (a GPU machine with only torch and transformers)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        _print_plain(title, columns, rows)
+        return
     table = Table(title=title)
     for column in columns:
         table.add_column(column, justify="right" if column != columns[0] else "left")
     for row in rows:
         table.add_row(*[_fmt(cell) for cell in row])
     Console(width=max(100, len(columns) * 14)).print(table)
+
+
+def _print_plain(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [list(columns), *[[_fmt(cell) for cell in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    print(title)
+    for row in cells:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
 
 
 def _fmt(cell: Any) -> str:
