@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from agentrt.bench.report import percentile, print_rows
 from agentrt.bench.synthetic import timed
 from agentrt.engine import Decoder, DecoderConfig, NativeRunner, greedy_decode, jacobi_decode, prefill
+from agentrt.engine.device import Placement
 
 __all__ = ["run", "print_table", "decode_compare", "BLOCK_TOKENS"]
 
@@ -25,16 +26,17 @@ ACTION_DIMS = 7
 
 def _repetitive_batch(batch: int, length: int, vocab: int, g: torch.Generator) -> torch.Tensor:
     """Sequences of one 7-token action repeated (a robot holding a steady motion)."""
-    action = torch.randint(0, vocab, (batch, ACTION_DIMS), generator=g)
+    action = torch.randint(0, vocab, (batch, ACTION_DIMS), generator=g, device=g.device)  # on the generator's device
     return action.repeat(1, length // ACTION_DIMS + 1)[:, :length]
 
 
-def _train_decoder(steps: int, vocab: int) -> tuple[Decoder, float, float]:
-    """A few seconds of next-token training; returns the model, seconds, held-out accuracy."""
+def _train_decoder(steps: int, vocab: int, device: torch.device) -> tuple[Decoder, float, float]:
+    """A few seconds of next-token training on ``device`` in float32; returns the model, seconds, held-out
+    accuracy."""
     torch.manual_seed(0)
-    model = Decoder(DecoderConfig(vocab_size=vocab, width=96, depth=2, heads=4))
+    model = Decoder(DecoderConfig(vocab_size=vocab, width=96, depth=2, heads=4)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(device=device).manual_seed(0)
     start = time.perf_counter()
     model.train()
     for _ in range(steps):
@@ -47,7 +49,7 @@ def _train_decoder(steps: int, vocab: int) -> tuple[Decoder, float, float]:
     seconds = time.perf_counter() - start
     model.eval()
     with torch.no_grad():
-        held = _repetitive_batch(64, 50, vocab, torch.Generator().manual_seed(1))
+        held = _repetitive_batch(64, 50, vocab, torch.Generator(device=device).manual_seed(1))
         predicted = model(held[:, :-1]).argmax(-1)[:, ACTION_DIMS:]
         accuracy = float((predicted == held[:, 1 + ACTION_DIMS :]).float().mean())
     return model, seconds, accuracy
@@ -95,11 +97,14 @@ def decode_compare(model: Decoder, prompts: torch.Tensor, repeats: int) -> dict:
     }
 
 
-def run(quick: bool) -> dict:
+def run(quick: bool, device: str = "cpu", dtype: str = "float32") -> dict:
+    """Trained in float32 on ``device``, then both models compared in ``dtype`` there."""
     vocab = 64
-    model, train_s, accuracy = _train_decoder(150 if quick else 400, vocab)
+    where = Placement.parse(device, dtype)
+    model, train_s, accuracy = _train_decoder(150 if quick else 400, vocab, where.device)
+    model = model.to(where.dtype)
     prompts = _repetitive_batch(
-        4 if quick else 12, 14, vocab, torch.Generator().manual_seed(2)
+        4 if quick else 12, 14, vocab, torch.Generator(device=where.device).manual_seed(2)
     )  # two actions
     trained = decode_compare(model, prompts, 2 if quick else 3)
     trained.update(
@@ -115,8 +120,10 @@ def run(quick: bool) -> dict:
         for p in random_model.parameters():
             if p.dim() >= 2:
                 p.normal_(std=0.4)  # the default init repeats one token; larger weights make a varied output
+    random_model = random_model.to(where.device, where.dtype)  # drawn on the CPU: the same weights everywhere
     random_prompts = torch.randint(
-        0, vocab, (4 if quick else 12, 14), generator=torch.Generator().manual_seed(3)
+        0, vocab, (4 if quick else 12, 14), generator=torch.Generator(device=where.device).manual_seed(3),
+        device=where.device,
     )
     trained["random_weights"] = decode_compare(random_model, random_prompts, 1 if quick else 2)
     return trained

@@ -2,6 +2,7 @@
 
     agentrt bench qa --quick                      # a tiny random SmolVLM, within 60 s (1 torch thread)
     agentrt bench qa --json runs/bench-qa.json    # a SmolLM2-135M-shaped random SmolVLM (see below)
+    agentrt bench qa --device cuda --dtype bfloat16   # on a GPU (``gpu_mb``: the most it held)
     AGENTRT_BENCH_QA_MODEL=hf:models/SmolVLM2-256M agentrt bench qa   # any model spec
 
 A synthetic moving scene goes into the model at ``stream_hz`` frames per
@@ -61,8 +62,9 @@ SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any], int]] = {
 }
 
 
-def run(quick: bool) -> dict[str, Any]:
-    """The benchmark's figures; ``quick`` finishes within about 60 s on 2 cores."""
+def run(quick: bool, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
+    """The benchmark's figures, the model on ``device`` in ``dtype``; ``quick`` finishes within about 60 s on 2
+    cores."""
     spec = os.environ.get("AGENTRT_BENCH_QA_MODEL", "")
     if quick and "OMP_NUM_THREADS" not in os.environ:  # neither --threads nor the environment chose
         import torch
@@ -81,7 +83,7 @@ def run(quick: bool) -> dict[str, Any]:
         # one frame every 2 s of stream in the full run: the window (about 70 frames) is full long before
         # 5 minutes either way, and 900 frames of the 135M-shaped model fit a shared 2-core machine
         return measure(spec, model_label=model_label, stream_hz=1.0 if quick else 0.5,
-                       no_cache_frames=20 if quick else 30)
+                       no_cache_frames=20 if quick else 30, device=device, dtype=dtype)
 
 
 def _rss_mb() -> float:
@@ -115,15 +117,18 @@ def _ask(model: Any, question: str, max_new_tokens: int) -> tuple[float, int, fl
 
 
 def measure(spec: str, *, model_label: str, stream_hz: float, no_cache_frames: int,
-            max_new_tokens: int = 16) -> dict[str, Any]:
+            max_new_tokens: int = 16, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
+    from agentrt.engine.device import resolve_device, synchronize
     from policies.qa.node import load_qa_model
 
-    model = load_qa_model(spec)
+    model = load_qa_model(spec, device, dtype)
+    on = resolve_device(device)
     result: dict[str, Any] = {"model": model_label, "model_spec": spec, "stream_hz": stream_hz,
                               "frame": "320x240 synthetic, moving", "max_new_tokens": max_new_tokens}
     ttft: dict[str, float] = {}
     ttft_cpu: dict[str, float] = {}  # CPU time of the process to the first token: what a quiet machine would see
     rss: dict[str, float] = {}
+    gpu: dict[str, float] = {}  # the most GPU memory torch held so far (a GPU run only)
     held: dict[str, float] = {}
     tokens: dict[str, int] = {}
     rates: list[float] = []
@@ -135,6 +140,7 @@ def measure(spec: str, *, model_label: str, stream_hz: float, no_cache_frames: i
         while frames < target:
             model.ingest(_frame(frames), int(frames * 1e9 / stream_hz))
             frames += 1
+        synchronize(on)  # the frames' kernels finished, not only queued
         ingest_s += time.perf_counter() - t0
         _ask(model, QUESTIONS[0], 2)  # warm the question path once (first-call allocations)
         asked = [_ask(model, q, max_new_tokens) for q in QUESTIONS]
@@ -145,16 +151,20 @@ def measure(spec: str, *, model_label: str, stream_hz: float, no_cache_frames: i
         ttft_cpu[key] = statistics.median(a[3] for a in asked)
         rates += [(n - 1) / s for _, n, s, _ in asked if n > 1 and s > 0]
         rss[key] = _rss_mb()
+        if on.type == "cuda":
+            import torch
+
+            gpu[key] = torch.cuda.max_memory_allocated(on) / 2**20
         memory = model.memory()
         held[key] = memory["bytes"] / 2**20
         tokens[key] = memory["tokens"]
     result.update(ttft_ms=ttft, ttft_cpu_ms=ttft_cpu, tokens_per_s=statistics.median(rates) if rates else float("nan"), rss_mb=rss,
                   ingest_fps=frames / ingest_s, frames=frames, held_mb=held, window_tokens=tokens,
-                  rss_growth_1_to_30min=rss["30min"] / rss["1min"] - 1.0)
+                  rss_growth_1_to_30min=rss["30min"] / rss["1min"] - 1.0, **({"gpu_mb": gpu} if gpu else {}))
     stats = getattr(model, "stats", None)
     if callable(stats):
         result["vision_cache"] = stats()
-    result.update(_no_cache_fps(spec, no_cache_frames, stream_hz))
+    result.update(_no_cache_fps(spec, no_cache_frames, stream_hz, device, dtype))
     result["load_avg_1min_at_end"] = os.getloadavg()[0]  # other work on the machine skews every timing
     result["torch_threads"] = _torch_threads()
     return result
@@ -166,19 +176,22 @@ def _torch_threads() -> int:
     return int(torch.get_num_threads())
 
 
-def _no_cache_fps(spec: str, frames: int, stream_hz: float) -> dict[str, Any]:
+def _no_cache_fps(spec: str, frames: int, stream_hz: float, device: str, dtype: str) -> dict[str, Any]:
     """Ingest rate with and without the feature cache over the same fresh frames (HF models only)."""
     if not spec.startswith("hf:"):
         return {"ingest_fps_no_cache": float("nan"), "ingest_fps_same_frames": float("nan")}
+    from agentrt.engine.device import synchronize
     from policies.qa.hf.vlm import HFVideoQAConfig, load_hf_videoqa
 
     out: dict[str, Any] = {}
     for key, use_cache in (("ingest_fps_same_frames", True), ("ingest_fps_no_cache", False)):
-        model = load_hf_videoqa(spec[3:], config=HFVideoQAConfig(use_cache=use_cache))
+        model = load_hf_videoqa(spec[3:], device, dtype, config=HFVideoQAConfig(use_cache=use_cache))
         model.ingest(_frame(0), 0)  # warm-up
+        synchronize(model.device)
         t0 = time.perf_counter()
         for i in range(1, frames + 1):
             model.ingest(_frame(i), int(i * 1e9 / stream_hz))
+        synchronize(model.device)
         out[key] = frames / (time.perf_counter() - t0)
         del model
     return out

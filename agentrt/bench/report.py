@@ -8,9 +8,12 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentrt.figures import machine_info, percentile  # the core's: the telemetry report writes them too
+
+if TYPE_CHECKING:
+    from agentrt.engine.device import Placement
 
 __all__ = ["percentile", "machine_info", "write_json", "check_writable", "print_rows"]
 
@@ -40,26 +43,45 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | os.PathLike[str], benchmark: str, result: dict[str, Any], *, quick: bool) -> Path:
+def write_json(path: str | os.PathLike[str], benchmark: str, result: dict[str, Any], *, quick: bool,
+               placement: Placement | None = None) -> Path:
+    """The report: the benchmark's name, where it ran (``device``, ``dtype``, ``accelerator``: the GPU's or the
+    CPU's name, torch and CUDA versions, torch threads; a bench that runs no model ran on the CPU), the machine,
+    then the figures."""
+    from agentrt.engine.device import Placement
+
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    document = {"benchmark": benchmark, "quick": quick, "machine": machine_info(), **result}
+    where = (placement or Placement.parse("cpu")).record()
+    document = {"benchmark": benchmark, "quick": quick, **where, "machine": machine_info(), **result}
     text = json.dumps(_finite(json.loads(json.dumps(document, default=float))), indent=2, allow_nan=False)
     out.write_text(text + "\n")
     return out
 
 
 def print_rows(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print a table with rich (falls back to plain text when stdout is not a terminal)."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """Print a table with rich (plain text when stdout is not a terminal), or as plain columns where rich is
+    not installed (a GPU machine with only torch and transformers)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        _print_plain(title, columns, rows)
+        return
     table = Table(title=title)
     for column in columns:
         table.add_column(column, justify="right" if column != columns[0] else "left")
     for row in rows:
         table.add_row(*[_fmt(cell) for cell in row])
     Console(width=max(100, len(columns) * 14)).print(table)
+
+
+def _print_plain(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [list(columns), *[[_fmt(cell) for cell in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    print(title)
+    for row in cells:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
 
 
 def _fmt(cell: Any) -> str:

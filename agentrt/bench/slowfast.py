@@ -13,20 +13,22 @@ import torch
 from agentrt.bench.report import print_rows
 from agentrt.bench.synthetic import synthetic_video, timed
 from agentrt.engine import Decoder, DecoderConfig, SlowFastConfig, ViT, ViTConfig, build_slowfast
+from agentrt.engine.device import Placement
 
 __all__ = ["run", "print_table"]
 
 
-def run(quick: bool) -> dict:
+def run(quick: bool, device: str = "cpu", dtype: str = "float32") -> dict:
     frames_base, frames_slowfast = 16, 128
-    torch.manual_seed(0)
-    vit = ViT(ViTConfig.tiny()).eval()
-    lm = Decoder(DecoderConfig(vocab_size=512, width=256, depth=4, heads=4)).eval()
-    projector = torch.nn.Linear(vit.config.width, lm.config.width)
-    question = lm.embed(torch.randint(0, 512, (1, 16))).detach()
+    where = Placement.parse(device, dtype)
+    torch.manual_seed(0)  # the same weights on every device: made on the CPU, then moved
+    vit = ViT(ViTConfig.tiny()).to(where.device, where.dtype).eval()
+    lm = Decoder(DecoderConfig(vocab_size=512, width=256, depth=4, heads=4)).to(where.device, where.dtype).eval()
+    projector = torch.nn.Linear(vit.config.width, lm.config.width).to(where.device, where.dtype)
+    question = lm.embed(torch.randint(0, 512, (1, 16), device=where.device)).detach()
     grid = vit.config.grid
     with torch.inference_mode():
-        video = synthetic_video(frames_slowfast, vit.config.image_size)
+        video = synthetic_video(frames_slowfast, vit.config.image_size, device=where.device).to(where.dtype)
         features = torch.cat([vit(chunk) for chunk in video.split(32)])  # [128, 64, 128]
         features = projector(features)  # [128, 64, 256] the LM's width
         base_tokens = features[-frames_base:].reshape(-1, lm.config.width)  # the newest 16 frames, full

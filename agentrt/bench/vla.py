@@ -2,13 +2,19 @@
 
     agentrt bench vla --quick --threads 1
     agentrt bench vla --json runs/bench-vla.json
+    agentrt bench vla --quick --device cuda --dtype bfloat16
 
 Observations come from closed-loop lockstep episodes of the AR policy on
 held-out scenes of each task (image, state, instruction at every plan). They
 are then replayed, in episode order, through one policy per decoding mode,
 the modes taking turns on each observation, so load on a shared machine hits
 them alike. Each mode keeps its own previous chunk (Jacobi's initial guess),
-as it would in an episode.
+as it would in an episode. The episodes are played on the CPU, so every device
+replays the same observations; the replay runs on ``--device`` in ``--dtype``,
+the GPU synchronised around every timing. Without PyBullet (a GPU machine may
+lack it) the observations come from ``RECORDED``: the full run's episodes
+(220 plans), recorded by ``record_observations`` (``observations`` in the
+result says which; re-record after retraining the shipped weights).
 
 Figures per mode: ``decode_ms`` (median, the 32-token action block after the
 prefill), ``passes`` (mean model passes), ``speedup`` (AR's median decode_ms /
@@ -18,8 +24,10 @@ exact Jacobi), ``bins_from_ar`` (mean |bin difference| of the xyz tokens).
 
 from __future__ import annotations
 
+import logging
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +35,12 @@ import numpy as np
 from agentrt.bench.report import print_rows
 from sims.tasks import TASK_NAMES
 
-__all__ = ["run", "print_table", "MODES"]
+__all__ = ["run", "print_table", "MODES", "RECORDED", "record_observations", "load_observations"]
+
+log = logging.getLogger(__name__)
+
+RECORDED = Path(__file__).with_name("data") / "vla_observations.npz"  # the full run's episodes, recorded
+Observation = tuple[np.ndarray, np.ndarray, str]  # (image (H, W, 3) uint8, state (4,), instruction)
 
 
 @dataclass(frozen=True)
@@ -46,12 +59,12 @@ MODES = (
 )
 
 
-def run(quick: bool) -> dict[str, Any]:
-    return measure(episodes=1 if quick else 4, max_plans=12 if quick else 40)
+def run(quick: bool, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
+    return measure(episodes=1 if quick else 4, max_plans=12 if quick else 40, device=device, dtype=dtype)
 
 
-def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[np.ndarray, np.ndarray, str]]]:
-    """Per episode, the (image, state, instruction) of every plan of the AR policy in lockstep."""
+def _observations(task: str, episodes: int, max_plans: int) -> list[list[Observation]]:
+    """Per episode, the (image, state, instruction) of every plan of the AR policy in lockstep (on the CPU)."""
     from policies.vla.evaluate import HELD_OUT_SEED
     from policies.vla.policy import NanoPolicy, PolicyConfig, PolicySource
     from sims.camera import SceneCameraConfig
@@ -59,8 +72,8 @@ def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[n
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import run_episode
 
-    policy = NanoPolicy(PolicyConfig(decoding="jacobi"))  # exact: the AR policy's actions, found faster
-    seen: list[list[tuple[np.ndarray, np.ndarray, str]]] = []
+    policy = NanoPolicy(PolicyConfig(decoding="jacobi", device="cpu"))  # exact: the AR policy's actions, faster
+    seen: list[list[Observation]] = []
 
     class Recording(PolicySource):
         def _plan(self) -> tuple[np.ndarray, int] | None:
@@ -79,19 +92,65 @@ def _observations(task: str, episodes: int, max_plans: int) -> list[list[tuple[n
     return seen
 
 
-def measure(*, episodes: int, max_plans: int) -> dict[str, Any]:
+def record_observations(path: Path = RECORDED, *, episodes: int = 4, max_plans: int = 40) -> Path:
+    """Play the episodes in the simulator and save their observations (``RECORDED``: the full run's, which
+    hold the quick run's: its episodes are the first ones, cut shorter)."""
+    images, states, instructions, tasks, episode_ids = [], [], [], [], []
+    for task in TASK_NAMES:
+        for e, episode in enumerate(_observations(task, episodes, max_plans)):
+            for image, state, instruction in episode:
+                images.append(image)
+                states.append(state)
+                instructions.append(instruction)
+                tasks.append(task)
+                episode_ids.append(e)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, images=np.stack(images), states=np.stack(states).astype(np.float32),
+                        instructions=np.array(instructions), tasks=np.array(tasks), episodes=np.array(episode_ids))
+    return path
+
+
+def load_observations(path: Path, episodes: int, max_plans: int) -> dict[str, list[list[Observation]]]:
+    """Per task, per episode (at most ``episodes`` of ``max_plans`` plans), the recorded observations."""
+    out: dict[str, list[list[Observation]]] = {}
+    with np.load(path, allow_pickle=False) as f:  # strings are stored as unicode arrays: no pickle
+        rows = zip(f["images"], f["states"], f["instructions"], f["tasks"], f["episodes"], strict=True)
+        for image, state, instruction, task, episode in rows:
+            runs = out.setdefault(str(task), [])
+            if int(episode) >= episodes:
+                continue
+            while len(runs) <= int(episode):
+                runs.append([])
+            if len(runs[int(episode)]) < max_plans:
+                runs[int(episode)].append((image, state, str(instruction)))
+    return out
+
+
+def _all_observations(episodes: int, max_plans: int) -> tuple[dict[str, list[list[Observation]]], str]:
+    """Live from the simulator when PyBullet is here, else the recorded ones; and which it was."""
+    try:
+        import pybullet  # noqa: F401  (only asked whether it is here)
+    except ImportError:
+        log.warning("bench vla: no PyBullet here: replaying the recorded observations (%s)", RECORDED.name)
+        return load_observations(RECORDED, episodes, max_plans), f"recorded ({RECORDED.name})"
+    return {task: _observations(task, episodes, max_plans) for task in TASK_NAMES}, "simulator (lockstep, CPU)"
+
+
+def measure(*, episodes: int, max_plans: int, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
     from policies.vla.policy import NanoPolicy, PolicyConfig
 
+    observed, source = _all_observations(episodes, max_plans)
     policies = {m.name: NanoPolicy(PolicyConfig(decoding=m.decoding, max_iterations=m.max_iterations,
-                                                tolerance_bins=m.tolerance_bins)) for m in MODES}
+                                                tolerance_bins=m.tolerance_bins, device=device, dtype=dtype))
+                for m in MODES}
     c = policies["ar"].model.config
     decode: dict[str, list[float]] = {m.name: [] for m in MODES}
     passes: dict[str, list[int]] = {m.name: [] for m in MODES}
     same: dict[str, list[bool]] = {m.name: [] for m in MODES}
     bins: dict[str, list[float]] = {m.name: [] for m in MODES}
     chunks = 0
-    for task in TASK_NAMES:
-        for episode in _observations(task, episodes, max_plans):
+    for task in observed:
+        for episode in observed[task]:
             for policy in policies.values():
                 policy.reset()
             for image, state, instruction in episode:
@@ -116,8 +175,8 @@ def measure(*, episodes: int, max_plans: int) -> dict[str, Any]:
             "decode_ms": ms, "passes": statistics.fmean(passes[m.name]), "speedup": ar_ms / ms if ms > 0 else float("nan"),
             "same_as_ar": statistics.fmean(same[m.name]), "bins_from_ar": statistics.fmean(bins[m.name]),
         }
-    return {"chunks": chunks, "tasks": list(TASK_NAMES), "episodes_per_task": episodes, "chunk_tokens": c.chunk_tokens,
-            "modes": modes}
+    return {"chunks": chunks, "tasks": list(observed), "episodes_per_task": episodes, "chunk_tokens": c.chunk_tokens,
+            "observations": source, "modes": modes}
 
 
 def print_table(result: dict[str, Any]) -> None:

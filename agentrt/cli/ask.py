@@ -4,6 +4,7 @@
     agentrt ask "what changed?" --source clip.mp4 --model hf:models/SmolVLM2   # watch a file, then answer
     agentrt ask "what do you see?" camera --seconds 5                         # a running stream (`agentrt stream`)
     agentrt ask "what do you see?" --source synthetic:320x240@15 --seconds 3
+    agentrt ask "what changed?" --source clip.mp4 --device cuda --dtype bfloat16   # the model on a GPU
 
 Without --server the model is loaded here: it watches a live stream for
 ``--seconds`` at ``--ingest-hz``, or reads a recording to its end (every
@@ -22,6 +23,7 @@ import time
 import urllib.parse
 import urllib.request
 
+from agentrt.cli.common import add_device
 from agentrt.errors import ConfigError, ModelError, TransportError
 from agentrt.progress import ProgressLine, duration
 from policies.qa.videoqa import MODEL_SPECS
@@ -37,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", metavar="SOURCE", help="watch a source directly: a file, synthetic, camera:N, ...")
     parser.add_argument("--server", metavar="URL", help="ask a running `agentrt serve` (e.g. http://127.0.0.1:8765)")
     parser.add_argument("--model", default="nano", help=f"{MODEL_SPECS} (default: nano; not with --server)")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    add_device(parser)
     parser.add_argument("--seconds", type=float, default=3.0, help="watch a live stream this long first (default 3)")
     parser.add_argument("--frames", type=int, default=0, metavar="N", help="stop watching after N frames ingested")
     parser.add_argument("--ingest-hz", type=float, default=4.0,
@@ -103,8 +105,10 @@ def _ask_here(args: argparse.Namespace) -> int:
     overrides = _AS_FAST_AS_READ.get(parse_source(args.source)["type"]) if recording else None
     print(f"loading the model ({args.model})...", file=sys.stderr, flush=True)
     t_load = time.monotonic()
-    model = load_qa_model(args.model, args.device)
-    print(f"model loaded in {time.monotonic() - t_load:.1f} s", file=sys.stderr, flush=True)
+    model = load_qa_model(args.model, args.device, args.dtype)
+    where = getattr(model, "device", None)
+    print(f"model loaded in {time.monotonic() - t_load:.1f} s{f' on {where}, {args.dtype}' if where else ''}",
+          file=sys.stderr, flush=True)
     with sigterm_as_interrupt():
         feed = open_feed(args.stream, source=args.source, overrides=overrides)
         ingested, seen, last_t = 0, 0, None

@@ -10,6 +10,12 @@ Every benchmark takes ``--quick`` (a reduced run, within 60 s on 2 cores) and
     agentrt bench qa --quick --json qa.json
     agentrt bench vla --quick --threads 1          # the nano VLA's action decoding: ar, jacobi, consistency
     agentrt bench engine --quick --threads 1      # steadier ratios on a busy machine
+    agentrt bench vla --device cuda --dtype bfloat16 --json vla-gpu.json
+    agentrt bench device --device cuda --json device.json   # vla, engine and qa on one device: one table
+
+The benches that run a model (``ON_DEVICE``) take ``--device auto|cpu|cuda[:N]`` (default auto: a GPU when
+there is one) and ``--dtype float32|bfloat16``; every JSON records the device, the dtype and the
+accelerator's name (the CPU's for the benches that run no model).
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import os
 import sys
 
 from agentrt.bench.report import check_writable, write_json
+from agentrt.cli.common import add_device
 from agentrt.errors import ConfigError
 
-# benchmark name -> module with `run(quick: bool) -> dict` and `print_table(result: dict) -> None`
+# benchmark name -> module with `run(quick: bool) -> dict` and `print_table(result: dict) -> None`; those in
+# ON_DEVICE run a model and take `run(quick, device=..., dtype=...)`
 BENCHMARKS: dict[str, str] = {
     "transport": "agentrt.bench.transport",
     "engine": "agentrt.bench.engine",
@@ -31,7 +39,9 @@ BENCHMARKS: dict[str, str] = {
     "streams": "agentrt.bench.streams",
     "qa": "agentrt.bench.qa",
     "vla": "agentrt.bench.vla",
+    "device": "agentrt.bench.device",
 }
+ON_DEVICE = frozenset({"engine", "qa", "vla", "device"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the raw figures, machine and versions here")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="torch / OpenMP threads (default: the library's; 1 gives steadier ratios on a busy machine)")
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,10 +65,20 @@ def run(args: argparse.Namespace) -> int:
             sys.modules["torch"].set_num_threads(args.threads)
     if args.json:
         check_writable(args.json)  # fail now, not after the whole benchmark has run
+    from agentrt.engine.device import Placement
+
+    on_device = args.name in ON_DEVICE
+    if not on_device and (args.device not in ("auto", "cpu") or args.dtype != "float32"):
+        raise ConfigError(f"bench {args.name} runs no model, so --device and --dtype do not apply; they do to "
+                          f"{', '.join(sorted(ON_DEVICE))}")
+    placement = Placement.parse(args.device if on_device else "cpu", args.dtype)  # no GPU here: one line, now
     module = importlib.import_module(module_name)
-    result = module.run(quick=args.quick)
+    if on_device:
+        result = module.run(quick=args.quick, device=str(placement.device), dtype=args.dtype)
+    else:
+        result = module.run(quick=args.quick)
     module.print_table(result)
     if args.json:
-        path = write_json(args.json, args.name, result, quick=args.quick)
+        path = write_json(args.json, args.name, result, quick=args.quick, placement=placement)
         print(f"wrote {path}")
     return 0

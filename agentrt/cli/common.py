@@ -3,13 +3,14 @@
     add_no_status(parser)     --no-status (also --quiet): no live status line
     add_seed(parser, ...)     --seed N, an integer >= 0
     add_batch_size(parser)    --batch-size N (also --batch)
+    add_device(parser)        --device auto|cpu|cuda[:N], --dtype float32|bfloat16 (agentrt.engine.device parses them)
 """
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_no_status", "add_seed", "add_batch_size", "non_negative_int"]
+__all__ = ["add_no_status", "add_seed", "add_batch_size", "add_device", "non_negative_int"]
 
 
 def add_no_status(parser: argparse.ArgumentParser) -> None:
@@ -35,3 +36,14 @@ def add_seed(parser: argparse.ArgumentParser, default: int | None, help_text: st
 def add_batch_size(parser: argparse.ArgumentParser, default: int, help_text: str) -> None:
     parser.add_argument("--batch-size", type=int, default=default, metavar="N", help=help_text)
     parser.add_argument("--batch", dest="batch_size", type=int, help=argparse.SUPPRESS)  # older spelling
+
+
+def add_device(parser: argparse.ArgumentParser, default: str = "auto", *, dtype: bool = True) -> None:
+    """--device and --dtype, kept as text: ``agentrt.engine.device`` resolves them when the command runs, so a
+    missing GPU is one line from the command, and `agentrt --help` does not import torch."""
+    parser.add_argument("--device", default=default, metavar="DEVICE",
+                        help=f"where the model runs: auto (a GPU when there is one), cpu, cuda or cuda:N "
+                             f"(default {default})")
+    if dtype:
+        parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                            help="the model's weights and activations (default float32; bfloat16 is for GPUs)")

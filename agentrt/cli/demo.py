@@ -11,6 +11,7 @@ capture-to-chunk latency) and leaves an MP4 per episode, the telemetry report
 
     agentrt demo                                   # reach, push, pick_place: 3 held-out scenes each, runs/agent-demo/
     agentrt demo --task push --episodes 5
+    agentrt demo --device cpu                      # the policy on the CPU even where there is a GPU (default auto)
     agentrt demo --transport                       # the wire alone: camera -> policy stand-in -> robot stand-in
 
 `--transport` runs ``launch/pipeline_demo.yaml`` under the supervisor (as `agentrt run` does) with
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentrt.cli.common import add_seed
+from agentrt.cli.common import add_device, add_seed
 from agentrt.errors import ConfigError
 from agentrt.resources import launch_dir
 from sims.tasks import TASK_NAMES
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", action="store_true", help="run the transport demo instead (no model, no simulator)")
     parser.add_argument("--duration", type=float, default=5.0, help="--transport: seconds to run (default 5)")
     parser.add_argument("--fps", type=float, default=30.0, help="--transport: camera rate (default 30)")
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,14 +62,18 @@ def run(args: argparse.Namespace) -> int:
         return run_transport_demo(duration_s=args.duration, fps=args.fps, out=Path(args.out or "runs/demo"))
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    from agentrt.engine.device import Placement
+
+    placement = Placement.parse(args.device, args.dtype)  # a GPU asked for and not here: one line, before any node
     out = Path(args.out or "runs/agent-demo")
     tasks = TASK_NAMES if args.task == "all" else (args.task,)
     summaries = []
     for task in tasks:
         print(f"demo: the nano VLA drives the PyBullet '{task}' task, {args.episodes} held-out scenes "
-              f"(seeds {args.seed}..), {args.clock}, {args.decoding} decoding", flush=True)
+              f"(seeds {args.seed}..), {args.clock}, {args.decoding} decoding on {placement.device}", flush=True)
         cfg = AgentDemoConfig(task=task, episodes=args.episodes, seed=args.seed, clock=args.clock,
                               decoding=args.decoding, out_dir=str(out / task if len(tasks) > 1 else out),
+                              device=args.device, dtype=args.dtype,
                               timeout_s=60.0 + 15.0 * args.episodes * (2 if task == "pick_place" else 1))
         summary = run_agent_demo(cfg, output=_quiet_output)
         _print_summary(summary)
@@ -116,6 +122,8 @@ class AgentDemoConfig:
     clock: str = "realtime"
     decoding: str = "consistency"
     timeout_s: float = 120.0
+    device: str = "auto"  # the policy node's (agentrt.engine.device)
+    dtype: str = "float32"
     out_dir: str = "runs/agent-demo"
 
     def __post_init__(self) -> None:
@@ -140,6 +148,7 @@ def run_agent_demo(cfg: AgentDemoConfig, output: Callable[[str], None] | None = 
     overrides = [
         f"sim.task={cfg.task}", f"sim.episodes={cfg.episodes}", f"sim.seed={cfg.seed}",
         f"sim.clock={cfg.clock}", f"policy.decoding={cfg.decoding}",  # the policy takes the sim's clock
+        f"policy.device='{cfg.device}'", f"policy.dtype={cfg.dtype}",
         f"sim.video_path={video}", f"sim.results_path={results}",
     ]
     spec = load_launch(launch_dir() / "sim.yaml", overrides)  # launch/ in a checkout, the package's when installed
@@ -149,7 +158,7 @@ def run_agent_demo(cfg: AgentDemoConfig, output: Callable[[str], None] | None = 
     episodes = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     lat = json.loads(report_json.read_text()).get("latency_ms", {})
     summary: dict[str, Any] = {
-        "task": cfg.task, "decoding": cfg.decoding, "clock": cfg.clock,
+        "task": cfg.task, "decoding": cfg.decoding, "clock": cfg.clock, "device": cfg.device, "dtype": cfg.dtype,
         "episodes": len(episodes), "successes": sum(bool(e["success"]) for e in episodes),
         "success_rate": sum(bool(e["success"]) for e in episodes) / len(episodes) if episodes else 0.0,
         "control_hz": statistics.median(e["steps"] / e["time_s"] for e in episodes) if episodes else 0.0,

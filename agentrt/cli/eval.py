@@ -4,6 +4,7 @@
     agentrt eval --tasks reach --decodings ar consistency --clocks lockstep --episodes 20 --json runs/eval.json
     agentrt eval --tasks reach --episodes 10 --seed 200000 --reworded       # unseen seeds and unseen wording
     agentrt eval --tasks reach --weights policies/weights/nano_vla.safetensors --cd-weights runs/cd.safetensors
+    agentrt eval --tasks reach --clocks lockstep --device cuda --dtype bfloat16   # the policy on a GPU
     agentrt eval qa --questions 500 --reworded --json runs/eval_qa.json       # the nano video-QA model
     agentrt eval qa --model nano:runs/qa/train/nano_qa.safetensors --questions 200
     agentrt eval qa --questions 100 --sim-episodes 20 --tasks pick_place       # questions about running episodes
@@ -41,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentrt.cli.common import add_seed
+from agentrt.cli.common import add_device, add_seed
 from policies.qa.videoqa import MODEL_SPECS
 from sims.tasks import TASK_NAMES
 
@@ -76,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "of --tasks (default 5; 0: off)")
     parser.add_argument("--camera-size", type=int, default=64,
                         help="qa: the sim episodes' scene camera in pixels, square (default 64, as the sim node)")
+    add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed = 100_000
     import torch
 
+    from agentrt.engine.device import Placement
     from agentrt.errors import ConfigError
     from agentrt.progress import ProgressLine, duration
     from policies.vla.evaluate import evaluate_policy
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--decodings: expected some of {', '.join(DECODINGS)}, got {d!r}")
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {args.episodes}")
+    placement = Placement.parse(args.device, args.dtype)
     rows: list[dict[str, Any]] = []
     plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
     total = len(args.decodings) * len(args.tasks) * len(plans) * args.episodes
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     policies = {  # every model loads before the table starts: a bad --weights is one line, not half a table
         decoding: NanoPolicy(PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
                                           decoding=decoding, max_iterations=args.max_iterations,
-                                          tolerance_bins=args.tolerance))
+                                          tolerance_bins=args.tolerance, device=args.device, dtype=args.dtype))
         for decoding in args.decodings
     }
     print(_line(COLUMNS), flush=True)
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         doc = {"rows": rows, "machine": {"platform": platform.platform(), "processor": platform.processor(),
                                          "threads": torch.get_num_threads()},
-               "versions": {"python": sys.version.split()[0], "torch": torch.__version__},
+               "versions": {"python": sys.version.split()[0], "torch": torch.__version__}, **placement.record(),
                "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
         out.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {out}")
@@ -145,6 +149,7 @@ def _line(cells: tuple[str, ...]) -> str:
 def run_qa(args: argparse.Namespace) -> int:
     """`agentrt eval qa`: the table per question kind, overall, and --json (the module docstring says what)."""
     from agentrt.bench.report import check_writable, print_rows, write_json
+    from agentrt.engine.device import Placement
     from agentrt.progress import ProgressLine
     from policies.qa import evaluate as qa_eval  # by module: a test stands in for its evaluate_qa_sim
     from policies.qa.data import HELD_OUT_SEED
@@ -154,7 +159,7 @@ def run_qa(args: argparse.Namespace) -> int:
         check_writable(args.json)
     seed = HELD_OUT_SEED if args.seed is None else args.seed
     spec = args.model if args.model != "nano" or not args.weights else f"nano:{args.weights}"
-    model = load_videoqa(spec)
+    model = load_videoqa(spec, args.device, args.dtype)
     size = int(getattr(getattr(model, "config", None), "image_size", 96))
     print(f"eval qa: model {spec}, {args.questions} questions on unseen scenes from seed {seed}"
           + (" (+ reworded)" if args.reworded else ""), flush=True)
@@ -193,6 +198,6 @@ def run_qa(args: argparse.Namespace) -> int:
                "per_kind": main["per_kind"], "answer_ms_p50": main["answer_ms_p50"],
                "unknown_word_share": main["unknown_word_share"], **timing,
                "splits": [r.as_dict() for r in results], "sim_tasks": sim_tasks}
-        out = write_json(args.json, "eval qa", doc, quick=False)
+        out = write_json(args.json, "eval qa", doc, quick=False, placement=Placement.parse(args.device, args.dtype))
         print(f"wrote {out}")
     return 0

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-from agentrt.curve import make_keys
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", help="where to write the keys")
@@ -21,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agentrt.curve import make_keys  # pyzmq: imported here, so `agentrt` starts on a machine without it
+
     path = make_keys(args.directory, overwrite=args.force)
     print(f"wrote CURVE keys to {path}: server.key(_secret), client.key(_secret), authorized/client.key")
     return 0

@@ -5,6 +5,7 @@
     agentrt serve --source clip.mp4                         # a file (loops) instead of the synthetic stream
     agentrt serve --camera 0                                # a real camera
     agentrt serve --port 0 --duration 60                    # any free port (logged), stop after a minute
+    agentrt serve --device cuda --dtype bfloat16            # the model on a GPU (default auto: a GPU when there is one)
 
 Open the printed URL, type a question, press Ask: the answer streams in with
 its time to first token and total time. The nodes (camera, qa, web) run
@@ -20,6 +21,7 @@ import signal
 import sys
 from types import FrameType
 
+from agentrt.cli.common import add_device
 from agentrt.errors import ConfigError
 from agentrt.resources import launch_dir
 from policies.qa.videoqa import MODEL_SPECS
@@ -33,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="frames: synthetic[:WxH@FPS], a file, rtsp://..., camera:N (default: synthetic:320x240@15)")
     where.add_argument("--camera", metavar="N", help="a real camera (same as --source camera:N)")
     parser.add_argument("--model", default="nano", help=f"{MODEL_SPECS} (default: nano)")
-    parser.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
+    add_device(parser)
     parser.add_argument("--port", type=int, default=8765, help="web page port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--ingest-hz", type=float, default=4.0, help="frames per second into the model (0 = all it can)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens")
@@ -48,11 +50,13 @@ def _quoted(value: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agentrt.engine.device import Placement
     from agentrt.launch import load_launch
     from agentrt.supervisor import Supervisor
     from policies.qa.node import check_qa_model
 
     check_qa_model(args.model)  # one line now, not a node failing after start
+    Placement.parse(args.device, args.dtype)  # the same: a GPU asked for and not here
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port: expected 0..65535, got {args.port}")
     source = f"camera:{args.camera}" if args.camera is not None else args.source
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         f"camera.source={_quoted(source)}",
         f"qa.model={_quoted(args.model)}",
         f"qa.device={_quoted(args.device)}",
+        f"qa.dtype={_quoted(args.dtype)}",
         f"qa.ingest_hz={args.ingest_hz}",
         f"qa.max_new_tokens={args.max_new_tokens}",
         f"web.port={args.port}",

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from agentrt.cli.common import add_batch_size, add_seed
+from agentrt.cli.common import add_batch_size, add_device, add_seed
 
 if TYPE_CHECKING:
     from policies.vla.train import TrainConfig
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     add_seed(parser, 0, "seed of initialisation and batches (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
+    add_device(parser, dtype=False)  # training stays in float32
     parser.add_argument("--out", default="runs/train", help="checkpoint folder; an existing checkpoint there is resumed")
     parser.add_argument("--weights", default="",
                         help="where the final weights go (default OUT/nano_vla.safetensors; the shipped ones only when named)")
@@ -59,7 +60,7 @@ def config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(data_dir=args.data, out_dir=args.out, weights=args.weights, tasks=tuple(args.tasks),
                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        eval_every=args.eval_every, eval_episodes=args.eval_episodes, model=overrides(args),
-                       threads=args.threads)
+                       threads=args.threads, device=args.device)
 
 
 def run(args: argparse.Namespace) -> int:

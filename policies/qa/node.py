@@ -4,7 +4,7 @@
       qa:
         class: policies.qa.node:VideoQANode
         inputs: {frames: camera.frames, queries: web.queries}
-        params: {model: nano, max_new_tokens: 32}          # or model: hf:models/SmolVLM2-256M
+        params: {model: nano, max_new_tokens: 32, device: auto}   # or model: hf:models/SmolVLM2-256M
 
 Frames arrive latest-only, so a model slower than the camera never falls
 behind: it ingests the newest frame it can (at most ``ingest_hz`` per second
@@ -74,11 +74,12 @@ def check_qa_model(spec: str) -> None:
                              "local folder such as hf:models/SmolVLM2-256M-Video-Instruct")
 
 
-def load_qa_model(spec: str, device: str = "cpu") -> VideoQAModel:
-    """`load_videoqa` with one-line errors for what a user can hit: nano not installed or its weights missing."""
+def load_qa_model(spec: str, device: str = "auto", dtype: str = "float32") -> VideoQAModel:
+    """`load_videoqa` with one-line errors for what a user can hit: nano not installed or its weights missing,
+    a device that is not here."""
     check_qa_model(spec)
     try:
-        return load_videoqa(spec, device)
+        return load_videoqa(spec, device, dtype)
     except AgentRTError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError) as exc:  # a loader that did not say it in one line
@@ -127,7 +128,9 @@ def checked_answer(model: VideoQAModel, question: str, *, max_new_tokens: int = 
 @dataclass
 class VideoQANodeConfig:
     model: str = "nano"  # one of policies.qa.videoqa.MODEL_SPECS
-    device: str = "cpu"
+    # resolved in setup, on the node's own host (agentrt.engine.device): the launching host may have no GPU
+    device: str = "auto"  # auto (a GPU when there is one) | cpu | cuda | cuda:N
+    dtype: str = "float32"  # float32 | bfloat16
     max_new_tokens: int = 32
     ingest_hz: float = 0.0  # at most this many frames per second into the model; 0 = every frame it can take
     stream: str = ""  # only frames of this stream; "" = any
@@ -154,12 +157,13 @@ class VideoQANode(Node):
     Config = VideoQANodeConfig
 
     def setup(self) -> None:
-        self.model = load_qa_model(self.config.model, self.config.device)
+        self.model = load_qa_model(self.config.model, self.config.device, self.config.dtype)
         self.pending: deque[Query] = deque()
         self.last_ingest_ns = 0
         self.ingested = 0
         self.stats.counters.update(questions_unknown_words=0, questions_refused=0)
-        self.log.info("model %s ready", self.model.name)
+        where = getattr(self.model, "device", None)
+        self.log.info("model %s ready%s", self.model.name, f" on {where}, {self.config.dtype}" if where else "")
 
     def run(self) -> None:
         for event in self.events():

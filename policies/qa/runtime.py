@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from agentrt.engine import StreamingKVCache, ViTCacheConfig, ViTFeatureCache
+from agentrt.engine.device import Placement
 from agentrt.errors import ModelError
 from policies.qa.model import BOS, EOS, NanoQA, QATokenizer, load_model
 from policies.qa.videoqa import NANO_QA_WEIGHTS
@@ -28,15 +29,17 @@ from policies.vocabulary import WordCheck
 __all__ = ["NanoVideoQA", "load_nano_qa", "pixels"]
 
 
-def pixels(image: np.ndarray, size: int) -> torch.Tensor:
-    """An RGB frame (H, W, 3) uint8 of any size -> [1, 3, size, size] in [-1, 1]."""
+def pixels(image: np.ndarray, size: int, *, device: torch.device | None = None,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An RGB frame (H, W, 3) uint8 of any size -> [1, 3, size, size] in [-1, 1], made on ``device``: the
+    frame's bytes travel there, then it is resized and scaled in float32 and cast to ``dtype``."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ModelError(f"nano QA: expected an RGB frame (H, W, 3) uint8, got shape {image.shape}")
-    # astype copies: a frame off the wire is read-only, which torch.from_numpy warns about
-    x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
+    # a private copy: a frame off the wire is read-only, which torch.from_numpy warns about
+    x = torch.from_numpy(np.array(image, copy=True)).to(device).permute(2, 0, 1)[None].float()
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="area")  # averaging: small objects keep their colour
-    return x.div_(127.5).sub_(1.0)
+    return x.div_(127.5).sub_(1.0).to(dtype)
 
 
 class NanoVideoQA:
@@ -57,7 +60,8 @@ class NanoVideoQA:
         # r = 0.25, a reference every 2nd encoded frame: close to the plain forward on trained weights
         self.vit_cache = ViTFeatureCache(model.tower(), cache or ViTCacheConfig(interval=2, ratio=0.25))
         self.stream = StreamingKVCache(model.decoder, model.config.streaming_config())
-        self.device = next(model.parameters()).device
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype  # inputs are made where the model is
         self.reset()
 
     def reset(self) -> None:
@@ -72,7 +76,7 @@ class NanoVideoQA:
 
     @torch.no_grad()
     def ingest(self, image: np.ndarray, t_ns: int) -> None:
-        vit = self.vit_cache(pixels(image, self.config.image_size).to(self.device))
+        vit = self.vit_cache(pixels(image, self.config.image_size, device=self.device, dtype=self.dtype))
         self._newest = vit
         self.frames += 1
         interval_ns = self.config.frame_interval_ms * 1e6
@@ -115,14 +119,16 @@ class NanoVideoQA:
         c = self.config
         held = int(self.stream.cache.nbytes())
         if self.vit_cache.stats.references:  # the reference frame: K, V, A, M (+ unit keys, A+M) per layer
-            held += 6 * c.vit_depth * c.full_tokens * c.vit_width * 4
+            held += 6 * c.vit_depth * c.full_tokens * c.vit_width * self.dtype.itemsize
         if self._newest is not None:
             held += self._newest.numel() * self._newest.element_size()
         held += sum(h.numel() * h.element_size() for h in self._history)
         return {"frames": self.frames, "tokens": self.stream.length, "bytes": held}
 
 
-def load_nano_qa(path: str, device: str = "cpu") -> NanoVideoQA:
-    """The ``policies.qa.videoqa`` loader: ``path`` "" = the shipped weights."""
-    model, _ = load_model(path or NANO_QA_WEIGHTS, device)
-    return NanoVideoQA(model)
+def load_nano_qa(path: str, device: str = "auto", dtype: str = "float32") -> NanoVideoQA:
+    """The ``policies.qa.videoqa`` loader: ``path`` "" = the shipped weights; ``device`` and ``dtype`` as
+    ``agentrt.engine.device`` reads them."""
+    placement = Placement.parse(device, dtype)
+    model, _ = load_model(path or NANO_QA_WEIGHTS, placement.device)
+    return NanoVideoQA(model.to(placement.dtype))

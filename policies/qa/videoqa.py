@@ -54,7 +54,7 @@ class VideoQAModel(Protocol):
         """{"frames": seen, "tokens": held in the KV window, "bytes": held by caches}."""
 
 
-# prefix -> (module, loader function taking (path_or_empty, device)).
+# prefix -> (module, loader function taking (path_or_empty, device, dtype)).
 BACKENDS: dict[str, tuple[str, str]] = {
     "nano": ("policies.qa.runtime", "load_nano_qa"),
     "hf": ("policies.qa.hf.vlm", "load_hf_videoqa"),
@@ -74,14 +74,15 @@ def split_model_spec(spec: str) -> tuple[str, str]:
     return prefix, path
 
 
-def load_videoqa(spec: str, device: str = "cpu") -> VideoQAModel:
-    """``nano`` | ``nano:PATH`` | ``hf:PATH`` -> a loaded model."""
+def load_videoqa(spec: str, device: str = "auto", dtype: str = "float32") -> VideoQAModel:
+    """``nano`` | ``nano:PATH`` | ``hf:PATH`` -> a loaded model, on ``device`` (auto: a GPU when there is one)
+    in ``dtype`` (float32 | bfloat16)."""
     prefix, path = split_model_spec(spec)
     if prefix == "hf" and not path:
         raise ConfigError("hf:PATH needs the folder of a local Hugging Face checkpoint, e.g. hf:models/SmolVLM-256M")
     module_name, loader = BACKENDS[prefix]
     module = importlib.import_module(module_name)
-    model: VideoQAModel = getattr(module, loader)(path, device)
+    model: VideoQAModel = getattr(module, loader)(path, device, dtype)
     return model
 
 

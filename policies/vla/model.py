@@ -321,12 +321,14 @@ class NanoVLA(nn.Module):
         return logits[:, prompt.shape[1] - 1 :]
 
 
-def pixels(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W, 3) or (H, W, 3) -> float [B, 3, H, W] in [-1, 1]."""
-    x = torch.as_tensor(images)
+def pixels(images: np.ndarray | torch.Tensor, *, device: torch.device | None = None,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (B, H, W, 3) or (H, W, 3) -> [B, 3, H, W] in [-1, 1], made on ``device`` (the bytes travel, not
+    floats), scaled in float32, then cast to ``dtype``."""
+    x = torch.as_tensor(images, device=device)
     if x.dim() == 3:
         x = x[None]
-    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).to(dtype)
 
 
 def save_model(model: NanoVLA, path: str | Path, extra: dict[str, Any] | None = None, *, robot: str) -> None:

@@ -4,7 +4,7 @@
       policy:
         class: policies.vla.node:NanoVLANode
         inputs: {frames: sim.frames, state: sim.state}
-        params: {decoding: consistency}       # clock and control_hz: the sim's (wired to `state`)
+        params: {decoding: consistency, device: auto}   # clock and control_hz: the sim's (wired to `state`)
 
 When to plan and which steps to send is ``agentrt.scheduler`` (the same
 schedule as ``agentrt eval``'s in-process source):
@@ -78,6 +78,9 @@ class NanoVLANodeConfig:
     threads: int = 1  # the sim needs the other core
     unknown_object: str = "hold"  # an instruction naming no object the model knows: hold (send nothing) | act (guess)
     allow_other_robot: bool = False  # drive a robot the weights were not trained on (warns); false: fail
+    # resolved in setup, on the node's own host: the launching host may have no GPU where the node's has one
+    device: str = "auto"  # auto (a GPU when there is one) | cpu | cuda | cuda:N
+    dtype: str = "float32"  # float32 | bfloat16
 
     def __post_init__(self) -> None:
         if self.unknown_object not in ("hold", "act"):
@@ -99,7 +102,9 @@ class NanoVLANode(Node):
         from policies.vla.policy import NanoPolicy, PolicyConfig
 
         c = self.config
-        self.policy = NanoPolicy(PolicyConfig(weights=c.weights, decoding=c.decoding, vit_cache=c.vit_cache, threads=c.threads))
+        self.policy = NanoPolicy(PolicyConfig(weights=c.weights, decoding=c.decoding, vit_cache=c.vit_cache, threads=c.threads,
+                                              device=c.device, dtype=c.dtype))
+        self.log.info("nano VLA (%s decoding) on %s, %s", c.decoding, self.policy.device, c.dtype)
         size = self.policy.model.config.image_size
         self.policy.act(np.zeros((size, size, 3), np.uint8), np.zeros(4, np.float32), "warm up")  # first-call costs now
         self.policy.reset()

@@ -34,6 +34,7 @@ from agentrt.engine import (
     jacobi_decode,
     prefill,
 )
+from agentrt.engine.device import Placement, model_device, synchronize
 from agentrt.errors import ConfigError
 from agentrt.pixels import FIT_MODES, fit
 from agentrt.scheduler import ChunkSchedule
@@ -72,6 +73,8 @@ class PolicyConfig:
     threads: int = 1  # a 1 M-parameter model gains little from more, and a shared 2-core machine loses a lot
     guess_shift_steps: int = 4  # Jacobi's first guess: the previous chunk moved on by the steps run since (4 of 8)
     fit: str = "center-crop"  # a camera image not at the model's size: center-crop | resize (agentrt.pixels.fit)
+    device: str = "auto"  # auto (a GPU when there is one) | cpu | cuda | cuda:N (agentrt.engine.device)
+    dtype: str = "float32"  # float32 | bfloat16
 
     def __post_init__(self) -> None:
         if self.decoding not in DECODINGS:
@@ -83,6 +86,11 @@ class PolicyConfig:
                 f"PolicyConfig: expected max_iterations >= 1, tolerance_bins >= 0, threads >= 1, "
                 f"got {self.max_iterations}, {self.tolerance_bins}, {self.threads}"
             )
+        Placement.parse(self.device, self.dtype)  # a device or dtype it does not understand: one line, now
+
+    @property
+    def placement(self) -> Placement:
+        return Placement.parse(self.device, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ class ActInfo:
 class NanoPolicy:
     """Loads the weights once; ``act`` is one inference. ``reset()`` between episodes.
 
+    Weights it loads go to ``config.device`` in ``config.dtype``; a ``model`` given in memory runs where it is.
     ``robot``: the robot the weights were trained on, read from their metadata when the policy loads them
     (``robot`` names it for a ``model`` given in memory). ``check_instruction`` says which words of an
     instruction the model does not know and whether it still names an object the model knows.
@@ -118,20 +127,32 @@ class NanoPolicy:
         self.config = cfg = config or PolicyConfig()
         torch.set_num_threads(cfg.threads)
         if model is None:
+            placement = cfg.placement
             path = cfg.weights or default_weights(cfg.decoding)
-            model, extra = load_model(path)
+            model, extra = load_model(path, placement.device)
+            model = model.to(placement.dtype)
             robot = trained_robot(extra, path)
         self.robot = robot
         self.model = model.eval()
         self.text = TextTokenizer(model.config)
         self.actions = ActionTokenizer(model.config)
-        self.runner = NativeRunner(model.decoder)
+        self.runner = NativeRunner(model.decoder)  # after the move: the runner reads its device from the model
         self.vit: Any = ViTFeatureCache(model.vit, ViTCacheConfig()) if cfg.vit_cache else model.vit
         self.jacobi = JacobiConfig()
         if cfg.decoding == "consistency":
             self.jacobi = JacobiConfig(max_iterations=cfg.max_iterations, tolerance_bins=cfg.tolerance_bins)
         self._previous: list[int] | None = None
         self._text_cache: tuple[str, torch.Tensor] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device, wherever it was moved after construction: the policy follows its model (a
+        model given in memory, one being trained, is never moved by the policy)."""
+        return model_device(self.model)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
 
     @property
     def object_words(self) -> frozenset[str]:
@@ -159,22 +180,27 @@ class NanoPolicy:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ConfigError(f"NanoPolicy: expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape} "
                               "(convert a frame with agentrt.pixels.to_rgb)")
-        return pixels(fit(image, self.model.config.image_size, self.config.fit))
+        return pixels(fit(image, self.model.config.image_size, self.config.fit), device=self.device, dtype=self.dtype)
 
     @torch.inference_mode()
     def act(self, image: np.ndarray, state: np.ndarray, instruction: str) -> tuple[np.ndarray, ActInfo]:
         """image (H, W, 3) RGB uint8 of any size (see ``prepare``), state (4,) -> chunk (K, D) float32 and timings."""
         info = ActInfo()
         c = self.model.config
+        device = self.device
+        # on a GPU kernels run queued: wait for them before each clock read, or the times belong to the wrong part
+        synchronize(device)
         t0 = time.perf_counter()
         x = self.prepare(image)
         percept = self.model.perceive(x, self.vit)
+        synchronize(device)
         t1 = time.perf_counter()
-        if self._text_cache is None or self._text_cache[0] != instruction:
-            self._text_cache = (instruction, torch.tensor([self.text.encode(instruction)]))
-        state_t = torch.as_tensor(np.asarray(state, dtype=np.float32))[None]
+        if self._text_cache is None or self._text_cache[0] != instruction or self._text_cache[1].device != device:
+            self._text_cache = (instruction, torch.tensor([self.text.encode(instruction)], device=device))
+        state_t = torch.as_tensor(np.asarray(state, dtype=np.float32), device=device)[None].to(self.dtype)
         prompt, _ = self.model.prompt(percept, state_t, self._text_cache[1])
         cache, last = prefill(self.runner, prompt)
+        synchronize(device)
         t2 = time.perf_counter()
         n = c.chunk_tokens
         if self.config.decoding == "ar":
@@ -182,6 +208,7 @@ class NanoPolicy:
         else:
             init = self._shifted_guess()[1:] if self._previous is not None else None
             result = jacobi_decode(self.runner, None, n, self.jacobi, action_ids=c.action_ids, init=init, cache=cache, last_logits=last)
+        synchronize(device)
         t3 = time.perf_counter()
         self._previous = result.tokens
         info.vit_ms, info.prefill_ms, info.decode_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3

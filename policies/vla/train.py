@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agentrt.engine.device import resolve_device
 from agentrt.errors import ConfigError
 from policies.vla.data import Episode, data_robot, load_episodes, load_info
 from policies.vla.model import (
@@ -41,7 +42,7 @@ from policies.vla.model import (
 )
 from sims.camera import project_scene
 
-__all__ = ["TrainConfig", "Samples", "load_samples", "train", "pick_device"]
+__all__ = ["TrainConfig", "Samples", "load_samples", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: no lockstep evaluation along the way
     eval_episodes: int = 5
     threads: int = 2
+    device: str = "auto"  # auto (a GPU when there is one) | cpu | cuda | cuda:N (agentrt.engine.device)
     model: dict[str, Any] = field(default_factory=dict)  # NanoVLAConfig overrides
 
     def __post_init__(self) -> None:
@@ -75,10 +77,6 @@ class TrainConfig:
     @property
     def weights_path(self) -> Path:
         return Path(self.weights) if self.weights else Path(self.out_dir) / "nano_vla.safetensors"
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
@@ -240,7 +238,7 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume) and save the weights; returns a summary (steps, loss, time, samples)."""
     torch.set_num_threads(cfg.threads)
-    device = pick_device()
+    device = resolve_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "ckpt.pt"
@@ -271,7 +269,7 @@ def train(
     loss_avg = keypoint_avg = float("nan")
     while step < cfg.steps:
         idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
-        images = pixels(data.images[idx]).to(device)
+        images = pixels(data.images[idx], device=device)
         text = drop_words(data.text[idx], cfg.word_dropout, gen).to(device)
         logits, keypoints = model(images, data.states[idx].to(device), text, data.actions[idx].to(device))
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), data.actions[idx].to(device).reshape(-1))

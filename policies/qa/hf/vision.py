@@ -85,6 +85,7 @@ class SmolVision:
     def __init__(self, model: Any, folder: Path, config: HFVideoQAConfig, device: torch.device) -> None:
         inner = model.model
         self.inner, self.device = inner, device
+        self.dtype = next(model.parameters()).dtype  # bfloat16 weights want bfloat16 pixels
         self.size = int(inner.config.vision_config.image_size)
         self.pre = _Preprocess.read(folder, 0.5, 0.5)
         self.tower = _smolvlm_tower(inner.vision_model)
@@ -99,7 +100,7 @@ class SmolVision:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> torch.Tensor:
-        pixels = self.pre(image, self.size, self.size, self.device)[None]  # [1, 3, S, S]
+        pixels = self.pre(image, self.size, self.size, self.device)[None].to(self.dtype)  # [1, 3, S, S]
         if self.use_cache:
             hidden = self.cache(pixels)  # [1, N, Cv]
             tokens = self.inner.connector(hidden)[0]
@@ -116,6 +117,7 @@ class QwenVision:
 
     def __init__(self, model: Any, folder: Path, config: HFVideoQAConfig, device: torch.device) -> None:
         self.inner, self.device = model.model, device
+        self.dtype = next(model.parameters()).dtype  # bfloat16 weights want bfloat16 patches
         vc = self.inner.config.vision_config
         self.patch, self.merge, self.tps = int(vc.patch_size), int(vc.spatial_merge_size), int(vc.temporal_patch_size)
         clip_mean, clip_std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
@@ -153,7 +155,7 @@ class QwenVision:
         # the processor's patch order: merge windows contiguous, each patch (C, T, p, p) flattened
         x = pixels.reshape(3, gh // m, m, p, gw // m, m, p).permute(1, 4, 2, 5, 0, 3, 6)
         x = x[:, :, :, :, :, None].expand(*x.shape[:5], self.tps, p, p)
-        flat = x.reshape(gh * gw, 3 * self.tps * p * p)
+        flat = x.reshape(gh * gw, 3 * self.tps * p * p).to(self.dtype)
         grid_thw = torch.tensor([[1, gh, gw]], device=self.device)
         tokens = self.inner.get_image_features(pixel_values=flat, image_grid_thw=grid_thw).pooler_output[0]
         tokens = tokens.reshape(gh // m, gw // m, -1)

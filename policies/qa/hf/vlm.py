@@ -1,6 +1,6 @@
 """Hugging Face VLMs behind the VideoQA contract: SmolVLM / SmolVLM2 (Idefics3) and Qwen2-VL / Qwen2.5-VL.
 
-``load_hf_videoqa(path, device)`` loads a checkpoint from a local folder (never
+``load_hf_videoqa(path, device, dtype)`` loads a checkpoint from a local folder (never
 the hub) and returns a `HFVideoQA` that streams frames into the engine:
 
 - vision: preprocessing and the two families' towers (`policies.qa.hf.vision`).
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agentrt.engine.device import Placement
 from agentrt.engine.slowfast import SlowFastConfig, build_slowfast
 from agentrt.engine.vit_cache import ViTCacheConfig
 from agentrt.errors import ConfigError, ModelError
@@ -278,8 +279,10 @@ def _tensor_bytes(obj: Any) -> int:
     return 0
 
 
-def load_hf_videoqa(path: str, device: str = "cpu", config: HFVideoQAConfig | None = None) -> HFVideoQA:
-    """A SmolVLM / SmolVLM2 / Qwen2-VL / Qwen2.5-VL checkpoint from a local folder, never the hub."""
+def load_hf_videoqa(path: str, device: str = "auto", dtype: str = "float32", *,
+                    config: HFVideoQAConfig | None = None) -> HFVideoQA:
+    """A SmolVLM / SmolVLM2 / Qwen2-VL / Qwen2.5-VL checkpoint from a local folder, never the hub, on ``device``
+    in ``dtype`` (``agentrt.engine.device``)."""
     folder = Path(path).expanduser()
     hint = "give the folder of a local Hugging Face checkpoint (config.json, *.safetensors, tokenizer.json)"
     if not folder.is_dir():
@@ -287,8 +290,7 @@ def load_hf_videoqa(path: str, device: str = "cpu", config: HFVideoQAConfig | No
     for name in ("config.json", "tokenizer.json"):
         if not (folder / name).is_file():
             raise ModelError(f"hf:{path}: {name} is missing; {hint}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: no CUDA device here; use device cpu")
+    placement = Placement.parse(device, dtype)  # one line for a device that is not here, before any loading
     import transformers
     from tokenizers import Tokenizer
 
@@ -305,11 +307,11 @@ def load_hf_videoqa(path: str, device: str = "cpu", config: HFVideoQAConfig | No
     family, class_name = FAMILIES[model_type]
     try:
         model = getattr(transformers, class_name).from_pretrained(str(folder), local_files_only=True,
-                                                                  dtype=torch.float32)
+                                                                  dtype=placement.dtype)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     except Exception as exc:  # torch, safetensors and transformers raise many kinds: one line for all
         raise ModelError(f"hf:{path}: could not load {class_name} ({_first_line(exc)})") from None
-    target = torch.device(device)
+    target = placement.device
     model = model.to(target).eval()
     log.info("loaded %s (%s) from %s on %s", class_name, model_type, folder, target)
     return HFVideoQA(model, tokenizer, family, folder, config or HFVideoQAConfig(), target)
