@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from agentrt.engine import (
+    GRAPH_MODES,
     JacobiConfig,
     NativeRunner,
     ViTCacheConfig,
@@ -72,12 +73,15 @@ class PolicyConfig:
     threads: int = 1  # a 1 M-parameter model gains little from more, and a shared 2-core machine loses a lot
     guess_shift_steps: int = 4  # Jacobi's first guess: the previous chunk moved on by the steps run since (4 of 8)
     fit: str = "center-crop"  # a camera image not at the model's size: center-crop | resize (agentrt.pixels.fit)
+    graphs: str = "auto"  # auto: the decoder's passes replayed as CUDA graphs when the model is on CUDA | on | off
 
     def __post_init__(self) -> None:
         if self.decoding not in DECODINGS:
             raise ConfigError(f"PolicyConfig.decoding: expected one of {', '.join(DECODINGS)}, got {self.decoding!r}")
         if self.fit not in FIT_MODES:
             raise ConfigError(f"PolicyConfig.fit: expected one of {', '.join(FIT_MODES)}, got {self.fit!r}")
+        if self.graphs not in GRAPH_MODES:
+            raise ConfigError(f"PolicyConfig.graphs: expected one of {', '.join(GRAPH_MODES)}, got {self.graphs!r}")
         if self.max_iterations < 1 or self.tolerance_bins < 0 or self.threads < 1:
             raise ConfigError(
                 f"PolicyConfig: expected max_iterations >= 1, tolerance_bins >= 0, threads >= 1, "
@@ -125,7 +129,9 @@ class NanoPolicy:
         self.model = model.eval()
         self.text = TextTokenizer(model.config)
         self.actions = ActionTokenizer(model.config)
-        self.runner = NativeRunner(model.decoder)
+        c = model.config  # a static cache for prompt + block + a padded block pass (graphs)
+        self.runner = NativeRunner(model.decoder, max_length=c.prompt_len + 2 * c.chunk_tokens, graphs=cfg.graphs,
+                                   block=c.chunk_tokens - 1)
         self.vit: Any = ViTFeatureCache(model.vit, ViTCacheConfig()) if cfg.vit_cache else model.vit
         self.jacobi = JacobiConfig()
         if cfg.decoding == "consistency":
@@ -167,12 +173,13 @@ class NanoPolicy:
         info = ActInfo()
         c = self.model.config
         t0 = time.perf_counter()
-        x = self.prepare(image)
+        device = self.runner.device  # the model's, wherever it was moved after construction
+        x = self.prepare(image).to(device)
         percept = self.model.perceive(x, self.vit)
         t1 = time.perf_counter()
-        if self._text_cache is None or self._text_cache[0] != instruction:
-            self._text_cache = (instruction, torch.tensor([self.text.encode(instruction)]))
-        state_t = torch.as_tensor(np.asarray(state, dtype=np.float32))[None]
+        if self._text_cache is None or self._text_cache[0] != instruction or self._text_cache[1].device != device:
+            self._text_cache = (instruction, torch.tensor([self.text.encode(instruction)], device=device))
+        state_t = torch.as_tensor(np.asarray(state, dtype=np.float32))[None].to(device)
         prompt, _ = self.model.prompt(percept, state_t, self._text_cache[1])
         cache, last = prefill(self.runner, prompt)
         t2 = time.perf_counter()

@@ -17,11 +17,12 @@ from tests.policies.record_vla_tokens import FIXTURE
 pytestmark = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
 
 
+@pytest.mark.parametrize("graphs", ["auto", "on"])  # on: the static-shape passes graphs replay, run uncaptured
 @pytest.mark.parametrize("mode", MODES, ids=[m.name for m in MODES])
-def test_each_mode_decodes_the_recorded_tokens_with_the_recorded_passes(mode) -> None:
+def test_each_mode_decodes_the_recorded_tokens_with_the_recorded_passes(mode, graphs: str) -> None:
     data = np.load(FIXTURE)
     policy = NanoPolicy(PolicyConfig(decoding=mode.decoding, max_iterations=mode.max_iterations,
-                                     tolerance_bins=mode.tolerance_bins))
+                                     tolerance_bins=mode.tolerance_bins, graphs=graphs))
     episode = data["episode"]
     for i in range(len(episode)):
         if i == 0 or episode[i] != episode[i - 1]:
