@@ -72,9 +72,9 @@ class NativeRunner:
     """Our ``Decoder`` with its cache: a growing ``KVCache``, or with ``max_length`` a ``StaticKVCache``.
 
     ``graphs`` (``GRAPH_MODES``): with ``max_length``, "auto" replays the 1-token pass and the block pass
-    (2..``block`` tokens, padded) as CUDA graphs when the model is on CUDA (``agentrt.engine.graphs``); "on"
-    runs those static-shape passes on any device (off CUDA uncaptured: what the CPU tests check); "off"
-    never. With graphs the runner decodes one sequence at a time (``new_cache`` empties and hands out its
+    (2..``block`` tokens, padded) as CUDA graphs when the model is on CUDA (``agentrt.engine.graphs``);
+    "static" runs those static-shape passes uncaptured on any device (the graphs' reference, and what the
+    CPU tests check); "off" never. With graphs the runner decodes one sequence at a time (``new_cache`` empties and hands out its
     one cache). The device is read from the model at every call, so moving the model later is fine
     (graphs are made again for the new parameters).
     """
@@ -99,7 +99,8 @@ class NativeRunner:
             self._passes = None
             return self.model.new_cache(self.max_length)
         if self._passes is None or self._passes.placement != placement(self.model):
-            self._passes = PassSet(self.model, self.max_length, self.block)
+            capture = self.graphs == "auto"  # wanted with auto: the model is on CUDA
+            self._passes = PassSet(self.model, self.max_length, self.block, capture=capture)
         return self._passes.new_cache()
 
     def forward(self, inputs: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:

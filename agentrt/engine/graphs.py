@@ -9,9 +9,9 @@ buffer under a mask (``Decoder.forward(rows=...)``). A shorter block is padded t
 rows' outputs are never read and their cache rows lie past the valid length, where the next pass
 overwrites them and no valid query can see them.
 
-Off CUDA nothing is captured and the same pass runs as is, so the CPU tests exercise all of the
-bookkeeping (``graphs="on"``); on CUDA the graph's tokens are compared with the eager path in a test
-that needs a GPU.
+``graphs="static"`` runs the same passes uncaptured on any device: the CPU tests exercise all of the
+bookkeeping that way, and on CUDA it is the reference the graphs are compared with, token for token
+(the eager path too), in a test that needs a GPU.
 """
 
 from __future__ import annotations
@@ -26,19 +26,22 @@ from agentrt.errors import ConfigError
 
 __all__ = ["GRAPH_MODES", "graphs_wanted", "StaticPass", "PassSet"]
 
-GRAPH_MODES = ("auto", "on", "off")  # auto: static-shape passes (captured) on CUDA only
+# auto: static-shape passes captured as CUDA graphs on CUDA, eager elsewhere; static: those passes uncaptured
+# on any device (the reference for the graphs, and what CPU tests run); off: always eager
+GRAPH_MODES = ("auto", "static", "off")
 
 
 def graphs_wanted(mode: str, device: torch.device) -> bool:
+    """Whether a runner in this mode uses static-shape passes on this device."""
     if mode not in GRAPH_MODES:
         raise ConfigError(f"graphs: expected one of {', '.join(GRAPH_MODES)}, got {mode!r}")
-    return mode == "on" or (mode == "auto" and device.type == "cuda")
+    return mode == "static" or (mode == "auto" and device.type == "cuda")
 
 
 class StaticPass:
-    """One forward of ``size`` token ids over ``cache``, fed through static tensors; a CUDA graph on CUDA."""
+    """One forward of ``size`` token ids over ``cache``, fed through static tensors; with ``capture``, a CUDA graph."""
 
-    def __init__(self, decoder: Decoder, cache: StaticKVCache, size: int,
+    def __init__(self, decoder: Decoder, cache: StaticKVCache, size: int, *, capture: bool = False,
                  pool: Any = None) -> None:
         self.decoder, self.cache, self.size = decoder, cache, size
         device = cache.device
@@ -50,7 +53,7 @@ class StaticPass:
         self.start.fill_(cache.length)  # warm-up and capture write rows from here: past the valid ones, never over them
         self.logits = torch.empty(0)
         self.graph: torch.cuda.CUDAGraph | None = None
-        if device.type == "cuda":
+        if capture:
             self._capture(pool)
 
     def _run(self) -> None:
@@ -84,17 +87,20 @@ class StaticPass:
 
 class PassSet:
     """A decoder's one ``StaticKVCache`` and its static passes: 1 token, and blocks of 2..``block`` tokens
-    padded to ``block``; each made (captured on CUDA) on first use. Decodes one sequence at a time:
-    ``new_cache`` hands out the same cache, emptied."""
+    padded to ``block``; each made (with ``capture``, captured: CUDA only) on first use. Decodes one sequence
+    at a time: ``new_cache`` hands out the same cache, emptied."""
 
-    def __init__(self, decoder: Decoder, max_length: int, block: int) -> None:
+    def __init__(self, decoder: Decoder, max_length: int, block: int, *, capture: bool) -> None:
         self.decoder, self.block = decoder, block
         with torch.inference_mode(False):
             cache = decoder.new_cache(max_length)
         assert isinstance(cache, StaticKVCache)
         self.cache = cache
         self.placement = placement(decoder)
-        self.pool = torch.cuda.graph_pool_handle() if self.cache.device.type == "cuda" else None
+        if capture and cache.device.type != "cuda":
+            raise ConfigError(f"PassSet: CUDA graphs need a CUDA device, the decoder is on {cache.device}")
+        self.capture = capture
+        self.pool = torch.cuda.graph_pool_handle() if capture else None
         self.passes: dict[int, StaticPass] = {}
 
     def new_cache(self) -> StaticKVCache:
@@ -111,7 +117,7 @@ class PassSet:
         size = 1 if ids.shape[1] == 1 else self.block
         step = self.passes.get(size)
         if step is None:
-            step = self.passes[size] = StaticPass(self.decoder, self.cache, size, self.pool)
+            step = self.passes[size] = StaticPass(self.decoder, self.cache, size, capture=self.capture, pool=self.pool)
         return step(ids, positions)
 
 

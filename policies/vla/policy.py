@@ -73,7 +73,7 @@ class PolicyConfig:
     threads: int = 1  # a 1 M-parameter model gains little from more, and a shared 2-core machine loses a lot
     guess_shift_steps: int = 4  # Jacobi's first guess: the previous chunk moved on by the steps run since (4 of 8)
     fit: str = "center-crop"  # a camera image not at the model's size: center-crop | resize (agentrt.pixels.fit)
-    graphs: str = "auto"  # auto: the decoder's passes replayed as CUDA graphs when the model is on CUDA | on | off
+    graphs: str = "auto"  # auto: the decoder's passes replayed as CUDA graphs when the model is on CUDA | static | off
 
     def __post_init__(self) -> None:
         if self.decoding not in DECODINGS:

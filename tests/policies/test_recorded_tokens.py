@@ -17,7 +17,7 @@ from tests.policies.record_vla_tokens import FIXTURE
 pytestmark = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
 
 
-@pytest.mark.parametrize("graphs", ["auto", "on"])  # on: the static-shape passes graphs replay, run uncaptured
+@pytest.mark.parametrize("graphs", ["auto", "static"])  # static: the passes graphs replay, uncaptured
 @pytest.mark.parametrize("mode", MODES, ids=[m.name for m in MODES])
 def test_each_mode_decodes_the_recorded_tokens_with_the_recorded_passes(mode, graphs: str) -> None:
     data = np.load(FIXTURE)

@@ -1,6 +1,6 @@
 """Static-shape decoding: a preallocated KV cache, passes replayed as CUDA graphs, runners that follow their model.
 
-Off CUDA, ``graphs="on"`` runs the very passes a GPU captures (static inputs, padding to the block size,
+Off CUDA, ``graphs="static"`` runs the very passes a GPU captures (static inputs, padding to the block size,
 rows written by index, attention over the whole buffer under a mask) uncaptured, so their bookkeeping is
 tested here; the captured graphs are compared with the eager path where a GPU is present.
 """
@@ -53,7 +53,7 @@ def test_static_shape_passes_decode_what_the_eager_path_decodes(seed: int) -> No
     prompt = torch.randint(0, 48, (int(torch.randint(1, 12, (1,), generator=g)),), generator=g)
     n = 20
     reference = greedy_decode(NativeRunner(model), prompt, n).tokens
-    static = NativeRunner(model, max_length=64, graphs="on", block=n - 1)
+    static = NativeRunner(model, max_length=64, graphs="static", block=n - 1)
     assert greedy_decode(static, prompt, n).tokens == reference
     for init in (None, torch.randint(0, 48, (n - 1,), generator=g).tolist()):
         jacobi = jacobi_decode(static, prompt, n, init=init)
@@ -65,7 +65,7 @@ def test_static_shape_passes_decode_what_the_eager_path_decodes(seed: int) -> No
 def test_static_shape_logits_match_eager_logits_and_padding_stays_invisible() -> None:
     model = random_decoder(7)
     ids = torch.randint(0, 48, (1, 16), generator=torch.Generator().manual_seed(7))
-    runner = NativeRunner(model, max_length=32, graphs="on", block=8)
+    runner = NativeRunner(model, max_length=32, graphs="static", block=8)
     with torch.no_grad():
         full = model(ids)
         cache = runner.new_cache()
@@ -79,7 +79,7 @@ def test_static_shape_logits_match_eager_logits_and_padding_stays_invisible() ->
 
 def test_a_pass_that_would_not_fit_the_static_cache_runs_eagerly() -> None:
     model = random_decoder(1)
-    runner = NativeRunner(model, max_length=12, graphs="on", block=8)
+    runner = NativeRunner(model, max_length=12, graphs="static", block=8)
     prompt = torch.randint(0, 48, (6,), generator=torch.Generator().manual_seed(1))
     tokens = greedy_decode(runner, prompt, 6).tokens  # 6 + 8 padded rows > 12: block passes fall back
     assert jacobi_decode(runner, prompt, 6).tokens == tokens == greedy_decode(NativeRunner(model), prompt, 6).tokens
@@ -87,7 +87,7 @@ def test_a_pass_that_would_not_fit_the_static_cache_runs_eagerly() -> None:
 
 def test_runners_follow_their_model_after_it_moves() -> None:
     model = random_decoder(2)
-    runner = NativeRunner(model, max_length=48, graphs="on", block=15)
+    runner = NativeRunner(model, max_length=48, graphs="static", block=15)
     prompt = torch.randint(0, 48, (7,), generator=torch.Generator().manual_seed(2))
     before = jacobi_decode(runner, prompt, 16).tokens
     model.double()  # new parameters: the static cache and its passes are made again, in float64
@@ -141,9 +141,43 @@ def test_cuda_graphs_decode_token_for_token_what_eager_cuda_decodes(seed: int) -
     n = 24
     runner = NativeRunner(model, max_length=64, graphs="auto", block=n - 1)  # built on the CPU, moved after
     model.cuda()
-    eager = greedy_decode(NativeRunner(model, max_length=64, graphs="off"), prompt, n).tokens
+    eager = greedy_decode(NativeRunner(model), prompt, n).tokens
+    uncaptured = NativeRunner(model, max_length=64, graphs="static", block=n - 1)  # the same passes, not captured
+    assert greedy_decode(uncaptured, prompt, n).tokens == eager
     assert greedy_decode(runner, prompt, n).tokens == eager
-    assert jacobi_decode(runner, prompt, n).tokens == eager
-    assert runner._passes is not None and all(p.graph is not None for p in runner._passes.passes.values())
+    for init in (None, torch.randint(0, 48, (n - 1,), generator=torch.Generator().manual_seed(seed)).tolist()):
+        assert jacobi_decode(runner, prompt, n, init=init).tokens == eager
+    assert runner._passes is not None and set(runner._passes.passes) == {1, n - 1}
+    assert all(p.graph is not None for p in runner._passes.passes.values())
+    ids = torch.tensor([eager[:5]], device="cuda")
+    with torch.no_grad():  # replayed logits == the uncaptured pass's, bit for bit
+        logits = []
+        for r in (runner, uncaptured):
+            cache = r.new_cache()
+            r.forward(prompt[None].cuda(), torch.arange(9, device="cuda"), cache)
+            logits.append(r.forward(ids, torch.arange(9, 14, device="cuda"), cache))
+    assert torch.equal(logits[0], logits[1])
     model.cpu()  # back: eager CPU decoding, no graphs
     assert jacobi_decode(runner, prompt, n).tokens == greedy_decode(NativeRunner(model), prompt, n).tokens
+
+
+@cuda
+def test_the_policy_decodes_the_recorded_tokens_with_cuda_graphs_after_moving_its_model() -> None:
+    import numpy as np
+
+    from policies.vla.policy import NanoPolicy, PolicyConfig, default_weights
+    from tests.policies.record_vla_tokens import FIXTURE
+
+    if not default_weights("consistency").exists():
+        pytest.skip("no shipped weights")
+    data = np.load(FIXTURE)
+    policy = NanoPolicy(PolicyConfig(decoding="consistency"))
+    policy.model.cuda()  # after the runner was made
+    same = 0
+    for i in range(len(data["episode"])):
+        if i == 0 or data["episode"][i] != data["episode"][i - 1]:
+            policy.reset()
+        policy.act(data["images"][i], data["states"][i], str(data["instructions"][i]))
+        same += policy._previous == data["tokens_consistency"][i].tolist()
+    assert policy.runner._passes is not None and policy.runner._passes.capture
+    assert same >= len(data["episode"]) - 1  # a GPU's float order may move one near-tie, not the decoding
