@@ -7,8 +7,10 @@ Model-agnostic inference techniques, each with its plain reference beside it:
 - ``TokenPruner`` (STC-Pruner: the k most novel tokens per frame);
 - ``build_slowfast`` (fast pooled tokens over many frames, slow full-resolution
   tokens for a few, chosen from a token budget);
-- ``Decoder`` and ``KVCache`` (a small causal LM), ``StreamingKVCache`` (sinks +
-  bounded window, question reuses the cached prefix);
+- ``Decoder`` and ``KVCache`` (a small causal LM), ``StaticKVCache`` (fixed
+  maximum length, allocated once; the passes over it replayed as CUDA graphs on
+  a GPU), ``StreamingKVCache`` (sinks + bounded window, question reuses the
+  cached prefix);
 - ``greedy_decode`` and ``jacobi_decode`` (exact parallel decoding, early exit),
   for our decoder and Hugging Face causal LMs (``HFCausalLMRunner``).
 
@@ -26,6 +28,7 @@ from agentrt.engine.decoding import (
     jacobi_decode,
     prefill,
 )
+from agentrt.engine.graphs import GRAPH_MODES
 from agentrt.engine.hf import HFCausalLMRunner, hf_vision_tower
 from agentrt.engine.kv_cache import KVCache
 from agentrt.engine.pruning import PrunedTokens, TokenPruner, TokenPrunerConfig
@@ -36,6 +39,7 @@ from agentrt.engine.slowfast import (
     build_slowfast,
     plan_slowfast,
 )
+from agentrt.engine.static_cache import StaticKVCache
 from agentrt.engine.streaming import StreamingConfig, StreamingKVCache
 from agentrt.engine.vit import ViT, ViTConfig
 from agentrt.engine.vit_cache import (
@@ -67,6 +71,8 @@ __all__ = [
     "DecoderConfig",
     "rope_rotate",
     "KVCache",
+    "StaticKVCache",
+    "GRAPH_MODES",
     "StreamingConfig",
     "StreamingKVCache",
     "DecoderRunner",

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 import torch
 
 from agentrt.engine.decoder import Decoder, rope_rotate
+from agentrt.engine.device import model_device
+from agentrt.engine.graphs import PassSet, graphs_wanted, placement
 from agentrt.engine.kv_cache import KVCache
 from agentrt.errors import ConfigError, ModelError
 
@@ -45,7 +47,10 @@ class DecoderRunner(Protocol):
     """What decoding needs from a model: one forward over a cache, and cache rollback; streaming
     (``StreamingKVCache``) also needs ``evict``, the model-specific half of its window."""
 
-    device: torch.device
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the model's device now (runners follow their model)."""
+        ...
 
     def new_cache(self) -> Any: ...
 
@@ -64,16 +69,44 @@ class DecoderRunner(Protocol):
 
 
 class NativeRunner:
-    """Our ``Decoder`` with its ``KVCache``."""
+    """Our ``Decoder`` with its cache: a growing ``KVCache``, or with ``max_length`` a ``StaticKVCache``.
 
-    def __init__(self, model: Decoder) -> None:
+    ``graphs`` (``GRAPH_MODES``): with ``max_length``, "auto" replays the 1-token pass and the block pass
+    (2..``block`` tokens, padded) as CUDA graphs when the model is on CUDA (``agentrt.engine.graphs``);
+    "static" runs those static-shape passes uncaptured on any device (the graphs' reference, and what the
+    CPU tests check); "off" never. With graphs the runner decodes one sequence at a time (``new_cache`` empties and hands out its
+    one cache). The device is read from the model at every call, so moving the model later is fine
+    (graphs are made again for the new parameters).
+    """
+
+    def __init__(self, model: Decoder, *, max_length: int | None = None, graphs: str = "auto",
+                 block: int = 32) -> None:
+        graphs_wanted(graphs, torch.device("cpu"))  # validates the mode
+        if max_length is not None and max_length < 1 or block < 1:
+            raise ConfigError(f"NativeRunner: expected max_length >= 1 (or None) and block >= 1, got {max_length}, {block}")
         self.model = model
-        self.device = next(model.parameters()).device
+        self.max_length, self.graphs, self.block = max_length, graphs, block
+        self._passes: PassSet | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
 
     def new_cache(self) -> KVCache:
-        return self.model.new_cache()
+        if self.max_length is None:
+            return self.model.new_cache()
+        if not graphs_wanted(self.graphs, self.device):
+            self._passes = None
+            return self.model.new_cache(self.max_length)
+        if self._passes is None or self._passes.placement != placement(self.model):
+            capture = self.graphs == "auto"  # wanted with auto: the model is on CUDA
+            self._passes = PassSet(self.model, self.max_length, self.block, capture=capture)
+        return self._passes.new_cache()
 
     def forward(self, inputs: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        passes = self._passes
+        if passes is not None and passes.serves(cache, inputs):
+            return passes.run(inputs, positions)
         if inputs.is_floating_point():
             return self.model(embeds=inputs, positions=positions, cache=cache)
         return self.model(inputs, positions=positions, cache=cache)
@@ -182,9 +215,10 @@ def greedy_decode(
     position = runner.cache_length(cache)
     tokens = [int(_pick(logits, action_ids))]
     stats = DecodeStats()
+    device = runner.device
     for _ in range(n_tokens - 1):
-        ids = torch.tensor([[tokens[-1]]], device=runner.device)
-        lg = runner.forward(ids, torch.tensor([position], device=runner.device), cache)  # [1, 1, V]
+        ids = torch.tensor([[tokens[-1]]], device=device)
+        lg = runner.forward(ids, torch.tensor([position], device=device), cache)  # [1, 1, V]
         position += 1
         tokens.append(int(_pick(lg[0, -1], action_ids)))
         stats.iterations += 1
@@ -225,18 +259,19 @@ def jacobi_decode(
     accepted: list[int] = []
     stats = DecodeStats()
     cap = cfg.max_iterations if cfg.max_iterations is not None else n_tokens
+    device = runner.device
     while len(y) > 1:  # y[0] is always exact; a one-token remainder needs no pass
         m = len(y)
+        # the last row would only predict the token after the block, and its cache row is never kept: skip it
         lg = runner.forward(
-            torch.tensor([y], device=runner.device), torch.arange(P, P + m, device=runner.device), cache
-        )  # [1, m, V]; appends m rows
-        y_new = [y[0]] + _pick(lg[0, : m - 1], ids_range).tolist()
+            torch.tensor([y[:-1]], device=device), torch.arange(P, P + m - 1, device=device), cache
+        )  # [1, m - 1, V]; appends m - 1 rows
+        y_new = [y[0]] + _pick(lg[0], ids_range).tolist()
         stats.iterations += 1
         k = next((i for i in range(1, m) if y_new[i] != y[i]), m)  # y[:k] agree with their predictions: final
         stats.accepted_per_pass.append(k)
-        if k == m:  # fixed point: every row appended this pass is exact
+        if k == m:  # fixed point: every row appended this pass is exact, and they end at start + n - 1
             accepted += y
-            runner.crop(cache, start + n_tokens - 1)
             return DecodeResult(accepted, stats)
         runner.crop(cache, P + k)  # drop the draft rows; y_new[k] is exact (its prefix is)
         P += k

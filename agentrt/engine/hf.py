@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from agentrt.engine.device import model_device
 from agentrt.engine.vit_cache import VisionTower
 from agentrt.errors import MissingDependencyError, ModelError
 
@@ -67,24 +68,36 @@ class HFCausalLMRunner:
     """A transformers causal LM (Llama family) with its DynamicCache, for ``greedy_decode`` / ``jacobi_decode``.
 
     Positions are passed explicitly (``position_ids``), and rollback uses
-    ``DynamicCache.crop`` with a negative count, the form transformers 5
-    accepts for dropping rows (REFERENCES §8).
+    ``crop`` with a negative count, the form transformers 5 accepts for
+    dropping rows (REFERENCES §8). With ``max_length`` the cache is a
+    transformers ``StaticCache`` of that many rows, allocated once (what
+    ``torch.compile`` and graphs need); its crop only moves the length back,
+    and it cannot ``evict`` (streaming needs the dynamic cache). The device is
+    read from the model at every call (runners follow their model).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, max_length: int | None = None) -> None:
+        if max_length is not None and max_length < 1:
+            raise ModelError(f"HFCausalLMRunner: expected max_length >= 1 (or None), got {max_length}")
         self.model: Any = (
             model  # a transformers PreTrainedModel (typed loosely: transformers is optional here)
         )
-        self.device = next(model.parameters()).device
+        self.max_length = max_length
         # transformers 5.24 renamed `past_key_values` to `cache` (the old name warns); accept both
         parameters = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
 
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
     def new_cache(self) -> Any:
         try:
-            from transformers import DynamicCache
+            from transformers import DynamicCache, StaticCache
         except ImportError as exc:  # pragma: no cover - transformers is a core dependency
             raise MissingDependencyError("transformers", "Hugging Face decoding") from exc
+        if self.max_length is not None:
+            return StaticCache(config=self.model.config, max_cache_len=self.max_length)
         return DynamicCache(config=self.model.config)
 
     def forward(self, inputs: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
@@ -126,6 +139,9 @@ class HFCausalLMRunner:
                 f"attention_scaling 1.0); {type(self.model).__name__} has none or a scaled one"
             )
         layers = getattr(cache, "layers", None)
+        if self.max_length is not None:
+            raise ModelError("HFCausalLMRunner.evict: a static cache (max_length) keeps its rows in place; "
+                             "stream with max_length=None")
         if layers is None:
             raise ModelError(
                 f"HFCausalLMRunner.evict: expected a DynamicCache with .layers, got {type(cache).__name__}"

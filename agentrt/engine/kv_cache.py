@@ -47,20 +47,26 @@ class KVCache:
         n = self._len[layer]
         kb, vb = self._k[layer], self._v[layer]
         if kb is None or vb is None or kb.shape[2] < n + T:
-            capacity = max(16, 2 * (n + T))
-            new_k = k.new_empty(B, H, capacity, D)
-            new_v = v.new_empty(B, H, capacity, D)
-            if kb is not None and vb is not None and n:
-                new_k[:, :, :n] = kb[:, :, :n]
-                new_v[:, :, :n] = vb[:, :, :n]
-            kb, vb = new_k, new_v
-            self._k[layer], self._v[layer] = kb, vb
+            kb, vb = self._grow(layer, n + T, k, v)
         elif kb.shape[0] != B or kb.shape[1] != H or kb.shape[3] != D:
             raise ModelError(f"KVCache: rows {tuple(k.shape)} do not match the cache's {tuple(kb.shape)}")
         kb[:, :, n : n + T] = k
         vb[:, :, n : n + T] = v
         self._len[layer] = n + T
         return kb[:, :, : n + T], vb[:, :, : n + T]
+
+    def _grow(self, layer: int, rows: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """New buffers for ``rows`` or more rows, holding the layer's current rows (doubling: amortised O(1))."""
+        B, H, _, D = k.shape  # batch, heads, new tokens, head width
+        n, kb, vb = self._len[layer], self._k[layer], self._v[layer]
+        capacity = max(16, 2 * rows)
+        new_k = k.new_empty(B, H, capacity, D)
+        new_v = v.new_empty(B, H, capacity, D)
+        if kb is not None and vb is not None and n:
+            new_k[:, :, :n] = kb[:, :, :n]
+            new_v[:, :, :n] = vb[:, :, :n]
+        self._k[layer], self._v[layer] = new_k, new_v
+        return new_k, new_v
 
     def keys(self, layer: int) -> torch.Tensor:
         kb = self._k[layer]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from agentrt.engine import (
+    GRAPH_MODES,
     JacobiConfig,
     NativeRunner,
     ViTCacheConfig,
@@ -75,12 +76,15 @@ class PolicyConfig:
     fit: str = "center-crop"  # a camera image not at the model's size: center-crop | resize (agentrt.pixels.fit)
     device: str = "auto"  # auto (a GPU when there is one) | cpu | cuda | cuda:N (agentrt.engine.device)
     dtype: str = "float32"  # float32 | bfloat16
+    graphs: str = "auto"  # auto: the decoder's passes replayed as CUDA graphs when the model is on CUDA | static | off
 
     def __post_init__(self) -> None:
         if self.decoding not in DECODINGS:
             raise ConfigError(f"PolicyConfig.decoding: expected one of {', '.join(DECODINGS)}, got {self.decoding!r}")
         if self.fit not in FIT_MODES:
             raise ConfigError(f"PolicyConfig.fit: expected one of {', '.join(FIT_MODES)}, got {self.fit!r}")
+        if self.graphs not in GRAPH_MODES:
+            raise ConfigError(f"PolicyConfig.graphs: expected one of {', '.join(GRAPH_MODES)}, got {self.graphs!r}")
         if self.max_iterations < 1 or self.tolerance_bins < 0 or self.threads < 1:
             raise ConfigError(
                 f"PolicyConfig: expected max_iterations >= 1, tolerance_bins >= 0, threads >= 1, "
@@ -136,7 +140,11 @@ class NanoPolicy:
         self.model = model.eval()
         self.text = TextTokenizer(model.config)
         self.actions = ActionTokenizer(model.config)
-        self.runner = NativeRunner(model.decoder)  # after the move: the runner reads its device from the model
+        # The runner reads its device from the model on every call; a static cache for prompt + block + a padded
+        # block pass (graphs on CUDA).
+        c = model.config
+        self.runner = NativeRunner(model.decoder, max_length=c.prompt_len + 2 * c.chunk_tokens, graphs=cfg.graphs,
+                                   block=c.chunk_tokens - 1)
         self.vit: Any = ViTFeatureCache(model.vit, ViTCacheConfig()) if cfg.vit_cache else model.vit
         self.jacobi = JacobiConfig()
         if cfg.decoding == "consistency":
@@ -191,7 +199,8 @@ class NanoPolicy:
         # on a GPU kernels run queued: wait for them before each clock read, or the times belong to the wrong part
         synchronize(device)
         t0 = time.perf_counter()
-        x = self.prepare(image)
+        device = self.runner.device  # the model's, wherever it was moved after construction
+        x = self.prepare(image).to(device)
         percept = self.model.perceive(x, self.vit)
         synchronize(device)
         t1 = time.perf_counter()
