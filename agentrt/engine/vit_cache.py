@@ -232,6 +232,10 @@ class _Reference:
     states: list[_LayerState] = field(default_factory=list)
 
 
+# auto-off decisions made in this process, per setting (see ViTFeatureCache._follow)
+_DECIDED: dict[tuple[Any, ...], ViTCacheCalibration] = {}
+
+
 class ViTFeatureCache:
     """Encode a stream one frame (or one batch of parallel streams) at a time.
 
@@ -261,10 +265,11 @@ class ViTFeatureCache:
         self._last_pixels: torch.Tensor | None = None
         self._last_output: torch.Tensor | None = None
         self._samples: list[tuple[str, float, float]] = []  # (kind, cached ms, plain ms) while calibrating
-        self._calibrated_for: tuple[torch.device, torch.dtype] | None = None
         self._warmed = False
-        # None: still calibrating. Exact (ratio 1) is the plain forward already: nothing to decide.
-        self.enabled: bool | None = True if (not self.config.auto_off or self.config.ratio >= 1.0) else None
+        # exact (ratio 1) is the plain forward already: nothing to decide
+        self._auto = self.config.auto_off and self.config.ratio < 1.0
+        self._setting: tuple[Any, ...] | None = None  # what the current decision is about
+        self.enabled: bool | None = None if self._auto else True  # None: still calibrating
 
     def reset(self) -> None:
         """Forget the reference (a new stream, a scene cut) and zero the statistics.
@@ -280,8 +285,8 @@ class ViTFeatureCache:
     @torch.no_grad()
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         self.stats.frames += 1
-        if self.enabled is not None and self._calibrated_for not in (None, (pixels.device, pixels.dtype)):
-            self._recalibrate()  # the model moved to another device or dtype: the decision was for the old one
+        if self._auto:
+            self._follow(pixels)
         if self.enabled is None:
             return self._calibrate_step(pixels)
         if not self.enabled:
@@ -333,9 +338,29 @@ class ViTFeatureCache:
         self.stats.token_layers += tokens * layers
         self.stats.token_layers_recomputed += recomputed * layers
 
+    def _follow(self, pixels: torch.Tensor) -> None:
+        """Take the decision made for this setting in this process, or start timing for it.
+
+        A setting is the device, dtypes and shapes, the cache's settings and the clock: the same model
+        built twice (a QA model per episode) is timed once, and decides the same way both times; a
+        model moved to another device or dtype is timed again.
+        """
+        layer: Any = self.tower.layers[0] if self.tower.layers else None  # duck-typed, as in _plain_layer
+        first: torch.Tensor = layer.self_attn.q_proj.weight if layer is not None else pixels
+        cfg = self.config
+        setting = (str(pixels.device), pixels.dtype, tuple(pixels.shape), len(self.tower.layers),
+                   tuple(first.shape), first.dtype, cfg.interval, cfg.ratio, cfg.calibration_frames, self._clock)
+        if setting == self._setting:
+            return
+        if self._setting is not None:  # moved: the reference and the last frame live on the old setting
+            self._reference = self._last_pixels = self._last_output = None
+        self._setting = setting
+        self.calibration = _DECIDED.get(setting)
+        self.enabled = None if self.calibration is None else self.calibration.speedup >= 1.0
+        self._samples, self._warmed = [], False
+
     def _calibrate_step(self, pixels: torch.Tensor) -> torch.Tensor:
         """Run the cache and the plain forward on one frame, timed; decide after ``calibration_frames``."""
-        device = pixels.device
         # alternate which path runs first, so neither always finds the other's data in the caches
         if len(self._samples) % 2:
             plain_ms = self._timed(self.tower.forward, pixels)[1]
@@ -348,7 +373,7 @@ class ViTFeatureCache:
         else:
             self._samples.append((kind, cached_ms, plain_ms))
         if len(self._samples) >= self.config.calibration_frames:
-            self._decide(device, pixels.dtype)
+            self._decide(pixels.device)
         return out
 
     def _timed(self, fn: Callable[[torch.Tensor], Any], pixels: torch.Tensor) -> tuple[Any, float]:
@@ -358,11 +383,12 @@ class ViTFeatureCache:
         synchronize(pixels.device)
         return out, (self._clock() - start) * 1e3
 
-    def _decide(self, device: torch.device, dtype: torch.dtype) -> None:
+    def _decide(self, device: torch.device) -> None:
         found = estimate_calibration(str(device), self.config.interval, self._samples)
+        assert self._setting is not None
+        _DECIDED[self._setting] = found
         self.calibration = found
         self._samples = []
-        self._calibrated_for = (device, dtype)
         self.enabled = found.speedup >= 1.0
         what = f"{found.speedup:.2f}x the plain forward on {device} over {found.frames} warm-up frames"
         if self.enabled:
@@ -374,15 +400,6 @@ class ViTFeatureCache:
             "(ViTCacheConfig(auto_off=False) keeps it on)",
             what,
         )
-
-    def _recalibrate(self) -> None:
-        self.enabled = None
-        self.calibration = None
-        self._calibrated_for = None
-        self._warmed = False
-        self._reference = None
-        self._last_pixels = None
-        self._last_output = None
 
     def _should_skip(self, pixels: torch.Tensor) -> bool:
         last = self._last_pixels

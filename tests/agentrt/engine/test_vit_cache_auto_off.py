@@ -100,6 +100,26 @@ def test_auto_off_false_never_times_itself() -> None:
     assert cache.enabled is True and cache.calibration is None and cache.stats.partial > 0
 
 
+def test_one_setting_is_timed_once_per_process(caplog: pytest.LogCaptureFixture) -> None:
+    """The same model built twice (a QA model per episode) decides the same way, without a second timing."""
+    first_vit = tiny_vit()
+    clock = _clocked(first_vit, full_s=0.001, partial_s=0.003)  # slower: off
+    config = ViTCacheConfig(ratio=0.25, calibration_frames=2)
+    first = ViTFeatureCache(first_vit, config, clock=clock)
+    second_vit = tiny_vit(seed=1)  # no hooks: were it timed, every path would take 0 s and it would stay on
+    second = ViTFeatureCache(second_vit, config, clock=clock)
+    caplog.set_level(logging.INFO)
+    with torch.no_grad():
+        for x in _frames(3):
+            first(x)
+        x = _frames(1)[0]
+        out = second(x)
+        assert torch.equal(out, second_vit(x))
+    assert first.enabled is False and second.enabled is False and second.stats.plain == 1
+    assert second.calibration is first.calibration
+    assert len(_messages(caplog)) == 1
+
+
 def test_another_dtype_calibrates_again() -> None:
     vit = tiny_vit()
     clock = _clocked(vit, full_s=0.001, partial_s=0.003)
