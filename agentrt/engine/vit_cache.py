@@ -287,31 +287,35 @@ class ViTFeatureCache:
         self.stats.frames += 1
         if self._auto:
             self._follow(pixels)
-        if self.enabled is None:
-            return self._calibrate_step(pixels)
-        if not self.enabled:
-            out = self.tower.forward(pixels)
-            self.stats.plain += 1
-            self._count(out.shape[1], out.shape[1])  # T, everything recomputed
-            return out
-        return self._cached(pixels)[0]
-
-    def _cached(self, pixels: torch.Tensor) -> tuple[torch.Tensor, str]:
-        """One frame through the cache -> (output, "skip" | "reference" | "partial" | "exact")."""
-        cfg = self.config
-        exact = cfg.ratio >= 1.0
-        if not exact and self._should_skip(pixels):
+        # the whole-frame skip costs one comparison: it stays when auto-off turns the per-layer reuse off
+        if self.config.ratio < 1.0 and self._should_skip(pixels):
             self.stats.skipped += 1
             assert self._last_output is not None
-            return self._last_output, "skip"
+            return self._last_output
+        if self.enabled is None:
+            out = self._calibrate_step(pixels)
+        else:
+            out = self._encode(pixels, reuse=self.enabled)[0]
+            if not self.enabled:
+                self.stats.plain += 1
+        self._last_pixels = pixels
+        self._last_output = out
+        return out
+
+    def _encode(self, pixels: torch.Tensor, *, reuse: bool) -> tuple[torch.Tensor, str]:
+        """One frame through the layers -> (output, "plain" | "reference" | "partial").
+
+        ``reuse=False``, or r = 1: the plain forward, op for op.
+        """
+        cfg = self.config
         x = self.tower.embed(pixels)  # [B, T, C]
         T = x.shape[1]
-        n = T if exact else int(T * cfg.ratio)  # floor, as in STC
+        n = int(T * cfg.ratio)  # floor, as in STC
         ref = self._reference
-        if exact:
+        if not reuse or n >= T:
             for layer in self.tower.layers:
                 x = _plain_layer(layer, x)
-            kind, recomputed = "exact", T
+            kind, recomputed = "plain", T
         elif ref is None or self._since_reference >= cfg.interval or ref.states[0].k.shape != x.shape:
             states = []
             for layer in self.tower.layers:
@@ -328,10 +332,7 @@ class ViTFeatureCache:
             self.stats.partial += 1
             kind, recomputed = "partial", n
         self._count(T, recomputed)
-        out = self.tower.finish(x)
-        self._last_pixels = pixels
-        self._last_output = out
-        return out, kind
+        return self.tower.finish(x), kind
 
     def _count(self, tokens: int, recomputed: int) -> None:
         layers = len(self.tower.layers)
@@ -362,12 +363,18 @@ class ViTFeatureCache:
     def _calibrate_step(self, pixels: torch.Tensor) -> torch.Tensor:
         """Run the cache and the plain forward on one frame, timed; decide after ``calibration_frames``."""
         # alternate which path runs first, so neither always finds the other's data in the caches
+        def cached() -> tuple[torch.Tensor, str]:
+            return self._encode(pixels, reuse=True)
+
+        def plain() -> torch.Tensor:
+            return self.tower.forward(pixels)
+
         if len(self._samples) % 2:
-            plain_ms = self._timed(self.tower.forward, pixels)[1]
-            (out, kind), cached_ms = self._timed(self._cached, pixels)
+            plain_ms = self._timed(plain, pixels.device)[1]
+            (out, kind), cached_ms = self._timed(cached, pixels.device)
         else:
-            (out, kind), cached_ms = self._timed(self._cached, pixels)
-            plain_ms = self._timed(self.tower.forward, pixels)[1]
+            (out, kind), cached_ms = self._timed(cached, pixels.device)
+            plain_ms = self._timed(plain, pixels.device)[1]
         if not self._warmed:
             self._warmed = True  # the first frame pays both paths' first-call costs: not timed
         else:
@@ -376,11 +383,11 @@ class ViTFeatureCache:
             self._decide(pixels.device)
         return out
 
-    def _timed(self, fn: Callable[[torch.Tensor], Any], pixels: torch.Tensor) -> tuple[Any, float]:
-        synchronize(pixels.device)
+    def _timed(self, fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+        synchronize(device)  # queued kernels from before are not this call's
         start = self._clock()
-        out = fn(pixels)
-        synchronize(pixels.device)
+        out = fn()
+        synchronize(device)
         return out, (self._clock() - start) * 1e3
 
     def _decide(self, device: torch.device) -> None:
@@ -396,8 +403,8 @@ class ViTFeatureCache:
             return
         self._reference = None  # the plain forward from here: free the reference's tensors
         log.warning(
-            "ViT feature cache: %s, slower; switched off, the plain forward runs from here "
-            "(ViTCacheConfig(auto_off=False) keeps it on)",
+            "ViT feature cache: %s, slower; per-layer reuse switched off, every encoded frame runs the "
+            "plain forward from here (ViTCacheConfig(auto_off=False) keeps it on)",
             what,
         )
 

@@ -16,9 +16,9 @@ __all__ = ["ViTCacheCalibration", "estimate_calibration"]
 class ViTCacheCalibration:
     """What the cache measured at warm-up on the device it runs on: medians per kind of frame, in ms.
 
-    ``cached_ms`` is the steady state those medians predict: skipped frames at the rate seen, and of
-    the encoded ones a reference every ``interval`` (a per-frame mean over the warm-up window would
-    depend on where its references fell).
+    ``cached_ms`` is the steady state those medians predict, a reference every ``interval`` encoded
+    frames (a mean over the warm-up window would depend on where its references fell). Skipped
+    frames are not timed: the whole-frame skip runs whether the per-layer reuse is on or off.
     """
 
     device: str
@@ -26,8 +26,6 @@ class ViTCacheCalibration:
     plain_ms: float
     reference_ms: float
     partial_ms: float
-    skip_ms: float
-    skip_rate: float
     cached_ms: float
 
     @property
@@ -43,23 +41,15 @@ def _median(values: list[float], default: float) -> float:
 
 
 def estimate_calibration(device: str, interval: int, samples: list[tuple[str, float, float]]) -> ViTCacheCalibration:
-    """samples: (kind, cached ms, plain ms) per timed frame -> the steady-state estimate."""
+    """samples: ("reference" | "partial", cached ms, plain ms) per timed frame -> the steady-state estimate."""
     plain = _median([p for _, _, p in samples], 0.0)
-    times: dict[str, list[float]] = {"reference": [], "partial": [], "skip": []}
-    for kind, cached, _ in samples:
-        times[kind].append(cached)
-    reference = _median(times["reference"], plain)  # none timed (a short window): about a plain frame
-    partial = _median(times["partial"], reference)  # none (interval 1, or all skipped): a reference each
-    skip = _median(times["skip"], 0.0)
-    skip_rate = len(times["skip"]) / len(samples)
-    encoded = (reference + (interval - 1) * partial) / interval
+    reference = _median([c for kind, c, _ in samples if kind == "reference"], plain)  # none timed: a plain frame
+    partial = _median([c for kind, c, _ in samples if kind == "partial"], reference)  # none (interval 1): a reference
     return ViTCacheCalibration(
         device=device,
         frames=len(samples),
         plain_ms=plain,
         reference_ms=reference,
         partial_ms=partial,
-        skip_ms=skip,
-        skip_rate=skip_rate,
-        cached_ms=skip_rate * skip + (1 - skip_rate) * encoded,
+        cached_ms=(reference + (interval - 1) * partial) / interval,
     )

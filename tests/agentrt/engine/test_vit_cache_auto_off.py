@@ -168,12 +168,26 @@ def test_the_plain_layer_leaves_its_input_alone() -> None:
 
 
 def test_the_estimate_is_the_steady_state_of_the_medians() -> None:
-    samples = [("reference", 10.0, 10.0), ("partial", 2.0, 9.0), ("partial", 4.0, 11.0), ("skip", 0.1, 10.0)]
+    samples = [("reference", 10.0, 10.0), ("partial", 2.0, 9.0), ("partial", 4.0, 11.0), ("partial", 3.5, 12.0)]
     found = estimate_calibration("cpu", 4, samples)
-    assert (found.plain_ms, found.reference_ms, found.partial_ms, found.skip_ms) == (10.0, 10.0, 3.0, 0.1)
-    assert found.skip_rate == 0.25
-    assert found.cached_ms == pytest.approx(0.25 * 0.1 + 0.75 * (10.0 + 3 * 3.0) / 4)
-    assert found.as_dict()["speedup"] == pytest.approx(found.speedup)
+    assert (found.plain_ms, found.reference_ms, found.partial_ms) == (10.5, 10.0, 3.5)
+    assert found.cached_ms == pytest.approx((10.0 + 3 * 3.5) / 4)
+    assert found.as_dict()["speedup"] == pytest.approx(found.speedup) == pytest.approx(10.5 / found.cached_ms)
     # nothing but partial frames timed: a reference is assumed to cost a plain frame
     only_partial = estimate_calibration("cpu", 2, [("partial", 1.0, 4.0)])
     assert only_partial.cached_ms == pytest.approx((4.0 + 1.0) / 2)
+
+
+def test_switched_off_it_still_skips_unchanged_frames() -> None:
+    """Auto-off turns the per-layer reuse off; the whole-frame skip (one comparison) stays."""
+    vit = tiny_vit()
+    clock = _clocked(vit, full_s=0.001, partial_s=0.003)
+    cache = ViTFeatureCache(vit, ViTCacheConfig(ratio=0.25, calibration_frames=2, skip_threshold=0.01), clock=clock)
+    with torch.no_grad():
+        for x in _frames(3):
+            cache(x)
+        assert cache.enabled is False
+        x = _frames(4)[3]
+        out = cache(x)
+        assert torch.equal(out, vit(x)) and cache(x + 1e-5) is out
+    assert cache.stats.skipped == 1 and cache.stats.plain == 1
