@@ -20,13 +20,14 @@ Three levels, cheapest first:
 it also turns the frame skip off, since "recompute everything" means exact.
 
 Auto-off (``auto_off``, on by default): whether reuse pays depends on the
-hardware. On a CPU a partial frame costs a third of a full one; on a GPU a
+hardware. On a CPU a partial frame costs a fraction of a full one; on a GPU a
 small model's frame is bound by kernel launches, and a partial frame launches
 more kernels than a full one (REFERENCES §11: 0.45-0.65× on an H200). So the
 first ``calibration_frames`` frames (after one warm-up frame) run both the cache
 and the plain forward, timed on the device they run on; where the cache would
-be slower it switches itself off, says so once in the log, and from then on is
-exactly the plain forward.
+be slower it switches its per-layer reuse off, says so once in the log, and
+from then on every encoded frame is exactly the plain forward (the whole-frame
+skip, one comparison, stays). One decision per setting per process.
 
 The cache drives anything that looks like a pre-LN CLIP / SigLIP encoder layer
 (``layer_norm1``, ``self_attn.{q,k,v,out}_proj``, ``layer_norm2``, ``mlp``):
@@ -362,13 +363,14 @@ class ViTFeatureCache:
 
     def _calibrate_step(self, pixels: torch.Tensor) -> torch.Tensor:
         """Run the cache and the plain forward on one frame, timed; decide after ``calibration_frames``."""
-        # alternate which path runs first, so neither always finds the other's data in the caches
+
         def cached() -> tuple[torch.Tensor, str]:
             return self._encode(pixels, reuse=True)
 
         def plain() -> torch.Tensor:
             return self.tower.forward(pixels)
 
+        # alternate which path runs first, so neither always finds the other's data in the caches
         if len(self._samples) % 2:
             plain_ms = self._timed(plain, pixels.device)[1]
             (out, kind), cached_ms = self._timed(cached, pixels.device)
