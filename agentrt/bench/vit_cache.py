@@ -87,10 +87,10 @@ def measure_encoder(
     with torch.inference_mode():
         # the cache as shipped: it times itself over its first frames and decides, on this device
         auto = ViTFeatureCache(vit, replace(cache_config, auto_off=True))
-        f = 0
-        while auto.enabled is None:
+        for f in range(10 * (cache_config.calibration_frames + 1)):  # skipped frames are not timed
+            if auto.enabled is not None:
+                break
             auto(video[f % frames : f % frames + 1])
-            f += 1
         calibration = auto.calibration
         auto.reset()
         for r in range(repeats):
@@ -135,7 +135,7 @@ def measure_encoder(
         "ms_cached": statistics.median(cached_ms),
         # the median of per-repeat ratios: each repeat's paths ran interleaved under the same load
         "speedup": statistics.median(f / c for f, c in zip(full_ms, cached_ms, strict=True)),
-        "auto_off": not auto.enabled,
+        "auto_off": auto.enabled is False,  # None: still undecided (a stream of skipped frames)
         "calibrated_speedup": calibration.speedup if calibration else None,
         "speedup_auto": statistics.median(f / a for f, a in zip(full_ms, auto_ms, strict=True)),
         "exact_r1": exact,
