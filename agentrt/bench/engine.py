@@ -4,8 +4,8 @@ Three comparisons in one run, one module each, on a synthetic streaming video (a
 textured scene with one moving square; ``agentrt.bench.synthetic``):
 
 - vit_cache (``agentrt.bench.vit_cache``): ViT time per frame with and without the STC-style feature cache,
-  for a tiny ViT and a ViT-S/16-sized encoder (random weights), and the cosine
-  between cached and full features (per token, against the full forward);
+  for encoders from a tiny ViT to ViT-L/14@336 (random weights; quick: tiny and ViT-S/16), the cache's own
+  auto-off decision, r = 1 exactness, and the cosine between cached and full features;
 - slowfast (``agentrt.bench.slowfast``): prefill time of slow-fast tokens over 8x the frames against full
   tokens over the base frame count, on the same decoder;
 - decoding (``agentrt.bench.decoding``): Jacobi against greedy AR time for a 28-token block (4 steps of a

@@ -13,16 +13,19 @@ def _stream(n: int = 7, size: int = 32) -> torch.Tensor:
     return moving_square(n, size, step=3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("class_token", [False, True])
-def test_ratio_one_reproduces_the_plain_forward_exactly(class_token: bool) -> None:
-    vit = tiny_vit(class_token=class_token)
-    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=3, ratio=1.0))
+def test_ratio_one_reproduces_the_plain_forward_exactly(class_token: bool, dtype: torch.dtype) -> None:
+    """Bitwise (torch.equal): r = 1 runs the same ops in the same order as ViT.forward, in either dtype."""
+    vit = tiny_vit(class_token=class_token).to(dtype)
+    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=3, ratio=1.0))  # auto-off on: nothing to calibrate
+    assert cache.enabled is True
     with torch.no_grad():
         for frame in _stream():
-            x = torch.stack([frame, frame.flip(-1)])  # a batch of two streams
+            x = torch.stack([frame, frame.flip(-1)]).to(dtype)  # a batch of two streams
             assert torch.equal(cache(x), vit(x))
     assert cache.stats.token_reuse_rate == 0.0
-    assert cache.stats.skipped == 0
+    assert cache.stats.skipped == 0 and cache.calibration is None
 
 
 def test_ratio_one_turns_the_frame_skip_off() -> None:
@@ -63,7 +66,7 @@ def test_ratio_one_equals_hugging_face_forward(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["siglip", "clip"])
 def test_partial_recompute_on_hugging_face_tower_stays_close(kind: str) -> None:
     model = _hf_tower(kind)
-    cache = ViTFeatureCache(model, ViTCacheConfig(interval=4, ratio=0.25, skip_threshold=0.0))
+    cache = ViTFeatureCache(model, ViTCacheConfig(interval=4, ratio=0.25, skip_threshold=0.0, auto_off=False))
     with torch.no_grad():
         for frame in moving_square(6, 64, step=4, square=12):
             x = frame[None]
@@ -74,7 +77,7 @@ def test_partial_recompute_on_hugging_face_tower_stays_close(kind: str) -> None:
 
 def test_a_frame_equal_to_the_reference_gives_the_reference_output() -> None:
     vit = tiny_vit()
-    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=4, ratio=0.25, skip_threshold=0.0))
+    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=4, ratio=0.25, skip_threshold=0.0, auto_off=False))
     frame = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         first = cache(frame)
@@ -85,7 +88,7 @@ def test_a_frame_equal_to_the_reference_gives_the_reference_output() -> None:
 
 def test_references_every_interval_frames_and_recompute_fraction() -> None:
     vit = tiny_vit()
-    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=3, ratio=0.25, skip_threshold=0.0))
+    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=3, ratio=0.25, skip_threshold=0.0, auto_off=False))
     with torch.no_grad():
         for frame in _stream(7):
             cache(frame[None])
@@ -95,12 +98,12 @@ def test_references_every_interval_frames_and_recompute_fraction() -> None:
     assert stats.token_layers == 7 * T * layers
     assert stats.token_layers_recomputed == (3 * T + 4 * int(T * 0.25)) * layers
     assert stats.token_reuse_rate == pytest.approx(1 - (3 * 16 + 4 * 4) / (7 * 16))
-    assert set(stats.as_dict()) == {"frames", "frame_skip_rate", "reference_rate", "token_reuse_rate"}
+    assert set(stats.as_dict()) == {"frames", "frame_skip_rate", "reference_rate", "plain_rate", "token_reuse_rate"}
 
 
 def test_moving_object_keeps_high_fidelity() -> None:
     vit = tiny_vit()
-    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=4, ratio=0.25, skip_threshold=0.0))
+    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=4, ratio=0.25, skip_threshold=0.0, auto_off=False))
     with torch.no_grad():
         for frame in _stream(8):
             x = frame[None]
@@ -111,7 +114,7 @@ def test_the_tokens_that_moved_are_the_ones_recomputed() -> None:
     """With r covering the moving square, the cached output equals the full one closely everywhere."""
     vit = tiny_vit()
     video = moving_square(3, 32, step=8, square=8)  # the square covers 1-4 patches of 16
-    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=8, ratio=0.5, skip_threshold=0.0))
+    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=8, ratio=0.5, skip_threshold=0.0, auto_off=False))
     with torch.no_grad():
         cache(video[0:1])
         out = cache(video[1:2])
@@ -120,7 +123,7 @@ def test_the_tokens_that_moved_are_the_ones_recomputed() -> None:
 
 def test_static_frames_are_skipped_whole() -> None:
     vit = tiny_vit()
-    cache = ViTFeatureCache(vit, ViTCacheConfig(skip_threshold=0.01))
+    cache = ViTFeatureCache(vit, ViTCacheConfig(skip_threshold=0.01, auto_off=False))
     frame = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         first = cache(frame)
@@ -133,7 +136,7 @@ def test_static_frames_are_skipped_whole() -> None:
 
 def test_batch_change_starts_a_new_reference() -> None:
     vit = tiny_vit()
-    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=4, ratio=0.25, skip_threshold=0.0))
+    cache = ViTFeatureCache(vit, ViTCacheConfig(interval=4, ratio=0.25, skip_threshold=0.0, auto_off=False))
     with torch.no_grad():
         cache(torch.rand(1, 3, 32, 32))
         cache(torch.rand(2, 3, 32, 32))
@@ -142,7 +145,8 @@ def test_batch_change_starts_a_new_reference() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"interval": 0}, "interval"), ({"ratio": 0.0}, "ratio"), ({"ratio": 1.5}, "ratio"), ({"skip_threshold": -1}, "skip")],
+    [({"interval": 0}, "interval"), ({"ratio": 0.0}, "ratio"), ({"ratio": 1.5}, "ratio"), ({"skip_threshold": -1}, "skip"),
+     ({"calibration_frames": 0}, "calibration_frames")],
 )
 def test_config_is_validated(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
