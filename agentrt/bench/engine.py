@@ -22,7 +22,6 @@ medians are reported (the machine is shared and noisy).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
@@ -44,11 +43,7 @@ def run(quick: bool, device: str = "cpu", dtype: str = "float32") -> dict:
     result: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "load_avg_start": os.getloadavg()[0]}
     placed = {"device": device, "dtype": dtype}
     log.info("engine bench: ViT feature cache")
-    # the ViT cache module's own entry decides what it takes; pass the placement where it accepts one
-    takes = inspect.signature(vit_cache.run).parameters
-    if "device" not in takes:
-        log.warning("engine bench: this ViT cache bench has no device option: it runs on the CPU")
-    result["vit_cache"] = vit_cache.run(quick, **{k: v for k, v in placed.items() if k in takes})
+    result["vit_cache"] = vit_cache.run(quick, **placed)
     log.info("engine bench: slow-fast tokens")
     result["slowfast"] = slowfast.run(quick, **placed)
     log.info("engine bench: decoding")
