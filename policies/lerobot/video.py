@@ -1,10 +1,12 @@
 """One camera's MP4 in a LeRobot dataset: episodes back to back, frame k of the file at k / fps seconds.
 
 Written with H.264 (libx264, through agentrt's one `Mp4Writer`), not AV1 as LeRobot writes by
-default: SVT-AV1 refuses frames under 64 pixels a side (the policy camera is 32-64) and encodes
-several times slower on a CPU; LeRobot decodes H.264 as well (``video.codec`` in info.json says
-which). yuv420p, constant quality (crf), a keyframe every ``gop`` frames as LeRobot writes
-(``g=2``) so that a reader seeking to any timestamp decodes at most one frame more.
+default: on 64 px sim frames libx264 (crf 18, veryfast) encodes ~3x faster than SVT-AV1 at
+LeRobot's settings for the same median PSNR (files ~1.8x larger; docs/policies.md has the
+figures), and H.264 plays in any browser or player. LeRobot decodes both (``video.codec`` in
+info.json says which), and so does this reader (PyAV's dav1d for LeRobot's AV1). yuv420p, a
+keyframe every ``gop`` frames as LeRobot writes (``g=2``), so a reader seeking to any timestamp
+decodes at most one frame more.
 
 Reading decodes a whole file once, in order, and picks the frame nearest each timestamp asked
 for; frames can be brought to a model's size as they come (``transform``), so a long 640 x 480
@@ -78,8 +80,9 @@ def decode_video(path: Path, transform: Callable[[np.ndarray], np.ndarray] | Non
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
                 image = frame.to_ndarray(format="rgb24")
-                known = frame.pts is not None and frame.time_base is not None
-                times.append(float(frame.pts * frame.time_base) if known else len(times) / float(stream.average_rate or 1))
+                pts, base = frame.pts, frame.time_base
+                times.append(float(pts * base) if pts is not None and base is not None
+                             else len(times) / float(stream.average_rate or 1))
                 frames.append(transform(image) if transform is not None else image)
     except av.error.FFmpegError as e:  # a codec this PyAV build cannot decode, or a damaged file
         raise ConfigError(f"{path}: cannot decode ({e}); check the file plays, or re-encode it to H.264") from None
