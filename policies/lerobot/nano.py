@@ -48,7 +48,8 @@ def lerobot_path(data_dir: str) -> str | None:
 def _resolve(reader: LeRobotReader, keys: LeRobotKeys) -> tuple[str, str, str]:
     """(camera, state, action) feature keys, each checked against what the nano VLA takes."""
     camera = reader.feature_key("camera", keys.camera)
-    chosen = {"state": reader.feature_key("state", keys.state), "action": reader.feature_key("action", keys.action)}
+    # the action first: what a policy outputs decides whether a dataset can train it at all
+    chosen = {"action": reader.feature_key("action", keys.action), "state": reader.feature_key("state", keys.state)}
     for kind, key in chosen.items():
         feature = reader.features[key]
         shape, names = list(feature["shape"]), list(feature.get("names") or [])

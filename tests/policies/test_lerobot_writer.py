@@ -195,3 +195,17 @@ def test_missing_pyarrow_is_one_line_naming_the_extra(tmp_path: Path, monkeypatc
     assert main(["collect", "--format", "lerobot", "--episodes", "1", "--size", "32", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'agentrt[lerobot]'" in err and "Traceback" not in err
+
+
+def test_collect_then_train_on_it(dataset: tuple[Path, list[Any]], tmp_path: Path) -> None:
+    """The issue's done-when: a dataset from `collect --format lerobot` trains through `train --data lerobot:PATH`."""
+    from agentrt.cli.__main__ import main
+    from policies.vla.model import load_model
+
+    root, kept = dataset
+    assert main(["train", "--data", f"lerobot:{root}", "--steps", "2", "--batch-size", "4", "--threads", "1",
+                 "--set", "width=32", "--set", "depth=1", "--out", str(tmp_path)]) == 0
+    model, extra = load_model(tmp_path / "nano_vla.safetensors")
+    assert extra["robot"] == "panda" and model.config.image_size == 32
+    assert extra["training"]["samples"] == sum(len(ep.actions) for ep in kept)  # every frame a sample
+    assert extra["training"]["episodes"] == len(kept)
