@@ -83,7 +83,9 @@ def write_so100_dataset(root: Path) -> dict[str, np.ndarray]:
     (root / "meta/info.json").write_text(json.dumps(info, indent=4))
     (root / "meta/stats.json").write_text("{}")
     pd.DataFrame({"task_index": [0, 1]}, index=list(TASKS)).to_parquet(root / "meta/tasks.parquet")
-    rows, data, video_frames, start = [], {0: [], 1: []}, {"laptop": [0, 0], "phone": [0]}, 0
+    rows: list[dict[str, object]] = []
+    data: dict[int, list[dict[str, object]]] = {0: [], 1: []}
+    video_frames, start = {"laptop": [0, 0], "phone": [0]}, 0
     for e, (length, (data_file, laptop, phone)) in enumerate(zip(LENGTHS, FILES, strict=True)):
         task = e % 2
         data[data_file] += [{"index": start + i, "episode_index": e, "frame_index": i, "timestamp": i / FPS,
@@ -99,17 +101,17 @@ def write_so100_dataset(root: Path) -> dict[str, np.ndarray]:
             video_frames[camera][file_index] += length
         rows.append(row | {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
         start += length
-    for file_index, frames in data.items():
+    for file_index, table in data.items():
         (root / "data/chunk-000").mkdir(parents=True, exist_ok=True)
         schema = pa.schema([(k, pa.list_(pa.float32())) for k in values] +
                            [(k, pa.float32() if k == "timestamp" else pa.int64()) for k in
                             ("index", "episode_index", "frame_index", "timestamp", "task_index")])
-        pq.write_table(pa.Table.from_pylist(frames, schema=schema), root / f"data/chunk-000/file-{file_index:03d}.parquet")
+        pq.write_table(pa.Table.from_pylist(table, schema=schema), root / f"data/chunk-000/file-{file_index:03d}.parquet")
     (root / "meta/episodes/chunk-000").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows), root / "meta/episodes/chunk-000/file-000.parquet")
     for camera, blue in (("laptop", 200), ("phone", 60)):
-        for file_index, frames in enumerate(video_frames[camera]):
-            _write_video(root / f"videos/observation.images.{camera}/chunk-000/file-{file_index:03d}.mp4", frames, blue)
+        for file_index, count in enumerate(video_frames[camera]):
+            _write_video(root / f"videos/observation.images.{camera}/chunk-000/file-{file_index:03d}.mp4", count, blue)
     return values
 
 
