@@ -1,10 +1,10 @@
 """One camera's MP4 in a LeRobot dataset: episodes back to back, frame k of the file at k / fps seconds.
 
 Written with H.264 (libx264, through agentrt's one `Mp4Writer`), not AV1 as LeRobot writes by
-default: on 64 px sim frames libx264 (crf 18, veryfast) encodes ~3x faster than SVT-AV1 at
-LeRobot's settings for the same median PSNR (files ~1.8x larger; docs/policies.md has the
-figures), and H.264 plays in any browser or player. LeRobot decodes both (``video.codec`` in
-info.json says which), and so does this reader (PyAV's dav1d for LeRobot's AV1). yuv420p, a
+default: on 64 px sim frames libx264 (crf 18, veryfast) encodes ~2.6x faster than SVT-AV1 at
+LeRobot's settings for the same median PSNR (files ~1.6x larger; `policies.lerobot.codec_bench`,
+docs/policies.md), and H.264 plays in any browser or player. LeRobot decodes both (``video.codec``
+in info.json says which), and so does this reader (PyAV's dav1d for LeRobot's AV1). yuv420p, a
 keyframe every ``gop`` frames as LeRobot writes (``g=2``), so a reader seeking to any timestamp
 decodes at most one frame more.
 

@@ -284,9 +284,14 @@ def load_info(root: str | Path, keys: LeRobotKeys | None = None) -> dict[str, ob
     if not path.exists():
         raise ConfigError(f"no dataset at {root}: expected {path} (make one with `agentrt collect`)")
     info = dict(json.loads(path.read_text()))
-    if "codebase_version" in info:  # a LeRobot dataset named without its prefix
-        raise ConfigError(f"{root} is a LeRobot {info['codebase_version']} dataset: pass it as lerobot:{root}")
+    _not_lerobot(root, info)
     return info
+
+
+def _not_lerobot(root: str | Path, info: dict[str, object]) -> None:
+    """One line for a LeRobot dataset named without its ``lerobot:`` prefix."""
+    if "codebase_version" in info:
+        raise ConfigError(f"{root} is a LeRobot {info['codebase_version']} dataset: pass it as lerobot:{root}")
 
 
 def data_robot(data_dir: str, keys: LeRobotKeys | None = None) -> str:
@@ -307,8 +312,9 @@ def load_episodes(root: str | Path, *, images: bool = True, tasks: tuple[str, ..
     if lerobot is not None:
         yield from nano_episodes(lerobot, keys or LeRobotKeys(), images=images, tasks=tasks, image_size=image_size)
         return
-    load_info(root)  # a LeRobot dataset without its prefix: one line saying so
     root = Path(root)
+    if (root / "meta" / "info.json").exists():
+        _not_lerobot(root, json.loads((root / "meta" / "info.json").read_text()))
     index_path = root / "meta" / "episodes.jsonl"
     if not index_path.exists():
         raise ConfigError(f"no dataset at {root}: expected {index_path} (make one with `agentrt collect`)")
