@@ -104,6 +104,7 @@ class Mp4Writer:
         self.codec = ""  # the encoder in use, once open
         self.size: tuple[int, int] | None = None  # (width, height) of the video: even
         self.frames = 0
+        self.bytes = 0  # of encoded packets written so far (behind ``frames`` by the encoder's lookahead)
         self._av: Any = _import_av()  # now: a missing PyAV is one line before any frame
         self._container: Any = None
         self._stream: Any = None
@@ -165,16 +166,19 @@ class Mp4Writer:
         if pts is not None:
             frame.pts = pts
             frame.time_base = self.options.time_base
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        self._mux(self._stream.encode(frame))
         self.frames += 1
 
     def flush(self) -> None:
         """Encode and write what the encoder still holds (its lookahead): the end of the video."""
         if self._container is not None and not self._flushed:
             self._flushed = True  # an encoder flushed once is at its end
-            for packet in self._stream.encode():
-                self._container.mux(packet)
+            self._mux(self._stream.encode())
+
+    def _mux(self, packets: list[Any]) -> None:
+        for packet in packets:
+            self.bytes += packet.size
+            self._container.mux(packet)
 
     def close(self) -> None:
         """Flush and finish the file. Safe to call twice."""

@@ -41,6 +41,7 @@ class CameraVideo:
 
     def __init__(self, path: Path, fps: int, config: DatasetVideoConfig) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.fps = fps
         self.frames = 0
         self._writer = Mp4Writer(path, Mp4Options(fps=fps, codec=config.codec, crf=config.crf, preset=config.preset,
@@ -49,6 +50,11 @@ class CameraVideo:
     @property
     def codec(self) -> str:
         return self._writer.codec
+
+    @property
+    def bytes(self) -> int:
+        """Encoded so far (a few frames behind: the encoder's lookahead)."""
+        return self._writer.bytes
 
     @property
     def start_s(self) -> float:

@@ -8,11 +8,14 @@
     writer.close()                                     # data, episodes, tasks, stats and info.json on disk
 
 Every frame of every camera goes into the camera's MP4 as it is added (episodes back to back);
-the rows of the other features stay in memory until ``close``, which writes them as one data file,
-the episodes' rows as one episodes file, then tasks, stats and info. A writer opened on an existing
-dataset of the same features and fps appends: its episodes go on from the last index into the next
-file index (``file-001``, ...), and tasks, stats and totals cover old and new. A writer that is never
-closed (a crash) leaves the dataset as it was before it, plus an unreferenced video file.
+the rows of the other features are kept until they reach ``data_files_size_in_mb`` and then
+written as one data file; a camera's MP4 that has reached ``video_files_size_in_mb`` is closed
+before the next episode, which starts the next file (LeRobot's defaults, 100 and 500 MB, are
+written in info.json). ``close`` writes the last data file, the episodes' rows as one episodes
+file, then tasks, stats and info. A writer opened on an existing dataset of the same features and
+fps appends: its episodes go on from the last index into the next file indices, and tasks, stats
+and totals cover old and new. A writer that is never closed (a crash) leaves the dataset as it was
+before it, plus files no episode refers to, which the next writer overwrites.
 Extra per-episode columns (``add_episode(..., extra={"agentrt_seed": 3})``) are kept in the episodes
 file, which LeRobot reads and ignores.
 """
@@ -65,7 +68,8 @@ class LeRobotWriter:
     """``add_episode(task, values)`` per episode, ``close()`` at the end; see the module docstring."""
 
     def __init__(self, root: str | Path, *, fps: int, robot_type: str, features: dict[str, dict[str, Any]],
-                 video: DatasetVideoConfig | None = None) -> None:
+                 video: DatasetVideoConfig | None = None, data_files_size_in_mb: float | None = None,
+                 video_files_size_in_mb: float | None = None) -> None:
         self._pa = import_arrow()  # now: a missing extra is one line before any episode is recorded
         self.root = Path(root)
         self.video_keys = [k for k, f in features.items() if f["dtype"] == "video"]
@@ -77,14 +81,26 @@ class LeRobotWriter:
             self.written = episode_rows(self.root)
         else:
             self.info, self.tasks, self.written = new_info(fps, robot_type, features, videos=bool(self.video_keys)), {}, []
-        self.file_index = len(list((self.root / "data").glob("*/*.parquet")))
+        for key, size in (("data_files_size_in_mb", data_files_size_in_mb), ("video_files_size_in_mb", video_files_size_in_mb)):
+            if size is not None:
+                self.info[key] = size
         self.fps = fps
         self.episode_index = int(self.info["total_episodes"])
         self.frame_index = int(self.info["total_frames"])
+        # the next file of each kind: after the last one an episode refers to (an unreferenced one, left by a
+        # writer that was never closed, is overwritten)
+        self.data_index = _next_file(self.written, "data")
+        self.meta_index = _next_file(self.written, "meta/episodes")
+        self.video_index = {k: _next_file(self.written, f"videos/{k}") for k in self.video_keys}
         self._rows: dict[str, list[np.ndarray]] = {k: [] for k in [*self.columns, *INDEX_FEATURES]}
+        self._buffered_bytes = 0
         self._episodes: list[dict[str, Any]] = []
-        self._videos = {k: CameraVideo(self.root / video_file(k, self.file_index), fps, video or DatasetVideoConfig())
-                        for k in self.video_keys}
+        self._video_config = video or DatasetVideoConfig()
+        self._videos = {k: self._open_video(k) for k in self.video_keys}
+        self.codecs: dict[str, str] = {}
+
+    def _open_video(self, key: str) -> CameraVideo:
+        return CameraVideo(self.root / video_file(key, self.video_index[key]), self.fps, self._video_config)
 
     def _existing(self, info: dict[str, Any], fps: int, features: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """An existing dataset's info, when this writer can append to it."""
@@ -113,15 +129,14 @@ class LeRobotWriter:
         index: dict[str, np.ndarray] = {"timestamp": (np.arange(T) / self.fps).astype(np.float32), "frame_index": np.arange(T),
                  "episode_index": np.full(T, self.episode_index), "index": self.frame_index + np.arange(T),
                  "task_index": np.full(T, task_index)}
-        row: dict[str, Any] = {
-            "episode_index": self.episode_index, "tasks": [task], "length": T,
-            "data/chunk_index": self.file_index // CHUNKS_SIZE, "data/file_index": self.file_index % CHUNKS_SIZE,
-            "dataset_from_index": self.frame_index, "dataset_to_index": self.frame_index + T,
-        }
+        row: dict[str, Any] = {"episode_index": self.episode_index, "tasks": [task], "length": T,
+                               **_file_columns("data", self.data_index),
+                               "dataset_from_index": self.frame_index, "dataset_to_index": self.frame_index + T}
         stats: dict[str, FeatureStats] = {}
         for key in self.video_keys:
+            self._roll_video(key)
             start, end = self._videos[key].write(np.asarray(values[key], np.uint8))
-            row.update({f"videos/{key}/chunk_index": self.file_index // CHUNKS_SIZE, f"videos/{key}/file_index": self.file_index % CHUNKS_SIZE,
+            row.update({**_file_columns(f"videos/{key}", self.video_index[key]),
                         f"videos/{key}/from_timestamp": start, f"videos/{key}/to_timestamp": end})
             stats[key] = image_stats(np.asarray(values[key], np.uint8))
         for key in self.columns:
@@ -130,22 +145,29 @@ class LeRobotWriter:
         for key, array in index.items():
             self._rows[key].append(array.astype(INDEX_FEATURES[key]["dtype"]).reshape(T, 1))
             stats[key] = vector_stats(array)
-        row.update({"meta/episodes/chunk_index": self.file_index // CHUNKS_SIZE, "meta/episodes/file_index": self.file_index % CHUNKS_SIZE})
+        self._buffered_bytes += sum(parts[-1].nbytes for parts in self._rows.values())
+        row.update(_file_columns("meta/episodes", self.meta_index))
         row.update({f"stats/{key}/{name}": value.tolist() for key, s in stats.items() for name, value in s.items()})
         row.update(extra or {})
         self._episodes.append(row)
         self.episode_index += 1
         self.frame_index += T
+        if self._buffered_bytes >= float(self.info["data_files_size_in_mb"]) * _MB:  # this data file is full
+            self._flush_data()
+            self.data_index += 1
         return self.episode_index - 1
 
-    def close(self) -> dict[str, Any]:
-        """Write the data, episodes, tasks, stats and info; returns info.json's content."""
-        for camera in self._videos.values():
+    def _roll_video(self, key: str) -> None:
+        """Go on in the camera's next file once this one has reached ``video_files_size_in_mb``."""
+        camera = self._videos[key]
+        if camera.frames and camera.bytes >= float(self.info["video_files_size_in_mb"]) * _MB:
             camera.close()
-        if not self._episodes:  # nothing new: leave the dataset as it was (an empty video file is removed)
-            for key in self.video_keys:
-                (self.root / video_file(key, self.file_index)).unlink(missing_ok=True)
-            return self.info
+            self.codecs[key] = camera.codec
+            self.video_index[key] += 1
+            self._videos[key] = self._open_video(key)
+
+    def _flush_data(self) -> None:
+        """The buffered rows -> the current data file."""
         pa, pq = self._pa, self._pa.parquet
         columns = {}
         for key, parts in self._rows.items():
@@ -155,10 +177,26 @@ class LeRobotWriter:
                 columns[key] = pa.array(values[:, 0])
             else:  # a fixed-size list per frame, as LeRobot's datasets.Sequence(length=D) stores it
                 columns[key] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
-        path = self.root / data_file(self.file_index)
+            parts.clear()
+        path = self.root / data_file(self.data_index)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.table(columns), path)
-        path = self.root / episodes_file(self.file_index)
+        self._buffered_bytes = 0
+
+    def close(self) -> dict[str, Any]:
+        """Write the data, episodes, tasks, stats and info; returns info.json's content."""
+        for key, camera in self._videos.items():
+            camera.close()
+            if camera.frames:
+                self.codecs[key] = camera.codec
+            else:  # nothing in it (no episode since it opened): no file
+                camera.path.unlink(missing_ok=True)
+        if not self._episodes:  # nothing new: the dataset stays as it was
+            return self.info
+        pa, pq = self._pa, self._pa.parquet
+        if self._rows["index"]:
+            self._flush_data()
+        path = self.root / episodes_file(self.meta_index)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(self._episodes), path)
         pd = import_pandas()
@@ -167,11 +205,13 @@ class LeRobotWriter:
         self._write_stats([*self.written, *self._episodes])
         for key in self.video_keys:
             h, w = self.info["features"][key]["shape"][:2]
-            self.info["features"][key]["info"] = video_info(h, w, self.fps, _codec_name(self._videos[key].codec))
+            codec = self.codecs.get(key) or self.info["features"][key].get("info", {}).get("video.codec", "")
+            self.info["features"][key]["info"] = video_info(h, w, self.fps, _codec_name(codec))
         self.info.update(total_episodes=self.episode_index, total_frames=self.frame_index, total_tasks=len(self.tasks),
                          splits={"train": f"0:{self.episode_index}"})
         (self.root / INFO_PATH).write_text(json.dumps(self.info, indent=4) + "\n")
         self.written, self._episodes = [*self.written, *self._episodes], []
+        self.meta_index += 1
         return self.info
 
     def _write_stats(self, episodes: list[dict[str, Any]]) -> None:
@@ -183,6 +223,21 @@ class LeRobotWriter:
             if parts:
                 pooled[key] = pool_stats(parts)
         (self.root / STATS_PATH).write_text(json.dumps(stats_json(pooled), indent=4) + "\n")
+
+
+_MB = 1024 * 1024  # LeRobot's sizes in MB are MiB
+
+
+def _file_columns(prefix: str, index: int) -> dict[str, int]:
+    """``prefix/chunk_index`` and ``prefix/file_index`` of a file numbered ``index`` across chunks."""
+    return {f"{prefix}/chunk_index": index // CHUNKS_SIZE, f"{prefix}/file_index": index % CHUNKS_SIZE}
+
+
+def _next_file(rows: list[dict[str, Any]], prefix: str) -> int:
+    """One past the last ``prefix`` file the episode rows refer to (0 for none)."""
+    used = [int(r[f"{prefix}/chunk_index"]) * CHUNKS_SIZE + int(r[f"{prefix}/file_index"])
+            for r in rows if f"{prefix}/file_index" in r]
+    return max(used, default=-1) + 1
 
 
 def _codec_name(encoder: str) -> str:

@@ -218,3 +218,36 @@ def test_codec_bench_measures_both_codecs(capsys: pytest.CaptureFixture[str]) ->
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0].split()[0] for line in lines] == ["libx264", "libsvtav1"]
     assert all("6 frames at 32 px" in line and "PSNR min" in line for line in lines)
+
+
+def test_files_roll_at_their_sizes_and_read_back(tmp_path: Path) -> None:
+    from policies.lerobot.reader import LeRobotReader
+    from policies.lerobot.writer import LeRobotWriter
+
+    features = {"observation.images.cam": {"dtype": "video", "shape": [16, 24, 3], "names": ["height", "width", "channels"]},
+                "action": {"dtype": "float32", "shape": [2], "names": ["a", "b"]}}
+    rng = np.random.default_rng(1)
+    episodes = [(rng.integers(0, 255, (n, 16, 24, 3), dtype=np.uint8), rng.normal(size=(n, 2)).astype(np.float32))
+                for n in (27, 25, 29, 26)]
+    # ~100 bytes of rows per data file (an episode has 1,100+) and 1 KiB of video (an episode of noise: more,
+    # once the encoder's lookahead of ~10 frames is out)
+    writer = LeRobotWriter(tmp_path, fps=10, robot_type="x", features=features, data_files_size_in_mb=0.0001,
+                           video_files_size_in_mb=0.001)
+    for i, (frames, actions) in enumerate(episodes):
+        writer.add_episode(f"task {i % 2}", {"observation.images.cam": frames, "action": actions})
+    info = writer.close()
+    assert info["data_files_size_in_mb"] == 0.0001 and info["total_frames"] == 107
+    assert len(list(tmp_path.glob("data/chunk-000/*.parquet"))) == 4
+    assert len(list(tmp_path.glob("videos/observation.images.cam/chunk-000/*.mp4"))) == 4
+    reader = LeRobotReader(tmp_path)
+    assert [r["data/file_index"] for r in reader.rows] == [0, 1, 2, 3]
+    assert [r["videos/observation.images.cam/from_timestamp"] for r in reader.rows] == [0, 0, 0, 0]
+    for ep, (frames, actions) in zip(reader.episodes(["action"], ["observation.images.cam"]), episodes, strict=True):
+        np.testing.assert_array_equal(ep.values["action"], actions)
+        assert ep.images["observation.images.cam"].shape == frames.shape
+    # appending goes on after the last file an episode refers to
+    more = LeRobotWriter(tmp_path, fps=10, robot_type="x", features=features)
+    more.add_episode("task 0", {"observation.images.cam": episodes[0][0], "action": episodes[0][1]})
+    more.close()
+    last = LeRobotReader(tmp_path).rows[-1]
+    assert (last["data/file_index"], last["videos/observation.images.cam/file_index"], last["meta/episodes/file_index"]) == (4, 4, 1)
