@@ -251,3 +251,21 @@ def test_files_roll_at_their_sizes_and_read_back(tmp_path: Path) -> None:
     more.close()
     last = LeRobotReader(tmp_path).rows[-1]
     assert (last["data/file_index"], last["videos/observation.images.cam/file_index"], last["meta/episodes/file_index"]) == (4, 4, 1)
+
+
+def test_hf_datasets_loads_it_as_lerobot_does(dataset: tuple[Path, list[Any]]) -> None:
+    """lerobot 0.4-0.6 reads data/ with ``datasets.Dataset.from_parquet(path, features=...)`` built from info.json
+    (``get_hf_features_from_features``): Value for shape [1], Sequence(length=D) otherwise. Runs where
+    ``datasets`` is installed (not a dev dependency; checked by hand with datasets 5.2)."""
+    datasets = pytest.importorskip("datasets")
+    root, kept = dataset
+    info = json.loads((root / "meta/info.json").read_text())
+    features = datasets.Features({
+        key: datasets.Value(dtype=f["dtype"]) if f["shape"] == [1]
+        else datasets.Sequence(length=f["shape"][0], feature=datasets.Value(dtype=f["dtype"]))
+        for key, f in info["features"].items() if f["dtype"] != "video"})
+    data = datasets.Dataset.from_parquet(str(root / "data/chunk-000/file-000.parquet"), features=features)
+    assert len(data) == info["total_frames"]
+    np.testing.assert_array_equal(np.asarray(data.with_format("numpy")["action"]), np.concatenate([ep.actions for ep in kept]))
+    episodes = datasets.Dataset.from_parquet(str(root / "meta/episodes/chunk-000/file-000.parquet"))
+    assert episodes["tasks"] == [[ep.instruction] for ep in kept]
