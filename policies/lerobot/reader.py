@@ -7,13 +7,14 @@
 
 Rows come from ``data/*/*.parquet`` (each episode's ``dataset_from_index`` .. ``dataset_to_index``);
 frames from the camera's MP4, decoded once per file and picked at ``from_timestamp`` + the frame's
-timestamp, as LeRobot does. What cannot be read gives one line: not a dataset, a v2.x dataset
-(LeRobot's converter makes it v3.0), a missing key (with the keys there are and the flag to pass),
-images stored in parquet instead of videos.
+timestamp, as LeRobot does (or, for a dataset recorded without videos, the PNG in each row).
+What cannot be read gives one line: not a dataset, a v2.x dataset (LeRobot's converter makes it
+v3.0), a missing key (with the keys there are and the flag to pass).
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -105,11 +106,13 @@ class LeRobotReader:
         rows = [r for r in self.rows if keep is None or keep(r)]
         if not rows:
             return
-        table = self._data(keys)
+        stills = [c for c in cameras if self.features[c]["dtype"] == "image"]  # PNGs in the data parquet
+        table, pngs = self._data(keys, stills)
         index = table.pop("index")[:, 0].astype(np.int64)
         order = np.argsort(index, kind="stable")
         index = index[order]
         table = {k: v[order] for k, v in table.items()}
+        pngs = {k: [v[i] for i in order] for k, v in pngs.items()}
         decoded: dict[str, tuple[Path, np.ndarray, list[np.ndarray]]] = {}
         for row in rows:
             start, end = np.searchsorted(index, [int(row["dataset_from_index"]), int(row["dataset_to_index"])])
@@ -118,7 +121,10 @@ class LeRobotReader:
                                   f"meta row says {row['length']}; the dataset is incomplete (record it again)")
             values = {k: v[start:end] for k, v in table.items()}
             images = {}
-            for camera in cameras:
+            for camera in stills:
+                crop = self._cropped(camera, transform)
+                images[camera] = np.stack([crop(_png(b)) for b in pngs[camera][start:end]])
+            for camera in (c for c in cameras if c not in stills):
                 path = self._video_path(camera, row)
                 if camera not in decoded or decoded[camera][0] != path:
                     decoded[camera] = (path, *decode_video(path, self._cropped(camera, transform)))
@@ -134,25 +140,34 @@ class LeRobotReader:
         h, w = self.features[camera]["shape"][:2]
         return lambda image: transform(image[:h, :w]) if transform is not None else image[:h, :w]
 
-    def _data(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """The ``keys`` columns (and the index features) of every data file, as (N, D) arrays."""
+    def _data(self, keys: list[str], stills: list[str]) -> tuple[dict[str, np.ndarray], dict[str, list[bytes]]]:
+        """The ``keys`` columns (and the index features) of every data file, as (N, D) arrays; the PNG bytes
+        of the ``stills`` (image features: LeRobot's ``{bytes, path}`` struct per frame)."""
         pa = import_arrow()
-        columns = list(dict.fromkeys([*keys, "index", "timestamp", "task_index"]))
+        columns = list(dict.fromkeys([*keys, *stills, "index", "timestamp", "task_index"]))
         paths = sorted((self.root / "data").glob("*/*.parquet"))
         if not paths:
             raise ConfigError(f"{self.root}: no data/*/*.parquet; the dataset is incomplete (record it again)")
         table = pa.concat_tables([pa.parquet.read_table(p, columns=columns) for p in paths])
-        out = {}
+        out, pngs = {}, {}
         for key in columns:
             column = table.column(key).combine_chunks()
+            if key in stills:
+                pngs[key] = column.field("bytes").to_pylist()
+                continue
             flat = column.flatten() if pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type) else column
             out[key] = flat.to_numpy(zero_copy_only=False).reshape(len(table), -1)
-        return out
+        return out, pngs
 
     def _video_path(self, camera: str, row: dict[str, Any]) -> Path:
-        if self.features[camera]["dtype"] != "video":
-            raise ConfigError(f"{self.root}: {camera} is stored as images in parquet, which agentrt does not read; "
-                              "record the dataset with videos (LeRobot's default)")
         template = self.info.get("video_path") or ""
         return self.root / template.format(video_key=camera, chunk_index=int(row[f"videos/{camera}/chunk_index"]),
                                            file_index=int(row[f"videos/{camera}/file_index"]))
+
+
+def _png(data: bytes) -> np.ndarray:
+    """One image feature's frame (PNG, as LeRobot stores images without videos) -> RGB uint8."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))

@@ -194,3 +194,53 @@ def test_bad_datasets_and_keys_are_one_line(so100: tuple[Path, dict[str, np.ndar
     assert "pass --map-state KEY" in err
     assert main(["train", "--data", str(root), "--steps", "1", "--out", str(tmp_path / "r")]) == 2
     assert f"pass it as lerobot:{root}" in _one_line(capsys)
+
+
+def test_reads_a_dataset_recorded_without_videos(tmp_path: Path) -> None:
+    """LeRobot with ``use_videos=False`` keeps each frame as a PNG in the data parquet ({bytes, path})."""
+    import io
+
+    from PIL import Image
+
+    from policies.lerobot.nano import LeRobotKeys, nano_episodes
+
+    rng = np.random.default_rng(2)
+    lengths, n = (4, 3), 7
+    frames = rng.integers(0, 255, (n, 24, 24, 3), dtype=np.uint8)
+    state, action = rng.normal(size=(n, 4)).astype(np.float32), rng.normal(size=(n, 4)).astype(np.float32)
+    features = {"observation.images.front": {"dtype": "image", "shape": [24, 24, 3], "names": ["height", "width", "channels"]},
+                "observation.state": _vector(4, ["x", "y", "z", "gripper"]), "action": _vector(4, ["dx", "dy", "dz", "gripper"]),
+                **{k: {"dtype": d, "shape": [1], "names": None} for k, d in (
+                    ("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"), ("index", "int64"),
+                    ("task_index", "int64"))}}
+    (tmp_path / "meta/episodes/chunk-000").mkdir(parents=True)
+    (tmp_path / "data/chunk-000").mkdir(parents=True)
+    (tmp_path / "meta/info.json").write_text(json.dumps({
+        "codebase_version": "v3.0", "robot_type": "koch_follower", "total_episodes": 2, "total_frames": n, "total_tasks": 1,
+        "chunks_size": 1000, "fps": 30, "splits": {"train": "0:2"}, "video_path": None, "features": features,
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"}))
+    pd.DataFrame({"task_index": [0]}, index=pd.Index(["stack"], name="task")).to_parquet(tmp_path / "meta/tasks.parquet")
+
+    def png(image: np.ndarray) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(image).save(out, format="PNG")
+        return out.getvalue()
+
+    episode_of = [e for e, length in enumerate(lengths) for _ in range(length)]
+    frame_of = [i for length in lengths for i in range(length)]
+    pq.write_table(pa.table({
+        "observation.images.front": pa.array([{"bytes": png(f), "path": None} for f in frames],
+                                             pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        "observation.state": pa.array(state.tolist(), pa.list_(pa.float32())),
+        "action": pa.array(action.tolist(), pa.list_(pa.float32())),
+        "timestamp": pa.array([i / 30 for i in frame_of], pa.float32()), "frame_index": pa.array(frame_of, pa.int64()),
+        "episode_index": pa.array(episode_of, pa.int64()), "index": pa.array(range(n), pa.int64()),
+        "task_index": pa.array([0] * n, pa.int64())}), tmp_path / "data/chunk-000/file-000.parquet")
+    pq.write_table(pa.Table.from_pylist([
+        {"episode_index": e, "tasks": ["stack"], "length": length, "data/chunk_index": 0, "data/file_index": 0,
+         "dataset_from_index": sum(lengths[:e]), "dataset_to_index": sum(lengths[:e + 1])}
+        for e, length in enumerate(lengths)]), tmp_path / "meta/episodes/chunk-000/file-000.parquet")
+    episodes = list(nano_episodes(str(tmp_path), LeRobotKeys(), images=True, tasks=None))
+    assert [len(ep.actions) for ep in episodes] == list(lengths) and episodes[1].instruction == "stack"
+    np.testing.assert_array_equal(np.concatenate([ep.images for ep in episodes]), frames)  # PNG: exact
+    np.testing.assert_array_equal(np.concatenate([ep.states for ep in episodes]), state)
