@@ -6,7 +6,7 @@
     agentrt collect --tasks reach push --episodes 50 --format lerobot --out data/lr   # LeRobotDataset v3.0
 
 Episode i of a task uses seed ``--seed + i``; seeds already in the dataset are
-skipped, so an interrupted collection resumes. Formats: agentrt's npz folder (default;
+skipped, so an interrupted collection resumes. Formats: an npz folder (``--format npz``, the default;
 an image every --image-every steps) or a LeRobotDataset v3.0 (``--format lerobot``: every
 frame, one MP4 per camera; `agentrt train --data lerobot:PATH` reads it). docs/policies.md.
 """
@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="render a frame (a training sample) every n steps (default 2; lerobot: 1, every frame)")
     parser.add_argument("--wrist", action="store_true", help="also record the wrist camera at the same steps")
     parser.add_argument("--out", default="data/nano", help="dataset folder (default data/nano)")
-    parser.add_argument("--format", choices=DATA_FORMATS, default="agentrt",
-                        help="agentrt (npz arrays, default) or lerobot (LeRobotDataset v3.0; needs agentrt[lerobot])")
+    parser.add_argument("--format", choices=DATA_FORMATS, default="npz",
+                        help="npz (arrays, default) or lerobot (LeRobotDataset v3.0; needs agentrt[lerobot])")
 
 
 def run(args: argparse.Namespace) -> int:

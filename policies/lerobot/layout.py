@@ -34,7 +34,7 @@ CHUNKS_SIZE = 1000  # files per chunk folder (LeRobot's DEFAULT_CHUNK_SIZE)
 DATA_FILES_SIZE_IN_MB = 100  # LeRobot's defaults, written for its own writer to resume with
 VIDEO_FILES_SIZE_IN_MB = 500
 INSTALL = "pip install 'agentrt[lerobot]'"
-DATA_FORMATS = ("agentrt", "lerobot")  # what `agentrt collect --format` writes: npz arrays, or this layout
+DATA_FORMATS = ("npz", "lerobot")  # what `agentrt collect --format` writes: npz arrays, or this layout
 
 # Every frame of every dataset carries these (LeRobot's DEFAULT_FEATURES)
 INDEX_FEATURES: dict[str, dict[str, Any]] = {

@@ -64,7 +64,7 @@ class CollectConfig:
     image_every: int = 2  # render (and keep a training sample) every n-th step; actions are kept for every step
     wrist: bool = False  # also record the wrist camera (doubles the rendering cost; the nano VLA uses the scene camera)
     out_dir: str = "data/nano"
-    format: str = "agentrt"  # "agentrt" (npz, below) or "lerobot" (a LeRobotDataset v3.0: every frame, MP4 per camera)
+    format: str = "npz"  # "npz" (below) or "lerobot" (a LeRobotDataset v3.0: every frame, MP4 per camera)
 
     def __post_init__(self) -> None:
         self.tasks = tuple(t.replace("-", "_") for t in self.tasks)

@@ -269,3 +269,17 @@ def test_hf_datasets_loads_it_as_lerobot_does(dataset: tuple[Path, list[Any]]) -
     np.testing.assert_array_equal(np.asarray(data.with_format("numpy")["action"]), np.concatenate([ep.actions for ep in kept]))
     episodes = datasets.Dataset.from_parquet(str(root / "meta/episodes/chunk-000/file-000.parquet"))
     assert episodes["tasks"] == [[ep.instruction] for ep in kept]
+
+
+def test_an_interrupted_collection_keeps_what_it_recorded(tmp_path: Path) -> None:
+    from policies.lerobot.reader import LeRobotReader
+    from policies.vla.data import CollectConfig, collect
+
+    def stop(ep: Any) -> None:
+        raise KeyboardInterrupt  # Ctrl-C after the first episode
+
+    with pytest.raises(KeyboardInterrupt):
+        collect(CollectConfig(tasks=("reach",), episodes=3, image_size=32, noise_m=0.0, image_every=1, format="lerobot",
+                              out_dir=str(tmp_path)), stop)
+    reader = LeRobotReader(tmp_path)
+    assert reader.info["total_episodes"] == 1 and [r["agentrt_seed"] for r in reader.rows] == [0]
