@@ -1,16 +1,15 @@
 """Why the dataset videos are H.264: the same sim frames through both codecs, side by side.
 
     python -m policies.lerobot.codec_bench                 # 200 pick_place frames at 64 px, 3 encodes each
-    python -m policies.lerobot.codec_bench --size 32 --frames 100
 
-Prints, per codec: the median encode time, the decode time, the file size and the PSNR of the
-decoded frames against the originals (min and median). libx264 with agentrt's settings
-(`DatasetVideoConfig`), SVT-AV1 with LeRobot's (crf 30, g 2).
+or ``compare_codecs(frames=100, size=32)`` from Python. One line per codec: the median encode
+time, the decode time, the file size and the PSNR of the decoded frames against the originals
+(min and median). libx264 with agentrt's settings (`DatasetVideoConfig`), SVT-AV1 with
+LeRobot's (crf 30, g 2).
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -22,7 +21,7 @@ import numpy as np
 
 from policies.lerobot.video import DatasetVideoConfig, decode_video
 
-__all__ = ["sim_frames", "encode", "main"]
+__all__ = ["sim_frames", "encode", "compare_codecs"]
 
 
 def sim_frames(count: int, size: int) -> list[np.ndarray]:
@@ -64,34 +63,32 @@ def encode(frames: list[np.ndarray], path: Path, codec: str, options: dict[str, 
             container.mux(packet)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    frames = sim_frames(args.frames, args.size)
+def compare_codecs(frames: int = 200, size: int = 64, repeats: int = 3) -> list[str]:
+    """The measurement above, one line per codec."""
+    images = sim_frames(frames, size)
     ours = DatasetVideoConfig()
     codecs = [(f"libx264 crf {ours.crf} g {ours.gop} {ours.preset}", ours.codec,
                {"crf": str(ours.crf), "g": str(ours.gop), "preset": ours.preset}),
               ("libsvtav1 crf 30 g 2 (LeRobot's)", "libsvtav1", {"crf": "30", "g": "2"})]
+    lines = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, codec, options in codecs:
             path = Path(tmp) / f"{codec}.mp4"
             times = []
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 start = time.perf_counter()
-                encode(frames, path, codec, options)
+                encode(images, path, codec, options)
                 times.append(time.perf_counter() - start)
             start = time.perf_counter()
             _, decoded = decode_video(path)
             decode_s = time.perf_counter() - start
             psnr = [10 * np.log10(255.0**2 / max(float(np.mean((a.astype(float) - b.astype(float)) ** 2)), 1e-12))
-                    for a, b in zip(frames, decoded, strict=True)]
-            print(f"{name}: encode {statistics.median(times) * 1000:.0f} ms (median of {args.repeats}), decode "
-                  f"{decode_s * 1000:.0f} ms, {path.stat().st_size / 1024:.1f} KiB for {len(frames)} frames at "
-                  f"{args.size} px, PSNR min {min(psnr):.1f} median {statistics.median(psnr):.1f} dB")
+                    for a, b in zip(images, decoded, strict=True)]
+            lines.append(f"{name}: encode {statistics.median(times) * 1000:.0f} ms (median of {repeats}), decode "
+                         f"{decode_s * 1000:.0f} ms, {path.stat().st_size / 1024:.1f} KiB for {len(images)} frames at "
+                         f"{size} px, PSNR min {min(psnr):.1f} median {statistics.median(psnr):.1f} dB")
+    return lines
 
 
 if __name__ == "__main__":
-    main()
+    print("\n".join(compare_codecs()))

@@ -1,7 +1,7 @@
 """One camera's MP4 in a LeRobot dataset: episodes back to back, frame k of the file at k / fps seconds.
 
 Written with H.264 (libx264, through agentrt's one `Mp4Writer`), not AV1 as LeRobot writes by
-default: on 64 px sim frames libx264 (crf 18, veryfast) encodes ~2.6x faster than SVT-AV1 at
+default: on 64 px sim frames libx264 (crf 18, veryfast) encodes ~2.7x faster than SVT-AV1 at
 LeRobot's settings for the same median PSNR (files ~1.6x larger; `policies.lerobot.codec_bench`,
 docs/policies.md), and H.264 plays in any browser or player. LeRobot decodes both (``video.codec``
 in info.json says which), and so does this reader (PyAV's dav1d for LeRobot's AV1). yuv420p, a

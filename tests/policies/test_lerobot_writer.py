@@ -211,11 +211,10 @@ def test_collect_then_train_on_it(dataset: tuple[Path, list[Any]], tmp_path: Pat
     assert extra["training"]["episodes"] == len(kept)
 
 
-def test_codec_bench_measures_both_codecs(capsys: pytest.CaptureFixture[str]) -> None:
-    from policies.lerobot.codec_bench import main
+def test_codec_bench_measures_both_codecs() -> None:
+    from policies.lerobot.codec_bench import compare_codecs
 
-    main(["--frames", "6", "--size", "32", "--repeats", "1"])
-    lines = capsys.readouterr().out.splitlines()
+    lines = compare_codecs(frames=6, size=32, repeats=1)
     assert [line.split(":")[0].split()[0] for line in lines] == ["libx264", "libsvtav1"]
     assert all("6 frames at 32 px" in line and "PSNR min" in line for line in lines)
 
