@@ -16,7 +16,8 @@ order and a cut file is exactly a prefix of the recording.
 `Mp4Writer` is the one MP4 writer (the sim's episode videos, the stream
 recorder): RGB frames in, a codec (``auto``: libx264 where the build has it,
 else mpeg4) with its quality options, yuv420p with odd sizes padded by an edge
-pixel, fragmented as above; ``flush()`` encodes what the encoder still holds,
+pixel, fragmented as above (or, with ``kill_safe=False``, a plain MP4 for
+datasets); ``flush()`` encodes what the encoder still holds,
 ``close()`` flushes and finishes the file.
 """
 
@@ -46,12 +47,16 @@ KILL_SAFE_OPTIONS = {
 MOV_SUFFIXES = (".mp4", ".m4v", ".mov")  # FFmpeg's mov muxer: the one with an index at the end
 
 
-def open_mp4(av: Any, path: str | Path) -> Any:
+def open_mp4(av: Any, path: str | Path, *, kill_safe: bool = True) -> Any:
     """A PyAV output container for ``path``, flushed as written; fragmented when it is an MP4 (see the module).
 
     The container format follows the file's suffix, as FFmpeg guesses it; formats
     written front to back anyway (Matroska, AVI, ...) only get the flushing.
+    ``kill_safe=False``: a plain MP4 with its index moved to the front when closed
+    (``faststart``): for files written in one go and read by seeking (datasets).
     """
+    if not kill_safe:
+        return av.open(str(path), mode="w", options={"movflags": "faststart"})
     mov = Path(path).suffix.lower() in MOV_SUFFIXES
     options = dict(KILL_SAFE_OPTIONS) if mov else {"flush_packets": KILL_SAFE_OPTIONS["flush_packets"]}
     return av.open(str(path), mode="w", options=options)
@@ -86,6 +91,8 @@ class Mp4Options:
     time_base: Fraction | None = None  # of the ``pts`` given to `write`; None = frames numbered by the encoder
     rate_denominator: int = 1000  # the largest denominator of the fps fraction in the header
     metadata: dict[str, str] = field(default_factory=dict)  # container metadata, e.g. {"comment": ...}
+    gop: int = 0  # frames from one keyframe to the next; 0 = the encoder's default (small: fast seeking)
+    kill_safe: bool = True  # fragmented, playable when cut (see the module); False: a plain MP4 (faststart)
 
 
 class Mp4Writer:
@@ -97,6 +104,7 @@ class Mp4Writer:
         self.codec = ""  # the encoder in use, once open
         self.size: tuple[int, int] | None = None  # (width, height) of the video: even
         self.frames = 0
+        self.bytes = 0  # of encoded packets written so far (behind ``frames`` by the encoder's lookahead)
         self._av: Any = _import_av()  # now: a missing PyAV is one line before any frame
         self._container: Any = None
         self._stream: Any = None
@@ -112,7 +120,7 @@ class Mp4Writer:
         o = self.options
         av = self._av
         width, height = width + width % 2, height + height % 2
-        self._container = open_mp4(av, self.path)
+        self._container = open_mp4(av, self.path, kill_safe=o.kill_safe)
         try:
             self._container.metadata.update(o.metadata)
             rate = Fraction(o.fps).limit_denominator(o.rate_denominator)
@@ -131,6 +139,8 @@ class Mp4Writer:
             kill_safe_stream(stream)
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
+            if o.gop:
+                stream.codec_context.gop_size = o.gop
             if o.time_base is not None:
                 stream.codec_context.time_base = o.time_base
                 stream.time_base = o.time_base
@@ -156,16 +166,19 @@ class Mp4Writer:
         if pts is not None:
             frame.pts = pts
             frame.time_base = self.options.time_base
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        self._mux(self._stream.encode(frame))
         self.frames += 1
 
     def flush(self) -> None:
         """Encode and write what the encoder still holds (its lookahead): the end of the video."""
         if self._container is not None and not self._flushed:
             self._flushed = True  # an encoder flushed once is at its end
-            for packet in self._stream.encode():
-                self._container.mux(packet)
+            self._mux(self._stream.encode())
+
+    def _mux(self, packets: list[Any]) -> None:
+        for packet in packets:
+            self.bytes += packet.size
+            self._container.mux(packet)
 
     def close(self) -> None:
         """Flush and finish the file. Safe to call twice."""

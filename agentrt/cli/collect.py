@@ -3,9 +3,12 @@
     agentrt collect --tasks reach --episodes 200 --out data/nano
     agentrt collect --tasks push pick_place --episodes 150 --out data/nano      # appends to the same dataset
     agentrt collect --tasks reach --episodes 5 --size 64 --out /tmp/tiny --noise 0
+    agentrt collect --tasks reach push --episodes 50 --format lerobot --out data/lr   # LeRobotDataset v3.0
 
 Episode i of a task uses seed ``--seed + i``; seeds already in the dataset are
-skipped, so an interrupted collection resumes. Format: docs/policies.md.
+skipped, so an interrupted collection resumes. Formats: an npz folder (``--format npz``, the default;
+an image every --image-every steps) or a LeRobotDataset v3.0 (``--format lerobot``: every
+frame, one MP4 per camera; `agentrt train --data lerobot:PATH` reads it). docs/policies.md.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import sys
 
 from agentrt.cli.common import add_seed
+from policies.lerobot.layout import DATA_FORMATS
 from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
@@ -25,9 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_seed(parser, 0, "seed of the first episode (default 0)")
     parser.add_argument("--size", type=int, default=64, help="scene camera size in pixels, square (default 64)")
     parser.add_argument("--noise", type=float, default=0.003, help="DART noise std on executed steps, metres (default 0.003)")
-    parser.add_argument("--image-every", type=int, default=2, help="render a frame (a training sample) every n steps (default 2)")
+    parser.add_argument("--image-every", type=int, default=None,
+                        help="render a frame (a training sample) every n steps (default 2; lerobot: 1, every frame)")
     parser.add_argument("--wrist", action="store_true", help="also record the wrist camera at the same steps")
     parser.add_argument("--out", default="data/nano", help="dataset folder (default data/nano)")
+    parser.add_argument("--format", choices=DATA_FORMATS, default="npz",
+                        help="npz (arrays, default) or lerobot (LeRobotDataset v3.0; needs agentrt[lerobot])")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from policies.vla.data import CollectConfig, Episode, collect
 
     config = CollectConfig(tasks=tuple(args.tasks), episodes=args.episodes, seed=args.seed,
-                           image_size=args.size, noise_m=args.noise, image_every=args.image_every,
-                           wrist=args.wrist, out_dir=args.out)
+                           image_size=args.size, noise_m=args.noise, wrist=args.wrist, out_dir=args.out, format=args.format,
+                           image_every=args.image_every or (1 if args.format == "lerobot" else 2))
     total = config.episodes * len(config.tasks)
     counts = {"ok": 0, "failed": 0, "frames": 0}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -4,6 +4,8 @@
     agentrt train --data data/nano --steps 4000 --out runs/train          # same --out: resumes from its checkpoint
     agentrt train --data data/nano --steps 1500 --eval-every 500 --eval-episodes 5
     agentrt train --data /tmp/tiny --steps 5 --set width=32 --set depth=1 --weights /tmp/tiny.safetensors
+    agentrt train --data lerobot:data/lr --steps 3000                     # a LeRobotDataset v3.0
+    agentrt train --data lerobot:~/so100_ee --camera laptop --map-state observation.ee --map-action action.ee
 
 Progress shows the step, the running loss and samples/s. With --eval-every N a
 lockstep evaluation (AR decoding, held-out seeds) runs every N steps. The
@@ -29,7 +31,12 @@ __all__ = ["add_arguments", "config", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="data/nano", help="dataset folder from `agentrt collect` (default data/nano)")
+    parser.add_argument("--data", default="data/nano",
+                        help="dataset folder from `agentrt collect` (default data/nano), or lerobot:PATH (LeRobotDataset "
+                             "v3.0); several separated by commas")
+    parser.add_argument("--camera", default="", help="lerobot: the camera (scene, laptop, or observation.images.KEY)")
+    parser.add_argument("--map-state", default="", help="lerobot: the 4-value state feature (default observation.state)")
+    parser.add_argument("--map-action", default="", help="lerobot: the 4-value action feature (default action)")
     parser.add_argument("--tasks", nargs="*", default=[], help="train on these tasks only (default: all in the dataset)")
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps in total (default 3000)")
     add_batch_size(parser, 64, "demonstration samples per optimiser step (default 64)")
@@ -55,9 +62,10 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def config(args: argparse.Namespace) -> TrainConfig:
     """The run's TrainConfig from the parsed command line."""
+    from policies.lerobot.nano import LeRobotKeys
     from policies.vla.train import TrainConfig
 
-    return TrainConfig(data_dir=args.data, out_dir=args.out, weights=args.weights, tasks=tuple(args.tasks),
+    return TrainConfig(keys=LeRobotKeys(args.camera, args.map_state, args.map_action), data_dir=args.data, out_dir=args.out, weights=args.weights, tasks=tuple(args.tasks),
                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        eval_every=args.eval_every, eval_episodes=args.eval_episodes, model=overrides(args),
                        threads=args.threads, device=args.device)

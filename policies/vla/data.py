@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from agentrt.errors import ConfigError
+from policies.lerobot.layout import DATA_FORMATS
+from policies.lerobot.nano import LeRobotKeys, lerobot_path, nano_episodes, nano_info
 from policies.vla.model import robot_state
 from sims.tasks import TASK_NAMES
 
@@ -62,6 +64,7 @@ class CollectConfig:
     image_every: int = 2  # render (and keep a training sample) every n-th step; actions are kept for every step
     wrist: bool = False  # also record the wrist camera (doubles the rendering cost; the nano VLA uses the scene camera)
     out_dir: str = "data/nano"
+    format: str = "npz"  # "npz" (below) or "lerobot" (a LeRobotDataset v3.0: every frame, MP4 per camera)
 
     def __post_init__(self) -> None:
         self.tasks = tuple(t.replace("-", "_") for t in self.tasks)
@@ -74,6 +77,11 @@ class CollectConfig:
             raise ConfigError(f"CollectConfig.image_size: expected 16..256 pixels, got {self.image_size}")
         if self.noise_m < 0 or not 0 <= self.noise_share <= 1:
             raise ConfigError(f"CollectConfig: expected noise_m >= 0 and noise_share in [0, 1], got {self.noise_m}, {self.noise_share}")
+        if self.format not in DATA_FORMATS:
+            raise ConfigError(f"CollectConfig.format: expected one of {', '.join(DATA_FORMATS)}, got {self.format!r}")
+        if self.format == "lerobot" and (self.image_every != 1 or self.control_hz != int(self.control_hz)):
+            raise ConfigError(f"CollectConfig: a LeRobot dataset keeps every frame at a whole fps; got image_every "
+                              f"{self.image_every}, control_hz {self.control_hz} (use image_every=1)")
 
 
 @dataclass
@@ -147,19 +155,41 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
     """Record expert episodes for every task into ``config.out_dir``; returns the info dict.
 
     Appends to an existing dataset of the same image size (episode indices go on), so a
-    collection can be resumed or widened to more tasks.
+    collection can be resumed or widened to more tasks. ``format="lerobot"``: a LeRobotDataset
+    v3.0 instead (`policies.lerobot.collect`).
     """
-    from sims.camera import SceneCameraConfig
-    from sims.env import SimEnv, SimEnvConfig
-    from sims.robot import RobotConfig
+    if config.format == "lerobot":
+        from policies.lerobot.collect import collect_lerobot
 
+        return collect_lerobot(config, on_episode)
     root = Path(config.out_dir)
     (root / "data").mkdir(parents=True, exist_ok=True)
     (root / "meta").mkdir(parents=True, exist_ok=True)
     index_path = root / "meta" / "episodes.jsonl"
     done = [json.loads(line) for line in index_path.read_text().splitlines()] if index_path.exists() else []
-    seen = {(d["task"], d["seed"]) for d in done}
-    index = max((d["episode_index"] for d in done), default=-1) + 1
+    next_index = [max((d["episode_index"] for d in done), default=-1) + 1]
+
+    def save(ep: Episode) -> None:
+        _write_episode(root, next_index[0], ep, config.control_hz)
+        with index_path.open("a") as f:
+            f.write(json.dumps({
+                "episode_index": next_index[0], "task": ep.task, "seed": ep.seed, "instruction": ep.instruction,
+                "length": len(ep.actions), "success": ep.success, **ep.meta,
+            }) + "\n")
+        next_index[0] += 1
+
+    record_all(config, {(d["task"], d["seed"]) for d in done}, save, on_episode)
+    return write_meta(root, config)
+
+
+def record_all(config: CollectConfig, seen: set[tuple[str, int]], save: Callable[[Episode], None],
+               on_episode: Callable[[Episode], None] | None = None) -> None:
+    """Record every task's episodes (seeds ``config.seed`` ..), skipping the (task, seed) pairs in ``seen``;
+    ``save`` gets the successful ones, ``on_episode`` every one (progress)."""
+    from sims.camera import SceneCameraConfig
+    from sims.env import SimEnv, SimEnvConfig
+    from sims.robot import RobotConfig
+
     rng = np.random.default_rng(config.seed + 7919)
     for task in config.tasks:
         env = SimEnv(
@@ -178,18 +208,11 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
                 ep = record_episode(env, seed, rng, config.noise_m if noisy else 0.0, config.image_every, config.wrist)
                 ep.meta = {"noise_m": config.noise_m if noisy else 0.0}
                 if ep.success:
-                    _write_episode(root, index, ep, config.control_hz)
-                    with index_path.open("a") as f:
-                        f.write(json.dumps({
-                            "episode_index": index, "task": task, "seed": seed, "instruction": ep.instruction,
-                            "length": len(ep.actions), "success": ep.success, **ep.meta,
-                        }) + "\n")
-                    index += 1
+                    save(ep)
                 if on_episode is not None:
                     on_episode(ep)
         finally:
             env.close()
-    return write_meta(root, config)
 
 
 def _write_episode(root: Path, index: int, ep: Episode, fps: float) -> None:
@@ -252,26 +275,46 @@ def _stats(x: np.ndarray) -> dict[str, list[float]]:
     }
 
 
-def load_info(root: str | Path) -> dict[str, object]:
+def load_info(root: str | Path, keys: LeRobotKeys | None = None) -> dict[str, object]:
+    """A dataset's info.json; for ``lerobot:PATH``, what training reads of it (image size, robot)."""
+    lerobot = lerobot_path(str(root))
+    if lerobot is not None:
+        return nano_info(lerobot, keys or LeRobotKeys())
     path = Path(root) / "meta" / "info.json"
     if not path.exists():
         raise ConfigError(f"no dataset at {root}: expected {path} (make one with `agentrt collect`)")
-    return dict(json.loads(path.read_text()))
+    info = dict(json.loads(path.read_text()))
+    _not_lerobot(root, info)
+    return info
 
 
-def data_robot(data_dir: str) -> str:
+def _not_lerobot(root: str | Path, info: dict[str, object]) -> None:
+    """One line for a LeRobot dataset named without its ``lerobot:`` prefix."""
+    if "codebase_version" in info:
+        raise ConfigError(f"{root} is a LeRobot {info['codebase_version']} dataset: pass it as lerobot:{root}")
+
+
+def data_robot(data_dir: str, keys: LeRobotKeys | None = None) -> str:
     """The robot that recorded a dataset (or several, comma-separated, which must agree). A dataset whose
     info.json names none is from before it did, when collections drove only ``COLLECT_ROBOT``."""
-    robots = {str(load_info(root).get("robot", COLLECT_ROBOT)) for root in data_dir.split(",")}
+    robots = {str(load_info(root, keys).get("robot", COLLECT_ROBOT)) for root in data_dir.split(",")}
     if len(robots) > 1:
         raise ConfigError(f"{data_dir}: the datasets were recorded on different robots ({', '.join(sorted(robots))}); "
                           "train one model per robot")
     return robots.pop()
 
 
-def load_episodes(root: str | Path, *, images: bool = True, tasks: tuple[str, ...] | None = None) -> Iterator[Episode]:
-    """The episodes of a dataset folder, in index order."""
+def load_episodes(root: str | Path, *, images: bool = True, tasks: tuple[str, ...] | None = None,
+                  keys: LeRobotKeys | None = None, image_size: int = 0) -> Iterator[Episode]:
+    """The episodes of a dataset folder, in index order. ``lerobot:PATH``: a LeRobotDataset v3.0, its
+    features chosen by ``keys`` and its frames brought to ``image_size`` (0: as recorded)."""
+    lerobot = lerobot_path(str(root))
+    if lerobot is not None:
+        yield from nano_episodes(lerobot, keys or LeRobotKeys(), images=images, tasks=tasks, image_size=image_size)
+        return
     root = Path(root)
+    if (root / "meta" / "info.json").exists():
+        _not_lerobot(root, json.loads((root / "meta" / "info.json").read_text()))
     index_path = root / "meta" / "episodes.jsonl"
     if not index_path.exists():
         raise ConfigError(f"no dataset at {root}: expected {index_path} (make one with `agentrt collect`)")

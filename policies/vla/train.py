@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from agentrt.engine.device import resolve_device
 from agentrt.errors import ConfigError
+from policies.lerobot.nano import LeRobotKeys
 from policies.vla.data import Episode, data_robot, load_episodes, load_info
 from policies.vla.model import (
     UNK,
@@ -67,6 +68,7 @@ class TrainConfig:
     threads: int = 2
     device: str = "auto"  # auto (a GPU when there is one) | cpu | cuda | cuda:N (agentrt.engine.device)
     model: dict[str, Any] = field(default_factory=dict)  # NanoVLAConfig overrides
+    keys: LeRobotKeys = field(default_factory=LeRobotKeys)  # the features of a ``lerobot:PATH`` dataset
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -101,12 +103,13 @@ class Samples:
         return torch.stack([self.targets[idx], self.goals[idx]], dim=1)
 
 
-def model_config(data_dir: str, tasks: tuple[str, ...], overrides: dict[str, Any]) -> NanoVLAConfig:
+def model_config(data_dir: str, tasks: tuple[str, ...], overrides: dict[str, Any],
+                 keys: LeRobotKeys | None = None) -> NanoVLAConfig:
     """Vocabulary and action statistics from the dataset, sizes from ``overrides``."""
-    info = load_info(data_dir.split(",")[0])
+    info = load_info(data_dir.split(",")[0], keys)
     words = task_vocabulary()
     acts = []
-    for ep in _episodes(data_dir, images=False, tasks=tasks):
+    for ep in _episodes(data_dir, images=False, tasks=tasks, keys=keys):
         words.update(split_words(ep.instruction))
         acts.append(ep.actions)
     if not acts:
@@ -137,11 +140,12 @@ def task_vocabulary() -> set[str]:
     return words
 
 
-def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = ()) -> Samples:
+def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = (),
+                 keys: LeRobotKeys | None = None) -> Samples:
     text_tok, act_tok = TextTokenizer(config), ActionTokenizer(config)
     K = config.chunk_steps
     images, states, text, actions, raw, instructions, episode, targets, goals = [], [], [], [], [], [], [], [], []
-    for e, ep in enumerate(_episodes(data_dir, images=True, tasks=tasks)):
+    for e, ep in enumerate(_episodes(data_dir, images=True, tasks=tasks, keys=keys, image_size=config.image_size)):
         steps = ep.image_steps
         T = len(steps)
         pad = np.zeros((K, ep.actions.shape[1]), np.float32)
@@ -170,10 +174,11 @@ def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = 
     )
 
 
-def _episodes(data_dir: str, *, images: bool, tasks: tuple[str, ...]) -> Iterator[Episode]:
-    """Episodes of one dataset folder, or of several separated by commas."""
+def _episodes(data_dir: str, *, images: bool, tasks: tuple[str, ...], keys: LeRobotKeys | None = None,
+              image_size: int = 0) -> Iterator[Episode]:
+    """Episodes of one dataset folder, or of several separated by commas (``lerobot:PATH`` among them)."""
     for root in data_dir.split(","):
-        yield from load_episodes(root, images=images, tasks=tasks or None)
+        yield from load_episodes(root, images=images, tasks=tasks or None, keys=keys, image_size=image_size)
 
 
 def drop_words(text: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -248,9 +253,9 @@ def train(
         mcfg = NanoVLAConfig(**ckpt["model_config"])
     else:
         ckpt = None
-        mcfg = model_config(cfg.data_dir, cfg.tasks, cfg.model)
+        mcfg = model_config(cfg.data_dir, cfg.tasks, cfg.model, cfg.keys)
     t_load = time.monotonic()
-    data = load_samples(cfg.data_dir, mcfg, cfg.tasks)
+    data = load_samples(cfg.data_dir, mcfg, cfg.tasks, cfg.keys)
     log.info("%d samples from %s in %.1f s", len(data), cfg.data_dir, time.monotonic() - t_load)
     model = NanoVLA(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
@@ -308,7 +313,7 @@ def train(
     }
     model.eval()
     save_model(model, cfg.weights_path, {"training": {k: v for k, v in summary.items() if k != "history"}},
-               robot=data_robot(cfg.data_dir))
+               robot=data_robot(cfg.data_dir, cfg.keys))
     (out / "summary.json").write_text(json.dumps({**summary, "config": asdict(cfg)}, indent=1) + "\n")
     return summary
 
