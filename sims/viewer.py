@@ -50,7 +50,8 @@ class ViewerConfig:
     height: int = 288
     renderer: str = "tiny"  # in the viewer's process: tiny (CPU) | egl | auto
     process: bool = True  # False: render in the caller's process (the slow reference)
-    queue_frames: int = 256  # snapshots waiting for the viewer; real time drops past it, lockstep waits
+    queue_frames: int = 256  # snapshots waiting for the viewer; lockstep waits past it
+    behind_frames: int = 16  # real time drops a snapshot when this many wait (about 1.6 s at 10 frames/s)
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -59,8 +60,9 @@ class ViewerConfig:
                 raise ConfigError(f"ViewerConfig.{name}: expected an int in 64..1920 pixels, got {value!r}")
         if self.renderer not in RENDERERS:
             raise ConfigError(f"ViewerConfig.renderer: expected one of {', '.join(RENDERERS)}, got {self.renderer!r}")
-        if self.queue_frames < 1:
-            raise ConfigError(f"ViewerConfig.queue_frames: expected >= 1, got {self.queue_frames}")
+        if not (1 <= self.behind_frames <= self.queue_frames):
+            raise ConfigError(f"ViewerConfig.behind_frames, queue_frames: expected 1 <= behind_frames <= queue_frames, "
+                              f"got {self.behind_frames}, {self.queue_frames}")
 
     def camera(self) -> SceneCameraConfig:
         return SceneCameraConfig(width=self.width, height=self.height, renderer=self.renderer)
@@ -140,7 +142,7 @@ class Viewer:
             self._writer = VideoWriter(video.path, fps=video.fps, min_side=0)
             return
         self._start()
-        env_config = replace(env.config, camera=self.config.camera())
+        env_config = replace(env.config, camera=self.config.camera(), world=replace(env.config.world, gui=False))
         self._put(("begin", env_config, seed, video.path, video.fps), wait=True)
 
     def show(self, env: SimEnv, *, wait: bool) -> None:
@@ -171,6 +173,8 @@ class Viewer:
         self._proc.start()
 
     def _put(self, item: tuple[Any, ...], *, wait: bool) -> bool:
+        if not wait and self._inbox.qsize() >= self.config.behind_frames:
+            return False  # the viewer is behind: real time never waits for it
         while True:
             try:
                 self._inbox.put(item, block=wait, timeout=PUT_WAIT_S if wait else None)
@@ -193,21 +197,21 @@ class Viewer:
             else:
                 self._error = str(rest[0])
 
-    def close(self) -> None:
-        """Wait until the viewer has written every video, then end its process."""
+    def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
+        """Wait (up to ``wait_s``) until the viewer has written every video, then end its process."""
         if self._writer is not None:
             self.end()
         if self._proc is None:
             return
         try:
             if self._proc.is_alive():
-                self._inbox.put(("close",), timeout=CLOSE_WAIT_S)
-            self._proc.join(CLOSE_WAIT_S)
+                self._inbox.put(("close",), timeout=wait_s)
+            self._proc.join(wait_s)
         except queue.Full:
             pass
         finally:
             if self._proc.is_alive():
-                log.warning("the viewer process did not finish within %.0f s: stopped", CLOSE_WAIT_S)
+                log.warning("the viewer process did not finish within %.1f s: stopped (its last video is cut)", wait_s)
                 self._proc.terminate()
                 self._proc.join(5)
             self._collect()
@@ -228,7 +232,13 @@ def _viewer_main(inbox: Any, outbox: Any) -> None:
     writer: VideoWriter | None = None
     try:
         while True:
-            kind, *rest = inbox.get()
+            try:
+                kind, *rest = inbox.get(timeout=1.0)
+            except queue.Empty:
+                parent = mp.parent_process()
+                if parent is not None and not parent.is_alive():
+                    return  # the loop's process is gone (even SIGKILL): no viewer outlives it
+                continue
             if kind == "begin":
                 env_config, seed, path, fps = rest
                 if env is None or env.config != env_config:

@@ -20,6 +20,10 @@ def test_sim_runs_episodes_prints_results_and_writes_video_and_json(tmp_path: Pa
     assert "episode   0" in printed and "episode   1" in printed
     assert "push: 2/2 succeeded" in printed
     assert (tmp_path / "push-ep000.mp4").stat().st_size > 0 and (tmp_path / "push-ep001.mp4").stat().st_size > 0
+    av = pytest.importorskip("av")
+    with av.open(str(tmp_path / "push-ep000.mp4")) as container:  # the viewer camera, not the 32 px policy camera
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (384, 288)
     document = json.loads(out.read_text())
     assert document["summary"]["success_rate"] == 1.0 and len(document["episodes"]) == 2
 
