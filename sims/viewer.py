@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue
 from dataclasses import dataclass, replace
 from typing import Any
@@ -52,6 +53,7 @@ class ViewerConfig:
     process: bool = True  # False: render in the caller's process (the slow reference)
     queue_frames: int = 256  # snapshots waiting for the viewer; lockstep waits past it
     behind_frames: int = 16  # real time drops a snapshot when this many wait (about 1.6 s at 10 frames/s)
+    nice: int = 10  # the viewer process's niceness: on a busy CPU the control loop goes first
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -60,6 +62,8 @@ class ViewerConfig:
                 raise ConfigError(f"ViewerConfig.{name}: expected an int in 64..1920 pixels, got {value!r}")
         if self.renderer not in RENDERERS:
             raise ConfigError(f"ViewerConfig.renderer: expected one of {', '.join(RENDERERS)}, got {self.renderer!r}")
+        if not 0 <= self.nice <= 19:
+            raise ConfigError(f"ViewerConfig.nice: expected 0..19, got {self.nice}")
         if not (1 <= self.behind_frames <= self.queue_frames):
             raise ConfigError(f"ViewerConfig.behind_frames, queue_frames: expected 1 <= behind_frames <= queue_frames, "
                               f"got {self.behind_frames}, {self.queue_frames}")
@@ -168,7 +172,7 @@ class Viewer:
         context = mp.get_context("spawn")  # never fork a process that holds PyBullet, torch or threads
         self._inbox = context.Queue(maxsize=self.config.queue_frames)
         self._outbox = context.Queue()
-        self._proc = context.Process(target=_viewer_main, args=(self._inbox, self._outbox),
+        self._proc = context.Process(target=_viewer_main, args=(self._inbox, self._outbox, self.config.nice),
                                      name="agentrt-viewer", daemon=True)
         self._proc.start()
 
@@ -226,8 +230,9 @@ class Viewer:
         self.close()
 
 
-def _viewer_main(inbox: Any, outbox: Any) -> None:
+def _viewer_main(inbox: Any, outbox: Any, nice: int) -> None:
     """The viewer process: rebuild each episode's scene, pose it per snapshot, render, write the MP4."""
+    os.nice(nice)  # a video frame can wait; the control loop's step cannot
     env: SimEnv | None = None
     writer: VideoWriter | None = None
     try:

@@ -52,6 +52,17 @@ def test_bench_sim_figures_and_table(capsys: pytest.CaptureFixture[str]) -> None
     assert "physics steps" in capsys.readouterr().out
 
 
+def test_bench_sim_viewer_figures_and_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from agentrt.bench.sim_viewer import VIEWER_MODES, measure_viewer, print_viewer_table
+
+    result = measure_viewer(rounds=1, task="reach")
+    for figures in (result["viewer_lockstep_step_ms"], result["viewer_realtime_hz"]):
+        assert set(figures) == set(VIEWER_MODES) and all(v > 0 for v in figures.values())
+    assert result["viewer_frames"]["inline"] > 0 and result["viewer_frames"]["process"] > 0
+    print_viewer_table(result)
+    assert "384x288 episode video" in capsys.readouterr().out
+
+
 def test_docs_and_sim_help_quote_the_same_instruction_per_task(capsys: pytest.CaptureFixture[str]) -> None:
     from sims.tasks import TASKS
 
