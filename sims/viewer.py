@@ -1,4 +1,5 @@
-"""Episode videos people can watch: a viewer camera at 384x288, rendered in its own process.
+"""Episode videos people can watch: a viewer camera at 384x288 (a three-quarter view of the
+workspace), rendered in its own process.
 
 The policy camera is small (64-128 px) because the policy reads it; enlarged for a video it is
 blocky. The viewer renders the same scene at a watchable size without slowing the control loop:
@@ -50,6 +51,10 @@ class ViewerConfig:
     width: int = 384
     height: int = 288
     renderer: str = "tiny"  # in the viewer's process: tiny (CPU) | egl | auto
+    # a three-quarter view of the robot, the objects and the tray: for people, not the policy's camera
+    eye_m: tuple[float, float, float] = (1.1, 0.35, 0.6)
+    target_m: tuple[float, float, float] = (0.45, 0.0, 0.15)
+    fov_deg: float = 55.0
     process: bool = True  # False: render in the caller's process (the slow reference)
     queue_frames: int = 256  # snapshots waiting for the viewer; lockstep waits past it
     behind_frames: int = 16  # real time drops a snapshot when this many wait (about 1.6 s at 10 frames/s)
@@ -69,7 +74,8 @@ class ViewerConfig:
                               f"got {self.behind_frames}, {self.queue_frames}")
 
     def camera(self) -> SceneCameraConfig:
-        return SceneCameraConfig(width=self.width, height=self.height, renderer=self.renderer)
+        return SceneCameraConfig(width=self.width, height=self.height, renderer=self.renderer, fov_deg=self.fov_deg,
+                                 scene_eye_m=self.eye_m, scene_target_m=self.target_m)
 
 
 def scene_snapshot(world: World) -> Snapshot:
