@@ -32,6 +32,7 @@ Needs rerun-sdk 0.23 or later (``set_time`` and ``Scalars``): ``pip install 'age
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,10 +73,13 @@ class RerunSinkNodeConfig:
     target: str = "runs/rerun.rrd"  # a .rrd path, or a live viewer's address (rerun+http://HOST:9876/proxy)
     application_id: str = "agentrt"
     images: bool = True  # False: state, chunks and latency only (a file that grows slowly)
+    nice: int = 10  # the sink's niceness: on a busy CPU the control loop's nodes go first
 
     def __post_init__(self) -> None:
         if not self.target:
             raise ConfigError("RerunSinkNodeConfig.target: expected a .rrd path or a viewer address, got ''")
+        if not 0 <= self.nice <= 19:
+            raise ConfigError(f"RerunSinkNodeConfig.nice: expected 0..19, got {self.nice}")
         if not is_live_address(self.target) and not self.target.endswith(".rrd"):
             raise ConfigError(f"RerunSinkNodeConfig.target: expected a path ending in .rrd or a viewer address "
                               f"({LIVE_PREFIXES[0]}HOST:9876/proxy), got {self.target!r}")
@@ -95,6 +99,7 @@ class RerunSinkNode(Node):
             Path(config.target).parent.mkdir(parents=True, exist_ok=True)
 
     def setup(self) -> None:
+        os.nice(self.config.nice)  # logging can wait; the sim and the policy cannot
         self.rr = import_rerun()
         cfg = self.config
         self.rec = self.rr.RecordingStream(cfg.application_id)
