@@ -41,11 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="validate the launch file and what it names on this host, start nothing, and exit")
     parser.add_argument("--host", default=LOCAL_HOST, help=argparse.SUPPRESS)
-    parser.add_argument("--rerun", metavar="FILE.rrd|ADDRESS", default=None,
-                        help="also log frames, robot state, action chunks, the instruction and latency to rerun: "
-                             "a .rrd file, or a viewer's address (rerun+http://HOST:9876/proxy)")
+    add_rerun(parser)
     parser.add_argument("--report-dir", default="runs", help="where the report folder goes (default: runs)")
     add_no_status(parser)
+
+
+def add_rerun(parser: argparse.ArgumentParser) -> None:
+    """--rerun, for `agentrt run` and `agentrt node` (the nodes of this host)."""
+    parser.add_argument("--rerun", metavar="FILE.rrd|ADDRESS", default=None,
+                        help="also log frames, robot state, action chunks, the instruction and latency (of the "
+                             "nodes on this host) to rerun: a .rrd file, or a viewer's address "
+                             "(rerun+http://HOST:9876/proxy)")
 
 
 class _StatusLine:
