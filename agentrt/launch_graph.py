@@ -2,7 +2,7 @@
 
 `agentrt.launch.load_launch` reads each node entry on its own; what can only be
 checked once every node is known lives here: wires (the node and output exist,
-the message kinds agree, a lossless output feeds one input), ``arm_after`` and
+the message kinds agree, a lossless output feeds one lossless input), ``arm_after`` and
 ``start_after`` (no circles), and the ``external:`` section (endpoints, ports
 that clash with the wires between hosts). Also the helpers that point an error
 at its ``file:line`` (shared with `agentrt.launch`).
@@ -70,6 +70,18 @@ class LaunchSpec:
     def consumers(self, node: str, output: str) -> list[tuple[str, str]]:
         """(node, input) pairs wired to ``node.output``."""
         return [(n.name, i) for n in self.nodes.values() for i, src in n.inputs.items() if src == (node, output)]
+
+    def copy_readers(self, node: str, output: str) -> list[tuple[str, str]]:
+        """The latest-only inputs wired to a lossless ``node.output``: they read a latest-only copy of it
+        (its ``.latest`` wire), so its one lossless reader keeps every message (a logger on the actions)."""
+        if not self.output_port(node, output).lossless:
+            return []
+        return [(n, i) for n, i in self.consumers(node, output) if not self.nodes[n].cls.inputs[i].lossless]
+
+    def lossless_readers(self, node: str, output: str) -> list[tuple[str, str]]:
+        """The inputs that take every message of ``node.output`` on its lossless wire."""
+        copies = self.copy_readers(node, output)
+        return [c for c in self.consumers(node, output) if c not in copies]
 
     def output_port(self, node: str, output: str) -> Port:
         return self.nodes[node].cls.outputs[output]
@@ -140,10 +152,17 @@ def check_wiring(spec: LaunchSpec, raw_nodes: dict[str, tuple[yaml.Node, yaml.No
                             f"{'itself' if other == node.name else 'not a node'} (nodes: {', '.join(spec.nodes)})")
     _check_start_order(spec, raw_nodes)
     for src, output in spec.all_outputs():
-        consumers = spec.consumers(src, output)
+        consumers = spec.lossless_readers(src, output)
         if spec.output_port(src, output).lossless and len(consumers) > 1:
             raise fail_at(path, raw_nodes[src][0], f"lossless output '{src}.{output}' is wired to "
-                        f"{len(consumers)} inputs ({consumers}); a lossless output feeds exactly one input")
+                        f"{len(consumers)} lossless inputs ({consumers}); a lossless output feeds exactly one "
+                        "lossless input (latest-only inputs may read it too)")
+        host = spec.nodes[src].host
+        far = [n for n, _ in spec.copy_readers(src, output) if spec.nodes[n].host != host]
+        if far:
+            raise fail_at(path, raw_nodes[far[0]][0], f"node '{far[0]}' reads a latest-only copy of lossless "
+                        f"output '{src}.{output}' from another host; copies stay on one host: place it on "
+                        f"host '{host}'")
 
 
 def read_external(spec: LaunchSpec, section: yaml.Node) -> dict[tuple[str, str], str]:
@@ -165,7 +184,7 @@ def read_external(spec: LaunchSpec, section: yaml.Node) -> dict[tuple[str, str],
                         f"{', '.join(sorted(cls.outputs)) or 'none'}")
         endpoint = value_at(value_node)
         port = _check_endpoint(path, value_node, key, endpoint)
-        consumers = spec.consumers(node, output)
+        consumers = spec.lossless_readers(node, output)
         if spec.output_port(node, output).lossless and consumers:
             raise fail_at(path, key_node, f"lossless output '{key}' already feeds input '{consumers[0][1]}' of node "
                         f"'{consumers[0][0]}'; a lossless output has one reader: unwire it or leave it out here")

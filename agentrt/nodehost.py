@@ -96,12 +96,16 @@ def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heart
             continue
         outputs = {o: {"address": addresses[(node.name, o)]["bind"], "lossless": addresses[(node.name, o)]["lossless"],
                        "curve": addresses[(node.name, o)]["curve"],
-                       "wired": bool(spec.consumers(node.name, o)) or (node.name, o) in spec.external,
+                       "wired": bool(spec.lossless_readers(node.name, o)) or (node.name, o) in spec.external,
+                       "copy": _copy_address(spec, directory, node.name, o),
                        # consumers started before this node (its start_after): their first message must reach them
                        "await_subscribers": sum(1 for n, _ in spec.consumers(node.name, o) if n in node.start_after)}
                    for o in node.cls.outputs}
         inputs = {i: {"address": addresses[src]["connect"], "lossless": addresses[src]["lossless"],
                       "curve": addresses[src]["curve"]} for i, src in node.inputs.items()}
+        for i, (src, output) in node.inputs.items():
+            if (node.name, i) in spec.copy_readers(src, output):  # latest-only, from the lossless output's copy
+                inputs[i] = {"address": _copy_address(spec, directory, src, output), "lossless": False, "curve": False}
         plans[node.name] = {
             "name": node.name, "class": node.class_path, "params": node.params, "rate_hz": node.rate_hz,
             "arm_after": list(node.arm_after), "trace": node.trace, "inputs": inputs, "outputs": outputs,
@@ -110,6 +114,11 @@ def plan_nodes(spec: LaunchSpec, host: str, directory: Path, control: str, heart
             "error_file": str(directory / f"{node.name}.error"),
         }
     return plans
+
+
+def _copy_address(spec: LaunchSpec, directory: Path, node: str, output: str) -> str | None:
+    """Where a lossless output also publishes a latest-only copy for latest-only readers (None: none read it)."""
+    return f"ipc://{directory / f'{node}.{output}.latest'}" if spec.copy_readers(node, output) else None
 
 
 class NodeHost:
@@ -139,6 +148,7 @@ class NodeHost:
         self._subs: dict[str, Subscriber] = {}
         self._pubs: dict[str, Publisher] = {}
         self._unwired: dict[str, int] = {}
+        self._copies: dict[str, Publisher] = {}  # output -> its latest-only copy (docs/runtime.md)
         self._servers: dict[str, CurveServer] = {}  # output -> its CURVE server (refusals)
         self._clients: dict[str, CurveClient] = {}  # input -> its CURVE client (refused by its server?)
         self._refused: dict[str, int] = {}  # input -> refusals heard
@@ -154,6 +164,8 @@ class NodeHost:
     def open(self) -> None:
         keys = str(self.plan.get("keys_dir") or "keys")
         for name, wire_plan in self.plan["outputs"].items():
+            if wire_plan.get("copy"):  # latest-only readers of a lossless output: they never hold the sender up
+                self._copies[name] = Publisher(wire_plan["copy"], lossless=False)
             if not wire_plan.get("wired", True):
                 continue  # nobody listens: a lossless PUSH would block on every send
             server = None
@@ -225,8 +237,11 @@ class NodeHost:
                     self._stop = self._stop or "an input was refused"
 
     def send(self, output: str, message: Message) -> None:
+        copy = self._copies.get(output)
+        if copy is not None:
+            copy.send(message)  # latest-only: never waits
         pub = self._pubs.get(output)
-        if pub is None:  # an output nothing is wired to
+        if pub is None:  # an output nothing is wired to (or read by latest-only copies only)
             self._unwired[output] = self._unwired.get(output, 0) + 1
             return
         try:
@@ -315,7 +330,7 @@ class NodeHost:
     def close(self) -> None:
         for sub in self._subs.values():
             sub.close()
-        for pub in self._pubs.values():
+        for pub in [*self._pubs.values(), *self._copies.values()]:
             pub.close()
         for client in self._clients.values():
             client.close()  # its monitors, after the sockets they watch

@@ -29,6 +29,7 @@ from sims.robot import ACTION_KINDS, Action, Robot, RobotConfig, RobotObservatio
 from sims.sim_robot import SimRobot
 from sims.tasks import TASKS, Task, make_task
 from sims.video import VideoWriter
+from sims.viewer import Viewer, ViewerConfig
 from sims.world import World, WorldConfig
 
 __all__ = [
@@ -54,6 +55,8 @@ __all__ = [
     "StepResult",
     "Task",
     "VideoWriter",
+    "Viewer",
+    "ViewerConfig",
     "Watchdog",
     "Waypoint",
     "WaypointExpert",

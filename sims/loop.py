@@ -9,7 +9,7 @@ One tick:
    holds, the loop goes on;
 3. observe: every tick a state; a rendered frame every ``frame_every`` ticks in
    real time, and in lockstep exactly when the source must plan a new chunk
-   (video frames are rendered every ``frame_every`` ticks in both);
+   (video frames, from the viewer camera of `sims.viewer`, every ``frame_every`` ticks in both);
 4. wait for the next tick (real time sleeps; lockstep does not).
 
 Steps 2 and 3 are ``EpisodeStepper.step``, the one loop body: ``run_episode`` drives it
@@ -36,7 +36,7 @@ from sims.env import SimEnv
 from sims.experts import WaypointExpert
 from sims.robot import RobotObservation
 
-__all__ = ["StepRecord", "Observer", "ActionSource", "ExpertSource", "EpisodeResult", "EpisodeStepper",
+__all__ = ["StepRecord", "Observer", "EpisodeVideo", "ActionSource", "ExpertSource", "EpisodeResult", "EpisodeStepper",
            "run_episode", "episode_video_path"]
 
 
@@ -57,6 +57,15 @@ class Observer(Protocol):
     wants_frames: bool
 
     def observe(self, tick: StepRecord) -> None: ...
+
+
+class EpisodeVideo(Protocol):
+    """An episode's video from a viewer camera (`sims.viewer.ViewerVideo`): ``begin`` after the reset,
+    ``show`` every ``frame_every`` steps (``wait``: lockstep, where no frame may be dropped)."""
+
+    def begin(self, env: SimEnv, seed: int | None) -> None: ...
+
+    def show(self, env: SimEnv, *, wait: bool) -> None: ...
 
 
 class ActionSource(Observer, Protocol):
@@ -132,11 +141,13 @@ class EpisodeStepper:
         lockstep: bool,
         frame_every: int = 1,
         on_frame: Callable[[np.ndarray], None] | None = None,
+        video: EpisodeVideo | None = None,
     ) -> None:
         self.env, self.source, self.executor = env, source, executor
         self.seed, self.lockstep = seed, lockstep
         self.frame_every = max(frame_every, 1)
         self.on_frame = on_frame
+        self.video = video
         self.success = False
         self.done = False
         self._started = 0.0
@@ -146,6 +157,8 @@ class EpisodeStepper:
         self.executor.queue.clear()  # a plan from the last episode is not this one's
         obs, _ = self.env.reset(seed=self.seed)
         self._stats0 = _stats(self.env)
+        if self.video is not None:
+            self.video.begin(self.env, self.seed)
         self._started = time.monotonic()
         self.success = self.done = False
         self.source.observe(self._observe(obs, 0))
@@ -194,6 +207,8 @@ class EpisodeStepper:
         t_capture_ns = time.monotonic_ns()
         if image is not None and for_video and self.on_frame is not None:
             self.on_frame(image)
+        if due and self.video is not None:  # the viewer's frame: the state goes to its process, no image here
+            self.video.show(self.env, wait=self.lockstep)
         return StepRecord(step, obs, image if for_source else None, t_capture_ns, needs_actions)
 
 
@@ -206,15 +221,17 @@ def run_episode(
     frame_every: int = 1,
     stop: threading.Event | None = None,
     on_frame: Callable[[np.ndarray], None] | None = None,
+    video: EpisodeVideo | None = None,
 ) -> EpisodeResult:
     """Reset ``env`` with ``seed`` and run one episode to success, truncation or ``stop``, in-process.
 
-    ``on_frame`` receives every regularly rendered frame (every ``frame_every`` steps), e.g. a video writer.
+    ``on_frame`` receives every regularly rendered policy-camera frame (every ``frame_every`` steps);
+    ``video`` (a viewer camera's episode, `sims.viewer`) is shown the scene as often.
     """
     stop = stop or threading.Event()
     executor = ChunkExecutor(env.config.robot.robot, env.robot, receiver="sim", drop_on_failure=False)
     episode = EpisodeStepper(env, source, executor, seed=seed, lockstep=clock.lockstep,
-                             frame_every=frame_every, on_frame=on_frame)
+                             frame_every=frame_every, on_frame=on_frame, video=video)
     episode.reset()
     # Ticks count from here: the first image after a reset uploads every mesh (slow with EGL).
     clock.start()

@@ -12,7 +12,8 @@ Outputs ``frames`` (scene camera, latest-only) and ``state`` (RobotState every
 control tick, latest-only); input ``actions`` (ActionChunk, lossless). Params
 are the fields of `SimNodeConfig`. It runs ``episodes`` episodes with seeds
 ``seed, seed+1, ...``, records each episode's result (success, steps, time) and
-can save an MP4 per episode. Each episode is a `sims.loop.EpisodeStepper` (the loop
+can save an MP4 per episode, from a 384x288 viewer camera rendered in its own
+process (`sims.viewer`: the control loop only sends it the scene's state). Each episode is a `sims.loop.EpisodeStepper` (the loop
 body `run_episode` uses in-process, so `agentrt eval` and the node step alike);
 the node drives it from its own events (``Node.events``):
 
@@ -62,11 +63,13 @@ from sims.clock import CLOCKS
 from sims.env import SimEnv, SimEnvConfig
 from sims.loop import EpisodeResult, EpisodeStepper, StepRecord, episode_video_path
 from sims.robot import RobotConfig
-from sims.video import VideoWriter
+from sims.viewer import Viewer, ViewerConfig, ViewerVideo
 
 __all__ = ["SimNodeConfig", "SimNode"]
 
 LOCKSTEP_WAIT_NS = 50_000_000  # lockstep: how often the wait for a chunk looks at the republish timer
+VIEWER_DONE_S = 30.0  # after the last episode: how long the viewer may take to finish the videos
+VIEWER_STOP_S = 1.0  # stopped (Ctrl-C): within the supervisor's grace; the last video is cut, still playable
 
 
 @dataclass
@@ -86,6 +89,8 @@ class SimNodeConfig:
     deadline_ms: float = 250.0  # the robot's deadman watchdog
     stream: str = "scene"  # Frame.stream
     video_path: str | None = None  # one MP4 per episode (see sims.loop.episode_video_path); "{task}": the task
+    video_width: int = 384  # the videos' viewer camera (sims.viewer), rendered in its own process
+    video_height: int = 288
     results_path: str | None = None  # JSON lines, one per episode; "{task}": the task
     republish_ms: float = 200.0
 
@@ -102,11 +107,15 @@ class SimNodeConfig:
         if not (0 < self.frame_hz <= self.control_hz):
             raise ConfigError(f"{name}.frame_hz: expected 0 < frame_hz <= control_hz={self.control_hz}, got {self.frame_hz}")
         self.env_config()  # task, robot, camera and renderer are checked here, before anything starts
+        self.viewer_config()
         # one launch file runs every task (launch/sim.yaml: runs/sim_{task}.mp4), so its outputs name the task
         if self.video_path:
             self.video_path = self.video_path.replace("{task}", self.task)
         if self.results_path:
             self.results_path = self.results_path.replace("{task}", self.task)
+
+    def viewer_config(self) -> ViewerConfig:
+        return ViewerConfig(width=self.video_width, height=self.video_height)
 
     def env_config(self) -> SimEnvConfig:
         return SimEnvConfig(
@@ -140,7 +149,8 @@ class SimNode(Node):
         self._request_seq = -1  # lockstep: the frame whose chunk the sim waits for
         self._last_frame: Frame | None = None
         self._last_state: RobotState | None = None
-        self._video: VideoWriter | None = None
+        self._viewer: Viewer | None = None
+        self._video: ViewerVideo | None = None
         self._lateness_ms: list[float] = []
 
     def setup(self) -> None:
@@ -170,6 +180,8 @@ class SimNode(Node):
 
     def teardown(self) -> None:
         self._close_video()
+        if self._viewer is not None:
+            self._viewer.close(wait_s=VIEWER_STOP_S if self.stop_requested else VIEWER_DONE_S)
         self.env.close()
 
     # ---- one episode ---------------------------------------------------------------------------
@@ -181,10 +193,11 @@ class SimNode(Node):
         self._request_seq = -1
         self._lateness_ms = []
         if cfg.video_path:
-            self._video = VideoWriter(episode_video_path(cfg.video_path, index, cfg.episodes),
-                                      fps=cfg.control_hz / self._frame_every)
+            self._viewer = self._viewer or Viewer(cfg.viewer_config())
+            self._video = self._viewer.episode(episode_video_path(cfg.video_path, index, cfg.episodes),
+                                               fps=cfg.control_hz / self._frame_every)
         episode = EpisodeStepper(self.env, self, self.executor, seed=cfg.seed + index, lockstep=self._lockstep,
-                                 frame_every=self._frame_every, on_frame=self._video.write if self._video else None)
+                                 frame_every=self._frame_every, video=self._video)
         episode.reset()
         return episode
 

@@ -16,7 +16,8 @@ class VideoWriter:
 
     Frames smaller than ``min_side`` pixels are enlarged by a whole factor (nearest neighbour, so
     every pixel the policy saw stays a sharp block): a 64 px policy camera makes a 256 px video
-    a person can watch, at no rendering cost.
+    at no rendering cost, blocky (docs/img/video_before.png). Episode videos come from the
+    viewer camera instead (`sims.viewer`, 384x288, ``min_side=0``).
     """
 
     def __init__(self, path: str | Path, fps: float, min_side: int = 256) -> None:

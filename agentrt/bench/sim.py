@@ -13,7 +13,9 @@ Figures (the issue's field names):
 - ``loop_jitter_p99_ms``: p99 of how late a 20 Hz real-time control tick starts,
   while the loop runs the pick_place expert, steps physics and renders a 128 px
   frame every other tick (the sim node's defaults: control 20 Hz, frames 10 Hz);
-  ``loop_frame_every_tick`` repeats it with a frame on every tick (a 20 Hz policy).
+  ``loop_frame_every_tick`` repeats it with a frame on every tick (a 20 Hz policy);
+- ``viewer_*``: what a 384x288 episode video costs the loop, viewer off / in its own process /
+  rendered in the loop (`agentrt.bench.sim_viewer`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from typing import Any
 
 from agentrt.bench.report import percentile, print_rows
+from agentrt.bench.sim_viewer import measure_viewer, print_viewer_table
 
 __all__ = ["run", "print_table", "measure"]
 
@@ -33,8 +36,8 @@ log = logging.getLogger(__name__)
 def run(quick: bool) -> dict[str, Any]:
     """The benchmark's figures; ``quick`` finishes within about 60 s on 2 cores."""
     if quick:
-        return measure(physics_steps=2000, renders=8, loop_seconds=6.0)
-    return measure(physics_steps=20000, renders=40, loop_seconds=30.0)
+        return measure(physics_steps=2000, renders=8, loop_seconds=6.0) | measure_viewer(rounds=1)
+    return measure(physics_steps=20000, renders=40, loop_seconds=30.0) | measure_viewer(rounds=5)
 
 
 def measure(*, physics_steps: int, renders: int, loop_seconds: float, sizes: tuple[int, ...] = (128, 224)) -> dict[str, Any]:
@@ -124,3 +127,4 @@ def print_table(result: dict[str, Any]) -> None:
             for name, r in loops
         ],
     )
+    print_viewer_table(result)

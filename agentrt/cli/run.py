@@ -4,6 +4,8 @@
     agentrt run launch/pipeline_demo.yaml --duration 10 --set camera.rate_hz=30 --set policy.work_ms=5
     agentrt run launch/pipeline_demo.yaml --check          # validate only, start nothing
     agentrt run sim.yaml --check                           # a shipped launch file by name, from any folder
+    agentrt run sim.yaml --duration 20 --rerun runs/sim.rrd   # log frames, state, chunks, latency; `rerun runs/sim.rrd`
+    agentrt run sim.yaml --rerun rerun+http://127.0.0.1:9876/proxy   # to a running viewer (start `rerun` first)
 
 At start it prints one line per endpoint the launch file names under ``external:``
 (where outside programs read the graph; docs/protocol.md §4).
@@ -14,6 +16,8 @@ Exit status: 0 when the run ended cleanly; 1 when a node failed, could not
 start, was still failing or had never become ready when the run ended (the
 node is named on stderr); 2 for a bad launch file or option. At exit the report
 is written to runs/<name>-<time>/report.json and latency.png (``--report-dir``).
+--rerun adds a node that logs to rerun (agentrt.nodes.rerun_sink) on latest-only wires: it never
+slows the control path; it needs ``pip install 'agentrt[rerun]'``.
 """
 
 from __future__ import annotations
@@ -37,8 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true",
                         help="validate the launch file and what it names on this host, start nothing, and exit")
     parser.add_argument("--host", default=LOCAL_HOST, help=argparse.SUPPRESS)
+    add_rerun(parser)
     parser.add_argument("--report-dir", default="runs", help="where the report folder goes (default: runs)")
     add_no_status(parser)
+
+
+def add_rerun(parser: argparse.ArgumentParser) -> None:
+    """--rerun, for `agentrt run` and `agentrt node` (the nodes of this host)."""
+    parser.add_argument("--rerun", metavar="FILE.rrd|ADDRESS", default=None,
+                        help="also log frames, robot state, action chunks, the instruction and latency (of the "
+                             "nodes on this host) to rerun: a .rrd file, or a viewer's address "
+                             "(rerun+http://HOST:9876/proxy)")
 
 
 class _StatusLine:
@@ -87,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
     from agentrt.supervisor import Supervisor
 
     spec = load_launch(args.launch, args.overrides)
+    if args.rerun:
+        from agentrt.nodes.rerun_sink import add_rerun_sink, import_rerun
+
+        import_rerun()  # missing: one line with the install command, before anything starts
+        wires = add_rerun_sink(spec, args.rerun, args.host)
+        print(f"rerun: logging to {args.rerun} ({', '.join(wires)})")
     if args.check:
         check_launch(spec, args.host)
         print(f"{spec.path}: ok ({len(spec.nodes)} nodes: {', '.join(spec.nodes)})")

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",
                         help="override a node parameter (repeatable)")
     parser.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    run_command.add_rerun(parser)
     parser.add_argument("--report-dir", default="runs", help="where the report folder goes (default: runs)")
     add_no_status(parser)
 

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", default="panda", help="panda, kuka_iiwa or xarm6 (default panda)")
     parser.add_argument("--clock", choices=("lockstep", "realtime"), default=None, help="default: lockstep, realtime with --gui")
     parser.add_argument("--control-hz", type=float, default=20.0, help="control rate (default 20)")
-    parser.add_argument("--video", metavar="PATH", help="write an MP4 of each episode (scene camera)")
+    parser.add_argument("--video", metavar="PATH",
+                        help="write an MP4 of each episode (a 384x288 viewer camera, rendered in its own process)")
     parser.add_argument("--size", type=int, default=128, help="camera image size in pixels, square (default 128)")
     parser.add_argument("--renderer", choices=("auto", "egl", "tiny"), default="auto", help="default: EGL if it loads, else TinyRenderer")
     parser.add_argument("--gui", action="store_true", help="show the PyBullet GUI (needs a display)")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import EpisodeResult, ExpertSource, episode_video_path, run_episode
     from sims.robot import RobotConfig
-    from sims.video import VideoWriter
+    from sims.viewer import Viewer
     from sims.world import WorldConfig
 
     if args.episodes < 1:
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         camera=SceneCameraConfig(width=args.size, height=args.size, renderer=args.renderer),
     )
     results: list[EpisodeResult] = []
-    with SimEnv(config) as env:
+    with SimEnv(config) as env, Viewer() as viewer:  # the viewer's process starts with the first video
         source = ExpertSource(env)
         print(f"task {config.task}, robot {args.robot}, {clock_name} clock at {args.control_hz:g} Hz, renderer {env.renderer}")
         progress, bar = _progress(args.episodes)
@@ -75,12 +76,9 @@ def run(args: argparse.Namespace) -> int:
                 seed = args.seed + episode
                 video = None
                 if args.video:
-                    video = VideoWriter(episode_video_path(args.video, episode, args.episodes), fps=args.control_hz)
+                    video = viewer.episode(episode_video_path(args.video, episode, args.episodes), fps=args.control_hz)
                 try:
-                    result = run_episode(
-                        env, make_clock(clock_name, args.control_hz), source, seed=seed,
-                        on_frame=video.write if video else None,
-                    )
+                    result = run_episode(env, make_clock(clock_name, args.control_hz), source, seed=seed, video=video)
                 finally:
                     if video is not None:
                         video.close()

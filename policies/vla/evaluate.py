@@ -99,7 +99,7 @@ def evaluate_policy(
     from sims.env import SimEnv, SimEnvConfig
     from sims.loop import episode_video_path, run_episode
     from sims.robot import RobotConfig
-    from sims.video import VideoWriter
+    from sims.viewer import Viewer
 
     size = image_size or policy.model.config.image_size
     env = SimEnv(SimEnvConfig(task=task, robot=RobotConfig(control_hz=control_hz),
@@ -107,12 +107,13 @@ def evaluate_policy(
     source = PolicySource(policy, env=env, reword=(lambda s: reword(task, s)) if reworded else None,
                           schedule=ChunkSchedule(clock, control_hz, execute_steps=execute_steps))
     successes, rates = 0, []
+    viewer = Viewer()  # videos from a 384x288 viewer camera in its own process (sims.viewer)
     try:
         for i in range(episodes):
-            writer = VideoWriter(episode_video_path(video, i, episodes), fps=control_hz) if video else None
+            writer = viewer.episode(episode_video_path(video, i, episodes), fps=control_hz / frame_every) if video else None
             try:
                 result = run_episode(env, make_clock(clock, control_hz), source, seed=seed + i,
-                                     frame_every=frame_every, stop=stop, on_frame=writer.write if writer else None)
+                                     frame_every=frame_every, stop=stop, video=writer)
             finally:
                 if writer is not None:
                     writer.close()
@@ -125,6 +126,7 @@ def evaluate_policy(
             if stop is not None and stop.is_set():
                 break
     finally:
+        viewer.close()  # waits for the videos
         source.close()
         env.close()
     infos, lat = source.infos, source.latencies_ms

@@ -82,7 +82,7 @@ def test_lossless_fan_out_and_hosts_without_keys(tmp_path: Path) -> None:
         "  a:\n    class: agentrt.nodes.sink:ActionSinkNode\n    inputs: {actions: policy.actions}\n"
         "  b:\n    class: agentrt.nodes.sink:ActionSinkNode\n    inputs: {actions: policy.actions}\n"
     )
-    with pytest.raises(LaunchError, match="feeds exactly one input"):
+    with pytest.raises(LaunchError, match="feeds exactly one lossless input"):
         load_launch(fan)
     remote = tmp_path / "remote.yaml"
     remote.write_text(

@@ -20,6 +20,10 @@ def test_sim_runs_episodes_prints_results_and_writes_video_and_json(tmp_path: Pa
     assert "episode   0" in printed and "episode   1" in printed
     assert "push: 2/2 succeeded" in printed
     assert (tmp_path / "push-ep000.mp4").stat().st_size > 0 and (tmp_path / "push-ep001.mp4").stat().st_size > 0
+    av = pytest.importorskip("av")
+    with av.open(str(tmp_path / "push-ep000.mp4")) as container:  # the viewer camera, not the 32 px policy camera
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (384, 288)
     document = json.loads(out.read_text())
     assert document["summary"]["success_rate"] == 1.0 and len(document["episodes"]) == 2
 
@@ -46,6 +50,17 @@ def test_bench_sim_figures_and_table(capsys: pytest.CaptureFixture[str]) -> None
     assert result["loop_jitter_p99_ms"] >= 0 and result["loop_ticks"] > 0
     bench_sim.print_table(result)
     assert "physics steps" in capsys.readouterr().out
+
+
+def test_bench_sim_viewer_figures_and_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from agentrt.bench.sim_viewer import VIEWER_MODES, measure_viewer, print_viewer_table
+
+    result = measure_viewer(rounds=1, task="reach")
+    for figures in (result["viewer_lockstep_step_ms"], result["viewer_realtime_hz"]):
+        assert set(figures) == set(VIEWER_MODES) and all(v > 0 for v in figures.values())
+    assert result["viewer_frames"]["inline"] > 0 and result["viewer_frames"]["process"] > 0
+    print_viewer_table(result)
+    assert "384x288 episode video" in capsys.readouterr().out
 
 
 def test_docs_and_sim_help_quote_the_same_instruction_per_task(capsys: pytest.CaptureFixture[str]) -> None:
