@@ -99,13 +99,13 @@ def _ask_here(args: argparse.Namespace) -> int:
     from streams.registry import parse_source
     from streams.video import is_network
 
-    check_qa_model(args.model)
+    spec = check_qa_model(args.model)  # a hub name resolved (downloaded when missing) before anything starts
     # a recording is read as fast as the model takes it, nothing dropped; live sources keep their pace
     recording = bool(args.source) and not is_network(args.source)
     overrides = _AS_FAST_AS_READ.get(parse_source(args.source)["type"]) if recording else None
     print(f"loading the model ({args.model})...", file=sys.stderr, flush=True)
     t_load = time.monotonic()
-    model = load_qa_model(args.model, args.device, args.dtype)
+    model = load_qa_model(spec, args.device, args.dtype)
     where = getattr(model, "device", None)
     print(f"model loaded in {time.monotonic() - t_load:.1f} s{f' on {where}, {args.dtype}' if where else ''}",
           file=sys.stderr, flush=True)

@@ -37,6 +37,7 @@ from agentrt.errors import AgentRTError, ConfigError, FrameTornError, ModelError
 from agentrt.messages import Answer, Frame, Query, now_ns
 from agentrt.node import Input, Node, latest, lossless
 from agentrt.pixels import to_rgb
+from policies.qa.hub import resolve_hf_path
 from policies.qa.videoqa import (
     BACKENDS,
     NANO_QA_WEIGHTS,
@@ -55,8 +56,9 @@ log = logging.getLogger(__name__)
 MAX_UNKNOWN_SHARE = 0.5  # a question with more of its words unknown to the model is not put to it
 
 
-def check_qa_model(spec: str) -> None:
-    """The cheap checks of a model spec, before anything starts: one-line ModelError / ConfigError."""
+def check_qa_model(spec: str) -> str:
+    """The cheap checks of a model spec, before anything starts: one-line ModelError / ConfigError. Returns
+    the spec to load: ``hf:ORG/NAME`` becomes ``hf:`` its folder in the hub cache (downloaded when missing)."""
     prefix, path = split_model_spec(spec)
     if prefix == "nano":
         module = BACKENDS["nano"][0]
@@ -68,16 +70,19 @@ def check_qa_model(spec: str) -> None:
             raise ModelError(f"the nano QA weights are missing ({weights}); train them with "
                              "`agentrt train-qa` or use --model hf:PATH")
     elif prefix == "hf":
-        folder = Path(path).expanduser()
+        folder = resolve_hf_path(path) if path else Path()
         if not path or not (folder / "config.json").is_file():
             raise ModelError(f"hf:{path}: not a Hugging Face checkpoint folder (no config.json there); give a "
-                             "local folder such as hf:models/SmolVLM2-256M-Video-Instruct")
+                             "local folder such as hf:models/SmolVLM2-256M-Video-Instruct or a hub name "
+                             "such as hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct")
+        return f"hf:{folder}"
+    return spec
 
 
 def load_qa_model(spec: str, device: str = "auto", dtype: str = "float32") -> VideoQAModel:
     """`load_videoqa` with one-line errors for what a user can hit: nano not installed or its weights missing,
     a device that is not here."""
-    check_qa_model(spec)
+    spec = check_qa_model(spec)
     try:
         return load_videoqa(spec, device, dtype)
     except AgentRTError:
