@@ -95,6 +95,7 @@ def _ask_here(args: argparse.Namespace) -> int:
     from agentrt.cli.stream import sigterm_as_interrupt
     from agentrt.pixels import to_rgb
     from policies.qa.node import check_qa_model, checked_answer, load_qa_model
+    from policies.qa.videoqa import domain_note
     from streams.feed import open_feed
     from streams.registry import parse_source
     from streams.video import is_network
@@ -145,6 +146,8 @@ def _ask_here(args: argparse.Namespace) -> int:
         raise ModelError(f"no frames came from {feed.label}; is the stream running?")
     print(f"watched {feed.label}: {seen} frames read, {ingested} into the model in "
           f"{duration(time.monotonic() - progress.started)}; answering", file=sys.stderr, flush=True)
+    if note := domain_note(model):  # once, before the answer (which starts with UNRELIABLE)
+        print(note, file=sys.stderr, flush=True)
     t0 = time.monotonic()
     first = None
     for piece in checked_answer(model, args.question, max_new_tokens=args.max_new_tokens):

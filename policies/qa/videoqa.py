@@ -15,6 +15,9 @@ talks to this protocol, so the bundled nano QA model and Hugging Face VLMs
   does not know (read as ``<unk>``) or never reads. ``word_check(model, text)``
   asks it, None for an open-vocabulary model (a Hugging Face tokenizer reads
   any text).
+- Optional, for a model that knows only one kind of scene (the nano one: rendered sims):
+  ``domain_note()`` -> the warning line while the stream looks nothing like that, else "".
+  ``domain_note(model)`` asks it, "" for a model without the check.
 
 ``load_videoqa(spec)`` is the one table from a model name to code:
 ``nano`` (the shipped weights), ``nano:PATH``, ``hf:PATH`` (a local Hugging
@@ -34,7 +37,7 @@ import numpy as np
 from agentrt.errors import ConfigError
 from policies.vocabulary import WordCheck
 
-__all__ = ["VideoQAModel", "load_videoqa", "word_check", "BACKENDS", "MODEL_SPECS", "split_model_spec",
+__all__ = ["VideoQAModel", "load_videoqa", "word_check", "domain_note", "BACKENDS", "MODEL_SPECS", "split_model_spec",
            "NANO_QA_FILE", "NANO_QA_WEIGHTS"]
 
 
@@ -98,3 +101,9 @@ def word_check(model: VideoQAModel, text: str) -> WordCheck | None:
         return None
     result: WordCheck = check(text)
     return result
+
+
+def domain_note(model: VideoQAModel) -> str:
+    """The warning line of a model whose stream is out of its domain (its optional ``domain_note``), else ""."""
+    note = getattr(model, "domain_note", None)
+    return str(note()) if callable(note) else ""
