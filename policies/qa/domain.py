@@ -31,6 +31,10 @@ __all__ = ["FEATURES", "DomainStats", "DomainCheck", "frame_features", "domain_f
 SIZE = 48  # frames are compared at this size: below the sim camera's 64 and 96 px
 FEATURES = ("mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b", "saturation", "saturation_spread",
             "gradient_x", "gradient_y", "laplacian", "grey_share")
+# what each feature is, in words for the warning line
+_WORDS = dict(zip(FEATURES, ("red level", "green level", "blue level", "red contrast", "green contrast",
+                             "blue contrast", "saturation", "saturation spread", "horizontal detail",
+                             "vertical detail", "fine texture", "share of grey"), strict=True))
 WARNING = ("the nano QA model only knows the simulated scenes; this stream looks like {what}: answers are "
            "unreliable; use --model hf:PATH (a SmolVLM / Qwen2-VL checkpoint)")
 
@@ -103,7 +107,7 @@ class DomainStats:
         mean, spread = np.asarray(self.mean), 1 / np.sqrt(np.diag(np.asarray(self.inv_cov)))
         z = (features - mean) / spread
         far = [FEATURES[i] for i in np.argsort(-np.abs(z))[:2]]
-        ratios = ", ".join(f"{name.replace('_', ' ')} {features[FEATURES.index(name)] / mean[FEATURES.index(name)]:.1f}x"
+        ratios = ", ".join(f"{_WORDS[name]} {features[FEATURES.index(name)] / mean[FEATURES.index(name)]:.1f}x"
                            for name in far if abs(mean[FEATURES.index(name)]) > 1e-6)
         return f"a real camera or clip, not a rendered sim scene ({ratios} the sim scenes')"
 
