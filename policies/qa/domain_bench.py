@@ -23,7 +23,7 @@ from agentrt.progress import ProgressLine
 from policies.qa.domain import DomainCheck, DomainStats, domain_file, frame_features
 from policies.qa.videoqa import NANO_QA_WEIGHTS
 
-__all__ = ["sim_frames", "clip_frames", "calibrate", "measure", "videos_folder", "CLIPS"]
+__all__ = ["sim_frames", "clip_frames", "calibrate", "measure", "videos_folder", "episode_frames", "CLIPS"]
 
 CALIBRATION_SEED, HELD_OUT_SEED = 3_000_000, 3_100_000
 SIZES = (96, 64)
@@ -51,6 +51,38 @@ def sim_frames(first_seed: int, scenes: int, size: int, label: str = "") -> list
         for i in range(scenes):
             frames += maker.make(first_seed + i)[1]
             progress.update(i + 1)
+    progress.done()
+    return frames
+
+
+def episode_frames(episodes: int, size: int, every: int = 10) -> list[np.ndarray]:
+    """The scene camera through whole task episodes (the scripted expert, as launch/sim_qa.yaml shows them:
+    seeds from 100000), every ``every``-th control step, for each task in turn."""
+    from sims.camera import SceneCameraConfig
+    from sims.env import SimEnv, SimEnvConfig
+    from sims.robot import Action, RobotConfig
+    from sims.tasks import TASKS
+
+    frames: list[np.ndarray] = []
+    progress = ProgressLine(f"task episodes at {size} px", total=episodes * len(TASKS), unit="episodes")
+    for t, name in enumerate(sorted(TASKS)):
+        camera = SceneCameraConfig(width=size, height=size, renderer="tiny")
+        env = SimEnv(SimEnvConfig(task=name, camera=camera, robot=RobotConfig(control_hz=20)))
+        env.connect()
+        try:
+            for e in range(episodes):
+                env.reset(seed=100_000 + e)
+                expert, obs = env.expert(), env.robot.get_observation()
+                for step in range(env.task.max_steps):
+                    if step % every == 0:
+                        frames.append(env.render("scene"))
+                    result = env.step(Action("ee_delta", expert.act(obs)))
+                    obs = result.observation
+                    if result.terminated or result.truncated:
+                        break
+                progress.update(t * episodes + e + 1)
+        finally:
+            env.close()
     progress.done()
     return frames
 
@@ -102,6 +134,8 @@ def measure(scenes: int, clip_count: int, stats: DomainStats, videos: Path) -> l
         held_out = sim_frames(HELD_OUT_SEED, scenes, size, f"held-out sim scenes at {size} px")
         rows.append(_row(f"held-out sim, {size} px (seeds {HELD_OUT_SEED}-{HELD_OUT_SEED + scenes - 1})",
                          held_out, stats))
+    rows.append(_row("sim task episodes, 64 px (the expert, 5 per task, every 5th step)",
+                     episode_frames(5, 64, every=5), stats))
     for clip in CLIPS:
         path = videos / clip
         if not path.exists():
