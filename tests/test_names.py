@@ -89,9 +89,9 @@ def _string_sites(needle: str) -> list[str]:
     return sites
 
 
-@pytest.mark.parametrize("needle", ["nano_qa.safetensors", "nano:PATH or hf:PATH"])
+@pytest.mark.parametrize("needle", ["nano_qa.safetensors", "nano:PATH, hf:PATH or hf:ORG/NAME"])
 def test_qa_weights_path_and_model_specs_are_spelled_once(needle: str) -> None:
-    """The shipped QA weights' file and the ``nano | nano:PATH | hf:PATH`` grammar live in
+    """The shipped QA weights' file and the ``nano | nano:PATH | hf:PATH | hf:ORG/NAME`` grammar live in
     policies.qa.videoqa (torch-free, so the CLI and the node's cheap checks can import them)."""
     sites = _string_sites(needle)
     assert len(sites) == 1 and sites[0].startswith("policies/qa/videoqa.py"), sites
@@ -111,7 +111,7 @@ def test_model_spec_parser_is_the_one_the_node_config_and_loader_use() -> None:
         with pytest.raises(ConfigError) as info:
             call()
         messages.add(str(info.value).split(": ", 1)[-1] if "VideoQANodeConfig" in str(info.value) else str(info.value))
-    assert messages == {"unknown QA model 'gguf:x': expected nano, nano:PATH or hf:PATH"}, messages
+    assert messages == {"unknown QA model 'gguf:x': expected nano, nano:PATH, hf:PATH or hf:ORG/NAME"}, messages
 
 
 def test_decoders_and_answers_take_their_options_one_way() -> None:

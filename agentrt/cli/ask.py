@@ -95,17 +95,18 @@ def _ask_here(args: argparse.Namespace) -> int:
     from agentrt.cli.stream import sigterm_as_interrupt
     from agentrt.pixels import to_rgb
     from policies.qa.node import check_qa_model, checked_answer, load_qa_model
+    from policies.qa.videoqa import domain_note
     from streams.feed import open_feed
     from streams.registry import parse_source
     from streams.video import is_network
 
-    check_qa_model(args.model)
+    spec = check_qa_model(args.model)  # a hub name resolved (downloaded when missing) before anything starts
     # a recording is read as fast as the model takes it, nothing dropped; live sources keep their pace
     recording = bool(args.source) and not is_network(args.source)
     overrides = _AS_FAST_AS_READ.get(parse_source(args.source)["type"]) if recording else None
     print(f"loading the model ({args.model})...", file=sys.stderr, flush=True)
     t_load = time.monotonic()
-    model = load_qa_model(args.model, args.device, args.dtype)
+    model = load_qa_model(spec, args.device, args.dtype)
     where = getattr(model, "device", None)
     print(f"model loaded in {time.monotonic() - t_load:.1f} s{f' on {where}, {args.dtype}' if where else ''}",
           file=sys.stderr, flush=True)
@@ -145,6 +146,8 @@ def _ask_here(args: argparse.Namespace) -> int:
         raise ModelError(f"no frames came from {feed.label}; is the stream running?")
     print(f"watched {feed.label}: {seen} frames read, {ingested} into the model in "
           f"{duration(time.monotonic() - progress.started)}; answering", file=sys.stderr, flush=True)
+    if note := domain_note(model):  # once, before the answer (which starts with UNRELIABLE)
+        print(note, file=sys.stderr, flush=True)
     t0 = time.monotonic()
     first = None
     for piece in checked_answer(model, args.question, max_new_tokens=args.max_new_tokens):

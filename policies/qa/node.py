@@ -37,10 +37,12 @@ from agentrt.errors import AgentRTError, ConfigError, FrameTornError, ModelError
 from agentrt.messages import Answer, Frame, Query, now_ns
 from agentrt.node import Input, Node, latest, lossless
 from agentrt.pixels import to_rgb
+from policies.qa.hub import resolve_hf_path
 from policies.qa.videoqa import (
     BACKENDS,
     NANO_QA_WEIGHTS,
     VideoQAModel,
+    domain_note,
     load_videoqa,
     split_model_spec,
     word_check,
@@ -48,15 +50,18 @@ from policies.qa.videoqa import (
 from policies.vocabulary import WordCheck, quote_words
 
 __all__ = ["VideoQANodeConfig", "VideoQANode", "check_qa_model", "load_qa_model", "checked_answer",
-           "refuses", "MAX_UNKNOWN_SHARE"]
+           "refuses", "MAX_UNKNOWN_SHARE", "UNRELIABLE"]
 
 log = logging.getLogger(__name__)
 
 MAX_UNKNOWN_SHARE = 0.5  # a question with more of its words unknown to the model is not put to it
+# the first piece of every answer while the stream is out of the model's domain: the Answer's flag, in its text
+UNRELIABLE = "(unreliable: this model only knows the simulated scenes) "
 
 
-def check_qa_model(spec: str) -> None:
-    """The cheap checks of a model spec, before anything starts: one-line ModelError / ConfigError."""
+def check_qa_model(spec: str) -> str:
+    """The cheap checks of a model spec, before anything starts: one-line ModelError / ConfigError. Returns
+    the spec to load: ``hf:ORG/NAME`` becomes ``hf:`` its folder in the hub cache (downloaded when missing)."""
     prefix, path = split_model_spec(spec)
     if prefix == "nano":
         module = BACKENDS["nano"][0]
@@ -68,16 +73,19 @@ def check_qa_model(spec: str) -> None:
             raise ModelError(f"the nano QA weights are missing ({weights}); train them with "
                              "`agentrt train-qa` or use --model hf:PATH")
     elif prefix == "hf":
-        folder = Path(path).expanduser()
+        folder = resolve_hf_path(path) if path else Path()
         if not path or not (folder / "config.json").is_file():
             raise ModelError(f"hf:{path}: not a Hugging Face checkpoint folder (no config.json there); give a "
-                             "local folder such as hf:models/SmolVLM2-256M-Video-Instruct")
+                             "local folder such as hf:models/SmolVLM2-256M-Video-Instruct or a hub name "
+                             "such as hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct")
+        return f"hf:{folder}"
+    return spec
 
 
 def load_qa_model(spec: str, device: str = "auto", dtype: str = "float32") -> VideoQAModel:
     """`load_videoqa` with one-line errors for what a user can hit: nano not installed or its weights missing,
     a device that is not here."""
-    check_qa_model(spec)
+    spec = check_qa_model(spec)
     try:
         return load_videoqa(spec, device, dtype)
     except AgentRTError:
@@ -96,7 +104,10 @@ def checked_answer(model: VideoQAModel, question: str, *, max_new_tokens: int = 
                    max_unknown_share: float = MAX_UNKNOWN_SHARE, logger: logging.Logger | None = None) -> Iterator[str]:
     """``model.answer`` with what the model makes of the question's words said, in the answer and once in the
     log: unknown words (read as ``<unk>``) or words past its limit -> a note before the answer; too many
-    unknown (``refuses``) -> no answer from the model, only the note. An open-vocabulary model: as it is."""
+    unknown (``refuses``) -> no answer from the model, only the note. An open-vocabulary model: as it is.
+    A stream out of the model's domain (``domain_note``): ``UNRELIABLE`` first."""
+    if domain_note(model):
+        yield UNRELIABLE
     check = word_check(model, question)
     if check is None or check.clean:
         yield from model.answer(question, max_new_tokens=max_new_tokens)
@@ -161,7 +172,8 @@ class VideoQANode(Node):
         self.pending: deque[Query] = deque()
         self.last_ingest_ns = 0
         self.ingested = 0
-        self.stats.counters.update(questions_unknown_words=0, questions_refused=0)
+        self.domain_warned = False
+        self.stats.counters.update(questions_unknown_words=0, questions_refused=0, out_of_domain=0)
         where = getattr(self.model, "device", None)
         self.log.info("model %s ready%s", self.model.name, f" on {where}, {self.config.dtype}" if where else "")
 
@@ -191,6 +203,11 @@ class VideoQANode(Node):
         self.model.ingest(image, frame.t_capture_ns)
         self.last_ingest_ns = now
         self.ingested += 1
+        note = domain_note(self.model)
+        if note and not self.domain_warned:
+            self.log.warning("%s", note)  # once per node: the answers carry UNRELIABLE from here on
+            self.domain_warned = True
+        self.stats.counters["out_of_domain"] = int(bool(note))
 
     def respond(self, query: Query) -> None:
         """Send the answer to ``query`` as pieces; a failure becomes one ``error`` piece, the node goes on."""

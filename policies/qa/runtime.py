@@ -6,6 +6,9 @@
   ``window_frames`` frames; appends are whole frames, so eviction drops whole frames and
   memory is flat on an endless stream. A frame is kept at most every ``frame_interval_ms``
   (the newest is always the one answered about).
+- Out of domain: each frame also goes through ``policies.qa.domain.DomainCheck`` (when the weights
+  have their ``*_domain.json`` beside them); ``domain_note()`` is the warning line while the stream
+  looks nothing like the sim scenes the model was trained on.
 - Answers: the question's tokens run on the cached prefix, the answer is decoded greedily
   word by word (streamed as text deltas) until ``<eos>``, then the cache is cropped back.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +26,7 @@ import torch.nn.functional as F
 from agentrt.engine import StreamingKVCache, ViTCacheConfig, ViTFeatureCache
 from agentrt.engine.device import Placement
 from agentrt.errors import ModelError
+from policies.qa.domain import DomainCheck, DomainStats, domain_file
 from policies.qa.model import BOS, EOS, NanoQA, QATokenizer, load_model
 from policies.qa.videoqa import NANO_QA_WEIGHTS
 from policies.vocabulary import WordCheck
@@ -53,8 +58,10 @@ class NanoVideoQA:
 
     name = "nano"
 
-    def __init__(self, model: NanoQA, cache: ViTCacheConfig | None = None) -> None:
+    def __init__(self, model: NanoQA, cache: ViTCacheConfig | None = None,
+                 domain: DomainStats | None = None) -> None:
         self.model = model.eval()
+        self.domain = DomainCheck(domain) if domain is not None else None  # None: no statistics shipped
         self.config = model.config
         self.tokenizer = QATokenizer(model.config)
         # r = 0.25, a reference every 2nd encoded frame: close to the plain forward on trained weights
@@ -65,6 +72,8 @@ class NanoVideoQA:
         self.reset()
 
     def reset(self) -> None:
+        if self.domain is not None:
+            self.domain.reset()
         self.vit_cache.reset()
         self.stream.reset()
         self.frames = 0
@@ -76,6 +85,8 @@ class NanoVideoQA:
 
     @torch.no_grad()
     def ingest(self, image: np.ndarray, t_ns: int) -> None:
+        if self.domain is not None:
+            self.domain.update(image)
         vit = self.vit_cache(pixels(image, self.config.image_size, device=self.device, dtype=self.dtype))
         self._newest = vit
         self.frames += 1
@@ -111,6 +122,10 @@ class NanoVideoQA:
     def ask(self, question: str) -> str:
         return "".join(self.answer(question))
 
+    def domain_note(self) -> str:
+        """The optional ``VideoQAModel`` capability: the warning line while the stream is out of domain, else ""."""
+        return self.domain.warning() if self.domain is not None and self.domain.out_of_domain else ""
+
     def check_words(self, question: str) -> WordCheck:
         """The optional ``VideoQAModel`` capability of a closed vocabulary: which words it does not know."""
         return self.tokenizer.check(question)
@@ -130,5 +145,7 @@ def load_nano_qa(path: str, device: str = "auto", dtype: str = "float32") -> Nan
     """The ``policies.qa.videoqa`` loader: ``path`` "" = the shipped weights; ``device`` and ``dtype`` as
     ``agentrt.engine.device`` reads them."""
     placement = Placement.parse(device, dtype)
-    model, _ = load_model(path or NANO_QA_WEIGHTS, placement.device)
-    return NanoVideoQA(model.to(placement.dtype))
+    weights = Path(path) if path else NANO_QA_WEIGHTS
+    model, _ = load_model(weights, placement.device)
+    stats = domain_file(weights)  # absent beside other weights: no out-of-domain check, as before
+    return NanoVideoQA(model.to(placement.dtype), domain=DomainStats.load(stats) if stats.exists() else None)

@@ -15,10 +15,14 @@ talks to this protocol, so the bundled nano QA model and Hugging Face VLMs
   does not know (read as ``<unk>``) or never reads. ``word_check(model, text)``
   asks it, None for an open-vocabulary model (a Hugging Face tokenizer reads
   any text).
+- Optional, for a model that knows only one kind of scene (the nano one: rendered sims):
+  ``domain_note()`` -> the warning line while the stream looks nothing like that, else "".
+  ``domain_note(model)`` asks it, "" for a model without the check.
 
 ``load_videoqa(spec)`` is the one table from a model name to code:
 ``nano`` (the shipped weights), ``nano:PATH``, ``hf:PATH`` (a local Hugging
-Face checkpoint folder). Backends are imported lazily.
+Face checkpoint folder) or ``hf:ORG/NAME`` (a hub name, from the cache or downloaded:
+``policies.qa.hub``). Backends are imported lazily.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 from agentrt.errors import ConfigError
 from policies.vocabulary import WordCheck
 
-__all__ = ["VideoQAModel", "load_videoqa", "word_check", "BACKENDS", "MODEL_SPECS", "split_model_spec",
+__all__ = ["VideoQAModel", "load_videoqa", "word_check", "domain_note", "BACKENDS", "MODEL_SPECS", "split_model_spec",
            "NANO_QA_FILE", "NANO_QA_WEIGHTS"]
 
 
@@ -59,7 +63,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "nano": ("policies.qa.runtime", "load_nano_qa"),
     "hf": ("policies.qa.hf.vlm", "load_hf_videoqa"),
 }
-MODEL_SPECS = "nano, nano:PATH or hf:PATH"  # what --model and VideoQANodeConfig.model take
+MODEL_SPECS = "nano, nano:PATH, hf:PATH or hf:ORG/NAME"  # what --model and VideoQANodeConfig.model take
 # The file `agentrt train-qa` writes and the package ships; here, not in the model modules, so torch-free
 # callers (the CLI, the node's cheap checks) find it without importing torch.
 NANO_QA_FILE = "nano_qa.safetensors"
@@ -75,11 +79,15 @@ def split_model_spec(spec: str) -> tuple[str, str]:
 
 
 def load_videoqa(spec: str, device: str = "auto", dtype: str = "float32") -> VideoQAModel:
-    """``nano`` | ``nano:PATH`` | ``hf:PATH`` -> a loaded model, on ``device`` (auto: a GPU when there is one)
+    """``nano`` | ``nano:PATH`` | ``hf:PATH`` | ``hf:ORG/NAME`` -> a loaded model, on ``device`` (auto: a GPU when there is one)
     in ``dtype`` (float32 | bfloat16)."""
     prefix, path = split_model_spec(spec)
     if prefix == "hf" and not path:
         raise ConfigError("hf:PATH needs the folder of a local Hugging Face checkpoint, e.g. hf:models/SmolVLM-256M")
+    if prefix == "hf":
+        from policies.qa.hub import resolve_hf_path
+
+        path = str(resolve_hf_path(path))  # a hub name -> its cached snapshot; a local folder as it is
     module_name, loader = BACKENDS[prefix]
     module = importlib.import_module(module_name)
     model: VideoQAModel = getattr(module, loader)(path, device, dtype)
@@ -93,3 +101,9 @@ def word_check(model: VideoQAModel, text: str) -> WordCheck | None:
         return None
     result: WordCheck = check(text)
     return result
+
+
+def domain_note(model: VideoQAModel) -> str:
+    """The warning line of a model whose stream is out of its domain (its optional ``domain_note``), else ""."""
+    note = getattr(model, "domain_note", None)
+    return str(note()) if callable(note) else ""
