@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("agentrt.cli.train", "train the nano VLA (resumable, seeded, lockstep eval along the way)"),
     "collect-qa": ("agentrt.cli.collect_qa", "render seeded sim scenes for the nano video-QA model"),
     "train-qa": ("agentrt.cli.train_qa", "train the nano video-QA model (resumable, seeded)"),
+    "qa-domain": ("agentrt.cli.qa_domain", "calibrate or measure the nano QA model's out-of-domain check"),
     "distill": ("agentrt.cli.distill", "consistency-distil the nano VLA for early-exit Jacobi decoding"),
     "eval": ("agentrt.cli.eval", "evaluate a policy: tasks x decoding x clock, success and speed"),
     "ask": ("agentrt.cli.ask", "ask a question about a live stream, a file or a running `agentrt serve`"),

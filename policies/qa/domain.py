@@ -8,7 +8,7 @@ by 12 numbers (mean and spread of R, G, B; mean and spread of saturation; mean h
 and vertical gradient; mean |Laplacian|; share of grey pixels). Its Mahalanobis distance
 from the same numbers over rendered sim scenes is the score; a frame scoring above
 ``threshold`` is out of domain. Mean, inverse covariance and threshold were calibrated on
-sim scenes the model never trained on (``python -m policies.qa.domain_bench calibrate``)
+sim scenes the model never trained on (``agentrt qa-domain calibrate``)
 and ship beside the weights (``nano_qa_domain.json``); the model itself is unchanged.
 
 A stream is out of domain when most of the last ``window`` frames are (one odd frame
@@ -121,10 +121,10 @@ class DomainStats:
             stats = cls(**raw)
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigError(f"{path}: not domain statistics ({exc}); rerun "
-                              "`python -m policies.qa.domain_bench calibrate`") from None
+                              "`agentrt qa-domain calibrate`") from None
         if tuple(stats.features) != FEATURES:
             raise ConfigError(f"{path}: made for other features {stats.features}; rerun "
-                              "`python -m policies.qa.domain_bench calibrate`")
+                              "`agentrt qa-domain calibrate`")
         return stats
 
 

@@ -1,7 +1,7 @@
 """Calibrate and measure the nano QA model's out-of-domain check (``policies.qa.domain``).
 
-    python -m policies.qa.domain_bench calibrate   # sim scenes -> policies/weights/nano_qa_domain.json
-    python -m policies.qa.domain_bench measure     # flagged share: held-out sim scenes, the four clips
+    agentrt qa-domain calibrate   # sim scenes -> policies/weights/nano_qa_domain.json
+    agentrt qa-domain measure     # flagged share: held-out sim scenes, the four clips
 
 Seeds: the model trained on scenes 0-9999, validated on 2000000-2000299 and was evaluated
 from 1000000 (policies/NANO_QA_CARD.md); calibration uses 3000000-..., the false-alarm
@@ -12,7 +12,6 @@ in the training data's share (30 %).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -20,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from agentrt.progress import ProgressLine
-from policies.qa.domain import DomainCheck, DomainStats, domain_file, frame_features
-from policies.qa.videoqa import NANO_QA_WEIGHTS
+from policies.qa.domain import DomainCheck, DomainStats, frame_features
 
 __all__ = ["sim_frames", "clip_frames", "calibrate", "measure", "videos_folder", "episode_frames", "CLIPS"]
 
@@ -111,7 +109,7 @@ def calibrate(scenes: int, out: Path) -> DomainStats:
     features = np.stack([frame_features(f) for f in frames])
     stats = DomainStats.fit(features, calibration={
         "seeds": f"{CALIBRATION_SEED}-{CALIBRATION_SEED + scenes - 1}", "sizes_px": list(SIZES), "p_task": P_TASK,
-        "command": f"python -m policies.qa.domain_bench calibrate --scenes {scenes}"})
+        "command": f"agentrt qa-domain calibrate --scenes {scenes}"})
     stats.save(out)
     return stats
 
@@ -144,27 +142,3 @@ def measure(scenes: int, clip_count: int, stats: DomainStats, videos: Path) -> l
         print(f"reading {clip}...", file=sys.stderr, flush=True)
         rows.append(_row(clip, clip_frames(path, clip_count), stats))
     return rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m policies.qa.domain_bench", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["calibrate", "measure"])
-    parser.add_argument("--scenes", type=int, default=0, help="sim scenes per size (default 150 / 125)")
-    parser.add_argument("--clip-frames", type=int, default=60, help="frames sampled per clip")
-    parser.add_argument("--videos", type=Path, default=None,
-                        help="folder of the four clips (default: $AGENTRT_VIDEOS or ../shared/data/videos)")
-    parser.add_argument("--stats", type=Path, default=domain_file(NANO_QA_WEIGHTS), help="the statistics file")
-    args = parser.parse_args(argv)
-    if args.what == "calibrate":
-        stats = calibrate(args.scenes or 150, args.stats)
-        print(f"wrote {args.stats}: threshold {stats.threshold:.2f} ({stats.calibration})")
-        return 0
-    stats = DomainStats.load(args.stats)
-    print(f"threshold {stats.threshold:.2f} (Mahalanobis distance; {stats.calibration.get('frames')} calibration "
-          f"frames, largest {stats.calibration.get('distance_max')})")
-    print("\n".join(measure(args.scenes or 125, args.clip_frames, stats, args.videos or videos_folder())))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

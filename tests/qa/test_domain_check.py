@@ -86,7 +86,7 @@ def test_statistics_refit_round_trip_and_a_bad_file_is_one_line(tmp_path: Path, 
     again = DomainStats.load(tmp_path / "d.json")
     assert again.threshold == pytest.approx(stats.threshold) and again.calibration["frames"] == len(sims) * 3
     (tmp_path / "bad.json").write_text("{}")
-    with pytest.raises(ConfigError, match="domain_bench calibrate") as raised:
+    with pytest.raises(ConfigError, match="agentrt qa-domain calibrate") as raised:
         DomainStats.load(tmp_path / "bad.json")
     assert "\n" not in str(raised.value)
 
