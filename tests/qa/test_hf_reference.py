@@ -18,7 +18,7 @@ from policies.qa.hf.vlm import load_hf_videoqa
 from tests.qa.tiny_processors import save_with_processor
 from tests.qa.tiny_vlms import save_tiny
 
-KINDS = ("qwen2_vl", "qwen2_5_vl")
+KINDS = ("qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3")
 PROCESSORS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "smolvlm": "SmolVLMProcessor",
               "idefics3": "Idefics3Processor"}
 QUESTIONS = ("what is the robot holding?", "how many objects are there?", "what colour is the cube")

@@ -8,6 +8,7 @@ so `AutoProcessor.from_pretrained(folder)` loads it back as it would a real one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -74,4 +75,7 @@ def save_with_processor(kind: str, folder: Path, seed: int = 0) -> Path:
         processor = cls(name)(image_processor=tf.Qwen2VLImageProcessor(**images), tokenizer=tokenizer,
                         chat_template=QWEN_TEMPLATE)
     processor.save_pretrained(str(folder))  # type: ignore[attr-defined]
+    if smol:  # save_pretrained leaves image_seq_len out; published checkpoints carry it in processor_config.json
+        path = folder / "processor_config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "image_seq_len": seq}, indent=2))
     return folder

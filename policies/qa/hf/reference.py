@@ -20,6 +20,7 @@ import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -85,12 +86,17 @@ def without_video(cls: Any) -> Any:
     """``cls`` without its video processor attribute (same name, same ``__call__``)."""
     attributes = [a for a in cls.get_attributes() if a != "video_processor"]
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) < 3:  # (image_processor, tokenizer, video_processor, ...): the missing one is None
-            kwargs.setdefault("video_processor", None)
-        cls.__init__(self, *args, **kwargs)
+    # named parameters, not *args: transformers reads which settings a processor takes from __init__'s code
+    def __init__(self: Any, image_processor: Any = None, tokenizer: Any = None, video_processor: Any = None,
+                 chat_template: Any = None, image_seq_len: int | None = None, **kwargs: Any) -> None:
+        if image_seq_len is not None:  # SmolVLM's tokens per tile
+            kwargs["image_seq_len"] = image_seq_len
+        cls.__init__(self, image_processor, tokenizer, video_processor, chat_template=chat_template, **kwargs)
 
-    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda _: list(attributes)), "__init__": __init__})
+    # SmolVLM's apply_chat_template reads the video defaults (num_frames, fps) even for an image-only chat
+    no_video = SimpleNamespace(num_frames=None, fps=None)
+    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda _: list(attributes)), "__init__": __init__,
+                                      "video_processor": no_video})
 
 
 def _first_line(exc: BaseException) -> str:
