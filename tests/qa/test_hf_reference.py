@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from agentrt.cli.__main__ import main
 from agentrt.errors import ModelError
 from agentrt.testing import fake_frame
 from policies.qa.hf.reference import HFReferenceQA, load_processor
@@ -116,6 +117,33 @@ def test_reference_answers_about_the_newest_frame(checkpoints: dict[str, Path]) 
     ids = qa.answer_tokens(newest, QUESTIONS[0], max_new_tokens=NEW_TOKENS)
     assert text == qa.processor.tokenizer.decode(ids, skip_special_tokens=True)
     assert qa.memory()["frames"] == 2
+
+
+def test_ask_reference_answers_about_the_last_frame_of_a_recording(checkpoints: dict[str, Path], tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), fake_frame(i, height=120, width=160).image)
+    folder = checkpoints["smolvlm"]
+    code = main(["ask", QUESTIONS[1], "--source", str(tmp_path), "--model", f"hf:{folder}", "--reference",
+                 "--max-new-tokens", str(NEW_TOKENS)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    qa = load_hf_videoqa(str(folder), reference=True)
+    qa.ingest(cv2.cvtColor(cv2.imread(str(tmp_path / "002.png")), cv2.COLOR_BGR2RGB), 0)
+    assert out.out.strip() == "".join(qa.answer(QUESTIONS[1], max_new_tokens=NEW_TOKENS)).strip()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--model", "nano"], "--reference needs a Hugging Face model"),
+    (["--server", "http://127.0.0.1:9"], "--reference runs the model here"),
+])
+def test_ask_reference_errors_are_one_line(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    source = [] if "--server" in argv else ["--source", "synthetic", "--frames", "1"]
+    assert main(["ask", "what?", "--reference", *source, *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and len(err.splitlines()) == 1, err
 
 
 def test_reference_without_a_processor_says_what_to_save(tmp_path: Path) -> None:

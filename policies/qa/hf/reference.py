@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 from agentrt.engine.hf import HFCausalLMRunner
-from agentrt.errors import ModelError
+from agentrt.errors import ConfigError, ModelError
 from policies.qa.hf.window import Builder
 
 if TYPE_CHECKING:  # annotations only: policies.qa.hf.vlm imports this module
     from policies.qa.hf.vlm import HFVideoQA
 
-__all__ = ["HFReferenceQA", "load_processor", "without_video"]
+__all__ = ["HFReferenceQA", "as_reference", "load_processor", "without_video"]
 
 _SAVE_HINT = ("save the checkpoint's processor beside the weights (processor.save_pretrained(FOLDER): "
               "preprocessor or processor config, tokenizer files and the chat template)")
@@ -220,3 +220,14 @@ class HFReferenceQA:
             logits = self.runner.forward(self.qa._embed([token])[None], step, cache)
             nxt += 1
         return out
+
+
+def as_reference(model: object) -> HFReferenceQA:
+    """A loaded ``hf:`` model in reference mode (``agentrt ask --reference``); ConfigError for any other model."""
+    from policies.qa.hf.vlm import HFVideoQA
+
+    if isinstance(model, HFReferenceQA):
+        return model
+    if not isinstance(model, HFVideoQA):
+        raise ConfigError(f"--reference needs a Hugging Face model (--model hf:PATH), not {getattr(model, 'name', model)}")
+    return HFReferenceQA(model)
