@@ -32,7 +32,9 @@ NEW_TOKENS = 6
 
 def _synthetic() -> list[np.ndarray]:
     noise = np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8)
-    return [fake_frame(3, height=96, width=128).image, noise, fake_frame(7, height=300, width=180).image]
+    # shapes that split differently: 2x2 tiles + global view for most, 1x2 for the wide strip (SmolVLM)
+    return [fake_frame(3, height=96, width=128).image, noise, fake_frame(7, height=300, width=180).image,
+            fake_frame(9, height=60, width=240).image]
 
 
 def _video_frames() -> list[np.ndarray]:
@@ -152,3 +154,15 @@ def test_reference_without_a_processor_says_what_to_save(tmp_path: Path) -> None
     with pytest.raises(ModelError, match="save_pretrained") as missing:
         load_hf_videoqa(str(folder), reference=True)
     assert "\n" not in str(missing.value)
+
+
+def test_reference_names_a_wrong_tile_token_count(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    folder = Path(shutil.copytree(checkpoints["idefics3"], tmp_path / "idefics3"))
+    path = folder / "processor_config.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "image_seq_len"}))
+    with pytest.raises(ModelError, match='"image_seq_len": 16') as wrong:
+        load_hf_videoqa(str(folder), reference=True)
+    assert "\n" not in str(wrong.value)

@@ -84,6 +84,8 @@ def _processor_class(folder: Path) -> Any:
 
 def without_video(cls: Any) -> Any:
     """``cls`` without its video processor attribute (same name, same ``__call__``)."""
+    if "video_processor" not in cls.get_attributes():
+        return cls
     attributes = [a for a in cls.get_attributes() if a != "video_processor"]
 
     # named parameters, not *args: transformers reads which settings a processor takes from __init__'s code
@@ -99,6 +101,20 @@ def without_video(cls: Any) -> Any:
                                       "video_processor": no_video})
 
 
+def _check_tile_tokens(processor: Any, qa: HFVideoQA) -> None:
+    """SmolVLM / Idefics3: the processor's tokens per tile must be what the vision tower gives (a processor
+    saved by transformers' ``save_pretrained`` leaves ``image_seq_len`` out, and the default 169 is then wrong)."""
+    given = getattr(processor, "image_seq_len", None)
+    if qa.mrope or given is None:
+        return
+    config = qa.model.config
+    side = int(config.vision_config.image_size) // int(config.vision_config.patch_size)
+    wanted = side * side // int(config.scale_factor) ** 2
+    if int(given) != wanted:
+        raise ModelError(f"hf:{qa.folder}: the processor puts {given} tokens per image tile and the model gives "
+                         f"{wanted}; set \"image_seq_len\": {wanted} in processor_config.json")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
@@ -112,6 +128,7 @@ class HFReferenceQA:
         self.name = f"{qa.name} (reference)"
         self.device = qa.device
         self.processor = load_processor(qa.folder)
+        _check_tile_tokens(self.processor, qa)
         self.runner = HFCausalLMRunner(qa.lm)
         eos = qa.model.generation_config.eos_token_id  # what generate() stops on
         self.stop_ids = {int(t) for t in (eos if isinstance(eos, list) else [eos]) if t is not None}
