@@ -28,7 +28,7 @@ import torch
 
 from agentrt.engine.hf import HFCausalLMRunner
 from agentrt.errors import ConfigError, ModelError
-from policies.qa.hf.window import Builder
+from policies.qa.hf.window import Builder, text_deltas
 
 if TYPE_CHECKING:  # annotations only: policies.qa.hf.vlm imports this module
     from policies.qa.hf.vlm import HFVideoQA
@@ -149,10 +149,8 @@ class HFReferenceQA:
     def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
         if self._image is None:
             raise ModelError("reference mode answers about the newest frame, and none came in yet")
-        ids = self.answer_tokens(self._image, question, max_new_tokens=max_new_tokens)
-        text = self.processor.tokenizer.decode(ids, skip_special_tokens=True)
-        if text:
-            yield text
+        tokens = self.greedy(self._image, question, max_new_tokens=max_new_tokens)
+        yield from text_deltas(tokens, lambda ids: str(self.processor.tokenizer.decode(ids, skip_special_tokens=True)))
 
     def memory(self) -> dict[str, int]:
         held = 0 if self._image is None else int(self._image.nbytes)
@@ -218,25 +216,27 @@ class HFReferenceQA:
         embeds, positions = self.prefill(inputs)
         return self.runner.forward(embeds[None], positions.to(self.device), self.runner.new_cache())[0, -1]
 
-    @torch.no_grad()
     def answer_tokens(self, image: np.ndarray, question: str, *, max_new_tokens: int = 32) -> list[int]:
         """Greedy answer ids (the stop token left out), as ``model.generate(do_sample=False)`` gives them."""
+        return list(self.greedy(image, question, max_new_tokens=max_new_tokens))
+
+    @torch.no_grad()  # on a generator, torch turns grad off around each step, not for the caller
+    def greedy(self, image: np.ndarray, question: str, *, max_new_tokens: int = 32) -> Iterator[int]:
+        """`answer_tokens`, one id at a time as each is decoded (a KV cache; M-RoPE steps on all three axes)."""
         embeds, positions = self.prefill(self.inputs(image, question))
         cache = self.runner.new_cache()
         logits = self.runner.forward(embeds[None], positions.to(self.device), cache)
         nxt = int(positions.max()) + 1
-        out: list[int] = []
-        for _ in range(max_new_tokens):
+        for i in range(max_new_tokens):
             token = int(logits[0, -1].argmax())
             if token in self.stop_ids:
-                break
-            out.append(token)
-            if len(out) == max_new_tokens:
-                break
+                return
+            yield token
+            if i + 1 == max_new_tokens:
+                return
             step = torch.full((3, 1), nxt, dtype=torch.long, device=self.device)
             logits = self.runner.forward(self.qa._embed([token])[None], step, cache)
             nxt += 1
-        return out
 
 
 def as_reference(model: object) -> HFReferenceQA:

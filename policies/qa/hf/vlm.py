@@ -30,7 +30,7 @@ from agentrt.engine.vit_cache import ViTCacheConfig
 from agentrt.errors import ConfigError, ModelError
 from policies.qa.hf.reference import HFReferenceQA
 from policies.qa.hf.vision import QwenVision, SmolVision
-from policies.qa.hf.window import Builder, Chunk, KVWindow, TextLM, join
+from policies.qa.hf.window import Builder, Chunk, KVWindow, TextLM, join, text_deltas
 
 __all__ = ["HFVideoQAConfig", "HFVideoQA", "load_hf_videoqa", "FAMILIES"]
 
@@ -144,16 +144,8 @@ class HFVideoQA:
             self.window.set_tail(self._slow_chunk())
 
     def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
-        ids: list[int] = []
-        text = ""
-        for token in self.answer_tokens(question, max_new_tokens=max_new_tokens):
-            ids.append(token)
-            full = self.tokenizer.decode(ids, skip_special_tokens=True)
-            if full.endswith("\ufffd"):
-                continue  # half of a multi-byte character: wait for the rest
-            if len(full) > len(text) and full.startswith(text):
-                yield full[len(text):]
-            text = full
+        tokens = self.answer_tokens(question, max_new_tokens=max_new_tokens)
+        return text_deltas(tokens, lambda ids: str(self.tokenizer.decode(ids, skip_special_tokens=True)))
 
     def memory(self) -> dict[str, int]:
         held = self.window.kv_bytes()
