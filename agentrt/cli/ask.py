@@ -5,13 +5,16 @@
     agentrt ask "what do you see?" camera --seconds 5                         # a running stream (`agentrt stream`)
     agentrt ask "what do you see?" --source synthetic:320x240@15 --seconds 3
     agentrt ask "what changed?" --source clip.mp4 --device cuda --dtype bfloat16   # the model on a GPU
+    agentrt ask "what is this?" --source photo.jpg --model hf:models/SmolVLM2 --reference   # as transformers does
 
 Without --server the model is loaded here: it watches a live stream for
 ``--seconds`` at ``--ingest-hz``, or reads a recording to its end (every
 ``--every``-th frame, as fast as the model takes them; ``--frames`` caps
-either), then answers. Progress (model loading, frames watched, for a
-recording the share read and an estimate of the time left), time to first token
-and total time go to stderr.
+either), then answers. ``--reference`` (hf: models) answers about the newest
+frame only, with the checkpoint's own processor and chat template: the inputs
+and the answer transformers gives (docs/qa.md, "Reference mode"). Progress
+(model loading, frames watched, for a recording the share read and an estimate
+of the time left), time to first token and total time go to stderr.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import urllib.request
 from agentrt.cli.common import add_device
 from agentrt.errors import ConfigError, ModelError, TransportError
 from agentrt.progress import ProgressLine, duration
-from policies.qa.videoqa import MODEL_SPECS
+from policies.qa.videoqa import MODEL_SPECS, split_model_spec
 
 # source type -> the config fields that make it read as fast as the model takes frames
 _AS_FAST_AS_READ: dict[str, dict[str, object]] = {"file": {"realtime": False}, "player": {"speed": 0.0},
@@ -47,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="recordings (files, folders): every Nth frame into the model (default: all)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="longest answer in tokens")
+    parser.add_argument("--reference", action="store_true",
+                        help="hf: models: answer about the newest frame as transformers would (the checkpoint's own "
+                             "processor and chat template), not from the streaming window")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,9 +61,13 @@ def run(args: argparse.Namespace) -> int:
     if args.server:
         if args.stream or args.source:
             raise ConfigError("--server asks the server's own stream; drop the stream / --source")
+        if args.reference:
+            raise ConfigError("--reference runs the model here; drop --server and give --source")
         return _ask_server(args.server, args.question)
     if (args.stream is None) == (args.source is None):
         raise ConfigError("give a running stream (name or endpoint), --source SOURCE, or --server URL")
+    if args.reference and split_model_spec(args.model)[0] != "hf":
+        raise ConfigError(f"--reference needs a Hugging Face model (--model hf:PATH), not {args.model}")
     return _ask_here(args)
 
 
@@ -107,6 +117,10 @@ def _ask_here(args: argparse.Namespace) -> int:
     print(f"loading the model ({args.model})...", file=sys.stderr, flush=True)
     t_load = time.monotonic()
     model = load_qa_model(spec, args.device, args.dtype)
+    if args.reference:
+        from policies.qa.hf.reference import as_reference
+
+        model = as_reference(model)
     where = getattr(model, "device", None)
     print(f"model loaded in {time.monotonic() - t_load:.1f} s{f' on {where}, {args.dtype}' if where else ''}",
           file=sys.stderr, flush=True)

@@ -20,17 +20,18 @@ _CORPUS = ["what is the robot holding", "the red cube is on the table", "a blue 
            "nothing changed in the last ten seconds", "the arm moved up", "yes no one two three"] * 20
 
 
-def _tokenizer(folder: Path) -> dict[str, int]:
+def _tokenizer(folder: Path, extra: tuple[str, ...] = ()) -> dict[str, int]:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL,
+    specials = SPECIAL + list(extra)
+    trainer = trainers.BpeTrainer(vocab_size=300 + len(extra), special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(_CORPUS, trainer)
     tok.save(str(folder / "tokenizer.json"))
-    ids = {t: tok.token_to_id(t) for t in SPECIAL}
+    ids = {t: tok.token_to_id(t) for t in specials}
     ids["vocab"] = tok.get_vocab_size()
     return ids
 
@@ -39,11 +40,11 @@ _TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_att
              num_key_value_heads=2, max_position_embeddings=2048)
 
 
-def save_tiny(kind: str, folder: Path, seed: int = 0) -> Path:
+def save_tiny(kind: str, folder: Path, seed: int = 0, extra_tokens: tuple[str, ...] = ()) -> Path:
     import transformers as tf
 
     folder.mkdir(parents=True, exist_ok=True)
-    ids = _tokenizer(folder)
+    ids = _tokenizer(folder, extra_tokens)
     text = dict(_TEXT, vocab_size=ids["vocab"], eos_token_id=ids["<|endoftext|>"])
     torch.manual_seed(seed)
     if kind in ("smolvlm", "idefics3"):

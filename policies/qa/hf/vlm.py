@@ -28,8 +28,9 @@ from agentrt.engine.device import Placement
 from agentrt.engine.slowfast import SlowFastConfig, build_slowfast
 from agentrt.engine.vit_cache import ViTCacheConfig
 from agentrt.errors import ConfigError, ModelError
+from policies.qa.hf.reference import HFReferenceQA
 from policies.qa.hf.vision import QwenVision, SmolVision
-from policies.qa.hf.window import Builder, Chunk, KVWindow, TextLM, join
+from policies.qa.hf.window import Builder, Chunk, KVWindow, TextLM, join, text_deltas
 
 __all__ = ["HFVideoQAConfig", "HFVideoQA", "load_hf_videoqa", "FAMILIES"]
 
@@ -96,6 +97,7 @@ class HFVideoQA:
     def __init__(self, model: Any, tokenizer: Any, family: str, folder: Path, config: HFVideoQAConfig,
                  device: torch.device) -> None:
         self.name = f"hf:{folder.name}"
+        self.folder = folder
         self.model, self.tokenizer, self.family, self.config, self.device = model, tokenizer, family, config, device
         mrope = family == "qwen"
         self.mrope = mrope
@@ -142,16 +144,8 @@ class HFVideoQA:
             self.window.set_tail(self._slow_chunk())
 
     def answer(self, question: str, *, max_new_tokens: int = 32) -> Iterator[str]:
-        ids: list[int] = []
-        text = ""
-        for token in self.answer_tokens(question, max_new_tokens=max_new_tokens):
-            ids.append(token)
-            full = self.tokenizer.decode(ids, skip_special_tokens=True)
-            if full.endswith("\ufffd"):
-                continue  # half of a multi-byte character: wait for the rest
-            if len(full) > len(text) and full.startswith(text):
-                yield full[len(text):]
-            text = full
+        tokens = self.answer_tokens(question, max_new_tokens=max_new_tokens)
+        return text_deltas(tokens, lambda ids: str(self.tokenizer.decode(ids, skip_special_tokens=True)))
 
     def memory(self) -> dict[str, int]:
         held = self.window.kv_bytes()
@@ -280,9 +274,10 @@ def _tensor_bytes(obj: Any) -> int:
 
 
 def load_hf_videoqa(path: str, device: str = "auto", dtype: str = "float32", *,
-                    config: HFVideoQAConfig | None = None) -> HFVideoQA:
+                    config: HFVideoQAConfig | None = None, reference: bool = False) -> HFVideoQA | HFReferenceQA:
     """A SmolVLM / SmolVLM2 / Qwen2-VL / Qwen2.5-VL checkpoint from a local folder, never the hub, on ``device``
-    in ``dtype`` (``agentrt.engine.device``)."""
+    in ``dtype`` (``agentrt.engine.device``). ``reference``: the newest frame through the checkpoint's own
+    processor and chat template (`policies.qa.hf.reference`) instead of the streaming window."""
     folder = Path(path).expanduser()
     hint = "give the folder of a local Hugging Face checkpoint (config.json, *.safetensors, tokenizer.json)"
     if not folder.is_dir():
@@ -314,7 +309,8 @@ def load_hf_videoqa(path: str, device: str = "auto", dtype: str = "float32", *,
     target = placement.device
     model = model.to(target).eval()
     log.info("loaded %s (%s) from %s on %s", class_name, model_type, folder, target)
-    return HFVideoQA(model, tokenizer, family, folder, config or HFVideoQAConfig(), target)
+    qa = HFVideoQA(model, tokenizer, family, folder, config or HFVideoQAConfig(), target)
+    return HFReferenceQA(qa) if reference else qa
 
 
 def _first_line(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ too, a test checks it against a full prefill of the kept window).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from agentrt.engine.hf import HFCausalLMRunner
 from agentrt.engine.streaming import StreamingConfig, StreamingKVCache
 from agentrt.errors import ModelError
 
-__all__ = ["Chunk", "Builder", "TextLM", "KVWindow", "join"]
+__all__ = ["Chunk", "Builder", "TextLM", "KVWindow", "join", "text_deltas"]
 
 
 @dataclass
@@ -161,3 +161,17 @@ def join(first: Chunk | None, second: Chunk) -> Chunk:
         return second
     return Chunk(torch.cat([first.embeds, second.embeds]),
                  torch.cat([first.positions, second.positions + first.span], dim=1), first.span + second.span)
+
+
+def text_deltas(tokens: Iterable[int], decode: Callable[[list[int]], str]) -> Iterator[str]:
+    """Answer token ids as text pieces, each yielded once it decodes whole (``decode`` of all ids so far)."""
+    ids: list[int] = []
+    text = ""
+    for token in tokens:
+        ids.append(token)
+        full = decode(ids)
+        if full.endswith("\ufffd"):
+            continue  # half of a multi-byte character: wait for the rest
+        if len(full) > len(text) and full.startswith(text):
+            yield full[len(text):]
+        text = full
