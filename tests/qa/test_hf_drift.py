@@ -12,9 +12,9 @@ import torch
 from agentrt.errors import ModelError
 from policies.qa.hf.drift import compare, measure_drift
 from policies.qa.hf.reference import HFReferenceQA
-from policies.qa.hf.video import VideoReference
+from policies.qa.hf.video import video_reference
 from policies.qa.hf.vlm import HFVideoQAConfig, load_hf_videoqa
-from tests.qa.test_hf_video_reference import QWEN, clip_frames
+from tests.qa.test_hf_video_reference import KINDS, clip_frames
 from tests.qa.tiny_processors import save_with_processor
 
 QUESTION = "what happens in the video?"
@@ -23,10 +23,10 @@ QUESTION = "what happens in the video?"
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_drift")
-    return {kind: save_with_processor(kind, root / kind) for kind in QWEN}
+    return {kind: save_with_processor(kind, root / kind) for kind in KINDS}
 
 
-@pytest.mark.parametrize("kind", QWEN)
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("count, window", [(8, 512), (16, 512), (16, 64)])
 def test_drift_of_streaming_from_the_video_reference_is_measured(folders: dict[str, Path], kind: str, count: int,
                                                                   window: int) -> None:
@@ -40,11 +40,11 @@ def test_drift_of_streaming_from_the_video_reference_is_measured(folders: dict[s
     assert drift.stream_tokens > 0
 
 
-@pytest.mark.parametrize("kind", QWEN)
+@pytest.mark.parametrize("kind", KINDS)
 def test_drift_of_the_reference_from_itself_is_zero(folders: dict[str, Path], kind: str) -> None:
     ref = load_hf_videoqa(str(folders[kind]), reference=True)
     assert isinstance(ref, HFReferenceQA)
-    video = VideoReference(ref)
+    video = video_reference(ref)
     frames, times = clip_frames(8)
     inputs = video.inputs(frames, times, QUESTION)
     answer = video.answer_tokens(frames, times, QUESTION, max_new_tokens=8)

@@ -1,4 +1,4 @@
-"""How far the streaming mode drifts from the video reference on the same stream (Qwen2-VL / Qwen2.5-VL).
+"""How far the streaming mode drifts from the video reference on the same stream (Qwen2-VL, Qwen2.5-VL, SmolVLM2).
 
 The reference (`policies.qa.hf.video`) sees every frame as the authors feed
 a video and answers greedily. The streaming mode (`policies.qa.hf.vlm`:
@@ -22,7 +22,7 @@ import torch
 
 from agentrt.errors import ModelError
 from policies.qa.hf.reference import HFReferenceQA
-from policies.qa.hf.video import VideoReference
+from policies.qa.hf.video import video_reference
 from policies.qa.hf.vlm import HFVideoQA, HFVideoQAConfig, load_hf_videoqa
 from policies.qa.hf.window import join
 
@@ -64,7 +64,8 @@ def streaming_logits(qa: HFVideoQA, question: str, answer: Sequence[int]) -> tor
     steps = torch.arange(start, start + len(answer)).expand(3, len(answer))
     embeds = torch.cat([kept, q.embeds, qa._embed(list(answer))])
     positions = torch.cat([kept_positions, q.positions + window.next_pos, steps], dim=1)
-    hidden = qa.lm.model(inputs_embeds=embeds[None].to(qa.device), position_ids=positions[:, None].to(qa.device),
+    pos = positions[:, None] if qa.mrope else positions[:1]  # [3, 1, T] or [1, T], as TextLM passes them
+    hidden = qa.lm.model(inputs_embeds=embeds[None].to(qa.device), position_ids=pos.to(qa.device),
                          use_cache=False).last_hidden_state[0]
     return qa.lm.head(hidden[-1 - len(answer):])
 
@@ -75,7 +76,7 @@ def measure_drift(path: str, frames: Sequence[np.ndarray], times_s: Sequence[flo
     stream_config = dataclasses.replace(config or HFVideoQAConfig(), keep_transcript=True)
     qa = load_hf_videoqa(path, config=stream_config)
     assert isinstance(qa, HFVideoQA)
-    video = VideoReference(HFReferenceQA(qa))  # the same weights, the authors' inputs
+    video = video_reference(HFReferenceQA(qa))  # the same weights, the authors' inputs
     inputs = video.inputs(frames, times_s, question)
     answer = video.answer_tokens(frames, times_s, question, max_new_tokens=max_new_tokens)
     reference = video.logits(inputs, answer)

@@ -28,7 +28,7 @@ from agentrt.errors import ModelError
 from policies.qa.hf.reference import HFReferenceQA
 from policies.qa.hf.window import Builder
 
-__all__ = ["VideoReference"]
+__all__ = ["SmolVideoReference", "VideoReference", "video_reference"]
 
 
 class VideoReference:
@@ -36,15 +36,13 @@ class VideoReference:
 
     def __init__(self, ref: HFReferenceQA) -> None:
         if not ref.qa.mrope:
-            raise ModelError(f"{ref.qa.name}: the video reference covers Qwen2-VL / Qwen2.5-VL only")
+            raise ModelError(f"{ref.qa.name}: VideoReference is for Qwen2-VL / Qwen2.5-VL; use video_reference()")
         self.ref = ref
         self.config = ref.qa.model.config
 
     def inputs(self, frames: Sequence[np.ndarray], times_s: Sequence[float], question: str) -> dict[str, torch.Tensor]:
         """The model's inputs for ``frames`` (RGB uint8, one size) taken at ``times_s`` and ``question``."""
-        if len(frames) != len(times_s) or not frames:
-            raise ModelError(f"video: {len(frames)} frames and {len(times_s)} times; give one time per frame")
-        step = _frame_step(times_s)
+        step = _frame_step(frames, times_s)
         processor = self.ref.processor
         ip = processor.image_processor
         patch, merge, tp = int(ip.patch_size), int(ip.merge_size), int(ip.temporal_patch_size)
@@ -109,7 +107,8 @@ class VideoReference:
             steps = torch.arange(nxt, nxt + len(answer), device=positions.device).expand(3, len(answer))
             positions = torch.cat([positions, steps], dim=1)
         lm = self.ref.qa.lm  # the rows wanted through the head (TextLM's forward gives the last row's only)
-        hidden = lm.model(inputs_embeds=embeds[None], position_ids=positions[:, None].to(self.ref.device),
+        pos = positions[:, None] if lm.mrope else positions[:1]  # [3, 1, T] or [1, T], as TextLM passes them
+        hidden = lm.model(inputs_embeds=embeds[None], position_ids=pos.to(self.ref.device),
                           use_cache=False).last_hidden_state[0]
         return lm.head(hidden[-1 - len(answer):])
 
@@ -120,8 +119,63 @@ class VideoReference:
         return list(self.ref.decode(embeds, positions, max_new_tokens=max_new_tokens))
 
 
-def _frame_step(times_s: Sequence[float]) -> float:
+class SmolVideoReference(VideoReference):
+    """SmolVLM2: sampled frames with their timestamps in the prompt, as its processor expands ``<video>``.
+
+    The prompt is the processor's video chat template with ``<video>`` replaced by
+    "You are provided the following series of {N in words} frames from a
+    {H:MM:SS} [H:MM:SS] video." and, per frame, "Frame from MM:SS:" and the
+    frame's global-image tokens, then a blank line (transformers'
+    ``SmolVLMProcessor.replace_video_token``). Each frame is one image, not split,
+    squared to ``max_image_size`` by the image processor (``do_image_splitting=False``),
+    as the video processor squares frames to match it.
+    """
+
+    def __init__(self, ref: HFReferenceQA) -> None:
+        if ref.qa.mrope:
+            raise ModelError(f"{ref.qa.name}: SmolVideoReference is for SmolVLM2; use video_reference()")
+        self.ref = ref
+        self.config = ref.qa.model.config
+
+    def inputs(self, frames: Sequence[np.ndarray], times_s: Sequence[float], question: str) -> dict[str, torch.Tensor]:
+        from datetime import timedelta
+
+        from num2words import num2words
+        from PIL import Image
+
+        _frame_step(frames, times_s)
+        processor = self.ref.processor
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question.strip()}]}]
+        prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+        if prompt.count("<video>") != 1:
+            raise ModelError(f"{self.ref.qa.name}: the chat template puts no <video> for a video; "
+                             "save the checkpoint's own chat template beside the weights")
+        one = (processor.fake_image_token + processor.global_image_token
+               + processor.image_token * int(processor.image_seq_len) + processor.fake_image_token)
+        count, duration = num2words(len(frames)), timedelta(seconds=int(times_s[-1]))
+        video = f"You are provided the following series of {count} frames from a {duration} [H:MM:SS] video.\n"
+        for t in times_s:
+            video += f"\nFrame from {int(t // 60):02d}:{int(t % 60):02d}:" + one
+        prompt = prompt.replace("<video>", video + "\n\n")
+        ids = processor.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        pixels = processor.image_processor(images=[[Image.fromarray(np.ascontiguousarray(f[..., :3])) for f in frames]],
+                                           do_image_splitting=False, return_tensors="pt")
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": pixels["pixel_values"],
+                "pixel_attention_mask": pixels["pixel_attention_mask"]}
+
+    def prefill(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ref.prefill(inputs)  # frames are images to SmolVLM: the one-image path places them all
+
+
+def video_reference(ref: HFReferenceQA) -> VideoReference:
+    """The video reference for ``ref``'s family: Qwen2-VL / Qwen2.5-VL grids or SmolVLM2 timestamped frames."""
+    return VideoReference(ref) if ref.qa.mrope else SmolVideoReference(ref)
+
+
+def _frame_step(frames: Sequence[np.ndarray], times_s: Sequence[float]) -> float:
     """Seconds between sampled frames (1 / fps); one frame counts as 1 s apart, transformers' default."""
+    if len(frames) != len(times_s) or not frames:
+        raise ModelError(f"video: {len(frames)} frames and {len(times_s)} times; give one time per frame")
     if len(times_s) < 2:
         return 1.0
     step = (float(times_s[-1]) - float(times_s[0])) / (len(times_s) - 1)
