@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from agentrt.errors import ModelError
-from policies.qa.hf.drift import compare, measure_drift
+from policies.qa.hf.drift import compare, measure_drift, streaming_logits
 from policies.qa.hf.reference import HFReferenceQA
 from policies.qa.hf.video import video_reference
-from policies.qa.hf.vlm import HFVideoQAConfig, load_hf_videoqa
+from policies.qa.hf.vlm import HFVideoQA, HFVideoQAConfig, load_hf_videoqa
 from tests.qa.test_hf_video_reference import KINDS, clip_frames
 from tests.qa.tiny_processors import save_with_processor
 
@@ -60,3 +60,20 @@ def test_compare_counts_disagreeing_steps() -> None:
     assert agree == 0.75 and worst == 1.0 and mean == pytest.approx(2.5 / 8)
     with pytest.raises(ModelError, match="shape"):
         compare(reference, other[:2])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_streaming_logits_are_what_the_streaming_mode_answers_from(folders: dict[str, Path], kind: str) -> None:
+    """Teacher-forced on the streaming mode's own greedy answer (KV cache, bounded window), the streaming logits
+    pick that answer token for token: they are the logits the streaming mode decodes from."""
+    qa = load_hf_videoqa(str(folders[kind]), config=HFVideoQAConfig(window_tokens=64, keep_transcript=True))
+    assert isinstance(qa, HFVideoQA)
+    frames, times = clip_frames(12)
+    for frame, t in zip(frames, times, strict=True):
+        qa.ingest(frame, int(t * 1e9))
+    assert qa.window.evicted_rows > 0  # the window did bound the stream
+    own = list(qa.answer_tokens(QUESTION, max_new_tokens=8))
+    picked = streaming_logits(qa, QUESTION, own).argmax(-1).tolist()
+    assert picked[:len(own)] == own
+    if len(own) < 8:
+        assert picked[len(own)] in qa.stop_ids
