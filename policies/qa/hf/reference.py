@@ -220,10 +220,15 @@ class HFReferenceQA:
         """Greedy answer ids (the stop token left out), as ``model.generate(do_sample=False)`` gives them."""
         return list(self.greedy(image, question, max_new_tokens=max_new_tokens))
 
-    @torch.no_grad()  # on a generator, torch turns grad off around each step, not for the caller
     def greedy(self, image: np.ndarray, question: str, *, max_new_tokens: int = 32) -> Iterator[int]:
         """`answer_tokens`, one id at a time as each is decoded (a KV cache; M-RoPE steps on all three axes)."""
         embeds, positions = self.prefill(self.inputs(image, question))
+        yield from self.decode(embeds, positions, max_new_tokens=max_new_tokens)
+
+    @torch.no_grad()  # on a generator, torch turns grad off around each step, not for the caller
+    def decode(self, embeds: torch.Tensor, positions: torch.Tensor, *, max_new_tokens: int) -> Iterator[int]:
+        """Greedy ids after a prefilled sequence (embeds [T, C], positions [3, T]); decoding goes on from
+        ``positions.max() + 1`` on all three axes, as transformers' rope deltas do."""
         cache = self.runner.new_cache()
         logits = self.runner.forward(embeds[None], positions.to(self.device), cache)
         nxt = int(positions.max()) + 1

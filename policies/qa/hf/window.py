@@ -66,6 +66,17 @@ class Builder:
         self.positions.append(torch.stack([torch.zeros_like(rows), rows, cols]) + self.span)
         self.span += max(h, w)
 
+    def video(self, grid: torch.Tensor, time_interval: float) -> None:
+        """grid [t, h, w, C] of LM-space tokens (M-RoPE only): temporal patch i at time position
+        ``int(i * time_interval)``; the next piece follows at ``max(h, w)``, as transformers' get_rope_index."""
+        t, h, w, C = grid.shape
+        times = (torch.arange(t) * time_interval).long()[:, None, None].expand(t, h, w).reshape(-1)
+        rows = torch.arange(h)[None, :, None].expand(t, h, w).reshape(-1)
+        cols = torch.arange(w)[None, None, :].expand(t, h, w).reshape(-1)
+        self.embeds.append(grid.reshape(t * h * w, C))
+        self.positions.append(torch.stack([times, rows, cols]) + self.span)
+        self.span += max(h, w)
+
     def chunk(self) -> Chunk:
         return Chunk(torch.cat(self.embeds), torch.cat(self.positions, dim=1), self.span)
 
