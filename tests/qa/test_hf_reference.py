@@ -4,7 +4,6 @@ with their real processor classes."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from agentrt.cli.__main__ import main
 from agentrt.errors import ModelError
 from agentrt.testing import fake_frame
+from policies.qa.domain_bench import videos_folder
 from policies.qa.hf.reference import HFReferenceQA, load_processor
 from policies.qa.hf.vlm import load_hf_videoqa
 from tests.qa.tiny_processors import save_with_processor
@@ -23,10 +23,7 @@ KINDS = ("qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3")
 PROCESSORS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "smolvlm": "SmolVLMProcessor",
               "idefics3": "Idefics3Processor"}
 QUESTIONS = ("what is the robot holding?", "how many objects are there?", "what colour is the cube")
-# ../shared beside the checkout (a worktree sits one level deeper); AGENTRT_SHARED overrides
-_SHARED = [Path(os.environ["AGENTRT_SHARED"])] if "AGENTRT_SHARED" in os.environ else [
-    Path(__file__).parents[i] / "shared" for i in (3, 4)]
-VIDEOS = next((p / "data" / "videos" for p in _SHARED if (p / "data" / "videos").is_dir()), _SHARED[0] / "data" / "videos")
+VIDEOS = videos_folder()  # the four clips: $AGENTRT_VIDEOS, else ../shared/data/videos beside the checkout
 NEW_TOKENS = 6
 
 
@@ -91,7 +88,7 @@ def test_reference_equals_transformers_on_synthetic_images(checkpoints: dict[str
 @pytest.mark.parametrize("kind", KINDS)
 def test_reference_equals_transformers_on_video_frames(checkpoints: dict[str, Path], kind: str) -> None:
     if not VIDEOS.is_dir():
-        pytest.skip(f"no clips at {VIDEOS} (set AGENTRT_SHARED to the folder holding data/videos)")
+        pytest.skip(f"no clips at {VIDEOS} (set AGENTRT_VIDEOS to the folder of the clips)")
     frames = _video_frames()
     if not frames:
         pytest.skip(f"no .mp4 / .mkv clips in {VIDEOS}")
