@@ -234,6 +234,10 @@ class NodeStats:
     counters: dict[str, int] = field(default_factory=dict)  # the node's own counts, sent with telemetry as they are
     traces: deque[list[Hop]] = field(default_factory=lambda: deque(maxlen=MAX_TRACES))
 
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the node's own counter ``name`` (e.g. ``dropped.torn_frames``)."""
+        self.counters[name] = self.counters.get(name, 0) + n
+
 
 @dataclass
 class EmptyConfig:

@@ -110,7 +110,6 @@ class RerunSinkNode(Node):
             self.rec.save(cfg.target)
         self.t0_ns = 0
         self.instruction: str | None = None
-        self.logged: dict[str, int] = {}
 
     def run(self) -> None:
         for event in self.events():
@@ -131,7 +130,7 @@ class RerunSinkNode(Node):
                 try:
                     image = to_rgb(message)
                 except FrameTornError:  # the ring slot was written again while we read it: skip this one
-                    self.stats.counters["dropped.torn_frames"] = self.stats.counters.get("dropped.torn_frames", 0) + 1
+                    self.stats.count("dropped.torn_frames")
                     return
                 self._at("frame", message.seq, message.t_capture_ns)
                 self.rec.log(f"camera/{message.stream}", self.rr.Image(image))
@@ -174,8 +173,12 @@ class RerunSinkNode(Node):
         self.rec.set_time("time", duration=max(0, t_ns - self.t0_ns) / 1e9)
 
     def _count(self, what: str) -> None:
-        self.logged[what] = self.logged.get(what, 0) + 1
-        self.stats.counters[f"logged.{what}"] = self.logged[what]
+        self.stats.count(f"logged.{what}")
+
+    @property
+    def logged(self) -> dict[str, int]:
+        """What was logged, by kind (the node's ``logged.*`` counters)."""
+        return {k.removeprefix("logged."): v for k, v in self.stats.counters.items() if k.startswith("logged.")}
 
 
 def add_rerun_sink(spec: LaunchSpec, target: str, host: str) -> list[str]:

@@ -198,7 +198,7 @@ class VideoQANode(Node):
         try:
             image = to_rgb(frame)  # RGB whatever the camera sends; a private copy of a shared-memory frame
         except FrameTornError:
-            self.stats.counters["dropped.torn_frames"] = self.stats.counters.get("dropped.torn_frames", 0) + 1
+            self.stats.count("dropped.torn_frames")
             return
         self.model.ingest(image, frame.t_capture_ns)
         self.last_ingest_ns = now

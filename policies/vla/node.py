@@ -172,7 +172,7 @@ class NanoVLANode(Node):
             try:
                 image = to_rgb(frame)  # the model's channel order, whatever the camera's; never a torn shm view
             except FrameTornError:
-                self.stats.counters["dropped.torn_frames"] = self.stats.counters.get("dropped.torn_frames", 0) + 1
+                self.stats.count("dropped.torn_frames")
                 return
             chunk, info = self.policy.act(image, robot_state(state.ee_pose, state.gripper), instruction)
             self.log.debug("chunk %d: %.1f ms (decode %.1f ms, %d passes)", self.seq, info.total_ms, info.decode_ms,
