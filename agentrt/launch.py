@@ -224,7 +224,7 @@ def _repeat_counts(path: Path, raw_nodes: dict[str, tuple[yaml.Node, yaml.Node]]
                    overrides: dict[str, dict[str, Any]]) -> dict[str, int]:
     """node -> its number of copies, for the nodes with ``repeat`` (a count, or the name of a node to follow)."""
     given: dict[str, Any] = {}
-    for n, (kn, vn) in raw_nodes.items():
+    for n, (_, vn) in raw_nodes.items():
         entry = mapping_at(path, vn, f"node '{n}'")
         if "repeat" in overrides.get(n, {}):
             given[n] = overrides[n].pop("repeat")
