@@ -17,11 +17,13 @@ asks again (a lockstep sim republishes its frame until answered).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import cast
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
+import numpy as np
 import zmq
 
 from agentrt.errors import ConfigError, ProtocolError
@@ -30,7 +32,7 @@ from agentrt.node import Input, Node, latest, lossless
 from agentrt.scheduler import ChunkSchedule, PlanGate
 from agentrt.wire import decode, encode
 
-__all__ = ["FleetClient", "FleetLinkConfig", "FleetLinkNode"]
+__all__ = ["FleetClient", "FleetLinkConfig", "FleetLinkNode", "FleetSource"]
 
 POLL_MS = 50  # while waiting for a reply: how often the stop flag is looked at
 
@@ -154,3 +156,48 @@ class FleetLinkNode(Node):
     def teardown(self) -> None:
         if hasattr(self, "client"):
             self.client.close()
+
+
+@dataclass
+class FleetSource:
+    """A ``sims.loop`` action source asking the policy server: a simulated robot with its client on board,
+    no node between (what ``agentrt bench fleet`` runs, one process per robot). Lockstep: the episode loop
+    waits for each chunk, asking again after ``timeout_s`` until ``stop``."""
+
+    client: FleetClient
+    env: Any  # the sims.SimEnv: its robot's name and the instruction of the episode
+    schedule: ChunkSchedule = field(default_factory=ChunkSchedule)
+    timeout_s: float = 5.0
+    wants_frames: bool = True
+    latencies_ms: list[float] = field(default_factory=list)  # capture -> chunk here
+    chunks: int = 0
+    _episode: int = -1
+    _seq: int = 0
+    _tick: Any = None
+
+    def observe(self, tick: Any) -> None:
+        if tick.step == 0:
+            self._episode += 1
+        if tick.image is not None:
+            self._tick = tick
+
+    def fetch(self, queue: Any, *, wait: bool, stop: threading.Event) -> None:
+        if not wait or not self.schedule.lockstep:
+            raise ConfigError("FleetSource runs lockstep episodes: give the episode loop and the schedule a lockstep clock")
+        tick = self._tick
+        if tick is None or not self.schedule.due(queue.remaining):
+            return
+        obs = tick.observation
+        self._seq += 1
+        state = RobotState(self.env.config.robot.robot, self._seq, obs.t_ns, np.asarray(obs.joint_positions),
+                           np.asarray(obs.joint_velocities), np.asarray(obs.ee_pose), float(obs.gripper),
+                           frame_seq=self._seq, instruction=self.env.instruction, episode=self._episode)
+        frame = Frame("scene", self._seq, tick.t_capture_ns, tick.image)
+        while not stop.is_set():
+            reply = self.client.request(state, frame, timeout_s=self.timeout_s, give_up=stop.is_set)
+            if reply is not None:
+                self.latencies_ms.append((time.monotonic_ns() - tick.t_capture_ns) / 1e6)
+                self.chunks += 1
+                steps = self.schedule.steps_to_run(reply.actions, t_capture_ns=tick.t_capture_ns)
+                queue.submit("ee_delta", steps, t_capture_ns=tick.t_capture_ns)
+                return

@@ -178,6 +178,15 @@ class NanoPolicy:
         named = not objects or any(w in objects for w in words.known)  # a vocabulary without objects: no judging
         return InstructionCheck(words, named)
 
+    @property
+    def previous(self) -> list[int] | None:
+        """The last chunk's tokens (the next Jacobi guess starts from them); a server swaps them per robot."""
+        return self._previous
+
+    @previous.setter
+    def previous(self, tokens: list[int] | None) -> None:
+        self._previous = tokens
+
     def reset(self) -> None:
         self._previous = None
         if isinstance(self.vit, ViTFeatureCache):

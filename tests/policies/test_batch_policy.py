@@ -53,6 +53,17 @@ def test_each_row_equals_its_robots_own_policy(mode) -> None:
         assert mixed  # rows of one batch converged after different numbers of passes
 
 
+def test_a_batch_of_one_is_the_robots_own_policy() -> None:
+    steps = next(iter(_robots().values()))
+    config = PolicyConfig(decoding="consistency")
+    batch, own = BatchPolicy(NanoPolicy(config)), NanoPolicy(config)
+    batch.act_batch([BatchRequest("other", *steps[-1])])  # another robot's memory must not leak into this one's
+    for step in steps:
+        (chunk,), (info,) = batch.act_batch([BatchRequest("alone", *step)])
+        expected, expected_info = own.act(*step)
+        assert np.array_equal(chunk, expected) and info.iterations == expected_info.iterations
+
+
 def test_reset_forgets_one_robot_only() -> None:
     robots = _robots()
     batch = BatchPolicy(NanoPolicy(PolicyConfig(decoding="jacobi")))
