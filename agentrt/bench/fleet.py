@@ -111,6 +111,7 @@ def _row(n: int, robots: list[dict[str, Any]], served: dict[str, Any]) -> dict[s
         "batch_sizes": served.get("batches", {}),
         "success_rate": sum(r["successes"] for r in robots) / finished if finished else None,
         "episodes": finished,
+        "robots_served": sum(r["chunks"] > 0 for r in robots),
         "bad_requests": sum(served.get("bad", {}).values()),
     }
 
