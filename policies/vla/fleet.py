@@ -44,7 +44,7 @@ class FleetClient:
         if not robot_id or len(robot_id.encode()) > 255:
             raise ConfigError(f"fleet robot id: expected 1..255 bytes, got {robot_id!r}")
         self.robot_id = robot_id
-        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.ROUTING_ID, robot_id.encode())
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 4)
@@ -66,7 +66,7 @@ class FleetClient:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            if not sock.poll(min(POLL_MS, left * 1e3)):
+            if not sock.poll(max(1, int(min(POLL_MS, left * 1e3)))):
                 continue
             try:
                 reply = decode(sock.recv(copy=False))

@@ -22,6 +22,7 @@ batch. A second request from a robot whose first is still waiting replaces it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -121,7 +122,7 @@ class PolicyServer:
         if endpoint.startswith("ipc://"):
             Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
         self._lock = EndpointLock.acquire(endpoint)  # ipc: one binder per name (agentrt.endpoint_lock)
-        sock = zmq.Context.instance().socket(zmq.ROUTER)
+        sock: zmq.Socket = zmq.Context.instance().socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 64)  # per robot: a robot that stops reading loses replies, never stalls others
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
@@ -158,7 +159,7 @@ class PolicyServer:
             if len(self._pending) >= min(len(self._seen), self.config.max_batch) and self._pending:
                 break
             left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(left * 1e3):
+            if left <= 0 or not sock.poll(max(1, math.ceil(left * 1e3))):
                 self._drain()
                 break
         return self._answer()
