@@ -4,6 +4,8 @@ and robots that send garbage, stall or disconnect never block or corrupt the oth
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,26 @@ from policies.vla.server import PolicyServer, PolicyServerConfig
 pytestmark = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
 
 ROUNDS = 4
+
+
+@contextmanager
+def serving(server: PolicyServer) -> Iterator[None]:
+    """Open ``server`` and serve in a thread until the block ends; then close it."""
+    server.open()
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            server.serve(timeout_ms=20)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
 
 
 def request(robot: str, seq: int, observation: tuple[np.ndarray, np.ndarray, str], episode: int = 0) -> tuple[RobotState, Frame]:
@@ -100,32 +122,21 @@ def test_a_new_episode_resets_only_that_robot_and_a_client_gets_its_answer(tmp_p
     shared = NanoPolicy(PolicyConfig(decoding="jacobi"))
     batch = BatchPolicy(shared)
     server = PolicyServer(PolicyServerConfig(endpoint=f"ipc://{tmp_path}/server"), batch)
-    server.open()
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            server.serve(timeout_ms=20)
-
-    thread = threading.Thread(target=serve)
-    thread.start()
     a, b = list(robots)[:2]
-    client_a, client_b = FleetClient(server.config.endpoint, a), FleetClient(server.config.endpoint, b)
-    try:
-        for client, name in ((client_a, a), (client_b, b)):
-            reply = client.request(*request(name, 0, robots[name][0]), timeout_s=10)
-            assert reply is not None and reply.frame_seq == 0
-        assert sorted(batch.robots) == sorted([a, b])
-        reply = client_a.request(*request(a, 1, robots[a][1], episode=1), timeout_s=10)
-        assert reply is not None and reply.frame_seq == 1
-        fresh = NanoPolicy(PolicyConfig(decoding="jacobi"), model=shared.model)  # no memory: a new episode's first chunk
-        assert np.array_equal(reply.actions, fresh.act(*robots[a][1])[0])
-    finally:
-        stop.set()
-        thread.join()
-        client_a.close()
-        client_b.close()
-        server.close()
+    with serving(server):
+        client_a, client_b = FleetClient(server.config.endpoint, a), FleetClient(server.config.endpoint, b)
+        try:
+            for client, name in ((client_a, a), (client_b, b)):
+                reply = client.request(*request(name, 0, robots[name][0]), timeout_s=10)
+                assert reply is not None and reply.frame_seq == 0
+            assert sorted(batch.robots) == sorted([a, b])
+            reply = client_a.request(*request(a, 1, robots[a][1], episode=1), timeout_s=10)
+            assert reply is not None and reply.frame_seq == 1
+            fresh = NanoPolicy(PolicyConfig(decoding="jacobi"), model=shared.model)  # no memory: a new episode's first chunk
+            assert np.array_equal(reply.actions, fresh.act(*robots[a][1])[0])
+        finally:
+            client_a.close()
+            client_b.close()
 
 
 def test_a_second_server_on_the_same_endpoint_is_refused(tmp_path: Path) -> None:
@@ -139,3 +150,23 @@ def test_a_second_server_on_the_same_endpoint_is_refused(tmp_path: Path) -> None
         first.close()
     with pytest.raises(ConfigError):
         PolicyServerConfig(endpoint="udp://nowhere")
+
+
+def test_the_plain_pyzmq_robot_of_the_protocol_doc_gets_its_chunk(tmp_path: Path, robots) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    section = doc.split("## 11. The policy server", 1)[1]
+    namespace: dict = {}
+    client = doc.split("## 9. A client with plain pyzmq", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    exec(compile(client, "protocol.md §9", "exec"), namespace)  # noqa: S102 - our own documentation: decode
+    encoder = doc.split("## 10. The robot bridge", 1)[1].split("def encode", 1)[1].split("\n\n", 1)[0]
+    exec(compile("import struct, msgpack\ndef encode" + encoder, "protocol.md §10", "exec"), namespace)  # noqa: S102
+    exec(compile(section.split("```python", 1)[1].split("```", 1)[0], "protocol.md §11", "exec"), namespace)  # noqa: S102
+    shared = NanoPolicy(PolicyConfig(decoding="consistency"))
+    server = PolicyServer(PolicyServerConfig(endpoint=f"ipc://{tmp_path}/server"), BatchPolicy(shared))
+    image, vector, instruction = next(iter(robots.values()))[0]
+    with serving(server):
+        chunk = namespace["ask_chunk"](server.config.endpoint, "doc-robot", 5, np.ascontiguousarray(image),
+                                       [*map(float, vector[:3]), 0.0, 0.0, 0.0, 1.0], float(vector[3]), instruction,
+                                       0, 1234)
+    expected, _ = NanoPolicy(PolicyConfig(decoding="consistency"), model=shared.model).act(image, vector, instruction)
+    assert np.array_equal(chunk, expected)
