@@ -6,12 +6,18 @@
 Per N, one row (the issue's field names): the server (``policies.vla.server``, consistency decoding, 2 ms
 window) runs in a process of its own; each robot is a process running reach episodes back to back in
 lockstep (a SimEnv at 64 px, its client on board: ``policies.vla.fleet.FleetSource``) for a fixed time.
+The robot processes run at a lower priority (``ROBOT_NICE``): in a fleet the robots are other machines,
+so here they must not take the server's core from it (without, 8 sims get 8 of 9 time slices).
 
 - ``chunks_per_s``: chunks all robots received per second (aggregate);
 - ``control_hz`` {mean, worst}: each robot's control steps per second. Lockstep runs as fast as the
   loop allows, so >= 20 says the robot could keep a 20 Hz real-time clock with this many robots;
-- ``sim_only_hz`` {mean, worst}: the same N robots driven by the scripted expert, no policy: the
-  simulators' own ceiling on this machine (where it drops below 20 Hz the cores are saturated by sims alone);
+- ``sim_only_hz`` {mean, worst}: the same N robots driven by the scripted expert (4-step chunks, a frame
+  rendered per chunk, as for the policy), no server: the simulators' own ceiling on this machine (where it
+  drops below 20 Hz the cores are saturated by sims alone);
+- ``server_chunks_per_s`` and ``server_batch_sizes``: the server's own capacity, what batching buys with
+  the simulators out of the way: N robots replaying recorded observations (no physics, no rendering),
+  each asking again as soon as its chunk arrives;
 - ``latency_p50_ms`` / ``latency_p99_ms``: capture -> chunk at the robot;
 - ``batch_sizes``: rows per forward -> forwards; ``success_rate``: episodes that succeeded / finished.
 """
@@ -28,6 +34,8 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
+
 from agentrt.bench.report import percentile, print_rows
 
 __all__ = ["run", "print_table", "measure"]
@@ -37,6 +45,8 @@ log = logging.getLogger(__name__)
 ROBOTS = (1, 2, 4, 8)
 SEED = 300_000  # robot i runs seeds SEED + 1000 i, ...: every robot its own scenes and instructions
 START_TIMEOUT_S = 120.0
+ROBOT_NICE = 10  # the simulated robots yield the CPU to the server, as robots on their own machines would
+EXECUTE_STEPS = 4  # lockstep: the steps of a chunk run before the next plan (agentrt.scheduler's default)
 
 
 def run(quick: bool, robots: tuple[int, ...] | None = None) -> dict[str, Any]:
@@ -51,10 +61,11 @@ def measure(counts: tuple[int, ...], *, seconds: float, sim_seconds: float) -> d
     progress = ProgressLine("bench fleet", total=len(counts), unit="fleets", tty_every_s=0.0, plain_every_s=0.0)
     rows = []
     for done, n in enumerate(counts):
-        progress.update(done, note=f"{n} robot(s): policy server, then simulators alone")
-        row = _fleet(n, seconds)
-        sim = _fleet(n, sim_seconds, expert=True)
-        row["sim_only_hz"] = sim["control_hz"]
+        progress.update(done, note=f"{n} robot(s): sims + policy server, sims alone, server alone")
+        row = _fleet(n, seconds, "policy")
+        row["sim_only_hz"] = _fleet(n, sim_seconds, "sims")["control_hz"]
+        replay = _fleet(n, sim_seconds, "replay")
+        row["server_chunks_per_s"], row["server_batch_sizes"] = replay["chunks_per_s"], replay["batch_sizes"]
         rows.append(row)
     progress.update(len(counts), note="done")
     progress.done(f"bench fleet: {', '.join(str(n) for n in counts)} robots")
@@ -66,8 +77,10 @@ def measure(counts: tuple[int, ...], *, seconds: float, sim_seconds: float) -> d
     return result
 
 
-def _fleet(n: int, seconds: float, *, expert: bool = False) -> dict[str, Any]:
-    """Run ``n`` robots for ``seconds`` after every one is ready; -> the row (server stats unless ``expert``)."""
+def _fleet(n: int, seconds: float, mode: str) -> dict[str, Any]:
+    """Run ``n`` robots for ``seconds`` after every one is ready; -> the row. ``mode``: policy (sims asking the
+    server), sims (the expert, no server) or replay (recorded observations asking the server, no sims)."""
+    expert = mode == "sims"
     ctx = mp.get_context("spawn")  # no torch or zmq state copied into the children
     folder = tempfile.mkdtemp(prefix="agentrt-fleet-")
     endpoint = f"ipc://{folder}/server"
@@ -77,7 +90,8 @@ def _fleet(n: int, seconds: float, *, expert: bool = False) -> dict[str, Any]:
     if not expert:
         server = ctx.Process(target=_serve, args=(endpoint, ready, stop, results), name="fleet-server")
         server.start()
-    robots = [ctx.Process(target=_robot, args=(i, endpoint, seconds, ready, results, expert), name=f"robot{i}")
+    target = _replay if mode == "replay" else _robot
+    robots = [ctx.Process(target=target, args=(i, endpoint, seconds, ready, results, expert), name=f"robot{i}")
               for i in range(n)]
     for p in robots:
         p.start()
@@ -136,15 +150,16 @@ def _robot(index: int, endpoint: str, seconds: float, ready: Any, results: Any, 
     from sims.camera import SceneCameraConfig
     from sims.clock import make_clock
     from sims.env import SimEnv, SimEnvConfig
-    from sims.loop import ExpertSource, run_episode
+    from sims.loop import run_episode
 
+    os.nice(ROBOT_NICE)
     camera = SceneCameraConfig(width=64, height=64, renderer="tiny")
     client = None if expert else FleetClient(endpoint, f"robot{index}")
     out: dict[str, Any] = {"steps": 0, "episodes": 0, "successes": 0, "chunks": 0, "latencies_ms": []}
     with SimEnv(SimEnvConfig(task="reach", camera=camera)) as env:
         env.reset(seed=SEED)  # the first reset and render load everything: not in the measured time
         env.render("scene")
-        source: Any = ExpertSource(env) if client is None else FleetSource(client, env)
+        source: Any = _ChunkedExpert(env) if client is None else FleetSource(client, env)
         ready.wait(START_TIMEOUT_S)
         stop = threading.Event()
         timer = threading.Timer(seconds, stop.set)
@@ -167,11 +182,67 @@ def _robot(index: int, endpoint: str, seconds: float, ready: Any, results: Any, 
     results.put(out)
 
 
+def _replay(index: int, endpoint: str, seconds: float, ready: Any, results: Any, _expert: bool) -> None:
+    """A robot without a simulator: recorded observations (every task's, from a different one per robot),
+    asked about one after another, each as soon as the last chunk came back."""
+    from agentrt.bench.vla import RECORDED, load_observations
+    from agentrt.messages import Frame, RobotState
+    from policies.vla.fleet import FleetClient
+
+    os.nice(ROBOT_NICE)
+    observed = [o for episodes in load_observations(RECORDED, 4, 40).values() for e in episodes for o in e]
+    client = FleetClient(endpoint, f"robot{index}")
+    out: dict[str, Any] = {"steps": 0, "episodes": 0, "successes": 0, "chunks": 0, "latencies_ms": []}
+    ready.wait(START_TIMEOUT_S)
+    started = time.monotonic()
+    seq = 0
+    while time.monotonic() - started < seconds:
+        image, vector, instruction = observed[(index * 37 + seq) % len(observed)]
+        t_capture = time.monotonic_ns()
+        seq += 1
+        state = RobotState("panda", seq, t_capture, np.zeros(7), np.zeros(7),
+                           np.array([*vector[:3], 0.0, 0.0, 0.0, 1.0]), float(vector[3]), frame_seq=seq,
+                           instruction=str(instruction), episode=0)
+        if client.request(state, Frame("scene", seq, t_capture, np.ascontiguousarray(image)), timeout_s=10.0):
+            out["chunks"] += 1
+            out["steps"] += EXECUTE_STEPS
+            out["latencies_ms"].append((time.monotonic_ns() - t_capture) / 1e6)
+    out["elapsed_s"] = time.monotonic() - started
+    client.close()
+    results.put(out)
+
+
+class _ChunkedExpert:
+    """The sims' own cost with no policy: the scripted expert's action repeated for a chunk's steps, and a
+    frame rendered per chunk, as the policy-driven robots do."""
+
+    wants_frames = True
+
+    def __init__(self, env: Any) -> None:
+        from sims.loop import ExpertSource
+
+        self.expert = ExpertSource(env)
+        self.observation: Any = None
+
+    def observe(self, tick: Any) -> None:
+        self.expert.observe(tick)  # a new expert at each episode start
+        self.observation = tick.observation
+
+    def fetch(self, queue: Any, *, wait: bool, stop: threading.Event) -> None:
+        expert = self.expert.expert
+        if queue.remaining == 0 and expert is not None and self.observation is not None:
+            queue.submit("ee_delta", np.repeat(expert.act(self.observation)[None, :], EXECUTE_STEPS, axis=0))
+
+
 def print_table(result: dict[str, Any]) -> None:
+    def sizes(batches: dict[str, int]) -> str:
+        return " ".join(f"{k}:{v}" for k, v in batches.items())
+
     rows = [[r["robots"], r["chunks_per_s"], r["control_hz"]["mean"], r["control_hz"]["worst"],
              r["sim_only_hz"]["mean"], r["sim_only_hz"]["worst"], r["latency_p50_ms"], r["latency_p99_ms"],
-             " ".join(f"{k}:{v}" for k, v in r["batch_sizes"].items()), r["success_rate"]] for r in result["rows"]]
+             sizes(r["batch_sizes"]), r["success_rate"], r["server_chunks_per_s"], sizes(r["server_batch_sizes"])]
+            for r in result["rows"]]
     load = ", ".join(f"{x:.2f}" for x in result["load_average"])
     print_rows(f"bench fleet: one policy server, N robots in lockstep ({result['cpus']} CPUs, load {load})",
                ["robots", "chunks/s", "Hz mean", "Hz worst", "sims alone Hz", "sims worst Hz", "p50 ms", "p99 ms",
-                "batch sizes", "success"], rows)
+                "batch sizes", "success", "server chunks/s", "server batches"], rows)

@@ -7,11 +7,12 @@ Every row runs exactly the single-row algorithm of ``agentrt.engine.decoding``; 
   (the B prompts' rows) and each row's last logits.
 - ``batched_greedy``: n passes of one token per row; equal to ``greedy_decode`` row by row.
 - ``batched_jacobi``: each row keeps its own accepted prefix and draft, as ``jacobi_decode`` does. The
-  cache keeps only the prompt rows; every pass feeds each *active* row's whole block (accepted prefix +
-  draft, the last token left out) at positions P .. P + n - 2, then drops the block's rows again. A row's
-  accepted tokens are recomputed rather than cached (cheap for a chunk of 32 tokens), so rows that accepted
-  different lengths need no padding or ragged cache, and the fixed point and every iterate are the
-  single-row algorithm's. A row leaves the batch when it converges, hits its cap or its tolerance
+  cache keeps the prompts and the first m block tokens, m the shortest accepted prefix among the active
+  rows (cache rows are per sequence, so each holds its own tokens); every pass feeds each *active* row's
+  block from m on (the last token left out) at positions P + m .. P + n - 2. A row that accepted more than
+  m tokens recomputes the rest of its accepted prefix rather than reading it from the cache, so rows that
+  accepted different lengths need no padding or ragged cache, and the fixed point and every iterate are
+  the single-row algorithm's. A row leaves the batch when it converges, hits its cap or its tolerance
   (per-row early exit): later passes run only the rows still active.
 
 The model is our ``Decoder`` (the nano VLA's); prompts must have one length (the nano VLA's always do).
@@ -119,32 +120,36 @@ def batched_jacobi(model: Decoder, cache: KVCache, last_logits: torch.Tensor, n_
     firsts = _pick(last_logits, action_ids).tolist()
     rows = [_Row(first, init, n_tokens) for first, init in zip(firsts, inits, strict=True)]
     cap = cfg.max_iterations if cfg.max_iterations is not None else n_tokens
-    positions = torch.arange(P, P + n_tokens - 1, device=device)
     for row in rows:
         if len(row.y) <= 1:  # a one-token block needs no pass
             row.done = row.y
+    work, held = cache, list(range(B))  # the cache rows of the rows in ``held``, in that order
     while True:
         active = [b for b, row in enumerate(rows) if row.done is None]
         if not active:
             break
-        # the prompts of the active rows; the full cache when every row is active (no copy)
-        work = cache if len(active) == B else _subset(cache, torch.tensor(active, device=cache.keys(0).device))
-        ids = torch.tensor([rows[b].block()[:-1] for b in active], device=device)
-        logits = model(ids, positions=positions, cache=work)  # [A, n - 1, V]
-        work.crop(P)  # the blocks' rows are never kept: the next pass feeds them again
-        picked = _pick(logits, action_ids).tolist()
+        # every active row's first m block tokens are accepted, and their cache rows (from the last pass) exact
+        m = min(len(rows[b].accepted) for b in active)
+        work.crop(P + m)
+        if active != held:  # rows left the batch: keep the cache rows of those still in it
+            keep = torch.tensor([held.index(b) for b in active], device=work.keys(0).device)
+            work, held = _subset(work, keep), active
+        ids = torch.tensor([rows[b].block()[m:-1] for b in active], device=device)
+        logits = model(ids, positions=torch.arange(P + m, P + n_tokens - 1, device=device), cache=work)
+        picked = _pick(logits, action_ids).tolist()  # [A, n - 1 - m]: block positions m + 1 .. n - 1
         for b, predictions in zip(active, picked, strict=True):
-            _advance(rows[b], predictions, cfg, cap, action_ids)
+            _advance(rows[b], predictions, m, cfg, cap, action_ids)
+    cache.crop(P)
     return [DecodeResult(row.done or [], row.stats) for row in rows]
 
 
-def _advance(row: _Row, predictions: list[int], cfg: JacobiConfig, cap: int,
+def _advance(row: _Row, predictions: list[int], offset: int, cfg: JacobiConfig, cap: int,
              action_ids: tuple[int, int] | None) -> None:
-    """One pass of ``jacobi_decode`` for one row, from the predictions of its whole block."""
+    """One pass of ``jacobi_decode`` for one row, from the predictions of its block fed from ``offset`` on."""
     a, y = len(row.accepted), row.y
     m = len(y)
-    # block position a + i is predicted by row a + i - 1; y[0] is exact (its prefix is)
-    y_new = [y[0]] + predictions[a : a + m - 1]
+    # block position a + i is predicted by the fed token at a + i - 1, prediction a + i - 1 - offset; y[0] is exact
+    y_new = [y[0]] + predictions[a - offset : a - offset + m - 1]
     row.stats.iterations += 1
     k = next((i for i in range(1, m) if y_new[i] != y[i]), m)
     row.stats.accepted_per_pass.append(k)

@@ -141,8 +141,7 @@ class FleetLinkNode(Node):
         if not self.gate.due(frame.seq):
             return
         assert self._state is not None
-        reply = self.client.request(self._state, frame, timeout_s=self.config.timeout_ms / 1e3,
-                                    give_up=lambda: self.stop_requested)
+        reply = self.client.request(self._state, frame, timeout_s=self.config.timeout_ms / 1e3, give_up=self._waiting)
         self.stats.counters["bad.replies"] = self.client.bad_replies
         if reply is None:
             self.stats.counters["unanswered"] += 1
@@ -152,6 +151,11 @@ class FleetLinkNode(Node):
         self.send("actions", replace(reply, seq=self.seq, actions=steps, dt_ms=1e3 / self.config.control_hz,
                                      t_sent_ns=now_ns()))
         self.seq += 1
+
+    def _waiting(self) -> bool:
+        """While a reply is awaited (checked every POLL_MS): still alive to the supervisor; stop asked?"""
+        self.beat()
+        return self.stop_requested
 
     def teardown(self) -> None:
         if hasattr(self, "client"):

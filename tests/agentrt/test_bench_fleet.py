@@ -24,7 +24,7 @@ def test_bench_fleet_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     (row,) = json.loads(out.read_text())["rows"]
     assert row["robots"] == 2 and row["robots_served"] == 2 and row["chunks_per_s"] > 0
     assert row["control_hz"]["worst"] <= row["control_hz"]["mean"] and row["sim_only_hz"]["worst"] > 0
-    assert row["latency_p50_ms"] <= row["latency_p99_ms"]
+    assert row["latency_p50_ms"] <= row["latency_p99_ms"] and row["server_chunks_per_s"] > 0
     assert sum(int(size) * n for size, n in row["batch_sizes"].items()) > 0 and row["bad_requests"] == 0
     assert row["success_rate"] is None or 0 <= row["success_rate"] <= 1
 
