@@ -131,9 +131,9 @@ def _row(n: int, robots: list[dict[str, Any]], served: dict[str, Any]) -> dict[s
 
 
 def _serve(endpoint: str, ready: Any, stop: Any, results: Any) -> None:
-    from policies.vla.server import PolicyServer, PolicyServerConfig
+    from policies.vla.server import PolicyServer, PolicyServerNodeConfig
 
-    server = PolicyServer(PolicyServerConfig(endpoint=endpoint, decoding="consistency", device="cpu"))
+    server = PolicyServer(PolicyServerNodeConfig(endpoint=endpoint, decoding="consistency", device="cpu"))
     server.open()
     try:
         ready.wait(START_TIMEOUT_S)

@@ -32,7 +32,7 @@ from agentrt.node import Input, Node, latest, lossless
 from agentrt.scheduler import ChunkSchedule, PlanGate
 from agentrt.wire import decode, encode
 
-__all__ = ["FleetClient", "FleetLinkConfig", "FleetLinkNode", "FleetSource"]
+__all__ = ["FleetClient", "FleetLinkNodeConfig", "FleetLinkNode", "FleetSource"]
 
 POLL_MS = 50  # while waiting for a reply: how often the stop flag is looked at
 
@@ -85,7 +85,7 @@ class FleetClient:
 
 
 @dataclass
-class FleetLinkConfig:
+class FleetLinkNodeConfig:
     server: str = "tcp://127.0.0.1:7700"  # the policy server's ROUTER
     robot_id: str = ""  # the routing id (the server keeps this robot's memory under it); "" = the node's name
     clock: str = "lockstep"  # in a launch file: the sim's (the node wired to `state`)
@@ -96,9 +96,9 @@ class FleetLinkConfig:
 
     def __post_init__(self) -> None:
         if not self.server.startswith(("tcp://", "ipc://")):
-            raise ConfigError(f"FleetLinkConfig.server: expected tcp://HOST:PORT or ipc://PATH, got {self.server!r}")
+            raise ConfigError(f"FleetLinkNodeConfig.server: expected tcp://HOST:PORT or ipc://PATH, got {self.server!r}")
         if self.timeout_ms <= 0:
-            raise ConfigError(f"FleetLinkConfig.timeout_ms: expected > 0, got {self.timeout_ms}")
+            raise ConfigError(f"FleetLinkNodeConfig.timeout_ms: expected > 0, got {self.timeout_ms}")
         _ = self.schedule
 
     @property
@@ -109,7 +109,7 @@ class FleetLinkConfig:
 class FleetLinkNode(Node):
     inputs = {"frames": latest("Frame"), "state": latest("RobotState")}
     outputs = {"actions": lossless("ActionChunk")}
-    Config = FleetLinkConfig
+    Config = FleetLinkNodeConfig
     params_from_inputs = {"state": ("clock", "control_hz")}
 
     def setup(self) -> None:

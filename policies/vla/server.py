@@ -42,7 +42,7 @@ from agentrt.wire import decode, encode
 from policies.vla.batch import BatchPolicy, BatchRequest
 from policies.vla.model import robot_state
 
-__all__ = ["PolicyServerConfig", "PolicyServer", "PolicyServerNode", "ServerStats"]
+__all__ = ["PolicyServerNodeConfig", "PolicyServer", "PolicyServerNode", "ServerStats"]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ MAX_REQUEST_BYTES = 16 << 20  # a request's frame: 16 MiB is a 2k RGB image; any
 
 
 @dataclass
-class PolicyServerConfig:
+class PolicyServerNodeConfig:
     endpoint: str = "tcp://127.0.0.1:7700"  # the ROUTER binds here (ipc:// on one host, tcp:// across hosts)
     window_ms: float = 2.0  # batch the requests arriving this long after the first (<= 2 ms keeps latency low)
     max_batch: int = 32  # at most this many rows per forward
@@ -64,10 +64,10 @@ class PolicyServerConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.window_ms <= 100 or self.max_batch < 1 or self.forget_s <= 0:
-            raise ConfigError(f"PolicyServerConfig: expected 0 <= window_ms <= 100, max_batch >= 1, forget_s > 0, "
+            raise ConfigError(f"PolicyServerNodeConfig: expected 0 <= window_ms <= 100, max_batch >= 1, forget_s > 0, "
                               f"got {self.window_ms}, {self.max_batch}, {self.forget_s}")
         if not self.endpoint.startswith(("tcp://", "ipc://")):
-            raise ConfigError(f"PolicyServerConfig.endpoint: expected tcp://HOST:PORT or ipc://PATH, got {self.endpoint!r}")
+            raise ConfigError(f"PolicyServerNodeConfig.endpoint: expected tcp://HOST:PORT or ipc://PATH, got {self.endpoint!r}")
 
 
 @dataclass
@@ -98,7 +98,7 @@ class _Pending:
 class PolicyServer:
     """The ROUTER loop without the node around it (the bench runs it in a process of its own)."""
 
-    def __init__(self, config: PolicyServerConfig, batch: BatchPolicy | None = None) -> None:
+    def __init__(self, config: PolicyServerNodeConfig, batch: BatchPolicy | None = None) -> None:
         self.config = config
         if batch is None:
             from policies.vla.policy import NanoPolicy, PolicyConfig
@@ -264,7 +264,7 @@ class PolicyServer:
 class PolicyServerNode(Node):
     """The server as a launch-file node: no wired inputs or outputs, its own ROUTER (docs/protocol.md 11)."""
 
-    Config = PolicyServerConfig
+    Config = PolicyServerNodeConfig
 
     def setup(self) -> None:
         self.server = PolicyServer(self.config)

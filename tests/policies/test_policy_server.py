@@ -18,7 +18,7 @@ from agentrt.wire import decode, encode
 from policies.vla.batch import BatchPolicy
 from policies.vla.fleet import FleetClient
 from policies.vla.policy import NanoPolicy, PolicyConfig, default_weights
-from policies.vla.server import PolicyServer, PolicyServerConfig
+from policies.vla.server import PolicyServer, PolicyServerNodeConfig
 
 pytestmark = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
 
@@ -79,7 +79,7 @@ def robots() -> dict[str, list[tuple[np.ndarray, np.ndarray, str]]]:
 def test_each_round_is_one_batch_and_misbehaving_robots_do_not_matter(tmp_path: Path, robots) -> None:
     config = PolicyConfig(decoding="consistency")
     shared = NanoPolicy(config)
-    server = PolicyServer(PolicyServerConfig(endpoint=f"ipc://{tmp_path}/server", window_ms=100.0),
+    server = PolicyServer(PolicyServerNodeConfig(endpoint=f"ipc://{tmp_path}/server", window_ms=100.0),
                           BatchPolicy(shared))
     server.open()
     clients = {name: FleetClient(server.config.endpoint, name) for name in robots}
@@ -121,7 +121,7 @@ def test_each_round_is_one_batch_and_misbehaving_robots_do_not_matter(tmp_path: 
 def test_a_new_episode_resets_only_that_robot_and_a_client_gets_its_answer(tmp_path: Path, robots) -> None:
     shared = NanoPolicy(PolicyConfig(decoding="jacobi"))
     batch = BatchPolicy(shared)
-    server = PolicyServer(PolicyServerConfig(endpoint=f"ipc://{tmp_path}/server"), batch)
+    server = PolicyServer(PolicyServerNodeConfig(endpoint=f"ipc://{tmp_path}/server"), batch)
     a, b = list(robots)[:2]
     with serving(server):
         client_a, client_b = FleetClient(server.config.endpoint, a), FleetClient(server.config.endpoint, b)
@@ -141,15 +141,15 @@ def test_a_new_episode_resets_only_that_robot_and_a_client_gets_its_answer(tmp_p
 
 def test_a_second_server_on_the_same_endpoint_is_refused(tmp_path: Path) -> None:
     batch = BatchPolicy(NanoPolicy(PolicyConfig(decoding="ar")))
-    first = PolicyServer(PolicyServerConfig(endpoint=f"ipc://{tmp_path}/server"), batch)
+    first = PolicyServer(PolicyServerNodeConfig(endpoint=f"ipc://{tmp_path}/server"), batch)
     first.open()
     try:
         with pytest.raises(Exception, match="in use"):
-            PolicyServer(PolicyServerConfig(endpoint=f"ipc://{tmp_path}/server"), batch).open()
+            PolicyServer(PolicyServerNodeConfig(endpoint=f"ipc://{tmp_path}/server"), batch).open()
     finally:
         first.close()
     with pytest.raises(ConfigError):
-        PolicyServerConfig(endpoint="udp://nowhere")
+        PolicyServerNodeConfig(endpoint="udp://nowhere")
 
 
 def test_the_plain_pyzmq_robot_of_the_protocol_doc_gets_its_chunk(tmp_path: Path, robots) -> None:
@@ -162,7 +162,7 @@ def test_the_plain_pyzmq_robot_of_the_protocol_doc_gets_its_chunk(tmp_path: Path
     exec(compile("import struct, msgpack\ndef encode" + encoder, "protocol.md §10", "exec"), namespace)  # noqa: S102
     exec(compile(section.split("```python", 1)[1].split("```", 1)[0], "protocol.md §11", "exec"), namespace)  # noqa: S102
     shared = NanoPolicy(PolicyConfig(decoding="consistency"))
-    server = PolicyServer(PolicyServerConfig(endpoint=f"ipc://{tmp_path}/server"), BatchPolicy(shared))
+    server = PolicyServer(PolicyServerNodeConfig(endpoint=f"ipc://{tmp_path}/server"), BatchPolicy(shared))
     image, vector, instruction = next(iter(robots.values()))[0]
     with serving(server):
         chunk = namespace["ask_chunk"](server.config.endpoint, "doc-robot", 5, np.ascontiguousarray(image),
