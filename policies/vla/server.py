@@ -46,7 +46,8 @@ __all__ = ["PolicyServerNodeConfig", "PolicyServer", "PolicyServerNode", "Server
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BYTES = 16 << 20  # a request's frame: 16 MiB is a 2k RGB image; anything larger is refused
+MAX_REQUEST_BYTES = 16 << 20
+TRAINED_DT_MS = 50.0  # a reply's dt_ms: the rate the weights were trained at (20 Hz); the robot side sets its own  # a request's frame: 16 MiB is a 2k RGB image; anything larger is refused
 
 
 @dataclass
@@ -223,10 +224,9 @@ class PolicyServer:
                     for r in rows]
         chunks, _ = self.batch.act_batch(requests)
         self.stats.batches[len(rows)] += 1
-        dt_ms = 1e3 / 20.0
         for row, chunk in zip(rows, chunks, strict=True):
             reply = ActionChunk(row.state.robot, self._seq, row.frame.seq, row.frame.t_capture_ns, "ee_delta",
-                                chunk, dt_ms, t_sent_ns=now_ns(), hops=list(row.frame.hops))
+                                chunk, TRAINED_DT_MS, t_sent_ns=now_ns(), hops=list(row.frame.hops))
             self._seq += 1
             try:
                 assert self._sock is not None
