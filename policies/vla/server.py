@@ -46,8 +46,8 @@ __all__ = ["PolicyServerNodeConfig", "PolicyServer", "PolicyServerNode", "Server
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BYTES = 16 << 20
-TRAINED_DT_MS = 50.0  # a reply's dt_ms: the rate the weights were trained at (20 Hz); the robot side sets its own  # a request's frame: 16 MiB is a 2k RGB image; anything larger is refused
+MAX_REQUEST_BYTES = 16 << 20  # a request's frame: 16 MiB is a 2k RGB image; anything larger is refused
+TRAINED_DT_MS = 50.0  # a reply's dt_ms: the rate the weights were trained at (20 Hz); the robot side sets its own
 
 
 @dataclass
