@@ -1,7 +1,7 @@
 """Training on several processes or machines: torchrun's environment, one process group, DDP around a loss.
 
 A trainer written for one process runs under ``torchrun --nproc-per-node N`` (and ``--nnodes M
---rdzv-endpoint HOST:PORT`` across machines) with three changes, each one call here:
+--rdzv-endpoint HOST:PORT`` across machines) with a few calls from here:
 
     with distributed.joined(cfg.device) as (ranks, device):   # gloo on CPU, NCCL on a GPU
         per_rank = ranks.check_batch(cfg.batch_size)          # the global batch, divided among the ranks
@@ -14,7 +14,9 @@ A trainer written for one process runs under ``torchrun --nproc-per-node N`` (an
 Every rank seeds the same generators and draws the same *global* batch, then keeps its own
 slice: the ranks together see exactly the batch one process would, so a run's loss curve and
 weights match one process's (within float rounding, where each loss term is a mean over
-equal-sized slices; ``tests/policies/test_distributed_training.py`` measures it). Only rank 0
+equal-sized slices; ``tests/policies/test_distributed_training.py`` measures it). A term that is
+a mean over a data-dependent count (the samples that have a goal) stays exact when each rank
+divides its sum by the global batch's count / size (``policies.vla.train.keypoint_loss``). Only rank 0
 (``ranks.main``) writes files, logs and progress; the others log warnings only.
 """
 

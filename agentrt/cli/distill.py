@@ -12,9 +12,9 @@ demonstration, the demonstration elsewhere) and trains the student with the
 consistency loss plus the AR loss (CEED-VLA / CLLM; docs/policies.md). The
 student goes to --out (default runs/distill/nano_vla_cd.safetensors): the
 shipped policies/weights/nano_vla_cd.safetensors is replaced only when named.
-Under torchrun every process trains on its share of each global batch (DDP,
-gloo); --batch-size stays the global batch and must divide by the number of
-processes; every process collects the same trajectories. Rank 0 alone writes.
+Under torchrun the processes split the trajectory collection, then each trains
+on its share of every global batch (DDP, gloo); --batch-size stays the global
+batch and must divide by the number of processes. Rank 0 alone writes.
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@
 Trajectories whose fixed point repeats one xyz token all along the block are
 dropped (the collapse CLLM warns about).
 
-Under torchrun (``agentrt.distributed``, CPU and gloo, like one process) every rank
-collects the same trajectories and draws the same global batches, trains on its
-slice, and DDP averages the gradients; rank 0 alone reports and writes the student.
+Under torchrun (``agentrt.distributed``, CPU and gloo, like one process) the ranks
+split the trajectory batches between them and share the results; every rank then
+draws the same global batches, trains on its slice, and DDP averages the
+gradients; rank 0 alone reports and writes the student.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class DistillConfig:
     out: str = "runs/distill/nano_vla_cd.safetensors"  # the shipped file only when named
     tasks: tuple[str, ...] = ()
     trajectories: int = 2000
+    collect_batch: int = 128  # trajectories per batched Jacobi decode (split between the ranks of a distributed run)
     steps: int = 400
     batch_size: int = 32
     lr: float = 3e-4
@@ -66,10 +68,10 @@ class DistillConfig:
             from policies.vla.policy import default_weights
 
             self.teacher = str(default_weights("ar"))
-        if self.trajectories < 1 or self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+        if min(self.trajectories, self.collect_batch, self.steps, self.batch_size) < 1 or self.lr <= 0:
             raise ConfigError(
-                f"DistillConfig: expected trajectories, steps, batch_size >= 1 and lr > 0, got "
-                f"{self.trajectories}, {self.steps}, {self.batch_size}, {self.lr}"
+                f"DistillConfig: expected trajectories, collect_batch, steps, batch_size >= 1 and lr > 0, got "
+                f"{self.trajectories}, {self.collect_batch}, {self.steps}, {self.batch_size}, {self.lr}"
             )
 
 
@@ -82,18 +84,24 @@ class Trajectories:
 
 
 @torch.no_grad()
-def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch.Generator,
-                         batch: int = 128, on_batch: Callable[[int], None] | None = None) -> Trajectories:
+def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch.Generator, batch: int = 128,
+                         on_batch: Callable[[int], None] | None = None,
+                         ranks: distributed.Ranks | None = None) -> Trajectories:
+    """Jacobi trajectories of ``count`` random samples, ``batch`` at a time. With ``ranks`` (a distributed
+    run), batch b is decoded by rank b mod size and every rank gets them all: the same trajectories
+    as one process, in 1/size of the time."""
+    ranks = ranks or distributed.Ranks()
     c = teacher.config
     lo, hi = c.action_ids
     n = c.chunk_tokens
     index = torch.randperm(len(data), generator=gen)[:count]
-    states: list[torch.Tensor] = []
-    fixed, passes = [], []
-    for start in range(0, len(index), batch):
+    mine: dict[int, tuple[list[torch.Tensor], torch.Tensor]] = {}  # batch number -> (states, passes)
+    for number, start in enumerate(range(0, len(index), batch)):
         idx = index[start : start + batch]
+        y = torch.randint(lo, hi, (len(idx), n), generator=gen)  # every rank draws every guess: one generator
+        if number % ranks.size != ranks.rank:
+            continue
         prompt, _ = teacher.prompt(teacher.perceive(pixels(data.images[idx])), data.states[idx], data.text[idx])
-        y = torch.randint(lo, hi, (len(idx), n), generator=gen)
         hist = [y]
         done = torch.zeros(len(idx), dtype=torch.long)
         for k in range(1, n + 1):
@@ -106,13 +114,13 @@ def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch
                 break
         done = torch.where(done == 0, torch.full_like(done, n), done)
         H = torch.stack(hist, 1)  # [B, iterations + 1, N]
-        for b in range(len(idx)):
-            states.append(H[b, : int(done[b]) + 1])
-            fixed.append(H[b, int(done[b])])
-        passes.append(done)
-        if on_batch is not None:
-            on_batch(len(idx))
-    return Trajectories(index, states, torch.stack(fixed), torch.cat(passes))
+        mine[number] = ([H[b, : int(done[b]) + 1] for b in range(len(idx))], done)
+        if on_batch is not None:  # this batch's round: the ranks decode theirs alongside
+            on_batch(len(index[start : start + batch * ranks.size]))
+    every = {k: v for part in distributed.gather(mine, ranks) for k, v in part.items()}
+    states = [s for k in sorted(every) for s in every[k][0]]
+    return Trajectories(index, states, torch.stack([s[-1] for s in states]),  # the last state is the fixed point
+                        torch.cat([every[k][1] for k in sorted(every)]))
 
 
 def mixed_labels(teacher: NanoVLA, data: Samples, traj: Trajectories, delta_bins: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,7 +180,8 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
         if on_progress is not None:
             on_progress("trajectories", got[0], min(cfg.trajectories, len(data)), float("nan"))
 
-    traj = collect_trajectories(teacher, data, min(cfg.trajectories, len(data)), gen, on_batch=on_batch)
+    traj = collect_trajectories(teacher, data, min(cfg.trajectories, len(data)), gen, cfg.collect_batch,
+                                on_batch=on_batch, ranks=ranks)
     collect_s = time.monotonic() - started
     keep = ~_collapsed(traj.fixed, teacher.config.action_dims)
     labels, from_teacher = mixed_labels(teacher, data, traj, cfg.delta_bins)
