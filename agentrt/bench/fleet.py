@@ -58,6 +58,7 @@ def run(quick: bool, robots: tuple[int, ...] | None = None) -> dict[str, Any]:
 def measure(counts: tuple[int, ...], *, seconds: float, sim_seconds: float) -> dict[str, Any]:
     from agentrt.progress import ProgressLine
 
+    load_before = list(os.getloadavg())  # the machine before this bench's own processes add to it
     progress = ProgressLine("bench fleet", total=len(counts), unit="fleets", tty_every_s=0.0, plain_every_s=0.0)
     rows = []
     for done, n in enumerate(counts):
@@ -70,7 +71,7 @@ def measure(counts: tuple[int, ...], *, seconds: float, sim_seconds: float) -> d
     progress.update(len(counts), note="done")
     progress.done(f"bench fleet: {', '.join(str(n) for n in counts)} robots")
     result: dict[str, Any] = {"rows": rows, "seconds": seconds, "cpus": os.cpu_count(),
-                              "load_average": list(os.getloadavg())}
+                              "load_average": list(os.getloadavg()), "load_average_before": load_before}
     first = rows[0]
     if first["chunks_per_s"]:
         result["chunks_per_s_vs_first"] = {str(r["robots"]): r["chunks_per_s"] / first["chunks_per_s"] for r in rows}
@@ -242,7 +243,7 @@ def print_table(result: dict[str, Any]) -> None:
              r["sim_only_hz"]["mean"], r["sim_only_hz"]["worst"], r["latency_p50_ms"], r["latency_p99_ms"],
              sizes(r["batch_sizes"]), r["success_rate"], r["server_chunks_per_s"], sizes(r["server_batch_sizes"])]
             for r in result["rows"]]
-    load = ", ".join(f"{x:.2f}" for x in result["load_average"])
-    print_rows(f"bench fleet: one policy server, N robots in lockstep ({result['cpus']} CPUs, load {load})",
+    load = ", ".join(f"{x:.2f}" for x in result.get("load_average_before", result["load_average"]))
+    print_rows(f"bench fleet: one policy server, N robots in lockstep ({result['cpus']} CPUs, load before {load})",
                ["robots", "chunks/s", "Hz mean", "Hz worst", "sims alone Hz", "sims worst Hz", "p50 ms", "p99 ms",
                 "batch sizes", "success", "server chunks/s", "server batches"], rows)
