@@ -28,6 +28,7 @@ import logging
 import math
 import multiprocessing
 import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -167,6 +168,8 @@ def _connect(ray: Any, address: str) -> bool:
     """Start or join Ray unless this process already has; True when this sweep must shut it down."""
     if ray.is_initialized():
         return False
+    if address.startswith("ray://"):
+        _probe(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -179,6 +182,16 @@ def _connect(ray: Any, address: str) -> bool:
         raise ConfigError(f"--engine ray: could not reach a Ray cluster {where} ({first}); start one with "
                           "`ray start --head`, check the address, or leave --address out for a private one") from None
     return True
+
+
+def _probe(address: str) -> None:
+    """One line at once for a Ray client address nothing answers on (Ray's own client retries for ~35 s)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--address {address}: no Ray client server answers there ({exc}); start the cluster's "
+                          "head with `ray start --head` (its client port is 10001) or check HOST:PORT") from None
 
 
 def _ray_sweep(config: SweepConfig, workers: int, spec: WorkerSpec, items: Sequence[Any],

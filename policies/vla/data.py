@@ -42,7 +42,7 @@ from agentrt.errors import ConfigError
 from agentrt.sweep import SweepConfig
 from policies.lerobot.layout import DATA_FORMATS
 from policies.lerobot.nano import LeRobotKeys, lerobot_path, nano_episodes, nano_info
-from policies.vla.model import robot_state
+from policies.vla.state import robot_state  # not from the model: a collection worker needs no torch
 from sims.tasks import TASK_NAMES
 
 __all__ = ["CollectConfig", "collect", "Episode", "load_episodes", "load_info", "action_stats", "data_robot", "STATE_DIMS",

@@ -52,3 +52,38 @@ def _in_ray() -> bool:
     except ImportError:
         return False
     return bool(ray.is_initialized())
+
+
+def descendants(pid: int | None = None) -> set[int]:
+    """The live (not zombie) processes below ``pid`` (default: this one), read from /proc: Ray's GCS, raylet
+    and workers, which must all be gone after ``ray.shutdown()``."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid or os.getpid()}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def wait_gone(pids: set[int], timeout_s: float = 15.0) -> set[int]:
+    """Of ``pids``, those still alive after up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    alive = {p for p in pids if _alive(p)}
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = {p for p in alive if _alive(p)}
+    return alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
