@@ -108,17 +108,23 @@ def sweep(config: SweepConfig, spec: WorkerSpec, items: Sequence[Any], on_result
 # ---- local processes -------------------------------------------------------------------------------
 
 _worker: Worker | None = None  # the one worker of a pool process
+_open_error: Exception | None = None  # why it could not open: raised by its first job
 
 
 def _open_in_process(spec: WorkerSpec, threads: int) -> None:
-    global _worker
-    _worker = spec.open(threads)
+    global _worker, _open_error
+    try:
+        _worker = spec.open(threads)
+    except Exception as exc:  # an initializer that raises is restarted by the pool forever: fail the jobs instead
+        _open_error = exc
+        return
     # a pool process ends through multiprocessing's exit handlers, which run this (atexit does not run there)
     multiprocessing.util.Finalize(None, _worker.close, exitpriority=10)
 
 
 def _run_in_process(job: tuple[int, Any]) -> tuple[int, Any]:
-    assert _worker is not None, "the pool's initializer opens the worker"
+    if _worker is None:
+        raise _open_error or RuntimeError("the sweep worker did not open")
     return job[0], _worker.run(job[1])
 
 

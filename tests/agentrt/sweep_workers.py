@@ -87,3 +87,13 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+@dataclass(frozen=True)
+class BrokenSpec:
+    """A worker that cannot open (weights that do not load, say)."""
+
+    def open(self, threads: int) -> BarrierWorker:
+        from agentrt.errors import ModelError
+
+        raise ModelError("cannot open: no weights at /nowhere")

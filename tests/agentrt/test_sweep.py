@@ -63,3 +63,11 @@ def test_ray_missing_is_one_line_saying_what_to_install(monkeypatch: pytest.Monk
     with pytest.raises(MissingDependencyError, match=r"pip install 'agentrt\[ray\]'") as info:
         sweep(SweepConfig(engine="ray", workers=2), BarrierSpec("/nonexistent", 2), [1, 2], lambda i, r: None)
     assert "\n" not in str(info.value)
+
+
+def test_a_worker_that_cannot_open_fails_the_sweep_with_its_error() -> None:
+    from agentrt.errors import ModelError
+    from tests.agentrt.sweep_workers import BrokenSpec
+
+    with pytest.raises(ModelError, match="no weights at /nowhere"):
+        sweep(SweepConfig(workers=2), BrokenSpec(), [1, 2, 3], lambda i, r: None)

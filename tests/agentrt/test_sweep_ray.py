@@ -17,6 +17,15 @@ os.environ.setdefault(LOOPBACK, "0")  # read when ray is imported: the test's Ra
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'agentrt[ray]')")
 
 
+def test_an_address_nothing_answers_on_is_one_line_at_once(tmp_path: Path) -> None:
+    from agentrt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"ray://127.0.0.1:1: no Ray client server answers there") as info:
+        sweep(SweepConfig(engine="ray", address="ray://127.0.0.1:1", workers=2), BarrierSpec(str(tmp_path), 2), [1, 2],
+              lambda i, r: None)
+    assert "\n" not in str(info.value) and not ray.is_initialized()
+
+
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     before = descendants()
