@@ -4,7 +4,7 @@
     add_seed(parser, ...)     --seed N, an integer >= 0
     add_batch_size(parser)    --batch-size N (also --batch)
     add_device(parser)        --device auto|cpu|cuda[:N], --dtype float32|bfloat16 (agentrt.engine.device parses them)
-    add_sweep(parser)         --engine local|ray, --address, --workers N (agentrt.sweep: episodes over workers)
+    add_sweep(parser)         --engine local|ray, --address, --workers N (policies.sweep: episodes over workers)
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def add_device(parser: argparse.ArgumentParser, default: str = "auto", *, dtype:
 
 
 def add_sweep(parser: argparse.ArgumentParser) -> None:
-    """Where the episodes run (`agentrt.sweep`): this process, a pool of processes, or Ray actors."""
+    """Where the episodes run (`policies.sweep`): this process, a pool of processes, or Ray actors."""
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: processes on this machine (default); ray: Ray actors (needs agentrt[ray])")
     parser.add_argument("--address", default="", metavar="auto|ray://HOST:PORT",
@@ -63,7 +63,7 @@ def add_sweep(parser: argparse.ArgumentParser) -> None:
 
 
 def sweep_config(args: argparse.Namespace) -> Any:
-    """The ``agentrt.sweep.SweepConfig`` of ``add_sweep``'s options (checked there: one line when wrong)."""
-    from agentrt.sweep import SweepConfig
+    """The ``policies.sweep.SweepConfig`` of ``add_sweep``'s options (checked there: one line when wrong)."""
+    from policies.sweep import SweepConfig
 
     return SweepConfig(engine=args.engine, workers=args.workers, address=args.address)

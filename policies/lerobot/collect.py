@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentrt.sweep import SweepConfig
 from policies.lerobot.writer import LeRobotWriter
+from policies.sweep import SweepConfig
 from policies.vla.data import ACTION_DIMS, COLLECT_ROBOT, STATE_DIMS, CollectConfig, Episode, record_all
 
 __all__ = ["collect_lerobot", "collect_features"]
@@ -46,7 +46,7 @@ def collect_lerobot(config: CollectConfig, on_episode: Callable[[Episode], None]
                     sweep_config: SweepConfig | None = None) -> dict[str, object]:
     """Record into (or append to) the LeRobot dataset at ``config.out_dir``; returns its info.json plus
     ``episodes_per_task`` (the sim tasks' counts, for the summary line). ``sweep_config``: the workers that
-    record (`agentrt.sweep`); the writer appends their episodes in (task, seed) order, as one process would."""
+    record (`policies.sweep`); the writer appends their episodes in (task, seed) order, as one process would."""
     writer = LeRobotWriter(Path(config.out_dir), fps=int(config.control_hz), robot_type=COLLECT_ROBOT,
                            features=collect_features(config))
     seen = {(str(r.get("agentrt_task")), int(r.get("agentrt_seed", -1))) for r in writer.written}

@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from agentrt.errors import ConfigError
-from agentrt.sweep import SweepConfig
 from policies.lerobot.layout import DATA_FORMATS
 from policies.lerobot.nano import LeRobotKeys, lerobot_path, nano_episodes, nano_info
+from policies.sweep import SweepConfig
 from policies.vla.state import robot_state  # not from the model: a collection worker needs no torch
 from sims.tasks import TASK_NAMES
 
@@ -161,7 +161,7 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
 
     Appends to an existing dataset of the same image size (episode indices go on), so a
     collection can be resumed or widened to more tasks. ``format="lerobot"``: a LeRobotDataset
-    v3.0 instead (`policies.lerobot.collect`). ``sweep_config``: the workers that record (`agentrt.sweep`);
+    v3.0 instead (`policies.lerobot.collect`). ``sweep_config``: the workers that record (`policies.sweep`);
     the episodes are written in (task, seed) order all the same, so the dataset is the one a single process writes.
     """
     if config.format == "lerobot":
@@ -192,8 +192,8 @@ def record_all(config: CollectConfig, seen: set[tuple[str, int]], save: Callable
                on_episode: Callable[[Episode], None] | None = None, sweep_config: SweepConfig | None = None) -> None:
     """Record every task's episodes (seeds ``config.seed`` ..), skipping the (task, seed) pairs in ``seen``;
     ``save`` gets the successful ones, ``on_episode`` every one (progress). Both get them in (task, seed)
-    order whatever ``sweep_config``'s workers (``agentrt.sweep``), so a dataset does not depend on them."""
-    from agentrt.sweep import InOrder, sweep
+    order whatever ``sweep_config``'s workers (``policies.sweep``), so a dataset does not depend on them."""
+    from policies.sweep import InOrder, sweep
 
     jobs = [(task, config.seed + i) for task in config.tasks for i in range(config.episodes)
             if (task, config.seed + i) not in seen]
@@ -215,7 +215,7 @@ def episode_rng(task: str, seed: int) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class CollectWorkerSpec:
-    """A sweep worker (`agentrt.sweep`) recording (task, seed) episodes for ``config``."""
+    """A sweep worker (`policies.sweep`) recording (task, seed) episodes for ``config``."""
 
     config: CollectConfig
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from agentrt.scheduler import ChunkSchedule
-from agentrt.sweep import SweepConfig
+from policies.sweep import SweepConfig
 from policies.vla.model import NanoVLA
 from policies.vla.policy import NanoPolicy, PolicyConfig, PolicySource
 from policies.vocabulary import WordCheck, unknown_share
@@ -221,7 +221,7 @@ def evaluate_policy(
 
 @dataclass(frozen=True)
 class EvalWorkerSpec:
-    """A sweep worker (`agentrt.sweep`) running ``(EvalSpec, seed)`` episodes; ``policies``: (decoding, config)
+    """A sweep worker (`policies.sweep`) running ``(EvalSpec, seed)`` episodes; ``policies``: (decoding, config)
     pairs, each loaded when a row first needs it."""
 
     policies: tuple[tuple[str, PolicyConfig], ...]
@@ -260,7 +260,7 @@ def sweep_rows(policies: dict[str, PolicyConfig], specs: list[EvalSpec], *, epis
                config: SweepConfig, on_episode: Callable[[EvalSpec, EpisodeOutcome], None] | None = None) -> list[EvalRow]:
     """Every row's episodes (seeds ``seed`` ..) on ``config``'s workers, one queue for the whole table; the
     rows as `evaluate_policy` makes them in one process (lockstep: the same per episode, see `EpisodeOutcome`)."""
-    from agentrt.sweep import sweep
+    from policies.sweep import sweep
 
     jobs = [(spec, seed + i) for spec in specs for i in range(episodes)]
     outcomes: dict[int, EpisodeOutcome] = {}

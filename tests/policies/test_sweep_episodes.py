@@ -1,6 +1,6 @@
 """`agentrt eval` and `agentrt collect` with --workers 2 (local processes): per-episode results and datasets
 the same as one process's. Lockstep only: on the realtime clock an episode depends on the machine's load,
-so two runs of one seed differ even in one process. Ray: tests/agentrt/test_sweep_ray.py."""
+so two runs of one seed differ even in one process. Ray: tests/policies/test_sweep_ray.py."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_collect_npz_with_two_workers_writes_the_one_process_dataset(tmp_path: P
 
 def test_collect_lerobot_with_two_workers_writes_the_one_process_dataset(tmp_path: Path) -> None:
     pytest.importorskip("pyarrow", reason="the lerobot format needs agentrt[lerobot]")
-    from agentrt.sweep import SweepConfig
+    from policies.sweep import SweepConfig
     from policies.vla.data import CollectConfig, Episode, collect
 
     recorded: dict[str, list[Episode]] = {"plain": [], "workers": []}

@@ -1,4 +1,4 @@
-"""`agentrt.sweep` over a two-node Ray cluster on this machine (`ray.cluster_utils.Cluster`, 1 CPU a node):
+"""`policies.sweep` over a two-node Ray cluster on this machine (`ray.cluster_utils.Cluster`, 1 CPU a node):
 the two workers land one on each node and share one queue."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agentrt.sweep import LOOPBACK, SweepConfig, sweep
-from tests.agentrt.sweep_workers import BarrierSpec, descendants, wait_gone
+from policies.sweep import LOOPBACK, SweepConfig, sweep
+from tests.policies.sweep_workers import BarrierSpec, descendants, wait_gone
 
 os.environ.setdefault(LOOPBACK, "0")  # read when ray is imported: both nodes stay on 127.0.0.1
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'agentrt[ray]')")

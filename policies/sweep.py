@@ -19,7 +19,8 @@ as it is done and a slow episode never stalls a static share of the others. Engi
   Code the workers run must be importable on every node (agentrt installed there).
 
 ``on_result`` gets results in the order they finish; ``InOrder`` hands them on in item order instead
-(a writer that must append episodes in seed order). Items and results travel pickled.
+(a writer that must append episodes in seed order). Items and results travel pickled. Here, not in the
+runtime core: the core starts no processes of its own (tests/agentrt/test_layers.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Workers for the sweep tests (`agentrt.sweep`): in a module of their own, as workers in spawned
+"""Workers for the sweep tests (`policies.sweep`): in a module of their own, as workers in spawned
 processes and Ray actors must import what they run."""
 
 from __future__ import annotations

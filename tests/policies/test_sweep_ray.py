@@ -1,4 +1,4 @@
-"""`agentrt.sweep` on Ray: a local Ray of 2 CPUs (ray.init), actors over a dynamic queue of items, and the
+"""`policies.sweep` on Ray: a local Ray of 2 CPUs (ray.init), actors over a dynamic queue of items, and the
 nano VLA's lockstep episodes equal to a one-process run. Two nodes: test_sweep_ray_cluster.py."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agentrt.sweep import LOOPBACK, SweepConfig, sweep
-from tests.agentrt.sweep_workers import BarrierSpec, descendants, wait_gone
+from policies.sweep import LOOPBACK, SweepConfig, sweep
+from tests.policies.sweep_workers import BarrierSpec, descendants, wait_gone
 
 os.environ.setdefault(LOOPBACK, "0")  # read when ray is imported: the test's Ray stays on 127.0.0.1
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'agentrt[ray]')")

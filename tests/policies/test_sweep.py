@@ -1,5 +1,5 @@
-"""`agentrt.sweep` on this machine: its options, item order, and the dynamic queue of local processes.
-The Ray engine: tests/agentrt/test_sweep_ray.py."""
+"""`policies.sweep` on this machine: its options, item order, and the dynamic queue of local processes.
+The Ray engine: tests/policies/test_sweep_ray.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agentrt.errors import ConfigError, MissingDependencyError
-from agentrt.sweep import InOrder, SweepConfig, sweep
-from tests.agentrt.sweep_workers import BarrierSpec
+from policies.sweep import InOrder, SweepConfig, sweep
+from tests.policies.sweep_workers import BarrierSpec
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -67,7 +67,7 @@ def test_ray_missing_is_one_line_saying_what_to_install(monkeypatch: pytest.Monk
 
 def test_a_worker_that_cannot_open_fails_the_sweep_with_its_error() -> None:
     from agentrt.errors import ModelError
-    from tests.agentrt.sweep_workers import BrokenSpec
+    from tests.policies.sweep_workers import BrokenSpec
 
     with pytest.raises(ModelError, match="no weights at /nowhere"):
         sweep(SweepConfig(workers=2), BrokenSpec(), [1, 2, 3], lambda i, r: None)
