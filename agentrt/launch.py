@@ -26,9 +26,17 @@ Everything is validated before anything starts; the first problem raises one
         arm_after: [actions]                              # receives actions once these are ready
         start_after: [recorder]                           # started once these nodes are ready (nothing missed)
         ends_run: true                                    # its normal exit ends the run (a sim after its episodes)
+        repeat: 4                                         # run 4 copies, robot0..robot3 (or: repeat: OTHER, as many)
+        repeat_step: {seed: 100}                          # copy i: seed + 100 * i; "{i}" in a string param: i
     external:                      # optional: outputs that programs outside the graph read (docs/protocol.md §4)
       camera.frames: tcp://127.0.0.1:5560                 # node.output: endpoint, bound by the node; no CURVE
       policy.actions: ipc:///tmp/agentrt-demo/actions     # ipc: absolute path; large frames in shared memory
+
+``repeat``: a fleet of identical nodes in a few lines. Copy i of node ``sim`` is ``sim<i>``; an input wired to
+a repeated node from a copy reads the copy of the same index (``link`` repeated as ``sim``: ``link3`` reads
+``sim3``), from a node not repeated it is an error; a ``start_after`` naming a repeated node waits for every
+copy. ``--set sim.repeat=8`` sets the count; nodes with ``repeat: sim`` follow it. A repeated node with
+``ends_run`` ends the run when its last copy has finished.
 
 Relative ``keys`` paths are relative to the launch file. A path that does not exist is looked up among
 the shipped launch files by name (``sim.yaml``, ``launch/sim.yaml``: `agentrt.resources.find_launch`).
@@ -88,7 +96,10 @@ NODE_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "ends_run": (bool, False),
     "ready_timeout_s": ((int, float), 60.0),
     "heartbeat_timeout_s": ((int, float), 3.0),
+    "repeat": ((int, str), None),
+    "repeat_step": (dict, None),
 }
+MAX_REPEAT = 256
 TOP_KEYS = ("name", "nodes", "hosts", "keys", "base_port", "external")
 
 
@@ -192,9 +203,14 @@ def load_launch(path: str | Path, overrides: list[str] | None = None) -> LaunchS
         if target not in raw_nodes:
             raise LaunchError(f"{path}: --set names node '{target}', which is not in the file "
                               f"(nodes: {', '.join(raw_nodes)})")
-    nodes = {n: _node(path, n, kn, vn, overrides_by_node.get(n, {}), hosts) for n, (kn, vn) in raw_nodes.items()}
+    counts = _repeat_counts(path, raw_nodes, overrides_by_node)
+    nodes, copies = {}, {}
+    for n, (kn, vn) in raw_nodes.items():
+        for index in range(counts[n]) if n in counts else [None]:
+            node = _node(path, n, kn, vn, overrides_by_node.get(n, {}), hosts, index=index, counts=counts)
+            nodes[node.name], copies[node.name] = node, raw_nodes[n]
     spec = LaunchSpec(path, name, nodes, hosts, keys_dir, base_port)
-    check_wiring(spec, raw_nodes)
+    check_wiring(spec, copies)
     share_params(spec)  # e.g. the policy's clock and control_hz: the sim's (Node.params_from_inputs)
     if "external" in top:
         spec.external = read_external(spec, top["external"][1])
@@ -202,6 +218,43 @@ def load_launch(path: str | Path, overrides: list[str] | None = None) -> LaunchS
         raise LaunchError(f"{path}: nodes are placed on other hosts but there is no 'keys:' directory; "
                           f"run `agentrt keys keys/` and add 'keys: keys/'")
     return spec
+
+
+def _repeat_counts(path: Path, raw_nodes: dict[str, tuple[yaml.Node, yaml.Node]],
+                   overrides: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """node -> its number of copies, for the nodes with ``repeat`` (a count, or the name of a node to follow)."""
+    given: dict[str, Any] = {}
+    for n, (_, vn) in raw_nodes.items():
+        entry = mapping_at(path, vn, f"node '{n}'")
+        if "repeat" in overrides.get(n, {}):
+            given[n] = overrides[n].pop("repeat")
+        elif "repeat" in entry:
+            given[n] = value_at(entry["repeat"][1])
+    counts: dict[str, int] = {}
+    for n, value in given.items():
+        where = raw_nodes[n][0]
+        if isinstance(value, str):
+            if value not in given or isinstance(given[value], str):
+                raise fail_at(path, where, f"node '{n}': repeat: {value!r} must name a node repeated by a count "
+                              f"({', '.join(k for k, v in given.items() if isinstance(v, int)) or 'none is'})")
+            value = given[value]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_REPEAT:
+            raise fail_at(path, where, f"node '{n}': repeat must be a count 1..{MAX_REPEAT} or a repeated node's "
+                          f"name, got {value!r}")
+        counts[n] = value
+    return counts
+
+
+def _repeat_params(params: dict[str, Any], steps: dict[str, Any], index: int) -> dict[str, Any]:
+    """Copy ``index``'s params: numbers moved by ``index`` x their ``repeat_step``, "{i}" in strings filled in."""
+    out = {k: v.replace("{i}", str(index)) if isinstance(v, str) else v for k, v in params.items()}
+    for key, step in steps.items():
+        value = out.get(key)
+        if not isinstance(step, (int, float)) or not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"repeat_step: {key} must be a number added to a numeric param, got step {step!r} "
+                              f"for {key}={value!r}")
+        out[key] = value + index * step
+    return out
 
 
 def _node_value_error(name: str, key: str, value: Any) -> str | None:
@@ -214,8 +267,11 @@ def _node_value_error(name: str, key: str, value: Any) -> str | None:
 
 
 def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, overrides: dict[str, Any],
-          hosts: dict[str, str]) -> NodeSpec:
+          hosts: dict[str, str], *, index: int | None = None, counts: dict[str, int] | None = None) -> NodeSpec:
+    """One node; with ``index``, copy ``index`` of a repeated node (``counts``: every repeated node's copies)."""
     entry = mapping_at(path, value_node, f"node '{name}'")
+    counts = counts or {}
+    group, name = name, name if index is None else f"{name}{index}"
     values: dict[str, Any] = {}
     for key, (kn, vn) in entry.items():
         if key not in NODE_KEYS:
@@ -260,6 +316,10 @@ def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, ove
             set_node_key(key, value)
     params = {**(values.get("params") or {}), **set_params}
     try:
+        if index is not None:
+            params = _repeat_params(params, values.get("repeat_step") or {}, index)
+        elif values.get("repeat_step"):
+            raise ConfigError("repeat_step without repeat")
         config = build_config(cls, params)
     except ConfigError as exc:
         if set_params or "params" in from_set:
@@ -285,6 +345,11 @@ def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, ove
         if input_name not in cls.inputs:
             raise fail("inputs", f"node '{name}' ({cls.__name__}) has no input '{input_name}': "
                        f"it declares {', '.join(sorted(cls.inputs)) or 'none'}")
+        if src_node in counts:  # a repeated source: the copy of this copy's index
+            if index is None or counts[src_node] != counts[group]:
+                raise fail("inputs", f"input '{input_name}' of node '{group}' reads repeated node '{src_node}': "
+                           f"give '{group}' repeat: {src_node} (one copy per copy of '{src_node}')")
+            src_node = f"{src_node}{index}"
         inputs[input_name] = (src_node, src_output)
     arm_after = tuple(str(a) for a in values["arm_after"]) if "arm_after" in values else None
     if arm_after is not None and any(a not in cls.inputs for a in arm_after):
@@ -296,11 +361,24 @@ def _node(path: Path, name: str, key_node: yaml.Node, value_node: yaml.Node, ove
         max_restarts=int(values.get("max_restarts", 5)), backoff_s=float(values.get("backoff_s", 0.2)),
         backoff_max_s=float(values.get("backoff_max_s", 5.0)), host=host,
         arm_after=arm_after if arm_after is not None else tuple(cls.arm_after), trace=values.get("trace"),
-        start_after=tuple(str(n) for n in values.get("start_after") or ()),
-        ends_run=bool(values.get("ends_run", False)),
+        start_after=_copies(tuple(str(n) for n in values.get("start_after") or ()), counts, index),
+        ends_run=bool(values.get("ends_run", False)), group=group if index is not None else "",
         ready_timeout_s=float(values.get("ready_timeout_s", 60.0)),
         heartbeat_timeout_s=float(values.get("heartbeat_timeout_s", 3.0)), line=key_node.start_mark.line + 1,
     )
+
+
+def _copies(names: tuple[str, ...], counts: dict[str, int], index: int | None) -> tuple[str, ...]:
+    """``start_after`` names with repeated nodes resolved: the same index from a copy, else every copy."""
+    out: list[str] = []
+    for n in names:
+        if n not in counts:
+            out.append(n)
+        elif index is not None and index < counts[n]:
+            out.append(f"{n}{index}")
+        else:
+            out.extend(f"{n}{i}" for i in range(counts[n]))
+    return tuple(out)
 
 
 def check_launch(spec: LaunchSpec, host: str = LOCAL_HOST) -> None:

@@ -47,6 +47,7 @@ class NodeSpec:
     start_after: tuple[str, ...] = ()  # nodes that must be ready before this one starts
     trace: bool | None = None
     ends_run: bool = False  # when this node exits normally, the whole run stops
+    group: str = ""  # a copy of a repeated node: that node's name (its copies end a run together)
     ready_timeout_s: float = 60.0
     heartbeat_timeout_s: float = 3.0
     line: int = 0

@@ -362,7 +362,8 @@ class Supervisor:
             else:
                 proc.state = "done"
                 log.info("node '%s' finished (%s)", spec.name, how)
-                if spec.ends_run:
+                copies = [p for p in self.procs.values() if spec.group and p.spec.group == spec.group]
+                if spec.ends_run and all(p.state == "done" for p in copies):  # a fleet: its last copy ends it
                     log.info("node '%s' ends the run (ends_run: true)", spec.name)
                     self._ended_by = f"node '{spec.name}' ended the run"
                     self._stop.set()  # `run` then checks that no other node was still failing

@@ -12,6 +12,7 @@ Every benchmark takes ``--quick`` (a reduced run, within 60 s on 2 cores) and
     agentrt bench engine --quick --threads 1      # steadier ratios on a busy machine
     agentrt bench vla --device cuda --dtype bfloat16 --json vla-gpu.json
     agentrt bench device --device cuda --json device.json   # vla, engine and qa on one device: one table
+    agentrt bench fleet --robots 1 2 4 8 --json fleet.json     # one policy server, N simulated robots
 
 The benches that run a model (``ON_DEVICE``) take ``--device auto|cpu|cuda[:N]`` (default auto: a GPU when
 there is one) and ``--dtype float32|bfloat16``; every JSON records the device, the dtype and the
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, str] = {
     "qa": "agentrt.bench.qa",
     "vla": "agentrt.bench.vla",
     "device": "agentrt.bench.device",
+    "fleet": "agentrt.bench.fleet",
 }
 ON_DEVICE = frozenset({"engine", "qa", "vla", "device"})
 
@@ -50,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the raw figures, machine and versions here")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="torch / OpenMP threads (default: the library's; 1 gives steadier ratios on a busy machine)")
+    parser.add_argument("--robots", type=int, nargs="+", metavar="N",
+                        help="bench fleet: the fleet sizes to measure (default 1 2 4 8; --quick: 1 2)")
     add_device(parser)
 
 
@@ -72,8 +76,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"bench {args.name} runs no model, so --device and --dtype do not apply; they do to "
                           f"{', '.join(sorted(ON_DEVICE))}")
     placement = Placement.parse(args.device if on_device else "cpu", args.dtype)  # no GPU here: one line, now
+    if args.robots is not None and (args.name != "fleet" or min(args.robots) < 1):
+        raise ConfigError("--robots takes fleet sizes >= 1, for bench fleet only")
     module = importlib.import_module(module_name)
-    if on_device:
+    if args.name == "fleet":
+        result = module.run(quick=args.quick, robots=tuple(args.robots) if args.robots else None)
+    elif on_device:
         result = module.run(quick=args.quick, device=str(placement.device), dtype=args.dtype)
     else:
         result = module.run(quick=args.quick)

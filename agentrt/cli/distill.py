@@ -4,6 +4,7 @@
     agentrt distill --teacher runs/train/nano_vla.safetensors --data data/nano --out runs/cd/nano_vla_cd.safetensors
     agentrt distill --data /tmp/tiny --teacher /tmp/tiny.safetensors --out /tmp/tiny_cd.safetensors \\
         --trajectories 16 --steps 3
+    torchrun --nproc-per-node 2 -m agentrt.cli distill --data data/nano --batch-size 32   # 2 processes (CPU, gloo)
 
 Collects Jacobi trajectories from the AR teacher (random initial guesses), mixes
 labels (the teacher's fixed point where it is within --delta bins of the
@@ -11,6 +12,9 @@ demonstration, the demonstration elsewhere) and trains the student with the
 consistency loss plus the AR loss (CEED-VLA / CLLM; docs/policies.md). The
 student goes to --out (default runs/distill/nano_vla_cd.safetensors): the
 shipped policies/weights/nano_vla_cd.safetensors is replaced only when named.
+Under torchrun the processes split the trajectory collection, then each trains
+on its share of every global batch (DDP, gloo); --batch-size stays the global
+batch and must divide by the number of processes. Rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trajectories", type=int, default=2000,
                         help="Jacobi trajectories collected from the teacher (default 2000)")
     parser.add_argument("--steps", type=int, default=400, help="optimiser steps (default 400)")
-    add_batch_size(parser, 32, "trajectories per optimiser step (default 32)")
+    add_batch_size(parser, 32, "trajectories per optimiser step, over all processes under torchrun (default 32)")
     parser.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
     parser.add_argument("--ar-weight", type=float, default=1.0,
                         help="weight of the AR loss beside the consistency loss (default 1.0)")
@@ -58,11 +62,13 @@ def config(args: argparse.Namespace) -> DistillConfig:
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from agentrt.distributed import ranks
     from policies.vla.distill import distill
 
     cfg = config(args)
+    main = ranks().main  # under torchrun, rank 0 alone shows progress and results
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        disable=not sys.stdout.isatty())
+                        disable=not (main and sys.stdout.isatty()))
     bars: dict[str, object] = {}
 
     def on_progress(phase: str, done: int, total: int, loss: float) -> None:
@@ -75,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
     with progress:
         summary = distill(cfg, on_progress=on_progress)
+    if not main:
+        return 0
     print(f"{summary['trajectories']} trajectories ({summary['kept']} kept, {summary['teacher_passes_mean']} passes "
           f"to the teacher's fixed point, {100 * summary['teacher_label_share']:.0f}% teacher labels) in "
           f"{summary['collect_s']:.0f} s; {summary['steps']} steps in {summary['train_s']:.0f} s, loss {summary['loss']}")

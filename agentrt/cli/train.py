@@ -6,6 +6,7 @@
     agentrt train --data /tmp/tiny --steps 5 --set width=32 --set depth=1 --weights /tmp/tiny.safetensors
     agentrt train --data lerobot:data/lr --steps 3000                     # a LeRobotDataset v3.0
     agentrt train --data lerobot:~/so100_ee --camera laptop --map-state observation.ee --map-action action.ee
+    torchrun --nproc-per-node 2 -m agentrt.cli train --data data/nano --batch-size 64   # 2 processes, DDP
 
 Progress shows the step, the running loss and samples/s. With --eval-every N a
 lockstep evaluation (AR decoding, held-out seeds) runs every N steps. The
@@ -13,6 +14,11 @@ weights (safetensors, config and action statistics in the metadata) and a
 JSON beside them are written at the end, to OUT/nano_vla.safetensors unless
 --weights names another file: the shipped policies/weights/ are replaced only
 when named there; docs/policies.md.
+
+Under torchrun (one machine or several: --nnodes, --rdzv-endpoint) every process
+trains on its share of each global batch with DistributedDataParallel (gloo on
+CPU, NCCL on GPUs: one process per GPU); --batch-size stays the global batch and
+must divide by the number of processes. Rank 0 alone writes and reports.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map-action", default="", help="lerobot: the 4-value action feature (default action)")
     parser.add_argument("--tasks", nargs="*", default=[], help="train on these tasks only (default: all in the dataset)")
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps in total (default 3000)")
-    add_batch_size(parser, 64, "demonstration samples per optimiser step (default 64)")
+    add_batch_size(parser, 64, "demonstration samples per optimiser step, over all processes under torchrun (default 64)")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     add_seed(parser, 0, "seed of initialisation and batches (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
@@ -81,12 +87,14 @@ def run(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
+    from agentrt.distributed import ranks
     from policies.vla.evaluate import quick_eval
     from policies.vla.train import train
 
     cfg = config(args)
+    main = ranks().main  # under torchrun, rank 0 alone shows progress and results
     progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), disable=not sys.stdout.isatty())
+                        TimeElapsedColumn(), TimeRemainingColumn(), disable=not (main and sys.stdout.isatty()))
     started = [time.monotonic(), 0]
 
     def on_step(step: int, loss: float) -> None:
@@ -103,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     with progress:
         bar = progress.add_task("train", total=cfg.steps)
         summary = train(cfg, on_step=on_step, evaluate=evaluate if cfg.eval_every else None)
+    if not main:
+        return 0
     print(f"trained {summary['steps']} steps on {summary['samples']} samples ({summary['episodes']} episodes) "
           f"in {summary['train_s']:.0f} s; loss {summary['loss']:.4f}; {summary['parameters'] / 1e6:.2f} M parameters")
     print(f"wrote {cfg.weights_path}")

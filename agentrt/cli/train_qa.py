@@ -3,11 +3,15 @@
     agentrt train-qa --data data/qa --out runs/qa/train --threads 2       # 4500 steps, ~25 min on 2 quiet cores
     agentrt train-qa --data data/qa --steps 100 --out /tmp/qa-pilot --no-resume      # a short pilot
     nice -n 5 env OMP_NUM_THREADS=1 agentrt train-qa --threads 1 --max-minutes 35    # on a shared machine
+    torchrun --nproc-per-node 2 -m agentrt.cli train-qa --data data/qa --batch-size 16  # 2 processes (CPU, gloo)
 
 A run resumes from OUT/checkpoint.pt when it exists (--no-resume starts over);
 --max-minutes stops early with a checkpoint, and the same command goes on.
 OUT/nano_qa.safetensors holds the latest weights; copy them to
-policies/weights/nano_qa.safetensors to ship them. Details: docs/nano_qa.md.
+policies/weights/nano_qa.safetensors to ship them. Under torchrun every process
+trains on its share of each global batch (DDP, gloo); --batch-size stays the
+global batch and must divide by the number of processes; rank 0 alone reports
+and writes. Details: docs/nano_qa.md.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="data/qa", help="dataset folder(s) from collect-qa, comma-separated (default data/qa)")
     parser.add_argument("--out", default="runs/qa/train", help="run folder: checkpoint and weights (default runs/qa/train)")
     parser.add_argument("--steps", type=int, default=4500, help="optimiser steps (default 4500)")
-    add_batch_size(parser, 16, "scenes (streams) per step (default 16)")
+    add_batch_size(parser, 16, "scenes (streams) per step, over all processes under torchrun (default 16)")
     parser.add_argument("--questions", type=int, default=7, help="questions per scene per step (default 7)")
     parser.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
     add_seed(parser, 0, "seed of initialisation and batches (default 0)")

@@ -12,11 +12,14 @@ Model-agnostic inference techniques, each with its plain reference beside it:
   a GPU), ``StreamingKVCache`` (sinks + bounded window, question reuses the
   cached prefix);
 - ``greedy_decode`` and ``jacobi_decode`` (exact parallel decoding, early exit),
-  for our decoder and Hugging Face causal LMs (``HFCausalLMRunner``).
+  for our decoder and Hugging Face causal LMs (``HFCausalLMRunner``);
+- ``batched_prefill``, ``batched_greedy``, ``batched_jacobi``: many sequences in shared
+  passes, each row equal to its single-row decode (a policy server's batches).
 
 See docs/engine.md.
 """
 
+from agentrt.engine.batched import batched_greedy, batched_jacobi, batched_prefill
 from agentrt.engine.decoder import Decoder, DecoderConfig, rope_rotate
 from agentrt.engine.decoding import (
     DecodeResult,
@@ -84,4 +87,7 @@ __all__ = [
     "prefill",
     "greedy_decode",
     "jacobi_decode",
+    "batched_prefill",
+    "batched_greedy",
+    "batched_jacobi",
 ]

@@ -38,6 +38,16 @@ class Batch:
     subject_pos: torch.Tensor  # [B, Q, 2] row of the question word naming it (shape, colour, "holding", "moved", "changed")
     answer_row: torch.Tensor  # [B, Q] the row that predicts the first answer word (the question's <a>)
 
+    def select(self, streams: slice) -> Batch:
+        """These streams only, with the distinct images they show (a rank's slice of a global batch);
+        rows keep the global batch's length, so each row is what the whole batch would give it."""
+        used = torch.unique(self.frames[streams])  # sorted
+        index = torch.full((len(self.images),), -1, dtype=torch.long)
+        index[used] = torch.arange(len(used))
+        return Batch(self.images[used], index[self.frames[streams]], self.rows[streams], self.targets[streams],
+                     self.kinds[streams], self.cells[used], self.offsets[used], self.subject[streams],
+                     self.subject_pos[streams], self.answer_row[streams])
+
 
 class BatchMaker:
     """Draws training (or validation) batches from a split held in memory."""

@@ -18,6 +18,12 @@ words inserted (``word_insert``), so reworded questions degrade gracefully. Metr
 
 Resumable: ``OUT/checkpoint.pt`` (model, optimiser, step, generator state) every
 ``checkpoint_every`` steps; ``OUT/nano_qa.safetensors`` is the latest weights.
+
+Under torchrun (``agentrt.distributed``, CPU and gloo) every rank draws the same global batch
+(``batch`` streams) and trains on its slice of the streams; DDP averages the gradients. The loss
+terms are means over a slice's answer tokens and cells, so the ranks' average is the global
+batch's loss within rounding and the slices' differing counts. Rank 0 alone reads the checkpoint
+(and sends it to the others), validates, reports and writes files.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agentrt import distributed
 from agentrt.errors import ConfigError
 from policies.qa.batches import FRAME_WEIGHTS, BatchMaker
 from policies.qa.data import KINDS, load_split, vocabulary
@@ -104,15 +111,30 @@ def validate(model: NanoQA, maker: BatchMaker, *, scenes: int = 240, batch: int 
 
 def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, resume: bool = True,
           report: Callable[[str], None] = print) -> Path:
-    """Train (or resume) into ``config.out``; returns the path of the weights."""
+    """Train (or resume) into ``config.out``; returns the path of the weights. Under torchrun, one rank
+    of a data-parallel run (the module docstring): rank 0 alone reports and writes files."""
+    distributed.ranks().check_batch(config.batch)
+    with distributed.joined("cpu") as (ranks, _):
+        return _train(config, model_config, ranks, resume, report if ranks.main else _quiet)
+
+
+def _quiet(line: str) -> None:
+    """The report of a rank other than 0: it says nothing (rank 0 speaks for the run)."""
+
+
+def _train(config: TrainQAConfig, model_config: NanoQAConfig | None, ranks: distributed.Ranks, resume: bool,
+           report: Callable[[str], None]) -> Path:
     torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # the same on every rank: the same initialisation
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     scenes, shards = load_split(config.data, "train")
     size = int(shards[0].shape[1])
     ckpt = out / "checkpoint.pt"
-    state = torch.load(ckpt, map_location="cpu", weights_only=False) if resume and ckpt.exists() else None  # our own file
+    state = None
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        state = torch.load(ckpt, map_location="cpu", weights_only=False) if resume and ckpt.exists() else None  # our own file
+    state = distributed.broadcast(state, ranks)  # only rank 0's disk need hold it
     if state is not None:
         mc = NanoQAConfig(**state["model_config"])
     else:
@@ -129,7 +151,7 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
         rng.bit_generator.state = state["rng"]
         step = int(state["step"])
         report(f"resumed from {ckpt} at step {step}")
-    elif config.init:
+    elif config.init and ranks.main:  # DDP copies rank 0's weights to the others: only its disk need hold them
         report(f"starting from {config.init}: " + init_from(model, config.init))
     maker = BatchMaker(scenes, shards, model.config, questions=config.questions, max_frames=config.max_frames,
                        word_dropout=config.word_dropout, word_insert=config.word_insert, relations=config.relations)
@@ -150,7 +172,13 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
     tally: dict[str, list[int]] = {}
     losses: list[float] = []
 
-    def save(final: bool = False) -> None:
+    # the pointer and route losses train their readouts only on batches that name objects
+    step_loss = distributed.data_parallel(model, batch_loss, ranks, torch.device("cpu"), unused_parameters=True)
+    mine = ranks.shard(config.batch)
+
+    def save() -> None:
+        if not ranks.main:
+            return
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
                     "step": step, "model_config": asdict(model.config), "train_config": asdict(config)}, ckpt)
         save_model(model, out / NANO_QA_FILE, {"step": step, "train": asdict(config)})
@@ -159,16 +187,17 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
         lr = _lr(step, config)
         for group in opt.param_groups:
             group["lr"] = lr
-        batch = maker.make(rng, config.batch)
-        loss, exact = batch_loss(model, batch, locate_weight=config.locate_weight)
+        batch = maker.make(rng, config.batch).select(mine)  # every rank draws the global batch, keeps its streams
+        loss, exact = step_loss(batch, locate_weight=config.locate_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        losses.append(loss.item())
+        losses += distributed.mean(ranks, loss)
         _tally(exact, batch.kinds, tally)
         if step % config.log_every == 0 or step == config.steps:
+            tally = _merged(distributed.gather(tally, ranks))
             elapsed = time.perf_counter() - start
             rate = (step - start_step) / max(elapsed, 1e-9)
             acc = sum(v[0] for v in tally.values()) / max(sum(v[1] for v in tally.values()), 1)
@@ -176,17 +205,29 @@ def train(config: TrainQAConfig, model_config: NanoQAConfig | None = None, *, re
             report(f"step {step}/{config.steps} loss {np.mean(losses):.3f} acc {acc:.3f} [{per}] lr {lr:.1e} "
                    f"{rate * config.batch * config.questions:.0f} q/s, eta {(config.steps - step) / max(rate, 1e-9) / 60:.1f} min")
             tally, losses = {}, []
-        if val_maker is not None and (step % config.val_every == 0 or step == config.steps):
+        if ranks.main and val_maker is not None and (step % config.val_every == 0 or step == config.steps):
             v = validate(model, val_maker)
             report(f"val step {step}: all {v['all']:.3f} " + " ".join(f"{k} {a:.2f}" for k, a in v.items() if k != "all"))
         if step % config.checkpoint_every == 0:
             save()
-        if config.max_minutes and time.perf_counter() - start > config.max_minutes * 60:
+        # rank 0's clock decides for every rank: they stop together
+        if config.max_minutes and distributed.broadcast(time.perf_counter() - start > config.max_minutes * 60, ranks):
             report(f"stopping at step {step}: --max-minutes {config.max_minutes:g} reached (resume with the same command)")
             break
     save()
     report(f"weights {out / NANO_QA_FILE} (step {step}, {(time.perf_counter() - start) / 60:.1f} min)")
     return out / NANO_QA_FILE
+
+
+def _merged(tallies: list[dict[str, list[int]]]) -> dict[str, list[int]]:
+    """The ranks' tallies of exact matches per kind, added up."""
+    out: dict[str, list[int]] = {}
+    for tally in tallies:
+        for kind, (right, asked) in tally.items():
+            out.setdefault(kind, [0, 0])
+            out[kind][0] += right
+            out[kind][1] += asked
+    return out
 
 
 def init_from(model: NanoQA, path: str) -> str:

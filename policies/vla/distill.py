@@ -17,6 +17,11 @@
 
 Trajectories whose fixed point repeats one xyz token all along the block are
 dropped (the collapse CLLM warns about).
+
+Under torchrun (``agentrt.distributed``, CPU and gloo, like one process) the ranks
+split the trajectory batches between them and share the results; every rank then
+draws the same global batches, trains on its slice, and DDP averages the
+gradients; rank 0 alone reports and writes the student.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from agentrt import distributed
 from agentrt.errors import ConfigError
 from policies.vla.model import N_BINS, NanoVLA, load_model, pixels, save_model, trained_robot
-from policies.vla.train import Samples, TrainConfig, keypoint_loss, load_samples, seed_all
+from policies.vla.train import Samples, TrainConfig, keypoint_loss, known_places, load_samples, seed_all
 
 __all__ = ["DistillConfig", "Trajectories", "collect_trajectories", "mixed_labels", "distill"]
 
@@ -48,6 +54,7 @@ class DistillConfig:
     out: str = "runs/distill/nano_vla_cd.safetensors"  # the shipped file only when named
     tasks: tuple[str, ...] = ()
     trajectories: int = 2000
+    collect_batch: int = 128  # trajectories per batched Jacobi decode (split between the ranks of a distributed run)
     steps: int = 400
     batch_size: int = 32
     lr: float = 3e-4
@@ -61,10 +68,10 @@ class DistillConfig:
             from policies.vla.policy import default_weights
 
             self.teacher = str(default_weights("ar"))
-        if self.trajectories < 1 or self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+        if min(self.trajectories, self.collect_batch, self.steps, self.batch_size) < 1 or self.lr <= 0:
             raise ConfigError(
-                f"DistillConfig: expected trajectories, steps, batch_size >= 1 and lr > 0, got "
-                f"{self.trajectories}, {self.steps}, {self.batch_size}, {self.lr}"
+                f"DistillConfig: expected trajectories, collect_batch, steps, batch_size >= 1 and lr > 0, got "
+                f"{self.trajectories}, {self.collect_batch}, {self.steps}, {self.batch_size}, {self.lr}"
             )
 
 
@@ -77,18 +84,24 @@ class Trajectories:
 
 
 @torch.no_grad()
-def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch.Generator,
-                         batch: int = 128, on_batch: Callable[[int], None] | None = None) -> Trajectories:
+def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch.Generator, batch: int = 128,
+                         on_batch: Callable[[int], None] | None = None,
+                         ranks: distributed.Ranks | None = None) -> Trajectories:
+    """Jacobi trajectories of ``count`` random samples, ``batch`` at a time. With ``ranks`` (a distributed
+    run), batch b is decoded by rank b mod size and every rank gets them all: the same trajectories
+    as one process, in 1/size of the time."""
+    ranks = ranks or distributed.Ranks()
     c = teacher.config
     lo, hi = c.action_ids
     n = c.chunk_tokens
     index = torch.randperm(len(data), generator=gen)[:count]
-    states: list[torch.Tensor] = []
-    fixed, passes = [], []
-    for start in range(0, len(index), batch):
+    mine: dict[int, tuple[list[torch.Tensor], torch.Tensor]] = {}  # batch number -> (states, passes)
+    for number, start in enumerate(range(0, len(index), batch)):
         idx = index[start : start + batch]
+        y = torch.randint(lo, hi, (len(idx), n), generator=gen)  # every rank draws every guess: one generator
+        if number % ranks.size != ranks.rank:
+            continue
         prompt, _ = teacher.prompt(teacher.perceive(pixels(data.images[idx])), data.states[idx], data.text[idx])
-        y = torch.randint(lo, hi, (len(idx), n), generator=gen)
         hist = [y]
         done = torch.zeros(len(idx), dtype=torch.long)
         for k in range(1, n + 1):
@@ -101,13 +114,13 @@ def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch
                 break
         done = torch.where(done == 0, torch.full_like(done, n), done)
         H = torch.stack(hist, 1)  # [B, iterations + 1, N]
-        for b in range(len(idx)):
-            states.append(H[b, : int(done[b]) + 1])
-            fixed.append(H[b, int(done[b])])
-        passes.append(done)
-        if on_batch is not None:
-            on_batch(len(idx))
-    return Trajectories(index, states, torch.stack(fixed), torch.cat(passes))
+        mine[number] = ([H[b, : int(done[b]) + 1] for b in range(len(idx))], done)
+        if on_batch is not None:  # this batch's round: the ranks decode theirs alongside
+            on_batch(len(index[start : start + batch * ranks.size]))
+    every = {k: v for part in distributed.gather(mine, ranks) for k, v in part.items()}
+    states = [s for k in sorted(every) for s in every[k][0]]
+    return Trajectories(index, states, torch.stack([s[-1] for s in states]),  # the last state is the fixed point
+                        torch.cat([every[k][1] for k in sorted(every)]))
 
 
 def mixed_labels(teacher: NanoVLA, data: Samples, traj: Trajectories, delta_bins: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,9 +141,35 @@ def _collapsed(fixed: torch.Tensor, D: int) -> torch.Tensor:
 
 
 def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float], None] | None = None) -> dict[str, Any]:
-    """Collect trajectories from the teacher, train the student, save it; returns a summary."""
+    """Collect trajectories from the teacher, train the student, save it; returns a summary.
+    Under torchrun, one rank of a data-parallel run: rank 0 alone calls ``on_progress`` and writes the student."""
+    distributed.ranks().check_batch(cfg.batch_size)
+    with distributed.joined("cpu") as (ranks, _):
+        return _distill(cfg, ranks, on_progress if ranks.main else None)
+
+
+def _distill_loss(student: NanoVLA, images: torch.Tensor, states: torch.Tensor, text: torch.Tensor, y: torch.Tensor,
+                  y_star: torch.Tensor, label: torch.Tensor, places: torch.Tensor, count: torch.Tensor,
+                  ar_weight: float) -> torch.Tensor:
+    """L_C + ar_weight * L_AR (+ the keypoint loss) of a batch (a rank's slice of one)."""
+    lo, hi = student.config.action_ids
+    prompt, keypoints = student.prompt(student.perceive(pixels(images)), states, text)
+    B = len(images)
+    logits = student.action_logits(prompt.repeat(3, 1, 1), torch.cat([y, y_star, label]))[..., lo:hi]
+    lg_y, lg_star, lg_label = logits[:B], logits[B : 2 * B].detach(), logits[2 * B :]
+    loss_c = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_star, -1), log_target=True, reduction="none").sum(-1).mean()
+    loss_ar = F.cross_entropy(lg_label.reshape(-1, N_BINS), (label - lo).reshape(-1))
+    loss = loss_c + ar_weight * loss_ar
+    if keypoints.xy.shape[1]:  # keep the grounding where the teacher had it
+        heat, err = keypoint_loss(student, keypoints, places, count)
+        loss = loss + heat + KEYPOINT_WEIGHT * err
+    return loss
+
+
+def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
+             on_progress: Callable[[str, int, int, float], None] | None) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
-    gen = seed_all(cfg.seed)
+    gen = seed_all(cfg.seed)  # the same on every rank: the same trajectories and global batches
     teacher, teacher_meta = load_model(cfg.teacher)
     data = load_samples(cfg.data_dir, teacher.config, cfg.tasks)
     started = time.monotonic()
@@ -141,7 +180,8 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
         if on_progress is not None:
             on_progress("trajectories", got[0], min(cfg.trajectories, len(data)), float("nan"))
 
-    traj = collect_trajectories(teacher, data, min(cfg.trajectories, len(data)), gen, on_batch=on_batch)
+    traj = collect_trajectories(teacher, data, min(cfg.trajectories, len(data)), gen, cfg.collect_batch,
+                                on_batch=on_batch, ranks=ranks)
     collect_s = time.monotonic() - started
     keep = ~_collapsed(traj.fixed, teacher.config.action_dims)
     labels, from_teacher = mixed_labels(teacher, data, traj, cfg.delta_bins)
@@ -153,31 +193,26 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
              len(traj.index), collect_s, traj.passes.float().mean(), len(kept), 100 * from_teacher.float().mean())
     student = teacher.train()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
-    lo, hi = teacher.config.action_ids
+    batch_loss = distributed.data_parallel(student, _distill_loss, ranks, torch.device("cpu"))
+    mine = ranks.shard(cfg.batch_size)
     loss_avg = float("nan")
     t_train = time.monotonic()
     for step in range(1, cfg.steps + 1):
-        pick = kept[torch.randint(len(kept), (cfg.batch_size,), generator=gen)]
-        idx = traj.index[pick]
+        pick = kept[torch.randint(len(kept), (cfg.batch_size,), generator=gen)]  # the global batch
         y = torch.stack([traj.states[int(m)][int(torch.randint(len(traj.states[int(m)]), (1,), generator=gen))] for m in pick])
-        y_star, label = traj.fixed[pick], labels[pick]
-        prompt, keypoints = student.prompt(student.perceive(pixels(data.images[idx])), data.states[idx], data.text[idx])
-        B = len(idx)
-        logits = student.action_logits(prompt.repeat(3, 1, 1), torch.cat([y, y_star, label]))[..., lo:hi]
-        lg_y, lg_star, lg_label = logits[:B], logits[B : 2 * B].detach(), logits[2 * B :]
-        loss_c = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_star, -1), log_target=True, reduction="none").sum(-1).mean()
-        loss_ar = F.cross_entropy(lg_label.reshape(-1, N_BINS), (label - lo).reshape(-1))
-        loss = loss_c + cfg.ar_weight * loss_ar
-        if keypoints.xy.shape[1]:  # keep the grounding where the teacher had it
-            heat, err = keypoint_loss(student, keypoints, data.places(idx))
-            loss = loss + heat + KEYPOINT_WEIGHT * err
+        count = known_places(data.places(traj.index[pick]), student.config.keypoints).sum().clamp(min=1) / ranks.size
+        pick, y = pick[mine], y[mine]  # this rank's slice (all of it in one process)
+        idx = traj.index[pick]
+        loss = batch_loss(data.images[idx], data.states[idx], data.text[idx], y, traj.fixed[pick], labels[pick],
+                          data.places(idx), count, cfg.ar_weight)
         for group in opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, step / 20)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
-        loss_avg = loss.item() if loss_avg != loss_avg else 0.95 * loss_avg + 0.05 * loss.item()
+        loss_now, = distributed.mean(ranks, loss)
+        loss_avg = loss_now if loss_avg != loss_avg else 0.95 * loss_avg + 0.05 * loss_now
         if on_progress is not None:
             on_progress("distill", step, cfg.steps, loss_avg)
     student.eval()
@@ -186,7 +221,9 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
         "teacher_label_share": round(float(from_teacher.float().mean()), 3),
         "teacher_passes_mean": round(float(traj.passes.float().mean()), 2),
         "collect_s": round(collect_s, 1), "train_s": round(time.monotonic() - t_train, 1),
-        "steps": cfg.steps, "loss": round(loss_avg, 4), "config": {k: v for k, v in asdict(cfg).items()},
+        "steps": cfg.steps, "loss": round(loss_avg, 4), "processes": ranks.size,
+        "config": {k: v for k, v in asdict(cfg).items()},
     }
-    save_model(student, cfg.out, {"distillation": summary}, robot=trained_robot(teacher_meta, cfg.teacher))  # the teacher's
+    if ranks.main:
+        save_model(student, cfg.out, {"distillation": summary}, robot=trained_robot(teacher_meta, cfg.teacher))  # the teacher's
     return summary

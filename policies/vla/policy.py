@@ -51,7 +51,8 @@ from policies.vla.model import (
 )
 from policies.vocabulary import WordCheck
 
-__all__ = ["DECODINGS", "PolicyConfig", "NanoPolicy", "ActInfo", "InstructionCheck", "PolicySource", "default_weights"]
+__all__ = ["DECODINGS", "PolicyConfig", "NanoPolicy", "ActInfo", "InstructionCheck", "PolicySource", "default_weights",
+           "shifted_guess"]
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,15 @@ class NanoPolicy:
         named = not objects or any(w in objects for w in words.known)  # a vocabulary without objects: no judging
         return InstructionCheck(words, named)
 
+    @property
+    def previous(self) -> list[int] | None:
+        """The last chunk's tokens (the next Jacobi guess starts from them); a server swaps them per robot."""
+        return self._previous
+
+    @previous.setter
+    def previous(self, tokens: list[int] | None) -> None:
+        self._previous = tokens
+
     def reset(self) -> None:
         self._previous = None
         if isinstance(self.vit, ViTFeatureCache):
@@ -227,14 +237,17 @@ class NanoPolicy:
 
 
     def _shifted_guess(self) -> list[int]:
-        """The previous chunk's tokens moved on by ``guess_shift_steps`` whole steps (all dims of a step move
-        together), the last step repeated behind them: what the new chunk most likely starts with."""
         assert self._previous is not None
-        D, shift = self.model.config.action_dims, self.config.guess_shift_steps
-        steps = [self._previous[i : i + D] for i in range(0, len(self._previous), D)]
-        shift = min(shift, len(steps) - 1)
-        moved = steps[shift:] + [steps[-1]] * shift
-        return [token for step in moved for token in step]
+        return shifted_guess(self._previous, self.model.config.action_dims, self.config.guess_shift_steps)
+
+
+def shifted_guess(previous: list[int], action_dims: int, shift: int) -> list[int]:
+    """The previous chunk's tokens moved on by ``shift`` whole steps (all dims of a step move together), the
+    last step repeated behind them: what the new chunk most likely starts with (Jacobi's first guess)."""
+    steps = [previous[i : i + action_dims] for i in range(0, len(previous), action_dims)]
+    shift = min(shift, len(steps) - 1)
+    moved = steps[shift:] + [steps[-1]] * shift
+    return [token for step in moved for token in step]
 
 
 @dataclass

@@ -8,6 +8,12 @@ action tokens (teacher forcing). Instruction words are dropped to ``unk`` with
 
 Checkpoints (model, optimiser, step, RNG states) go to ``out_dir/ckpt.pt``
 every ``ckpt_every`` steps; a run with the same ``out_dir`` resumes from there.
+
+Under torchrun (``agentrt.distributed``) every rank draws the same global batch
+and word dropout, trains on its slice, and DDP averages the gradients; the
+keypoint loss is normalised by the global batch's count of known places, so the
+ranks' losses average to one process's. Rank 0 alone reads the checkpoint (and
+sends it to the others), writes files and reports.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agentrt.engine.device import resolve_device
+from agentrt import distributed
 from agentrt.errors import ConfigError
 from policies.lerobot.nano import LeRobotKeys
 from policies.vla.data import Episode, data_robot, load_episodes, load_info
@@ -99,7 +105,7 @@ class Samples:
         return int(self.actions.shape[0])
 
     def places(self, idx: torch.Tensor) -> torch.Tensor:
-        """[B, 2, 3]: the target's and the goal's world positions (keypoints 0 and 1)."""
+        """[B, 2, 3]: the target's and the goal's ranks positions (keypoints 0 and 1)."""
         return torch.stack([self.targets[idx], self.goals[idx]], dim=1)
 
 
@@ -190,17 +196,25 @@ def drop_words(text: torch.Tensor, p: float, generator: torch.Generator) -> torc
     return torch.where(drop, torch.full_like(text, UNK), text)
 
 
-def keypoint_loss(model: NanoVLA, keypoints: Keypoints, places: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def known_places(places: torch.Tensor, n: int) -> torch.Tensor:
+    """[B, n] bool: the samples' places that exist (all zeros: the task has none)."""
+    return places[:, :n].abs().sum(-1) > 0
+
+
+def keypoint_loss(model: NanoVLA, keypoints: Keypoints, places: torch.Tensor,
+                  count: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (heatmap cross-entropy, table-position mean squared error), keypoint k against place k.
 
-    ``places`` [B, n_kp, 3]: world positions (keypoint 0 the target, 1 the goal); all zeros where a
-    sample has none. The heatmap learns against a Gaussian around the place's projection into the
+    ``places`` [B, n_kp, 3]: ranks positions (keypoint 0 the target, 1 the goal); all zeros where a
+    sample has none. ``count``: what the sums are divided by (default the known places here; a rank
+    of a distributed run passes the global batch's count / ranks, so that the ranks' mean is the
+    global batch's loss). The heatmap learns against a Gaussian around the place's projection into the
     scene camera (sigma one cell): a dense, well-conditioned signal, where the position error alone
     trains the soft-argmax slowly. The position error then fits image -> table.
     """
     B, n, cells = keypoints.logits.shape
     side = int(round(cells**0.5))
-    known = (places[:, :n].abs().sum(-1) > 0).to(keypoints.xy.dtype)  # [B, n]
+    known = known_places(places, n).to(keypoints.xy.dtype)  # [B, n]
     uv = torch.as_tensor(project_scene(places[:, :n].cpu().numpy()), dtype=keypoints.xy.dtype, device=keypoints.xy.device)
     centres = torch.linspace(-1, 1, side, device=uv.device, dtype=uv.dtype)
     sigma = 2.0 / side
@@ -210,7 +224,7 @@ def keypoint_loss(model: NanoVLA, keypoints: Keypoints, places: torch.Tensor) ->
     target = target / target.sum(-1, keepdim=True).clamp(min=1e-12)
     ce = -(target * keypoints.logits.log_softmax(-1)).sum(-1)  # [B, n]
     err = (keypoints.xy - model.normalise_position(places[:, :n, :2])).pow(2).mean(-1)
-    count = known.sum().clamp(min=1)
+    count = known.sum().clamp(min=1) if count is None else count
     return (ce * known).sum() / count, (err * known).sum() / count
 
 
@@ -241,19 +255,39 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     evaluate: Callable[[NanoVLA, int], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) and save the weights; returns a summary (steps, loss, time, samples)."""
+    """Train (or resume) and save the weights; returns a summary (steps, loss, time, samples).
+    Under torchrun, one rank of a data-parallel run (the module docstring): rank 0 alone calls
+    ``on_step`` and ``evaluate`` and writes files."""
+    distributed.ranks().check_batch(cfg.batch_size)
+    with distributed.joined(cfg.device) as (ranks, device):
+        return _train(cfg, ranks, device, on_step if ranks.main else None, evaluate if ranks.main else None)
+
+
+def _batch_loss(model: NanoVLA, images: torch.Tensor, states: torch.Tensor, text: torch.Tensor, actions: torch.Tensor,
+                places: torch.Tensor, count: torch.Tensor, keypoint_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (loss, keypoint mean squared error; NaN without keypoints) of a batch (a rank's slice of one)."""
+    logits, keypoints = model(images, states, text, actions)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), actions.reshape(-1))
+    err = torch.full((), float("nan"))
+    if keypoint_weight and keypoints.xy.shape[1]:
+        heat, err = keypoint_loss(model, keypoints, places, count)
+        loss = loss + heat + keypoint_weight * err
+    return loss, err.detach()
+
+
+def _train(cfg: TrainConfig, ranks: distributed.Ranks, device: torch.device,
+           on_step: Callable[[int, float], None] | None,
+           evaluate: Callable[[NanoVLA, int], dict[str, float]] | None) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "ckpt.pt"
-    gen = seed_all(cfg.seed)
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        mcfg = NanoVLAConfig(**ckpt["model_config"])
-    else:
-        ckpt = None
-        mcfg = model_config(cfg.data_dir, cfg.tasks, cfg.model, cfg.keys)
+    gen = seed_all(cfg.seed)  # the same on every rank: the same initialisation, global batches and word dropout
+    ckpt = None
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
+    ckpt = distributed.broadcast(ckpt, ranks)  # only rank 0's disk need hold it
+    mcfg = NanoVLAConfig(**ckpt["model_config"]) if ckpt is not None else model_config(cfg.data_dir, cfg.tasks, cfg.model, cfg.keys)
     t_load = time.monotonic()
     data = load_samples(cfg.data_dir, mcfg, cfg.tasks, cfg.keys)
     log.info("%d samples from %s in %.1f s", len(data), cfg.data_dir, time.monotonic() - t_load)
@@ -270,18 +304,18 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model: %.2f M parameters, prompt %d + %d action tokens", n_params / 1e6, mcfg.prompt_len, mcfg.chunk_tokens)
     model.train()
+    batch_loss = distributed.data_parallel(model, _batch_loss, ranks, device)
+    mine = ranks.shard(cfg.batch_size)
     started = time.monotonic() - elapsed
     loss_avg = keypoint_avg = float("nan")
     while step < cfg.steps:
-        idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
-        images = pixels(data.images[idx], device=device)
-        text = drop_words(data.text[idx], cfg.word_dropout, gen).to(device)
-        logits, keypoints = model(images, data.states[idx].to(device), text, data.actions[idx].to(device))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), data.actions[idx].to(device).reshape(-1))
-        if cfg.keypoint_weight and keypoints.xy.shape[1]:
-            heat, err = keypoint_loss(model, keypoints, data.places(idx).to(device))
-            loss = loss + heat + cfg.keypoint_weight * err
-            keypoint_avg = err.item() if math.isnan(keypoint_avg) else 0.95 * keypoint_avg + 0.05 * err.item()
+        idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)  # the global batch
+        text = drop_words(data.text[idx], cfg.word_dropout, gen)
+        count = known_places(data.places(idx), mcfg.keypoints).sum().clamp(min=1) / ranks.size
+        idx, text = idx[mine], text[mine]  # this rank's slice (all of it in one process)
+        loss, err = batch_loss(pixels(data.images[idx], device=device), data.states[idx].to(device), text.to(device),
+                               data.actions[idx].to(device), data.places(idx).to(device), count.to(device),
+                               cfg.keypoint_weight)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         opt.zero_grad(set_to_none=True)
@@ -289,7 +323,10 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        loss_avg = loss.item() if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * loss.item()
+        loss_now, err_now = distributed.mean(ranks, loss, err)
+        loss_avg = loss_now if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * loss_now
+        if not math.isnan(err_now):
+            keypoint_avg = err_now if math.isnan(keypoint_avg) else 0.95 * keypoint_avg + 0.05 * err_now
         if on_step is not None:
             on_step(step, loss_avg)
         if step % 50 == 0:
@@ -299,22 +336,23 @@ def train(
                 log.info("step %d: loss %.4f, keypoint rms %.1f cm", step, loss_avg, keypoint_rms_cm(model, keypoint_avg))
         if evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0:
             model.eval()
-            result = evaluate(model, step)
+            result = evaluate(model, step)  # rank 0 only: the others wait in their next backward
             model.train()
             history.append({"step": step, "eval": result})
             log.info("step %d eval %s", step, result)
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+        if ranks.main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
             _checkpoint(ckpt_path, model, opt, step, history, time.monotonic() - started, gen, mcfg)
     train_s = time.monotonic() - started
     summary = {
         "steps": step, "loss": round(loss_avg, 4), "train_s": round(train_s, 1), "samples": len(data),
         "episodes": int(data.episode.max()) + 1, "parameters": n_params, "batch_size": cfg.batch_size,
-        "seed": cfg.seed, "data_dir": cfg.data_dir, "history": history[-40:],
+        "processes": ranks.size, "seed": cfg.seed, "data_dir": cfg.data_dir, "history": history[-40:],
     }
     model.eval()
-    save_model(model, cfg.weights_path, {"training": {k: v for k, v in summary.items() if k != "history"}},
-               robot=data_robot(cfg.data_dir, cfg.keys))
-    (out / "summary.json").write_text(json.dumps({**summary, "config": asdict(cfg)}, indent=1) + "\n")
+    if ranks.main:
+        save_model(model, cfg.weights_path, {"training": {k: v for k, v in summary.items() if k != "history"}},
+                   robot=data_robot(cfg.data_dir, cfg.keys))
+        (out / "summary.json").write_text(json.dumps({**summary, "config": asdict(cfg)}, indent=1) + "\n")
     return summary
 
 
