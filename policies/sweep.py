@@ -107,36 +107,74 @@ def sweep(config: SweepConfig, spec: WorkerSpec, items: Sequence[Any], on_result
 
 
 # ---- local processes -------------------------------------------------------------------------------
+# Plain processes over two queues rather than multiprocessing.Pool: Pool.terminate, which its `with` calls
+# on an error, hung for minutes here on a worker that failed (a lock held by a process it was ending).
 
-_worker: Worker | None = None  # the one worker of a pool process
-_open_error: Exception | None = None  # why it could not open: raised by its first job
+_DONE = None  # on the job queue: no more jobs for this worker
 
 
-def _open_in_process(spec: WorkerSpec, threads: int) -> None:
-    global _worker, _open_error
+def _local_worker(spec: WorkerSpec, threads: int, jobs: Any, results: Any, stop: Any) -> None:
+    """A worker process: open, then (index, item) after (index, item) until ``_DONE`` or ``stop``."""
     try:
-        _worker = spec.open(threads)
-    except Exception as exc:  # an initializer that raises is restarted by the pool forever: fail the jobs instead
-        _open_error = exc
+        worker = spec.open(threads)
+    except Exception as exc:  # its own error, for the sweep to raise
+        results.put((-1, False, exc))
         return
-    # a pool process ends through multiprocessing's exit handlers, which run this (atexit does not run there)
-    multiprocessing.util.Finalize(None, _worker.close, exitpriority=10)
-
-
-def _run_in_process(job: tuple[int, Any]) -> tuple[int, Any]:
-    if _worker is None:
-        raise _open_error or RuntimeError("the sweep worker did not open")
-    return job[0], _worker.run(job[1])
+    try:
+        while not stop.is_set():
+            job = jobs.get()
+            if job is _DONE:
+                break
+            try:
+                results.put((job[0], True, worker.run(job[1])))
+            except Exception as exc:
+                results.put((job[0], False, exc))
+                break
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the group: the driver says what stopped
+        pass
+    finally:
+        worker.close()
 
 
 def _local_sweep(workers: int, spec: WorkerSpec, items: Sequence[Any], on_result: Callable[[int, Any], None]) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_open_in_process, initargs=(spec, threads)) as pool:
-        for index, result in pool.imap_unordered(_run_in_process, enumerate(items), chunksize=1):
-            on_result(index, result)
-        pool.close()
-        pool.join()  # the workers close their simulators before the pool goes
+    jobs, results, stop = context.Queue(), context.Queue(), context.Event()
+    for job in enumerate(items):
+        jobs.put(job)
+    for _ in range(workers):
+        jobs.put(_DONE)
+    processes = [context.Process(target=_local_worker, args=(spec, threads, jobs, results, stop), daemon=True)
+                 for _ in range(workers)]
+    for process in processes:
+        process.start()
+    try:
+        for _ in range(len(items)):
+            index, ok, value = _next_result(results, processes)
+            if not ok:
+                raise value
+            on_result(index, value)
+    finally:
+        stop.set()
+        for process in processes:  # they close their simulators and leave; one that does not is killed
+            process.join(timeout=10.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        jobs.cancel_join_thread()
+
+
+def _next_result(results: Any, processes: list[Any]) -> tuple[int, bool, Any]:
+    """The next result; an error when every worker died without one (killed, out of memory)."""
+    import queue
+
+    while True:
+        try:
+            return results.get(timeout=1.0)  # type: ignore[no-any-return]
+        except queue.Empty:
+            if not any(p.is_alive() for p in processes) and results.empty():
+                codes = sorted({p.exitcode for p in processes})
+                raise RuntimeError(f"every sweep worker ended before the sweep was done (exit codes {codes})") from None
 
 
 # ---- Ray -------------------------------------------------------------------------------------------
