@@ -8,8 +8,8 @@ simulator) and then runs item after item: a dynamic queue, so a worker takes the
 as it is done and a slow episode never stalls a static share of the others. Engines:
 
 - ``local`` with ``workers`` 1: in this process, items in order (what a plain run does);
-- ``local`` with more: a ``multiprocessing`` pool of that many processes, one item at a time each
-  (spawned, not forked: a torch thread pool forked mid-use can hang, and nothing outlives the sweep);
+- ``local`` with more: that many processes taking items from one queue, one at a time each
+  (spawned, not forked: a torch thread pool forked mid-use can hang; none outlives the sweep);
 - ``ray``: that many Ray actors, each holding a share of a CPU (the cluster's CPUs over the workers,
   at most 1: on 2 cores an actor holding a whole CPU starves what waits behind it), fed by
   ``ray.util.ActorPool``. Without ``address`` a private single-node Ray starts for the sweep, on

@@ -76,3 +76,15 @@ def test_collect_lerobot_with_two_workers_writes_the_one_process_dataset(tmp_pat
     # the MP4s are not compared byte for byte: in about half the runs of this test libx264 (threads=1, the same
     # settings string) wrote other bytes for the workers' dataset although the frames it was given were equal
     # (asserted above); the cause is not found (not the arrays' alignment), and outside pytest it did not happen
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["eval", "qa", "--workers", "2"], "eval qa: --workers and --engine are for `agentrt eval` (vla) only"),
+    (["collect", "--address", "auto"], "--address auto: only with --engine ray"),
+    (["eval", "--workers", "0"], "--workers: expected >= 1, got 0"),
+])
+def test_a_sweep_option_that_does_not_apply_is_one_line(argv: list[str], words: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
