@@ -4,9 +4,13 @@
     agentrt collect --tasks push pick_place --episodes 150 --out data/nano      # appends to the same dataset
     agentrt collect --tasks reach --episodes 5 --size 64 --out /tmp/tiny --noise 0
     agentrt collect --tasks reach push --episodes 50 --format lerobot --out data/lr   # LeRobotDataset v3.0
+    agentrt collect --tasks reach --episodes 200 --workers 4 --out data/nano     # 4 processes, the same dataset
+    agentrt collect --tasks reach --episodes 2000 --engine ray --address auto --workers 32 --out data/big
 
 Episode i of a task uses seed ``--seed + i``; seeds already in the dataset are
-skipped, so an interrupted collection resumes. Formats: an npz folder (``--format npz``, the default;
+skipped, so an interrupted collection resumes. With --workers N (processes here, or Ray actors with
+--engine ray) the episodes are recorded N at a time and written in seed order: the dataset is the one
+a single process writes, episode for episode. Formats: an npz folder (``--format npz``, the default;
 an image every --image-every steps) or a LeRobotDataset v3.0 (``--format lerobot``: every
 frame, one MP4 per camera; `agentrt train --data lerobot:PATH` reads it). docs/policies.md.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agentrt.cli.common import add_seed
+from agentrt.cli.common import add_seed, add_sweep, sweep_config
 from policies.lerobot.layout import DATA_FORMATS
 from sims.tasks import TASK_NAMES
 
@@ -35,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="data/nano", help="dataset folder (default data/nano)")
     parser.add_argument("--format", choices=DATA_FORMATS, default="npz",
                         help="npz (arrays, default) or lerobot (LeRobotDataset v3.0; needs agentrt[lerobot])")
+    add_sweep(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     config = CollectConfig(tasks=tuple(args.tasks), episodes=args.episodes, seed=args.seed,
                            image_size=args.size, noise_m=args.noise, wrist=args.wrist, out_dir=args.out, format=args.format,
                            image_every=args.image_every or (1 if args.format == "lerobot" else 2))
+    sweep = sweep_config(args)
     total = config.episodes * len(config.tasks)
     counts = {"ok": 0, "failed": 0, "frames": 0}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -59,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     with progress:
         bar = progress.add_task("collect", total=total)
-        info = collect(config, on_episode)
+        info = collect(config, on_episode, sweep)
     print(f"{counts['ok']} episodes kept, {counts['failed']} failed (dropped), {counts['frames']} new frames")
     print(f"dataset {config.out_dir}: {info['total_episodes']} episodes, {info['total_frames']} frames, "
           f"tasks {info['episodes_per_task']}")

@@ -4,13 +4,15 @@
     add_seed(parser, ...)     --seed N, an integer >= 0
     add_batch_size(parser)    --batch-size N (also --batch)
     add_device(parser)        --device auto|cpu|cuda[:N], --dtype float32|bfloat16 (agentrt.engine.device parses them)
+    add_sweep(parser)         --engine local|ray, --address, --workers N (policies.sweep: episodes over workers)
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-__all__ = ["add_no_status", "add_seed", "add_batch_size", "add_device", "non_negative_int"]
+__all__ = ["add_no_status", "add_seed", "add_batch_size", "add_device", "add_sweep", "sweep_config", "non_negative_int"]
 
 
 def add_no_status(parser: argparse.ArgumentParser) -> None:
@@ -47,3 +49,21 @@ def add_device(parser: argparse.ArgumentParser, default: str = "auto", *, dtype:
     if dtype:
         parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                             help="the model's weights and activations (default float32; bfloat16 is for GPUs)")
+
+
+def add_sweep(parser: argparse.ArgumentParser) -> None:
+    """Where the episodes run (`policies.sweep`): this process, a pool of processes, or Ray actors."""
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: processes on this machine (default); ray: Ray actors (needs agentrt[ray])")
+    parser.add_argument("--address", default="", metavar="auto|ray://HOST:PORT",
+                        help="ray: the cluster to join (default: a private Ray on this machine for this run)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="episodes run N at a time, each worker taking the next seed when done (default 1: "
+                             "in this process)")
+
+
+def sweep_config(args: argparse.Namespace) -> Any:
+    """The ``policies.sweep.SweepConfig`` of ``add_sweep``'s options (checked there: one line when wrong)."""
+    from policies.sweep import SweepConfig
+
+    return SweepConfig(engine=args.engine, workers=args.workers, address=args.address)

@@ -5,6 +5,8 @@
     agentrt eval --tasks reach --episodes 10 --seed 200000 --reworded       # unseen seeds and unseen wording
     agentrt eval --tasks reach --weights policies/weights/nano_vla.safetensors --cd-weights runs/cd.safetensors
     agentrt eval --tasks reach --clocks lockstep --device cuda --dtype bfloat16   # the policy on a GPU
+    agentrt eval --tasks reach --clocks lockstep --episodes 100 --workers 2       # 2 processes, one queue of seeds
+    agentrt eval --tasks reach --episodes 1000 --engine ray --address auto --workers 16   # Ray actors
     agentrt eval qa --questions 500 --reworded --json runs/eval_qa.json       # the nano video-QA model
     agentrt eval qa --model nano:runs/qa/train/nano_qa.safetensors --questions 200
     agentrt eval qa --questions 100 --sim-episodes 20 --tasks pick_place       # questions about running episodes
@@ -19,7 +21,10 @@ chunk, mean), unknown_word_share (of the words the policy was told, the share
 not in its vocabulary, read as unk: 0 for the tasks' own wording; --json also
 lists them as unknown_words). Progress goes to stderr: episodes done of the
 whole run and an estimate of the time left (a line every 10 s when not on a
-terminal).
+terminal). --workers N runs the episodes N at a time (processes; Ray actors with --engine ray), each
+worker taking the next (row, seed) when done; on the lockstep clock every episode's success, steps
+and passes per chunk are those of a one-process run (--json lists them per row: per_episode); the
+timings, and everything on the realtime clock, depend on the machine's load as always.
 
 `eval qa` measures a video-QA model (`run_qa` here, the measuring in policies/qa/evaluate.py): templated questions
 on unseen sim scenes (seeds from 1000000), accuracy per question type and
@@ -42,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentrt.cli.common import add_device, add_seed
+from agentrt.cli.common import add_device, add_seed, add_sweep, sweep_config
 from policies.qa.videoqa import MODEL_SPECS
 from sims.tasks import TASK_NAMES
 
@@ -78,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-size", type=int, default=64,
                         help="qa: the sim episodes' scene camera in pixels, square (default 64, as the sim node)")
     add_device(parser)
+    add_sweep(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from agentrt.engine.device import Placement
     from agentrt.errors import ConfigError
     from agentrt.progress import ProgressLine, duration
-    from policies.vla.evaluate import evaluate_policy
+    from policies.vla.evaluate import EvalSpec, evaluate_policy, sweep_rows
     from policies.vla.policy import DECODINGS, NanoPolicy, PolicyConfig
 
     for d in args.decodings:
@@ -99,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected >= 1, got {args.episodes}")
     placement = Placement.parse(args.device, args.dtype)
+    sweep = sweep_config(args)
     rows: list[dict[str, Any]] = []
     plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
     total = len(args.decodings) * len(args.tasks) * len(plans) * args.episodes
@@ -106,28 +113,39 @@ def run(args: argparse.Namespace) -> int:
     progress = ProgressLine("eval", total=total, unit="episodes")
     finished = 0
 
-    def episode_done(_index: int, _success: bool) -> None:
+    def episode_done(spec: EvalSpec) -> None:
         nonlocal finished
         finished += 1
-        progress.update(finished, note=f"{task} {decoding} {clock}{' reworded' if reworded else ''}")
+        progress.update(finished, note=f"{spec.task} {spec.decoding} {spec.clock}{' reworded' if spec.reworded else ''}")
 
-    policies = {  # every model loads before the table starts: a bad --weights is one line, not half a table
-        decoding: NanoPolicy(PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
-                                          decoding=decoding, max_iterations=args.max_iterations,
-                                          tolerance_bins=args.tolerance, device=args.device, dtype=args.dtype))
-        for decoding in args.decodings
-    }
+    configs = {decoding: PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
+                                      decoding=decoding, max_iterations=args.max_iterations,
+                                      tolerance_bins=args.tolerance, device=args.device, dtype=args.dtype)
+               for decoding in args.decodings}
+    # every model loads before the table starts: a bad --weights is one line, not half a table
+    policies = {decoding: NanoPolicy(config) for decoding, config in configs.items()}
     print(_line(COLUMNS), flush=True)
     progress.update(0)
-    for decoding, policy in policies.items():
-        for task in args.tasks:
-            for clock, reworded in plans:
-                row = evaluate_policy(policy, task, decoding=decoding, clock=clock, episodes=args.episodes,
-                                      seed=args.seed, reworded=reworded, execute_steps=args.execute_steps,
-                                      on_episode=episode_done).as_dict()
-                rows.append(row)
-                progress.done()  # a live line on a terminal gives way to the row
-                print(_line(tuple(str(row[c]) for c in COLUMNS)), flush=True)
+    specs = [EvalSpec(task=task, decoding=decoding, clock=clock, reworded=reworded, execute_steps=args.execute_steps)
+             for decoding in args.decodings for task in args.tasks for clock, reworded in plans]
+
+    def show(row: dict[str, Any]) -> None:
+        rows.append(row)
+        progress.done()  # a live line on a terminal gives way to the row
+        print(_line(tuple(str(row[c]) for c in COLUMNS)), flush=True)
+
+    if sweep.engine == "local" and sweep.workers == 1:  # in this process, row after row
+        for spec in specs:
+            def one_done(_index: int, _success: bool, spec: EvalSpec = spec) -> None:
+                episode_done(spec)
+
+            show(evaluate_policy(policies[spec.decoding], spec.task, decoding=spec.decoding, clock=spec.clock,
+                                 episodes=args.episodes, seed=args.seed, reworded=spec.reworded,
+                                 execute_steps=spec.execute_steps, on_episode=one_done).as_dict())
+    else:  # one queue of (row, seed) over the workers for the whole table; the rows once all are in
+        for row in sweep_rows(configs, specs, episodes=args.episodes, seed=args.seed, config=sweep,
+                              on_episode=lambda spec, _outcome: episode_done(spec)):
+            show(row.as_dict())
     progress.done(f"eval: {finished} episodes in {duration(time.monotonic() - progress.started)}")
     if args.json:
         out = Path(args.json)
@@ -150,11 +168,14 @@ def run_qa(args: argparse.Namespace) -> int:
     """`agentrt eval qa`: the table per question kind, overall, and --json (the module docstring says what)."""
     from agentrt.bench.report import check_writable, print_rows, write_json
     from agentrt.engine.device import Placement
+    from agentrt.errors import ConfigError
     from agentrt.progress import ProgressLine
     from policies.qa import evaluate as qa_eval  # by module: a test stands in for its evaluate_qa_sim
     from policies.qa.data import HELD_OUT_SEED
     from policies.qa.videoqa import load_videoqa
 
+    if args.workers != 1 or args.engine != "local":
+        raise ConfigError("eval qa: --workers and --engine are for `agentrt eval` (vla) only; leave them out")
     if args.json:
         check_writable(args.json)
     seed = HELD_OUT_SEED if args.seed is None else args.seed

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from policies.lerobot.writer import LeRobotWriter
+from policies.sweep import SweepConfig
 from policies.vla.data import ACTION_DIMS, COLLECT_ROBOT, STATE_DIMS, CollectConfig, Episode, record_all
 
 __all__ = ["collect_lerobot", "collect_features"]
@@ -41,9 +42,11 @@ def collect_features(config: CollectConfig) -> dict[str, dict[str, Any]]:
     return features
 
 
-def collect_lerobot(config: CollectConfig, on_episode: Callable[[Episode], None] | None = None) -> dict[str, object]:
+def collect_lerobot(config: CollectConfig, on_episode: Callable[[Episode], None] | None = None,
+                    sweep_config: SweepConfig | None = None) -> dict[str, object]:
     """Record into (or append to) the LeRobot dataset at ``config.out_dir``; returns its info.json plus
-    ``episodes_per_task`` (the sim tasks' counts, for the summary line)."""
+    ``episodes_per_task`` (the sim tasks' counts, for the summary line). ``sweep_config``: the workers that
+    record (`policies.sweep`); the writer appends their episodes in (task, seed) order, as one process would."""
     writer = LeRobotWriter(Path(config.out_dir), fps=int(config.control_hz), robot_type=COLLECT_ROBOT,
                            features=collect_features(config))
     seen = {(str(r.get("agentrt_task")), int(r.get("agentrt_seed", -1))) for r in writer.written}
@@ -57,7 +60,7 @@ def collect_lerobot(config: CollectConfig, on_episode: Callable[[Episode], None]
                                                           "agentrt_noise_m": float(str(ep.meta.get("noise_m", 0.0)))})
 
     try:
-        record_all(config, seen, save, on_episode)
+        record_all(config, seen, save, on_episode, sweep_config)
     finally:
         info = writer.close()
     counts = Counter(str(r.get("agentrt_task")) for r in writer.written)

@@ -22,7 +22,9 @@ extra dependency is needed)::
 Episodes are drawn from seeded scenes (``seed``, ``seed + 1``, ...). With
 ``noise_m`` > 0 a share of episodes execute the expert's action plus Gaussian
 noise while recording the clean expert action (DART), so a policy sees how
-to recover from its own small errors. Only successful episodes are kept.
+to recover from its own small errors; an episode's noise comes from its task and seed alone
+(``episode_rng``), so a resumed or parallel collection records what one run would. Only successful
+episodes are kept.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from agentrt.errors import ConfigError
 from policies.lerobot.layout import DATA_FORMATS
 from policies.lerobot.nano import LeRobotKeys, lerobot_path, nano_episodes, nano_info
-from policies.vla.model import robot_state
+from policies.sweep import SweepConfig
+from policies.vla.state import robot_state  # not from the model: a collection worker needs no torch
 from sims.tasks import TASK_NAMES
 
 __all__ = ["CollectConfig", "collect", "Episode", "load_episodes", "load_info", "action_stats", "data_robot", "STATE_DIMS",
@@ -151,17 +155,19 @@ def record_episode(
     )
 
 
-def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None = None) -> dict[str, object]:
+def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None = None,
+            sweep_config: SweepConfig | None = None) -> dict[str, object]:
     """Record expert episodes for every task into ``config.out_dir``; returns the info dict.
 
     Appends to an existing dataset of the same image size (episode indices go on), so a
     collection can be resumed or widened to more tasks. ``format="lerobot"``: a LeRobotDataset
-    v3.0 instead (`policies.lerobot.collect`).
+    v3.0 instead (`policies.lerobot.collect`). ``sweep_config``: the workers that record (`policies.sweep`);
+    the episodes are written in (task, seed) order all the same, so the dataset is the one a single process writes.
     """
     if config.format == "lerobot":
         from policies.lerobot.collect import collect_lerobot
 
-        return collect_lerobot(config, on_episode)
+        return collect_lerobot(config, on_episode, sweep_config)
     root = Path(config.out_dir)
     (root / "data").mkdir(parents=True, exist_ok=True)
     (root / "meta").mkdir(parents=True, exist_ok=True)
@@ -178,41 +184,73 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
             }) + "\n")
         next_index[0] += 1
 
-    record_all(config, {(d["task"], d["seed"]) for d in done}, save, on_episode)
+    record_all(config, {(d["task"], d["seed"]) for d in done}, save, on_episode, sweep_config)
     return write_meta(root, config)
 
 
 def record_all(config: CollectConfig, seen: set[tuple[str, int]], save: Callable[[Episode], None],
-               on_episode: Callable[[Episode], None] | None = None) -> None:
+               on_episode: Callable[[Episode], None] | None = None, sweep_config: SweepConfig | None = None) -> None:
     """Record every task's episodes (seeds ``config.seed`` ..), skipping the (task, seed) pairs in ``seen``;
-    ``save`` gets the successful ones, ``on_episode`` every one (progress)."""
-    from sims.camera import SceneCameraConfig
-    from sims.env import SimEnv, SimEnvConfig
-    from sims.robot import RobotConfig
+    ``save`` gets the successful ones, ``on_episode`` every one (progress). Both get them in (task, seed)
+    order whatever ``sweep_config``'s workers (``policies.sweep``), so a dataset does not depend on them."""
+    from policies.sweep import InOrder, sweep
 
-    rng = np.random.default_rng(config.seed + 7919)
-    for task in config.tasks:
-        env = SimEnv(
-            SimEnvConfig(
-                task=task,
-                robot=RobotConfig(robot=COLLECT_ROBOT, control_hz=config.control_hz),
-                camera=SceneCameraConfig(width=config.image_size, height=config.image_size, renderer=config.renderer),
-            )
-        )
-        try:
-            for i in range(config.episodes):
-                seed = config.seed + i
-                noisy = rng.random() < config.noise_share
-                if (task, seed) in seen:
-                    continue
-                ep = record_episode(env, seed, rng, config.noise_m if noisy else 0.0, config.image_every, config.wrist)
-                ep.meta = {"noise_m": config.noise_m if noisy else 0.0}
-                if ep.success:
-                    save(ep)
-                if on_episode is not None:
-                    on_episode(ep)
-        finally:
+    jobs = [(task, config.seed + i) for task in config.tasks for i in range(config.episodes)
+            if (task, config.seed + i) not in seen]
+
+    def deliver(_index: int, ep: Episode) -> None:
+        if ep.success:
+            save(ep)
+        if on_episode is not None:
+            on_episode(ep)
+
+    sweep(sweep_config or SweepConfig(), CollectWorkerSpec(config), jobs, InOrder(deliver))
+
+
+def episode_rng(task: str, seed: int) -> np.random.Generator:
+    """The noise of one episode: from its task and seed alone, so an episode is the same whichever worker,
+    and whatever episodes before it, recorded it (a resumed or parallel collection equals a plain one)."""
+    return np.random.default_rng((TASK_NAMES.index(task), seed, 7919))
+
+
+@dataclass(frozen=True)
+class CollectWorkerSpec:
+    """A sweep worker (`policies.sweep`) recording (task, seed) episodes for ``config``."""
+
+    config: CollectConfig
+
+    def open(self, threads: int) -> CollectWorker:
+        return CollectWorker(self.config)
+
+
+class CollectWorker:
+    """A simulator per task, opened when first needed; ``run((task, seed))`` records that episode."""
+
+    def __init__(self, config: CollectConfig) -> None:
+        self.config = config
+        self.envs: dict[str, Any] = {}
+
+    def run(self, job: tuple[str, int]) -> Episode:
+        from sims.camera import SceneCameraConfig
+        from sims.env import SimEnv, SimEnvConfig
+        from sims.robot import RobotConfig
+
+        task, seed = job
+        c = self.config
+        if task not in self.envs:
+            self.envs[task] = SimEnv(SimEnvConfig(
+                task=task, robot=RobotConfig(robot=COLLECT_ROBOT, control_hz=c.control_hz),
+                camera=SceneCameraConfig(width=c.image_size, height=c.image_size, renderer=c.renderer)))
+        rng = episode_rng(task, seed)
+        noise = c.noise_m if rng.random() < c.noise_share else 0.0
+        ep = record_episode(self.envs[task], seed, rng, noise, c.image_every, c.wrist)
+        ep.meta = {"noise_m": noise}
+        return ep
+
+    def close(self) -> None:
+        for env in self.envs.values():
             env.close()
+        self.envs.clear()
 
 
 def _write_episode(root: Path, index: int, ep: Episode, fps: float) -> None:

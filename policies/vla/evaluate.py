@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 
 from agentrt.scheduler import ChunkSchedule
+from policies.sweep import SweepConfig
 from policies.vla.model import NanoVLA
 from policies.vla.policy import NanoPolicy, PolicyConfig, PolicySource
-from policies.vocabulary import unknown_share
+from policies.vocabulary import WordCheck, unknown_share
 from sims.tasks import TASK_NAMES
 
-__all__ = ["HELD_OUT_SEED", "REWORDINGS", "reword", "EvalRow", "evaluate_policy", "quick_eval"]
+__all__ = ["HELD_OUT_SEED", "REWORDINGS", "reword", "EvalRow", "EvalSpec", "EpisodeOutcome", "EpisodeRunner", "summarize",
+           "evaluate_policy", "EvalWorkerSpec", "sweep_rows", "quick_eval"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,104 @@ class EvalRow:
         }
 
 
+@dataclass(frozen=True)
+class EvalSpec:
+    """One row of the table: what every episode of it runs (a sweep worker keeps one runner per spec)."""
+
+    task: str
+    decoding: str
+    clock: str = "lockstep"
+    reworded: bool = False
+    execute_steps: int = 4
+    control_hz: float = 20.0
+    frame_every: int = 2
+    image_size: int | None = None
+
+
+@dataclass
+class EpisodeOutcome:
+    """One evaluated episode, what its row aggregates. On the lockstep clock every field but the timings
+    (``time_s`` and the ``_ms`` lists, measured on the wall clock) is the same on every run of its seed."""
+
+    seed: int
+    success: bool
+    steps: int
+    sim_time_s: float
+    time_s: float
+    told: str  # the instruction as the policy was told it
+    check: WordCheck
+    iterations: list[int] = field(default_factory=list)  # per chunk
+    decode_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # capture -> chunk ready
+
+    def figures(self) -> dict[str, Any]:
+        """What does not depend on the wall clock (lockstep): success, steps, sim time, passes per chunk."""
+        return {"seed": self.seed, "success": self.success, "steps": self.steps, "sim_time_s": self.sim_time_s,
+                "told": self.told, "iterations": list(self.iterations)}
+
+
+class EpisodeRunner:
+    """A row's simulator and policy source, for episode after episode (``run(seed)``)."""
+
+    def __init__(self, policy: NanoPolicy, spec: EvalSpec) -> None:
+        from sims.camera import SceneCameraConfig
+        from sims.env import SimEnv, SimEnvConfig
+        from sims.robot import RobotConfig
+
+        size = spec.image_size or policy.model.config.image_size
+        self.spec, self.policy = spec, policy
+        self.env = SimEnv(SimEnvConfig(task=spec.task, robot=RobotConfig(control_hz=spec.control_hz),
+                                       camera=SceneCameraConfig(width=size, height=size, renderer="tiny")))
+        self.source = PolicySource(policy, env=self.env, reword=(lambda s: reword(spec.task, s)) if spec.reworded else None,
+                                   schedule=ChunkSchedule(spec.clock, spec.control_hz, execute_steps=spec.execute_steps))
+
+    def run(self, seed: int, *, stop: threading.Event | None = None, video: Any = None) -> EpisodeOutcome:
+        from sims.clock import make_clock
+        from sims.loop import run_episode
+
+        spec, source = self.spec, self.source
+        first = len(source.infos), len(source.latencies_ms)
+        result = run_episode(self.env, make_clock(spec.clock, spec.control_hz), source, seed=seed,
+                             frame_every=spec.frame_every, stop=stop, video=video)
+        infos = source.infos[first[0]:]
+        told = source.told[-1] if source.told else ""
+        log.info("%s %s %s seed %d: %s in %d steps", spec.task, spec.decoding, spec.clock, seed,
+                 "success" if result.success else "fail", result.steps)
+        return EpisodeOutcome(seed=seed, success=bool(result.success), steps=result.steps,
+                              sim_time_s=result.sim_time_s, time_s=result.time_s, told=told,
+                              check=self.policy.text.check(told), iterations=[i.iterations for i in infos],
+                              decode_ms=[i.decode_ms for i in infos], total_ms=[i.total_ms for i in infos],
+                              latencies_ms=source.latencies_ms[first[1]:])
+
+    def close(self) -> None:
+        self.source.close()
+        self.env.close()
+
+
+def summarize(spec: EvalSpec, outcomes: list[EpisodeOutcome]) -> EvalRow:
+    """A row from its episodes (in seed order): success rate, median control rate, latency percentiles, ..."""
+    rates = [o.steps / max(o.time_s, 1e-9) for o in outcomes]
+    lat = [x for o in outcomes for x in o.latencies_ms]
+    decode = [x for o in outcomes for x in o.decode_ms]
+    total = [x for o in outcomes for x in o.total_ms]
+    iterations = [x for o in outcomes for x in o.iterations]
+    checks = [o.check for o in outcomes]
+    return EvalRow(
+        task=spec.task, decoding=spec.decoding, clock=spec.clock, episodes=len(outcomes),
+        success_rate=sum(o.success for o in outcomes) / max(len(outcomes), 1),
+        control_hz=statistics.median(rates) if rates else 0.0,
+        latency_p50_ms=float(np.percentile(lat, 50)) if lat else 0.0,
+        latency_p99_ms=float(np.percentile(lat, 99)) if lat else 0.0,
+        decode_ms=statistics.median(decode) if decode else 0.0,
+        iterations=statistics.fmean(iterations) if iterations else 0.0,
+        split="reworded" if spec.reworded else "held-out seeds",
+        unknown_word_share=unknown_share(checks), unknown_words=sorted({w for c in checks for w in c.unknown}),
+        details={"inference_ms_p50": round(statistics.median(total), 2) if total else 0.0,
+                 "per_episode": [o.figures() for o in outcomes]},
+    )
+
+
 def evaluate_policy(
     policy: NanoPolicy,
     task: str,
@@ -90,58 +190,88 @@ def evaluate_policy(
     stop: threading.Event | None = None,
     on_episode: Callable[[int, bool], None] | None = None,
 ) -> EvalRow:
-    """Run ``episodes`` episodes (seeds ``seed`` ..) and aggregate success, rate, latency and decoding cost.
-
-    ``on_episode(index, success)`` is called after each episode (progress for long evaluations).
+    """Run ``episodes`` episodes (seeds ``seed`` ..) in this process and aggregate success, rate, latency and
+    decoding cost. ``on_episode(index, success)`` is called after each episode (progress for long evaluations).
     """
-    from sims.camera import SceneCameraConfig
-    from sims.clock import make_clock
-    from sims.env import SimEnv, SimEnvConfig
-    from sims.loop import episode_video_path, run_episode
-    from sims.robot import RobotConfig
+    from sims.loop import episode_video_path
     from sims.viewer import Viewer
 
-    size = image_size or policy.model.config.image_size
-    env = SimEnv(SimEnvConfig(task=task, robot=RobotConfig(control_hz=control_hz),
-                              camera=SceneCameraConfig(width=size, height=size, renderer="tiny")))
-    source = PolicySource(policy, env=env, reword=(lambda s: reword(task, s)) if reworded else None,
-                          schedule=ChunkSchedule(clock, control_hz, execute_steps=execute_steps))
-    successes, rates = 0, []
+    spec = EvalSpec(task=task, decoding=decoding, clock=clock, reworded=reworded, execute_steps=execute_steps,
+                    control_hz=control_hz, frame_every=frame_every, image_size=image_size)
+    runner = EpisodeRunner(policy, spec)
+    outcomes: list[EpisodeOutcome] = []
     viewer = Viewer()  # videos from a 384x288 viewer camera in its own process (sims.viewer)
     try:
         for i in range(episodes):
             writer = viewer.episode(episode_video_path(video, i, episodes), fps=control_hz / frame_every) if video else None
             try:
-                result = run_episode(env, make_clock(clock, control_hz), source, seed=seed + i,
-                                     frame_every=frame_every, stop=stop, video=writer)
+                outcomes.append(runner.run(seed + i, stop=stop, video=writer))
             finally:
                 if writer is not None:
                     writer.close()
-            successes += int(result.success)
-            rates.append(result.steps / max(result.time_s, 1e-9))
-            log.info("%s %s %s seed %d: %s in %d steps", task, decoding, clock, seed + i,
-                     "success" if result.success else "fail", result.steps)
             if on_episode is not None:
-                on_episode(i, bool(result.success))
+                on_episode(i, outcomes[-1].success)
             if stop is not None and stop.is_set():
                 break
     finally:
         viewer.close()  # waits for the videos
-        source.close()
-        env.close()
-    infos, lat = source.infos, source.latencies_ms
-    checks = [policy.text.check(told) for told in source.told]
-    return EvalRow(
-        task=task, decoding=decoding, clock=clock, episodes=len(rates), success_rate=successes / max(len(rates), 1),
-        control_hz=statistics.median(rates) if rates else 0.0,
-        latency_p50_ms=float(np.percentile(lat, 50)) if lat else 0.0,
-        latency_p99_ms=float(np.percentile(lat, 99)) if lat else 0.0,
-        decode_ms=statistics.median(i.decode_ms for i in infos) if infos else 0.0,
-        iterations=statistics.fmean(i.iterations for i in infos) if infos else 0.0,
-        split="reworded" if reworded else "held-out seeds",
-        unknown_word_share=unknown_share(checks), unknown_words=sorted({w for c in checks for w in c.unknown}),
-        details={"inference_ms_p50": round(statistics.median(i.total_ms for i in infos), 2) if infos else 0.0},
-    )
+        runner.close()
+    return summarize(spec, outcomes)
+
+
+@dataclass(frozen=True)
+class EvalWorkerSpec:
+    """A sweep worker (`policies.sweep`) running ``(EvalSpec, seed)`` episodes; ``policies``: (decoding, config)
+    pairs, each loaded when a row first needs it."""
+
+    policies: tuple[tuple[str, PolicyConfig], ...]
+
+    def open(self, threads: int) -> EvalWorker:
+        if threads:  # the worker's share of the cores: more threads than that only contend
+            import torch
+
+            torch.set_num_threads(threads)
+        return EvalWorker(dict(self.policies))
+
+
+class EvalWorker:
+    """Keeps a policy per decoding and a runner per row, so a row's episodes reuse its simulator."""
+
+    def __init__(self, configs: dict[str, PolicyConfig]) -> None:
+        self.configs = configs
+        self.policies: dict[str, NanoPolicy] = {}
+        self.runners: dict[EvalSpec, EpisodeRunner] = {}
+
+    def run(self, job: tuple[EvalSpec, int]) -> EpisodeOutcome:
+        spec, seed = job
+        if spec not in self.runners:
+            if spec.decoding not in self.policies:
+                self.policies[spec.decoding] = NanoPolicy(self.configs[spec.decoding])
+            self.runners[spec] = EpisodeRunner(self.policies[spec.decoding], spec)
+        return self.runners[spec].run(seed)
+
+    def close(self) -> None:
+        for runner in self.runners.values():
+            runner.close()
+        self.runners.clear()
+
+
+def sweep_rows(policies: dict[str, PolicyConfig], specs: list[EvalSpec], *, episodes: int, seed: int,
+               config: SweepConfig, on_episode: Callable[[EvalSpec, EpisodeOutcome], None] | None = None) -> list[EvalRow]:
+    """Every row's episodes (seeds ``seed`` ..) on ``config``'s workers, one queue for the whole table; the
+    rows as `evaluate_policy` makes them in one process (lockstep: the same per episode, see `EpisodeOutcome`)."""
+    from policies.sweep import sweep
+
+    jobs = [(spec, seed + i) for spec in specs for i in range(episodes)]
+    outcomes: dict[int, EpisodeOutcome] = {}
+
+    def done(index: int, outcome: EpisodeOutcome) -> None:
+        outcomes[index] = outcome
+        if on_episode is not None:
+            on_episode(jobs[index][0], outcome)
+
+    sweep(config, EvalWorkerSpec(tuple(policies.items())), jobs, done)
+    return [summarize(spec, [outcomes[r * episodes + i] for i in range(episodes)]) for r, spec in enumerate(specs)]
 
 
 def quick_eval(model: NanoVLA, *, episodes: int = 5, tasks: tuple[str, ...] | None = None) -> dict[str, float]:

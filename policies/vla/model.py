@@ -44,6 +44,7 @@ from torch import nn
 from agentrt.engine import Decoder, DecoderConfig, ViT, ViTConfig
 from agentrt.errors import ConfigError
 from policies.checkpoint import load_checkpoint, save_checkpoint
+from policies.vla.state import robot_state
 from policies.vocabulary import WordCheck, check_words, split_words
 
 __all__ = ["NanoVLAConfig", "NanoVLA", "Percept", "Keypoints", "ActionTokenizer", "TextTokenizer", "save_model", "load_model",
@@ -129,11 +130,6 @@ class NanoVLAConfig:
     @property
     def action_ids(self) -> tuple[int, int]:
         return (self.action_start, self.action_start + N_BINS)
-
-
-def robot_state(ee_pose: np.ndarray, gripper: float) -> np.ndarray:
-    """The policy's state vector: tool point xyz and gripper, float32 (4,)."""
-    return np.array([*np.asarray(ee_pose)[:3], gripper], dtype=np.float32)
 
 
 class Percept(NamedTuple):
