@@ -65,7 +65,7 @@ def run(quick: bool, device: str = "cpu", dtype: str = "float32") -> dict[str, A
 
 def _observations(task: str, episodes: int, max_plans: int) -> list[list[Observation]]:
     """Per episode, the (image, state, instruction) of every plan of the AR policy in lockstep (on the CPU)."""
-    from policies.vla.evaluate import HELD_OUT_SEED
+    from policies.vla.evaluate import VALIDATION_SEED
     from policies.vla.policy import NanoPolicy, PolicyConfig, PolicySource
     from sims.camera import SceneCameraConfig
     from sims.clock import make_clock
@@ -88,7 +88,7 @@ def _observations(task: str, episodes: int, max_plans: int) -> list[list[Observa
         source = Recording(policy, env=env)
         for i in range(episodes):
             seen.append([])
-            run_episode(env, make_clock("lockstep", 20.0), source, seed=HELD_OUT_SEED + 500 + i, frame_every=2)
+            run_episode(env, make_clock("lockstep", 20.0), source, seed=VALIDATION_SEED + 500 + i, frame_every=2)
     return seen
 
 
