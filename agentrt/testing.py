@@ -153,16 +153,25 @@ def frames_of(sent: Iterable[tuple[str, Message]], output: str) -> list[Any]:
     return [m for name, m in sent if name == output]
 
 
+# Python's own helpers, started by the first spawn-context Event or Queue and alive until the interpreter
+# exits: not an orphan of the run under test (an earlier test's multiprocessing starts them).
+PYTHON_HELPERS = (b"multiprocessing.resource_tracker", b"multiprocessing.forkserver")
+
+
 def child_pids(pid: int) -> list[int]:
-    """Direct children of ``pid`` (Linux, from /proc): to check a run leaves no orphan."""
+    """Direct children of ``pid`` (Linux, from /proc), less Python's multiprocessing helpers: to check a
+    run leaves no orphan."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+        if not any(helper in cmdline for helper in PYTHON_HELPERS):
             out.append(int(entry.name))
     return out

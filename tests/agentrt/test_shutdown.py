@@ -82,3 +82,20 @@ def test_the_exit_after_a_stop_does_not_wait_for_the_plotting_library(tmp_path: 
     after = next(line for line in done.stdout.splitlines() if line.startswith("IMPORTED AFTER STOP:"))
     assert "matplotlib" not in after, after
     assert list((tmp_path / "runs").glob("*/latency.png"))  # the plot is still there
+
+
+def test_the_orphan_check_sees_a_child_left_running_but_not_pythons_resource_tracker() -> None:
+    """`child_pids`, the tests' no-orphan check: a spawn-context Event starts multiprocessing's resource tracker,
+    alive until this interpreter exits (not a leak of the run under test); a real child is still found."""
+    import multiprocessing
+
+    from agentrt.testing import child_pids
+
+    multiprocessing.get_context("spawn").Event()  # starts the tracker if no earlier test did
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child_pids(os.getpid()) == [child.pid]
+    finally:
+        child.kill()
+        child.wait()
+    assert child_pids(os.getpid()) == []
