@@ -117,6 +117,9 @@ def joined(device: str = "auto") -> Iterator[tuple[Ranks, torch.device]]:
         root.setLevel(max(level, logging.WARNING))
     try:
         yield place, dev
+        # leave together: rank 0 still writes the weights after the last collective, and a rank that tore its
+        # gloo connections down meanwhile was seen to abort ("terminate called without an active exception")
+        torch.distributed.barrier()
     finally:
         root.setLevel(level)
         torch.distributed.destroy_process_group()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from agentrt.cli.__main__ import main
+from policies.vla.evaluate import TEST_SEED
 
 
 def _eval(tmp_path: Path, name: str, *extra: str) -> list[dict[str, object]]:
@@ -26,7 +27,7 @@ def test_eval_with_two_workers_equals_one_process(tmp_path: Path, capsys: pytest
     capsys.readouterr()
     shared = _eval(tmp_path, "workers", "--workers", "2")
     assert shared == plain
-    assert [e["seed"] for e in plain] == [100_000, 100_001, 100_002] and all(e["steps"] for e in plain)
+    assert [e["seed"] for e in plain] == [TEST_SEED, TEST_SEED + 1, TEST_SEED + 2] and all(e["steps"] for e in plain)
     err = capsys.readouterr().err.splitlines()
     assert any(line.startswith("eval: 3/3 episodes, reach ar lockstep") for line in err)  # progress from the workers
 
