@@ -111,7 +111,8 @@ class _RayReplica:
 
 
 def _local_replica(config: PolicyServerNodeConfig, index: int, out: Any, stop: Any) -> None:
-    """A replica process: open, say where (or why not), serve until ``stop``, hand back the stats."""
+    """A replica process: open, say where (or why not), serve until ``stop`` (a pipe: anything or its end,
+    which also comes when the driver dies), hand back the stats."""
     try:
         serving = _Serving(config)
     except Exception as exc:  # pickled as text: not every error class survives the trip
@@ -119,7 +120,7 @@ def _local_replica(config: PolicyServerNodeConfig, index: int, out: Any, stop: A
         return
     out.put((index, True, serving.endpoint))
     try:
-        stop.wait()
+        stop.poll(None)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the driver says what stopped
         pass
     out.put((index, True, serving.stop()))
@@ -138,7 +139,7 @@ class Replicas:
         self._ray: Any = None
         self._owned = False
         self._out: Any = None
-        self._stop: Any = None
+        self._stops: list[Any] = []  # per process, the sending end of its stop pipe
 
     def __enter__(self) -> Replicas:
         self.start()
@@ -157,13 +158,17 @@ class Replicas:
 
     def _start_local(self) -> list[str]:
         context = multiprocessing.get_context("spawn")  # no torch thread pool forked mid-use
-        self._out, self._stop = context.Queue(), context.Event()
+        # not a multiprocessing.Event: its set() waits for every waiter to wake, forever for one that was killed
+        self._out = context.Queue()
         for i in range(self.config.replicas):
             config = replace(self.server, endpoint=self.config.endpoint(i, LOOPBACK_IP))
-            process = context.Process(target=_local_replica, args=(config, i, self._out, self._stop),
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(target=_local_replica, args=(config, i, self._out, receive),
                                       name=f"policy-server{i}", daemon=True)
             process.start()
+            receive.close()
             self._processes.append(process)
+            self._stops.append(send)
         endpoints: dict[int, str] = {}
         while len(endpoints) < self.config.replicas:
             try:
@@ -218,7 +223,8 @@ class Replicas:
                 self._owned = False
 
     def _close_local(self) -> None:
-        self._stop.set()
+        for send in self._stops:
+            send.close()  # the replica's poll sees the end
         stats: dict[int, dict[str, Any]] = {}
         alive = sum(p.is_alive() for p in self._processes)
         try:
