@@ -14,7 +14,14 @@ from agentrt.errors import ConfigError
 from policies.vla.fleet import FleetLinkNodeConfig, pick_server
 from policies.vla.policy import default_weights
 from policies.vla.replicas import ReplicaConfig, ReplicaError, Replicas
-from tests.policies.replica_robots import SERVER, Observation, assert_same, observations, replay, single_server
+from tests.policies.replica_robots import (  # noqa: I001
+    SERVER,
+    Observation,
+    assert_same,
+    observations,
+    replay,
+    single_server,
+)
 from tests.policies.sweep_workers import descendants, wait_gone
 
 weights = pytest.mark.skipif(not default_weights("consistency").exists(), reason="no shipped weights")
