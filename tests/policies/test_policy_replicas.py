@@ -108,3 +108,13 @@ def test_local_replicas_serve_their_robots_as_one_server_would(
     assert picked == {f"robot{i}": endpoints[i % 2] for i in range(4)}
     [stats] = replicas.stats  # the killed replica has none to give
     assert set(stats["served"]) == {"robot0", "robot2"} and stats["chunks"] == 6
+
+
+def test_the_command_says_what_is_wrong_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from agentrt.cli.__main__ import main
+
+    assert main(["policy-server", "--replicas", "0"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "--replicas: expected >= 1, got 0" in err and "\n" not in err
+    assert main(["policy-server", "--address", "auto"]) != 0
+    assert "only with --engine ray" in capsys.readouterr().err
