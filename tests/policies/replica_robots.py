@@ -10,7 +10,8 @@ import numpy as np
 from agentrt.bench.vla import RECORDED, load_observations
 from agentrt.messages import Frame, RobotState
 from policies.vla.fleet import FleetClient
-from policies.vla.server import PolicyServer, PolicyServerNodeConfig
+from policies.vla.replicas import _Serving
+from policies.vla.server import PolicyServerNodeConfig
 
 ROBOTS = 4
 ROUNDS = 3
@@ -57,23 +58,12 @@ def replay(servers: str, robots: list[list[Observation]]) -> tuple[dict[str, lis
 
 
 def single_server(robots: list[list[Observation]]) -> dict[str, list[np.ndarray]]:
-    """The same requests answered by one PolicyServer in this process (the reference)."""
-    server = PolicyServer(SERVER)
-    server.open()
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            server.serve(timeout_ms=20)
-
-    thread = threading.Thread(target=loop)
-    thread.start()
+    """The same requests answered by one PolicyServer in this process (the reference), on a thread of its own."""
+    serving = _Serving(SERVER)
     try:
-        return replay(server.endpoint, robots)[0]
+        return replay(serving.endpoint, robots)[0]
     finally:
-        stop.set()
-        thread.join()
-        server.close()
+        serving.stop()
 
 
 def assert_same(got: dict[str, list[np.ndarray]], want: dict[str, list[np.ndarray]]) -> None:
