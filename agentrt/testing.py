@@ -27,7 +27,7 @@ from agentrt.node import Node, check_node
 from agentrt.pattern import synthetic_image
 from agentrt.process import process_alive
 
-__all__ = ["MockIO", "MockNode", "fake_frame", "frames_of", "child_pids", "process_alive"]
+__all__ = ["MockIO", "MockNode", "fake_frame", "frames_of", "child_pids", "is_resource_tracker", "process_alive"]
 
 _START_NS = 1_000_000_000
 
@@ -154,15 +154,23 @@ def frames_of(sent: Iterable[tuple[str, Message]], output: str) -> list[Any]:
 
 
 def child_pids(pid: int) -> list[int]:
-    """Direct children of ``pid`` (Linux, from /proc): to check a run leaves no orphan."""
+    """Direct children of ``pid`` (Linux, from /proc): to check a run leaves no orphan. Python's multiprocessing
+    resource tracker is left out: the first spawned process's queue starts it, and it lives as its parent does."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and not is_resource_tracker(int(entry.name)):
+                out.append(int(entry.name))
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.append(int(entry.name))
     return out
+
+
+def is_resource_tracker(pid: int) -> bool:
+    try:
+        return b"multiprocessing.resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agentrt.errors import ConfigError
+from agentrt.testing import is_resource_tracker
 from policies.vla.fleet import FleetLinkNodeConfig, pick_server
 from policies.vla.policy import default_weights
 from policies.vla.replicas import ReplicaConfig, ReplicaError, Replicas
@@ -63,13 +63,7 @@ def test_bad_replica_options_are_one_line(config: dict[str, object], match: str)
 
 def _replicas_and_workers() -> set[int]:
     """This process's children, less Python's resource tracker (started by the first spawn; lives as we do)."""
-    def tracker(pid: int) -> bool:
-        try:
-            return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-
-    return {pid for pid in descendants() if not tracker(pid)}
+    return {pid for pid in descendants() if not is_resource_tracker(pid)}
 
 
 @pytest.fixture
