@@ -13,6 +13,8 @@ dies ends the command with one line naming it (its robots would get no chunks).
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 import time
 
 from agentrt.cli.common import add_device, add_engine
@@ -41,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     replicas = ReplicaConfig(replicas=args.replicas, engine=args.engine, address=args.address, port=args.port)
     server = PolicyServerNodeConfig(decoding=args.decoding, weights=args.weights, window_ms=args.window_ms,
                                     device=args.device, dtype=args.dtype)
+    previous = signal.getsignal(signal.SIGTERM)  # the command line's: SIGTERM ends the command as Ctrl-C does
     with Replicas(replicas, server) as running:
+        if args.engine == "ray" and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)  # ray.init put its own: a stack dump and exit, no clean shutdown
         where = "Ray actors" if args.engine == "ray" else "processes"
         print(f"policy server: {args.replicas} replica(s) as {where}, {args.decoding} decoding", flush=True)
         print(f"endpoints: {','.join(running.endpoints)}", flush=True)
