@@ -230,10 +230,11 @@ def connect_ray(ray: Any, address: str) -> bool:
     return True
 
 
-def cpu_share(ray: Any, actors: int) -> float:
-    """Each of ``actors``' share of the cluster's CPUs, at most 1 (on 2 cores a whole CPU each starves the rest)."""
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    return max(0.01, min(1.0, math.floor(cpus / actors * 100) / 100))  # Ray counts CPUs in 1e-4 units
+def cpu_share(ray: Any, actors: int, resource: str = "CPU") -> float:
+    """Each of ``actors``' share of the cluster's CPUs (or GPUs), at most 1 (on 2 cores a whole CPU each
+    starves the rest)."""
+    total = float(ray.cluster_resources().get(resource, 1.0))
+    return max(0.01, min(1.0, math.floor(total / actors * 100) / 100))  # Ray counts CPUs in 1e-4 units
 
 
 def raise_cause(exc: Exception) -> NoReturn:

@@ -9,8 +9,9 @@ Each replica is a whole server (the ROUTER loop of ``policies.vla.server``, batc
 ``tcp://<its node's IP>:<port + index>`` (``port`` 0: a free port each, reported back); on this machine and
 on a private Ray that IP is 127.0.0.1. A robot sticks to one replica (``policies.vla.fleet.pick_server``):
 its memory (previous chunk, episode) lives there. Ray actors hold a share of a CPU (as sweep workers,
-``policies.sweep.cpu_share``) and one GPU when the device is cuda; without ``address`` a private Ray starts on
-127.0.0.1 and is shut down by ``close`` (the only thing that ends its raylet and GCS).
+``policies.sweep.cpu_share``) and, when the device is cuda, a GPU (a share of one when the replicas
+outnumber the GPUs); without ``address`` a private Ray starts on 127.0.0.1 and is shut down by ``close``
+(the only thing that ends its raylet and GCS).
 """
 
 from __future__ import annotations
@@ -183,7 +184,12 @@ class Replicas:
     def _start_ray(self) -> list[str]:
         self._ray = ray = import_ray(private=not self.config.address)
         self._owned = connect_ray(ray, self.config.address)
-        gpus = 1 if self.server.device.startswith("cuda") else 0
+        gpus = 0.0
+        if self.server.device.startswith("cuda"):
+            if not ray.cluster_resources().get("GPU"):
+                raise ConfigError(f"--device {self.server.device}: the Ray cluster has no GPU; use --device cpu "
+                                  "or join a cluster with GPUs (--address)")
+            gpus = cpu_share(ray, self.config.replicas, "GPU")  # replicas beyond the GPUs share them
         actor = ray.remote(num_cpus=cpu_share(ray, self.config.replicas), num_gpus=gpus)(_RayReplica)
         self._actors = [actor.remote() for _ in range(self.config.replicas)]
         opened = [a.open.remote(self.config, i, self.server) for i, a in enumerate(self._actors)]
@@ -191,6 +197,9 @@ class Replicas:
             return list(ray.get(opened, timeout=START_TIMEOUT_S))
         except ray.exceptions.RayTaskError as exc:  # e.g. the port is in use on that node
             raise_cause(exc)
+        except ray.exceptions.GetTimeoutError:
+            raise ReplicaError(f"policy-server replicas did not start within {START_TIMEOUT_S:.0f} s: does the "
+                               "cluster have the CPUs (and GPUs) for them? (`ray status`)") from None
 
     def check(self) -> None:
         """Raise ReplicaError, one line, naming each replica that is no longer serving."""
