@@ -167,11 +167,17 @@ def child_pids(pid: int) -> list[int]:
             continue
         try:
             stat = (entry / "stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
-                continue
-            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if not any(helper in cmdline for helper in PYTHON_HELPERS):
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and not is_python_helper(int(entry.name)):
             out.append(int(entry.name))
     return out
+
+
+def is_python_helper(pid: int) -> bool:
+    """``pid`` is multiprocessing's resource tracker or fork server (``PYTHON_HELPERS``)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return any(helper in cmdline for helper in PYTHON_HELPERS)

@@ -32,11 +32,12 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from agentrt.errors import AgentRTError, ConfigError, MissingDependencyError
 
-__all__ = ["ENGINES", "LOOPBACK", "SweepConfig", "Worker", "WorkerSpec", "InOrder", "sweep", "import_ray"]
+__all__ = ["ENGINES", "LOOPBACK", "SweepConfig", "Worker", "WorkerSpec", "InOrder", "sweep", "import_ray", "connect_ray",
+           "cpu_share", "raise_cause"]
 
 ENGINES = ("local", "ray")
 T = TypeVar("T")
@@ -209,8 +210,8 @@ def import_ray(private: bool = False) -> Any:
     return ray
 
 
-def _connect(ray: Any, address: str) -> bool:
-    """Start or join Ray unless this process already has; True when this sweep must shut it down."""
+def connect_ray(ray: Any, address: str) -> bool:
+    """Start or join Ray unless this process already has; True when the caller must shut it down (finally)."""
     if ray.is_initialized():
         return False
     if address.startswith("ray://"):
@@ -229,6 +230,21 @@ def _connect(ray: Any, address: str) -> bool:
     return True
 
 
+def cpu_share(ray: Any, actors: int, resource: str = "CPU") -> float:
+    """Each of ``actors``' share of the cluster's CPUs (or GPUs), at most 1 (on 2 cores a whole CPU each
+    starves the rest)."""
+    total = float(ray.cluster_resources().get(resource, 1.0))
+    return max(0.01, min(1.0, math.floor(total / actors * 100) / 100))  # Ray counts CPUs in 1e-4 units
+
+
+def raise_cause(exc: Exception) -> NoReturn:
+    """Re-raise a Ray task's error: its cause when that is ours (one line for the user), else as it came."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, AgentRTError):
+        raise cause from None
+    raise exc
+
+
 def _probe(address: str) -> None:
     """One line at once for a Ray client address nothing answers on (Ray's own client retries for ~35 s)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -244,11 +260,10 @@ def _ray_sweep(config: SweepConfig, workers: int, spec: WorkerSpec, items: Seque
     ray = import_ray(private=not config.address)
     from ray.util import ActorPool
 
-    owned = _connect(ray, config.address)
+    owned = connect_ray(ray, config.address)
     actors: list[Any] = []
     try:
-        cpus = float(ray.cluster_resources().get("CPU", 1.0))
-        share = max(0.01, min(1.0, math.floor(cpus / workers * 100) / 100))  # Ray counts CPUs in 1e-4 units
+        share = cpu_share(ray, workers)
         actor = ray.remote(num_cpus=share)(_RayWorker)
         actors = [actor.remote(spec, max(1, int(share))) for _ in range(workers)]
         pool = ActorPool(actors)
@@ -258,10 +273,7 @@ def _ray_sweep(config: SweepConfig, workers: int, spec: WorkerSpec, items: Seque
             try:
                 index, result = pool.get_next_unordered()
             except ray.exceptions.RayTaskError as exc:  # a worker's own error, e.g. weights that do not load
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, AgentRTError):
-                    raise cause from None
-                raise
+                raise_cause(exc)
             on_result(index, result)
         ray.get([a.close.remote() for a in actors])
     finally:

@@ -2,9 +2,11 @@
 
     agentrt bench fleet --robots 1 2 4 8 --json runs/bench-fleet.json
     agentrt bench fleet --quick
+    agentrt bench fleet --robots 4 --replicas 2 [--engine ray]   # two servers, robot i on replica i mod 2
 
 Per N, one row (the issue's field names): the server (``policies.vla.server``, consistency decoding, 2 ms
-window) runs in a process of its own; each robot is a process running reach episodes back to back in
+window) runs in a process of its own (``replicas`` of them: ``policies.vla.replicas``, processes or Ray
+actors, on tcp loopback); each robot is a process running reach episodes back to back in
 lockstep (a SimEnv at 64 px, its client on board: ``policies.vla.fleet.FleetSource``) for a fixed time.
 The robot processes run at a lower priority (``ROBOT_NICE``): in a fleet the robots are other machines,
 so here they must not take the server's core from it (without, 8 sims get 8 of 9 time slices).
@@ -27,11 +29,10 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import shutil
 import statistics
-import tempfile
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -49,13 +50,17 @@ ROBOT_NICE = 10  # the simulated robots yield the CPU to the server, as robots o
 EXECUTE_STEPS = 4  # lockstep: the steps of a chunk run before the next plan (agentrt.scheduler's default)
 
 
-def run(quick: bool, robots: tuple[int, ...] | None = None) -> dict[str, Any]:
+def run(quick: bool, robots: tuple[int, ...] | None = None, replicas: int = 1, engine: str = "local") -> dict[str, Any]:
     """The table's rows; ``quick`` (1 and 2 robots, short runs) finishes within about a minute on 2 cores."""
+    from policies.vla.replicas import ReplicaConfig
+
     counts = robots or ((1, 2) if quick else ROBOTS)
-    return measure(counts, seconds=4.0 if quick else 20.0, sim_seconds=2.0 if quick else 8.0)
+    return measure(counts, seconds=4.0 if quick else 20.0, sim_seconds=2.0 if quick else 8.0,
+                   servers=ReplicaConfig(replicas=replicas, engine=engine, port=0))
 
 
-def measure(counts: tuple[int, ...], *, seconds: float, sim_seconds: float) -> dict[str, Any]:
+def measure(counts: tuple[int, ...], *, seconds: float, sim_seconds: float, servers: Any = None) -> dict[str, Any]:
+    """``servers``: a ``policies.vla.replicas.ReplicaConfig`` (default: one local server)."""
     from agentrt.progress import ProgressLine
 
     load_before = list(os.getloadavg())  # the machine before this bench's own processes add to it
@@ -63,14 +68,15 @@ def measure(counts: tuple[int, ...], *, seconds: float, sim_seconds: float) -> d
     rows = []
     for done, n in enumerate(counts):
         progress.update(done, note=f"{n} robot(s): sims + policy server, sims alone, server alone")
-        row = _fleet(n, seconds, "policy")
-        row["sim_only_hz"] = _fleet(n, sim_seconds, "sims")["control_hz"]
-        replay = _fleet(n, sim_seconds, "replay")
+        row = _fleet(n, seconds, "policy", servers)
+        row["sim_only_hz"] = _fleet(n, sim_seconds, "sims", servers)["control_hz"]
+        replay = _fleet(n, sim_seconds, "replay", servers)
         row["server_chunks_per_s"], row["server_batch_sizes"] = replay["chunks_per_s"], replay["batch_sizes"]
         rows.append(row)
     progress.update(len(counts), note="done")
     progress.done(f"bench fleet: {', '.join(str(n) for n in counts)} robots")
     result: dict[str, Any] = {"rows": rows, "seconds": seconds, "cpus": os.cpu_count(),
+                              "engine": servers.engine if servers is not None else "local",
                               "load_average": list(os.getloadavg()), "load_average_before": load_before}
     first = rows[0]
     if first["chunks_per_s"]:
@@ -78,38 +84,49 @@ def measure(counts: tuple[int, ...], *, seconds: float, sim_seconds: float) -> d
     return result
 
 
-def _fleet(n: int, seconds: float, mode: str) -> dict[str, Any]:
+def _fleet(n: int, seconds: float, mode: str, servers: Any) -> dict[str, Any]:
     """Run ``n`` robots for ``seconds`` after every one is ready; -> the row. ``mode``: policy (sims asking the
-    server), sims (the expert, no server) or replay (recorded observations asking the server, no sims)."""
+    servers), sims (the expert, no server) or replay (recorded observations asking the servers, no sims)."""
+    from policies.vla.replicas import ReplicaConfig, Replicas
+    from policies.vla.server import PolicyServerNodeConfig
+
     expert = mode == "sims"
+    servers = servers or ReplicaConfig(port=0)
     ctx = mp.get_context("spawn")  # no torch or zmq state copied into the children
-    folder = tempfile.mkdtemp(prefix="agentrt-fleet-")
-    endpoint = f"ipc://{folder}/server"
-    stop, results = ctx.Event(), ctx.Queue()
-    ready = ctx.Barrier(n + 1 + (0 if expert else 1))
-    server = None
-    if not expert:
-        server = ctx.Process(target=_serve, args=(endpoint, ready, stop, results), name="fleet-server")
-        server.start()
-    target = _replay if mode == "replay" else _robot
-    robots = [ctx.Process(target=target, args=(i, endpoint, seconds, ready, results, expert), name=f"robot{i}")
-              for i in range(n)]
-    for p in robots:
-        p.start()
+    results = ctx.Queue()
+    ready = ctx.Barrier(n + 1)
+    replicas = Replicas(servers, PolicyServerNodeConfig(decoding="consistency", device="cpu"))
     try:
-        ready.wait(START_TIMEOUT_S)
-        got = [results.get(timeout=seconds + START_TIMEOUT_S) for _ in range(n)]
-        stop.set()
-        served = results.get(timeout=30) if server is not None else {}
+        endpoints = "" if expert else ",".join(replicas.start())  # returns once every replica is warm
+        target = _replay if mode == "replay" else _robot
+        robots = [ctx.Process(target=target, args=(i, endpoints, seconds, ready, results, expert), name=f"robot{i}")
+                  for i in range(n)]
+        for p in robots:
+            p.start()
+        try:
+            ready.wait(START_TIMEOUT_S)
+            got = [results.get(timeout=seconds + START_TIMEOUT_S) for _ in range(n)]
+        finally:
+            for p in robots:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.kill()
+                    p.join()
     finally:
-        stop.set()
-        for p in [*robots, *([server] if server is not None else [])]:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-                p.join()
-        shutil.rmtree(folder, ignore_errors=True)
-    return _row(n, got, served)
+        replicas.close()
+    row = _row(n, got, _merged(replicas.stats))
+    row["replicas"] = 0 if expert else servers.replicas
+    return row
+
+
+def _merged(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """The replicas' batch sizes and dropped requests, summed."""
+    batches: Counter[str] = Counter()
+    bad: Counter[str] = Counter()
+    for s in stats:
+        batches.update(s.get("batches", {}))
+        bad.update(s.get("bad", {}))
+    return {"batches": dict(sorted(batches.items(), key=lambda kv: int(kv[0]))), "bad": dict(bad)}
 
 
 def _row(n: int, robots: list[dict[str, Any]], served: dict[str, Any]) -> dict[str, Any]:
@@ -131,20 +148,6 @@ def _row(n: int, robots: list[dict[str, Any]], served: dict[str, Any]) -> dict[s
     }
 
 
-def _serve(endpoint: str, ready: Any, stop: Any, results: Any) -> None:
-    from policies.vla.server import PolicyServer, PolicyServerNodeConfig
-
-    server = PolicyServer(PolicyServerNodeConfig(endpoint=endpoint, decoding="consistency", device="cpu"))
-    server.open()
-    try:
-        ready.wait(START_TIMEOUT_S)
-        while not stop.is_set():
-            server.serve(timeout_ms=20)
-    finally:
-        server.close()
-    results.put(server.stats.as_dict())
-
-
 def _robot(index: int, endpoint: str, seconds: float, ready: Any, results: Any, expert: bool) -> None:
     """One robot: reach episodes back to back, lockstep, until ``seconds`` after the start."""
     from policies.vla.fleet import FleetClient, FleetSource
@@ -155,7 +158,7 @@ def _robot(index: int, endpoint: str, seconds: float, ready: Any, results: Any, 
 
     os.nice(ROBOT_NICE)
     camera = SceneCameraConfig(width=64, height=64, renderer="tiny")
-    client = None if expert else FleetClient(endpoint, f"robot{index}")
+    client = None if expert else FleetClient(endpoint, f"robot{index}", replica=index)
     out: dict[str, Any] = {"steps": 0, "episodes": 0, "successes": 0, "chunks": 0, "latencies_ms": []}
     with SimEnv(SimEnvConfig(task="reach", camera=camera)) as env:
         env.reset(seed=SEED)  # the first reset and render load everything: not in the measured time
@@ -192,7 +195,7 @@ def _replay(index: int, endpoint: str, seconds: float, ready: Any, results: Any,
 
     os.nice(ROBOT_NICE)
     observed = [o for episodes in load_observations(RECORDED, 4, 40).values() for e in episodes for o in e]
-    client = FleetClient(endpoint, f"robot{index}")
+    client = FleetClient(endpoint, f"robot{index}", replica=index)
     out: dict[str, Any] = {"steps": 0, "episodes": 0, "successes": 0, "chunks": 0, "latencies_ms": []}
     ready.wait(START_TIMEOUT_S)
     started = time.monotonic()
@@ -239,11 +242,13 @@ def print_table(result: dict[str, Any]) -> None:
     def sizes(batches: dict[str, int]) -> str:
         return " ".join(f"{k}:{v}" for k, v in batches.items())
 
-    rows = [[r["robots"], r["chunks_per_s"], r["control_hz"]["mean"], r["control_hz"]["worst"],
+    rows = [[r["robots"], r.get("replicas", 1), r["chunks_per_s"], r["control_hz"]["mean"], r["control_hz"]["worst"],
              r["sim_only_hz"]["mean"], r["sim_only_hz"]["worst"], r["latency_p50_ms"], r["latency_p99_ms"],
              sizes(r["batch_sizes"]), r["success_rate"], r["server_chunks_per_s"], sizes(r["server_batch_sizes"])]
             for r in result["rows"]]
     load = ", ".join(f"{x:.2f}" for x in result.get("load_average_before", result["load_average"]))
-    print_rows(f"bench fleet: one policy server, N robots in lockstep ({result['cpus']} CPUs, load before {load})",
-               ["robots", "chunks/s", "Hz mean", "Hz worst", "sims alone Hz", "sims worst Hz", "p50 ms", "p99 ms",
+    engine = result.get("engine", "local")
+    print_rows(f"bench fleet: policy server replicas ({engine}), N robots in lockstep ({result['cpus']} CPUs, "
+               f"load before {load})",
+               ["robots", "replicas", "chunks/s", "Hz mean", "Hz worst", "sims alone Hz", "sims worst Hz", "p50 ms", "p99 ms",
                 "batch sizes", "success", "server chunks/s", "server batches"], rows)

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("agentrt.cli.distill", "consistency-distil the nano VLA for early-exit Jacobi decoding"),
     "eval": ("agentrt.cli.eval", "evaluate a policy: tasks x decoding x clock, success and speed"),
     "ask": ("agentrt.cli.ask", "ask a question about a live stream, a file or a running `agentrt serve`"),
+    "policy-server": ("agentrt.cli.policy_server", "the nano VLA's policy server for a fleet: one or R replicas (processes or Ray actors)"),
     "serve": ("agentrt.cli.serve", "camera + VideoLLM + a web page on localhost: live video, questions, streamed answers"),
 }
 

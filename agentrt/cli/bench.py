@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch / OpenMP threads (default: the library's; 1 gives steadier ratios on a busy machine)")
     parser.add_argument("--robots", type=int, nargs="+", metavar="N",
                         help="bench fleet: the fleet sizes to measure (default 1 2 4 8; --quick: 1 2)")
+    parser.add_argument("--replicas", type=int, default=1, metavar="R",
+                        help="bench fleet: policy-server replicas, robot i on replica i mod R (default 1)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="bench fleet: replicas as local processes (default) or Ray actors (needs agentrt[ray])")
     add_device(parser)
 
 
@@ -79,8 +83,11 @@ def run(args: argparse.Namespace) -> int:
     if args.robots is not None and (args.name != "fleet" or min(args.robots) < 1):
         raise ConfigError("--robots takes fleet sizes >= 1, for bench fleet only")
     module = importlib.import_module(module_name)
+    if (args.replicas != 1 or args.engine != "local") and args.name != "fleet":
+        raise ConfigError("--replicas and --engine are for bench fleet only")
     if args.name == "fleet":
-        result = module.run(quick=args.quick, robots=tuple(args.robots) if args.robots else None)
+        result = module.run(quick=args.quick, robots=tuple(args.robots) if args.robots else None,
+                            replicas=args.replicas, engine=args.engine)
     elif on_device:
         result = module.run(quick=args.quick, device=str(placement.device), dtype=args.dtype)
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_no_status", "add_seed", "add_batch_size", "add_device", "add_sweep", "sweep_config", "non_negative_int"]
+__all__ = ["add_no_status", "add_seed", "add_batch_size", "add_device", "add_engine", "add_sweep", "sweep_config", "non_negative_int"]
 
 
 def add_no_status(parser: argparse.ArgumentParser) -> None:
@@ -51,12 +51,17 @@ def add_device(parser: argparse.ArgumentParser, default: str = "auto", *, dtype:
                             help="the model's weights and activations (default float32; bfloat16 is for GPUs)")
 
 
-def add_sweep(parser: argparse.ArgumentParser) -> None:
-    """Where the episodes run (`policies.sweep`): this process, a pool of processes, or Ray actors."""
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    """Where the work runs: processes on this machine or Ray actors (`policies.sweep`, `policies.vla.replicas`)."""
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: processes on this machine (default); ray: Ray actors (needs agentrt[ray])")
     parser.add_argument("--address", default="", metavar="auto|ray://HOST:PORT",
                         help="ray: the cluster to join (default: a private Ray on this machine for this run)")
+
+
+def add_sweep(parser: argparse.ArgumentParser) -> None:
+    """Where the episodes run (`policies.sweep`): this process, a pool of processes, or Ray actors."""
+    add_engine(parser)
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="episodes run N at a time, each worker taking the next seed when done (default 1: "
                              "in this process)")

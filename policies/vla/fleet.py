@@ -6,6 +6,10 @@
         inputs: {frames: sim0.frames, state: sim0.state}
         params: {server: "tcp://127.0.0.1:7700"}   # clock and control_hz: the sim's (wired to `state`)
 
+Several servers (replicas, ``policies.vla.replicas``): ``server: "tcp://h:7700,tcp://h:7701"`` and a
+``replica`` index; the robot asks endpoint ``replica`` modulo their count, always the same one (its memory
+lives in that replica). In a launch file ``repeat_step: {replica: 1}`` spreads robot i over them.
+
 The link is what ``NanoVLANode`` is to its robot, with the model elsewhere: it plans on the robot's
 schedule (``agentrt.scheduler.PlanGate``: each lockstep frame once; in real time when the chunk in flight
 is down to ``lead_steps``), asks the server with ``[RobotState, Frame]`` and sends the robot the steps of
@@ -32,18 +36,32 @@ from agentrt.node import Input, Node, latest, lossless
 from agentrt.scheduler import ChunkSchedule, PlanGate
 from agentrt.wire import decode, encode
 
-__all__ = ["FleetClient", "FleetLinkNodeConfig", "FleetLinkNode", "FleetSource"]
+__all__ = ["FleetClient", "FleetLinkNodeConfig", "FleetLinkNode", "FleetSource", "pick_server"]
 
 POLL_MS = 50  # while waiting for a reply: how often the stop flag is looked at
 
 
-class FleetClient:
-    """One robot's DEALER to the server; ``robot_id`` is its routing id (the key of its memory there)."""
+def pick_server(servers: str, replica: int) -> str:
+    """The one of the comma-separated ``servers`` a robot asks: index ``replica`` modulo their count."""
+    endpoints = [s.strip() for s in servers.split(",") if s.strip()]
+    bad = [e for e in endpoints if not e.startswith(("tcp://", "ipc://"))]
+    if not endpoints or bad:
+        raise ConfigError(f"fleet server: expected tcp://HOST:PORT or ipc://PATH, comma-separated for replicas, "
+                          f"got {servers!r}")
+    if replica < 0:
+        raise ConfigError(f"fleet replica: expected an index >= 0, got {replica}")
+    return endpoints[replica % len(endpoints)]
 
-    def __init__(self, server: str, robot_id: str) -> None:
+
+class FleetClient:
+    """One robot's DEALER to the server; ``robot_id`` is its routing id (the key of its memory there).
+    ``server``: one endpoint, or several (replicas), of which ``replica`` picks one for good (``pick_server``)."""
+
+    def __init__(self, server: str, robot_id: str, replica: int = 0) -> None:
         if not robot_id or len(robot_id.encode()) > 255:
             raise ConfigError(f"fleet robot id: expected 1..255 bytes, got {robot_id!r}")
         self.robot_id = robot_id
+        self.server = server = pick_server(server, replica)
         sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.ROUTING_ID, robot_id.encode())
         sock.setsockopt(zmq.LINGER, 0)
@@ -86,7 +104,8 @@ class FleetClient:
 
 @dataclass
 class FleetLinkNodeConfig:
-    server: str = "tcp://127.0.0.1:7700"  # the policy server's ROUTER
+    server: str = "tcp://127.0.0.1:7700"  # the policy server's ROUTER; replicas: several, comma-separated
+    replica: int = 0  # which of several servers this robot asks, modulo their count (repeat_step: {replica: 1})
     robot_id: str = ""  # the routing id (the server keeps this robot's memory under it); "" = the node's name
     clock: str = "lockstep"  # in a launch file: the sim's (the node wired to `state`)
     control_hz: float = 20.0  # in a launch file: the sim's
@@ -95,8 +114,7 @@ class FleetLinkNodeConfig:
     timeout_ms: float = 2000.0  # no reply this long: give up on that frame (the next due one asks again)
 
     def __post_init__(self) -> None:
-        if not self.server.startswith(("tcp://", "ipc://")):
-            raise ConfigError(f"FleetLinkNodeConfig.server: expected tcp://HOST:PORT or ipc://PATH, got {self.server!r}")
+        pick_server(self.server, self.replica)  # one line now for an endpoint that is not one
         if self.timeout_ms <= 0:
             raise ConfigError(f"FleetLinkNodeConfig.timeout_ms: expected > 0, got {self.timeout_ms}")
         _ = self.schedule
@@ -114,7 +132,7 @@ class FleetLinkNode(Node):
 
     def setup(self) -> None:
         c = self.config
-        self.client = FleetClient(c.server, c.robot_id or self.name)
+        self.client = FleetClient(c.server, c.robot_id or self.name, c.replica)
         self.schedule = c.schedule
         self.gate = PlanGate(self.schedule)
         self._state: RobotState | None = None
@@ -122,7 +140,7 @@ class FleetLinkNode(Node):
         self.seq = 0
         for name in ("unanswered", "bad.replies"):
             self.stats.counters[name] = 0
-        self.log.info("robot '%s' asks the policy server at %s", self.client.robot_id, c.server)
+        self.log.info("robot '%s' asks the policy server at %s", self.client.robot_id, self.client.server)
 
     def run(self) -> None:
         for event in self.events():

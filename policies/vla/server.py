@@ -117,6 +117,7 @@ class PolicyServer:
         self._sock: zmq.Socket | None = None
         self._lock: EndpointLock | None = None
         self._socket_file: runfiles.SocketFile | None = None
+        self.endpoint = config.endpoint  # once open: where it is bound
 
     def open(self) -> None:
         endpoint = self.config.endpoint
@@ -135,6 +136,7 @@ class PolicyServer:
             raise ConfigError(f"policy server: cannot bind {endpoint} ({exc}); is another server running there? "
                               f"pick another endpoint") from None
         self._sock = sock
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)  # tcp://HOST:* -> the port it got
         self._socket_file = runfiles.bound_socket(endpoint)  # ZeroMQ leaves an ipc socket file: we remove it
         size = self.batch.policy.model.config.image_size  # first-call costs now, not in the first robot's batch
         warm = BatchRequest("warm-up", np.zeros((size, size, 3), np.uint8), np.zeros(4, np.float32), "warm up")

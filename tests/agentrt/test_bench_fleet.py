@@ -1,4 +1,4 @@
-"""`agentrt bench fleet` in a smoke form: two robots and one server through the CLI, the JSON rows complete."""
+"""`agentrt bench fleet` in a smoke form: two robots and two server replicas through the CLI, the JSON rows complete."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ def test_bench_fleet_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     import agentrt.bench.fleet as fleet
 
     real = fleet.measure
-    monkeypatch.setattr(fleet, "measure", lambda counts, **_: real(counts, seconds=2.0, sim_seconds=1.0))  # shorter still
+    monkeypatch.setattr(fleet, "measure", lambda counts, servers, **_: real(counts, seconds=2.0, sim_seconds=1.0,
+                                                                           servers=servers))  # shorter still
     out = tmp_path / "fleet.json"
-    assert main(["bench", "fleet", "--quick", "--robots", "2", "--json", str(out)]) == 0
+    assert main(["bench", "fleet", "--quick", "--robots", "2", "--replicas", "2", "--json", str(out)]) == 0
     assert "chunks/s" in capsys.readouterr().out
     (row,) = json.loads(out.read_text())["rows"]
-    assert row["robots"] == 2 and row["robots_served"] == 2 and row["chunks_per_s"] > 0
+    assert row["robots"] == 2 and row["replicas"] == 2 and row["robots_served"] == 2 and row["chunks_per_s"] > 0
     assert row["control_hz"]["worst"] <= row["control_hz"]["mean"] and row["sim_only_hz"]["worst"] > 0
     assert row["latency_p50_ms"] <= row["latency_p99_ms"] and row["server_chunks_per_s"] > 0
     assert sum(int(size) * n for size, n in row["batch_sizes"].items()) > 0 and row["bad_requests"] == 0
@@ -32,3 +33,5 @@ def test_bench_fleet_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
 def test_robots_is_for_bench_fleet_only(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "sim", "--robots", "2"]) != 0
     assert "--robots" in capsys.readouterr().err
+    assert main(["bench", "sim", "--replicas", "2"]) != 0
+    assert "--replicas and --engine are for bench fleet only" in capsys.readouterr().err

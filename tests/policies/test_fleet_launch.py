@@ -25,6 +25,7 @@ def test_the_fleet_launch_file_loads_and_follows_the_robot_count() -> None:
     assert spec.nodes["link4"].inputs == {"frames": ("sim4", "frames"), "state": ("sim4", "state")}
     assert spec.nodes["sim4"].inputs == {"actions": ("link4", "actions")}
     assert spec.nodes["link3"].config.robot_id == "robot3" and spec.nodes["link3"].config.clock == "lockstep"
+    assert [spec.nodes[f"link{i}"].config.replica for i in range(5)] == list(range(5))  # its pick of the replicas
     assert len({spec.nodes[f"sim{i}"].config.seed for i in range(5)}) == 5  # every robot its own episodes
 
 
