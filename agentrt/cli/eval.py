@@ -63,8 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=10, help="episodes per row (default 10)")
     add_seed(parser, None, "first seed (default unseen in training: 100000 for vla, 1000000 for qa)")
     parser.add_argument("--reworded", action="store_true", help="also rows with reworded instructions (lockstep)")
-    parser.add_argument("--weights", default="", help="AR weights (default: the shipped ones)")
-    parser.add_argument("--cd-weights", default="", help="consistency-distilled weights (default: the shipped ones)")
+    parser.add_argument("--weights", default="", help="AR weights (default: the shipped ones; hf:FOLDER: a Hugging Face VLA)")
+    parser.add_argument("--cd-weights", default="",
+                        help="consistency-distilled weights (default: the shipped ones; hf:FOLDER: a Hugging Face VLA)")
     parser.add_argument("--max-iterations", type=int, default=4, help="consistency: cap on Jacobi passes (default 4)")
     parser.add_argument("--tolerance", type=int, default=3, help="consistency: early exit tolerance in bins (default 3)")
     parser.add_argument("--execute-steps", type=int, default=4,
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from agentrt.errors import ConfigError
     from agentrt.progress import ProgressLine, duration
     from policies.vla.evaluate import evaluate_policy
-    from policies.vla.policy import DECODINGS, NanoPolicy, PolicyConfig
+    from policies.hfvla.policy import load_policy  # hf:FOLDER weights: a Hugging Face VLA, else the nano VLA
+    from policies.vla.policy import DECODINGS, PolicyConfig
 
     for d in args.decodings:
         if d not in DECODINGS:
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         progress.update(finished, note=f"{task} {decoding} {clock}{' reworded' if reworded else ''}")
 
     policies = {  # every model loads before the table starts: a bad --weights is one line, not half a table
-        decoding: NanoPolicy(PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
+        decoding: load_policy(PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
                                           decoding=decoding, max_iterations=args.max_iterations,
                                           tolerance_bins=args.tolerance, device=args.device, dtype=args.dtype))
         for decoding in args.decodings

