@@ -34,16 +34,16 @@ N_BINS = 256
 @dataclass
 class TinyVLAConfig:
     image_size: int = 64
-    patch_size: int = 4  # 16 x 16 patches: a 4 cm object at 64 px is ~4 px, one patch
+    patch_size: int = 8  # 8 x 8 patches: a 4 cm object at 64 px is ~4 px, within one patch
     vision_width: int = 64
     vision_depth: int = 2
     vision_heads: int = 2
-    scale_factor: int = 2  # SmolVLM's pixel shuffle: 256 patches -> 64 image tokens
-    width: int = 128
-    depth: int = 4
+    scale_factor: int = 2  # SmolVLM's pixel shuffle: 64 patches -> 16 image tokens, each 2 x 2 patches' features
+    width: int = 96
+    depth: int = 3
     heads: int = 4
     kv_heads: int = 2
-    mlp: int = 384
+    mlp: int = 256
     seed: int = 0
 
     @property

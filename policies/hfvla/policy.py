@@ -157,5 +157,7 @@ class HFPolicy:
         info.iterations, info.early_exit = result.stats.iterations, result.stats.early_exit
         return self.actions.decode(result.tokens), info
 
-    # the previous chunk moved on by guess_shift_steps steps: reads only _previous, model.config and config
-    _shifted_guess = NanoPolicy._shifted_guess
+    def _shifted_guess(self) -> list[int]:
+        """NanoPolicy's guess (the previous chunk moved on by ``guess_shift_steps`` steps): it reads only
+        ``_previous``, ``model.config.action_dims`` and ``config``, which this policy has too."""
+        return NanoPolicy._shifted_guess(self)  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ image rows after them, the actions as the answer; left-padded batches.
 
 Loss: cross-entropy on the action tokens over the 256 action ids (the argmax
 at run time is restricted to them), plus two training-only auxiliary heads
-that are not saved (the checkpoint is a plain SmolVLM): a heatmap over the 8x8
-image tokens where the named object is (its projection into the scene camera,
+that are not saved (the checkpoint is a plain SmolVLM): a heatmap over the image
+tokens where the named object is (its projection into the scene camera,
 ``sims.camera.project_scene``), and its table xy regressed from the last prompt
 row. A plain VLM at 64 px learns to find a 4 cm object from actions alone only
 slowly; the nano VLA needed its keypoints for the same reason. The learning
@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,7 +46,6 @@ __all__ = ["HFTrainConfig", "Batches", "make_batches", "Aux", "train_vla"]
 
 log = logging.getLogger(__name__)
 
-GRID = 8  # image tokens per side (64 = 16 x 16 patches after SmolVLM's 2 x 2 pixel shuffle)
 TABLE_CENTER, TABLE_SCALE = (0.5, 0.0), 0.3  # normalises table xy for the regression head (the nano VLA's state scale)
 
 
@@ -76,7 +74,7 @@ class HFTrainConfig:
 @dataclass
 class Batches:
     """Every sample, tokenised: left-padded prompts [N, P] with their mask, action ids [N, K*D], the named
-    object's place as heatmap targets [N, GRID²] and normalised table xy [N, 2]."""
+    object's place as heatmap targets [N, image tokens] and normalised table xy [N, 2]."""
 
     samples: Samples
     prompts: torch.Tensor
@@ -106,8 +104,9 @@ def make_batches(model: HFVLA, samples: Samples) -> Batches:
     bins = ActionTokenizer(spec).to_bins(samples.raw_actions).reshape(len(samples), -1)
     actions = torch.from_numpy(bins + spec.action_start)
     uv = torch.as_tensor(project_scene(samples.targets.numpy()), dtype=torch.float32)  # [N, 2] in [-1, 1]
-    centres = torch.linspace(-1 + 1 / GRID, 1 - 1 / GRID, GRID)
-    sigma = 2.0 / GRID
+    grid = round(spec.image_seq_len**0.5)  # image tokens per side, row-major (SmolVLM's pixel shuffle keeps the order)
+    centres = torch.linspace(-1 + 1 / grid, 1 - 1 / grid, grid)
+    sigma = 2.0 / grid
     gx = torch.exp(-0.5 * ((centres[None] - uv[:, :1]) / sigma) ** 2)
     gy = torch.exp(-0.5 * ((centres[None] - uv[:, 1:]) / sigma) ** 2)
     heat = (gy[:, :, None] * gx[:, None, :]).flatten(1)
@@ -127,7 +126,7 @@ class Aux(nn.Module):
     def loss(self, model: HFVLA, hidden: torch.Tensor, ids: torch.Tensor, prompt_len: int, heat: torch.Tensor,
              xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows = hidden[:, : ids.shape[1]][ids == model.image_token_id].view(len(ids), -1, hidden.shape[-1])
-        logits = self.heat(rows).squeeze(-1)  # [B, GRID²]
+        logits = self.heat(rows).squeeze(-1)  # [B, image tokens]
         ce = -(heat * logits.log_softmax(-1)).sum(-1).mean()
         mse = (self.xy(hidden[:, prompt_len - 1]) - xy).pow(2).mean()
         return ce, mse

