@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from agentrt.engine.device import Placement
     from agentrt.errors import ConfigError
     from agentrt.progress import ProgressLine, duration
-    from policies.vla.evaluate import evaluate_policy
     from policies.hfvla.policy import load_policy  # hf:FOLDER weights: a Hugging Face VLA, else the nano VLA
+    from policies.vla.evaluate import evaluate_policy
     from policies.vla.policy import DECODINGS, PolicyConfig
 
     for d in args.decodings:
