@@ -11,6 +11,7 @@ default: it halves the file), tokenizer, image processor config and
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -113,12 +114,8 @@ def save_vla(model: HFVLA, folder: str | Path, dtype: torch.dtype = torch.float1
     """``save_pretrained`` (weights in ``dtype``), the tokenizer, the image processor's config and the spec."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    original = model.lm_head_weight.dtype
-    model.vlm.to(dtype)
-    try:
-        model.vlm.save_pretrained(str(out))
-    finally:
-        model.vlm.to(original)
+    # a copy in ``dtype``: casting the model itself and back would round the weights being trained
+    copy.deepcopy(model.vlm).to(dtype).save_pretrained(str(out))
     model.tokenizer.save_pretrained(str(out))
     s = model.config.image_size
     tf = _transformers()

@@ -78,7 +78,7 @@ def load_spec(folder: str | Path) -> ActionSpec:
     path = Path(folder) / SPEC_FILE
     if not path.exists():
         raise ConfigError(f"{folder} has no {SPEC_FILE}: it is not a VLA checkpoint with action tokens "
-                          f"(a plain VLM cannot act; train one with `python -m policies.hfvla.train`)")
+                          f"(a plain VLM cannot act; train one with `agentrt train-hfvla`)")
     try:
         raw: dict[str, Any] = json.loads(path.read_text())
         return ActionSpec(**raw)

@@ -166,3 +166,25 @@ def test_hfvla_tokenizer_folder_must_hold_a_tokenizer(tmp_path: Path) -> None:
     shutil.copy(SHIPPED / SPEC_FILE, tmp_path / SPEC_FILE)
     with pytest.raises(ConfigError, match="neither tokenizer.json"):
         load_tokenizer(str(tmp_path))
+
+
+def test_hfvla_saving_in_float16_leaves_the_model_being_trained_alone(tokenizer: object, tmp_path: Path) -> None:
+    model = tiny_vla(tokenizer, 5)
+    before = {k: v.clone() for k, v in model.vlm.state_dict().items()}
+    with torch.no_grad():
+        for p in model.vlm.parameters():
+            p.add_(1e-4 * torch.randn_like(p))  # values float16 cannot hold
+    after_noise = {k: v.clone() for k, v in model.vlm.state_dict().items()}
+    save_vla(model, tmp_path / "vla")  # float16 on disk
+    state = model.vlm.state_dict()
+    assert all(state[k].dtype == torch.float32 and torch.equal(state[k], after_noise[k]) for k in state)
+    assert any(not torch.equal(before[k], after_noise[k]) for k in before)
+
+
+def test_train_hfvla_cli_refuses_an_unknown_override_in_one_line() -> None:
+    from agentrt.cli.train_hfvla import _overrides
+
+    assert _overrides(["width=32", "depth=1"]) == {"width": 32, "depth": 1}
+    with pytest.raises(ConfigError, match="KEY=INTEGER") as err:
+        _overrides(["colour=red"])
+    assert "\n" not in str(err.value)
