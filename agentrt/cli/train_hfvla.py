@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=0.0, help="learning rate (default 1e-3; distill 3e-4)")
     add_seed(parser, 0, "seed of the init, batches and trajectories (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--ground", type=int, default=3, choices=(0, 2, 3),
+                        help="train: grounding tokens, the named object's table x, y(, z) said before the actions "
+                             "(default 3; 0: none)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="train: a TinyVLAConfig override (width, depth, patch_size, ...)")
 
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
         tcfg = HFTrainConfig(data_dir=args.data, out=args.out or "runs/hfvla", tokenizer=args.tokenizer,
                              steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr or 1e-3,
-                             seed=args.seed, threads=args.threads, model=_overrides(args.set))
+                             seed=args.seed, threads=args.threads, ground_dims=args.ground,
+                             model=_overrides(args.set))
         summary = train_vla(tcfg, on_step)
         out = tcfg.out
     progress.done(f"{args.what}: {summary['steps']} steps in {summary['train_s']:.0f} s -> {out}")

@@ -101,6 +101,7 @@ class HFPolicy:
         if cfg.decoding == "consistency":
             self.jacobi = JacobiConfig(max_iterations=cfg.max_iterations, tolerance_bins=cfg.tolerance_bins)
         self._previous: list[int] | None = None
+        self.ground: np.ndarray | None = None  # where the last block said the named object is (grounding tokens)
 
     @property
     def device(self) -> torch.device:
@@ -142,7 +143,7 @@ class HFPolicy:
         cache, last = prefill(self.runner, prompt)
         synchronize(device)
         t2 = time.perf_counter()
-        n = spec.chunk_tokens
+        n, g = spec.block_tokens, spec.ground_dims
         if self.config.decoding == "ar":
             result = greedy_decode(self.runner, None, n, action_ids=spec.action_ids, cache=cache, last_logits=last)
         else:
@@ -152,12 +153,19 @@ class HFPolicy:
         synchronize(device)
         t3 = time.perf_counter()
         self._previous = result.tokens
+        # the grounding tokens are part of the decoded block (the actions were conditioned on them); not the chunk
+        self.ground = spec.ground_values(result.tokens) if g else None
         info.vit_ms, info.prefill_ms, info.decode_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
         info.total_ms = (t3 - t0) * 1e3
         info.iterations, info.early_exit = result.stats.iterations, result.stats.early_exit
-        return self.actions.decode(result.tokens), info
+        return self.actions.decode(result.tokens[g:]), info
 
     def _shifted_guess(self) -> list[int]:
-        """NanoPolicy's guess (the previous chunk moved on by ``guess_shift_steps`` steps): it reads only
-        ``_previous``, ``model.config.action_dims`` and ``config``, which this policy has too."""
-        return NanoPolicy._shifted_guess(self)  # type: ignore[arg-type]
+        """The previous block as the next one's guess: its grounding tokens as they were (the object has not
+        moved), its chunk moved on by ``guess_shift_steps`` steps as ``NanoPolicy`` moves it."""
+        assert self._previous is not None
+        g, D = self.model.config.ground_dims, self.model.config.action_dims
+        steps = [self._previous[i : i + D] for i in range(g, len(self._previous), D)]
+        shift = min(self.config.guess_shift_steps, len(steps) - 1)
+        moved = steps[shift:] + [steps[-1]] * shift
+        return self._previous[:g] + [token for step in moved for token in step]

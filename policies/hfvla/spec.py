@@ -40,6 +40,12 @@ class ActionSpec:
     action_q99: list[float] = field(default_factory=lambda: [0.02, 0.02, 0.02])
     image_size: int = 64  # the camera image is fitted to this square before the vision tower
     robot: str = "panda"
+    # grounding tokens: the model first says where the named object is (its table xyz, ``ground_dims`` of them,
+    # each binned uniformly over [ground_lo, ground_hi] into the same 256 action ids), then the chunk; the
+    # actions are decoded conditioned on that answer. 0: the block is the chunk alone.
+    ground_dims: int = 0
+    ground_lo: list[float] = field(default_factory=list)
+    ground_hi: list[float] = field(default_factory=list)
     format: str = "agentrt-vla/1"
 
     def __post_init__(self) -> None:
@@ -53,6 +59,10 @@ class ActionSpec:
                               f"{self.image_size}")
         if len(self.action_q01) != self.action_dims - 1 or len(self.action_q99) != self.action_dims - 1:
             raise ConfigError(f"{SPEC_FILE}: action_q01 and action_q99 need {self.action_dims - 1} values each")
+        if self.ground_dims < 0 or len(self.ground_lo) != self.ground_dims or len(self.ground_hi) != self.ground_dims \
+                or any(hi <= lo for lo, hi in zip(self.ground_lo, self.ground_hi, strict=True)):
+            raise ConfigError(f"{SPEC_FILE}: ground_lo and ground_hi need ground_dims ({self.ground_dims}) values "
+                              f"each, every hi above its lo")
 
     # what the nano VLA's ActionTokenizer reads
     @property
@@ -66,6 +76,23 @@ class ActionSpec:
     @property
     def chunk_tokens(self) -> int:
         return self.chunk_steps * self.action_dims
+
+    @property
+    def block_tokens(self) -> int:
+        """Tokens decoded per call: the grounding tokens, then the chunk."""
+        return self.ground_dims + self.chunk_tokens
+
+    def ground_bins(self, xyz: np.ndarray) -> np.ndarray:
+        """[N, >= ground_dims] positions -> [N, ground_dims] bins in [0, n_bins)."""
+        lo, hi = np.asarray(self.ground_lo), np.asarray(self.ground_hi)
+        unit = (np.asarray(xyz, dtype=np.float64)[:, : self.ground_dims] - lo) / (hi - lo)
+        return np.clip(np.floor(unit * self.n_bins), 0, self.n_bins - 1).astype(np.int64)
+
+    def ground_values(self, tokens: list[int]) -> np.ndarray:
+        """The block's grounding token ids -> the position they say (bin centres), [ground_dims]."""
+        lo, hi = np.asarray(self.ground_lo), np.asarray(self.ground_hi)
+        bins = np.asarray(tokens[: self.ground_dims], dtype=np.float64) - self.action_start
+        return (lo + (bins + 0.5) / self.n_bins * (hi - lo)).astype(np.float32)
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / SPEC_FILE

@@ -26,10 +26,11 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,17 +64,21 @@ class HFTrainConfig:
     save_every: int = 200
     seed: int = 0
     threads: int = 2
+    ground_dims: int = 3  # grounding tokens: the named object's table x, y(, z) said before the actions; 0: none
+    ground_weight: float = 1.0  # their share of the token cross-entropy, relative to an action token
     model: dict[str, Any] = field(default_factory=dict)  # TinyVLAConfig overrides
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.minutes < 0:
-            raise ConfigError(f"HFTrainConfig: expected steps, batch_size >= 1, lr > 0, minutes >= 0, got "
-                              f"{self.steps}, {self.batch_size}, {self.lr}, {self.minutes}")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or self.minutes < 0 or not 0 <= self.ground_dims <= 3:
+            raise ConfigError(f"HFTrainConfig: expected steps, batch_size >= 1, lr > 0, minutes >= 0, "
+                              f"0 <= ground_dims <= 3, got {self.steps}, {self.batch_size}, {self.lr}, {self.minutes}, "
+                              f"{self.ground_dims}")
 
 
 @dataclass
 class Batches:
-    """Every sample, tokenised: left-padded prompts [N, P] with their mask, action ids [N, K*D], the named
+    """Every sample, tokenised: left-padded prompts [N, P] with their mask, answer ids [N, G + K*D] (the
+    grounding tokens, then the actions; ``ActionSpec.block_tokens``), the named
     object's place as heatmap targets [N, image tokens] and normalised table xy [N, 2]."""
 
     samples: Samples
@@ -102,6 +107,8 @@ def make_batches(model: HFVLA, samples: Samples) -> Batches:
         prompts[row, width - len(seq) :] = torch.tensor(seq)
         mask[row, width - len(seq) :] = 1
     bins = ActionTokenizer(spec).to_bins(samples.raw_actions).reshape(len(samples), -1)
+    if spec.ground_dims:  # the block the model answers: where the named object is, then the chunk
+        bins = np.concatenate([spec.ground_bins(samples.targets.numpy()), bins], axis=1)
     actions = torch.from_numpy(bins + spec.action_start)
     uv = torch.as_tensor(project_scene(samples.targets.numpy()), dtype=torch.float32)  # [N, 2] in [-1, 1]
     grid = round(spec.image_seq_len**0.5)  # image tokens per side, row-major (SmolVLM's pixel shuffle keeps the order)
@@ -132,6 +139,15 @@ class Aux(nn.Module):
         return ce, mse
 
 
+def token_loss(logits: torch.Tensor, bins: torch.Tensor, ground_dims: int, ground_weight: float) -> torch.Tensor:
+    """Cross-entropy over the block [B, N, n_bins] vs bins [B, N], the grounding tokens weighted by
+    ``ground_weight`` (a mean per token, so the scale does not depend on how many there are)."""
+    per = F.cross_entropy(logits.flatten(0, 1), bins.flatten(), reduction="none").view_as(bins).float()
+    weights = torch.ones(bins.shape[1], device=per.device)
+    weights[:ground_dims] = ground_weight
+    return (per * weights).sum(-1).mean() / weights.sum()
+
+
 def lr_at(step: int, elapsed_s: float, cfg: HFTrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -152,6 +168,10 @@ def train_vla(cfg: HFTrainConfig, on_step: Any = None) -> dict[str, Any]:
     spec = ActionSpec(vocab_size=len(tokenizer), image_seq_len=tiny.image_seq_len, chunk_steps=nano.chunk_steps,
                       action_dims=nano.action_dims, action_q01=list(nano.action_q01), action_q99=list(nano.action_q99),
                       image_size=nano.image_size, robot=data_robot(cfg.data_dir))
+    if cfg.ground_dims:  # the bins span where the named objects were in the demonstrations, and 2 cm more
+        targets = samples.targets.numpy()[:, : cfg.ground_dims]
+        spec = replace(spec, ground_dims=cfg.ground_dims, ground_lo=[round(float(v) - 0.02, 3) for v in targets.min(0)],
+                       ground_hi=[round(float(v) + 0.02, 3) for v in targets.max(0)])
     model = build_vla(tokenizer, spec, tiny)
     data = make_batches(model, samples)
     aux = Aux(tiny.width)
@@ -169,7 +189,7 @@ def train_vla(cfg: HFTrainConfig, on_step: Any = None) -> dict[str, Any]:
         prompts = data.prompts[idx]
         logits, hidden = model.teacher_forced(prompts, data.mask[idx], model.pixels(data.samples.images[idx]),
                                               data.actions[idx])
-        ce = F.cross_entropy(logits.reshape(-1, spec.n_bins), (data.actions[idx] - spec.action_start).reshape(-1))
+        ce = token_loss(logits, data.actions[idx] - spec.action_start, spec.ground_dims, cfg.ground_weight)
         heat, xy = aux.loss(model, hidden, prompts, prompts.shape[1], data.heat[idx], data.target_xy[idx])
         loss = ce + cfg.aux_weight * (heat + 10 * xy)
         for group in opt.param_groups:

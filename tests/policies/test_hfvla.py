@@ -34,9 +34,14 @@ def tokenizer() -> object:
     return load_tokenizer(str(SHIPPED))
 
 
-def tiny_vla(tokenizer: object, seed: int = 0) -> HFVLA:
+GROUND = {"ground_dims": 3, "ground_lo": [0.3, -0.3, 0.0], "ground_hi": [0.8, 0.3, 0.2]}
+
+
+def tiny_vla(tokenizer: object, seed: int = 0, ground: bool = False) -> HFVLA:
+    """ground: the block starts with 3 grounding tokens (the named object's table xyz) before the chunk."""
     cfg = TinyVLAConfig(**{**TINY.__dict__, "seed": seed})
-    spec = ActionSpec(vocab_size=len(tokenizer), image_seq_len=cfg.image_seq_len)  # type: ignore[arg-type]
+    spec = ActionSpec(vocab_size=len(tokenizer), image_seq_len=cfg.image_seq_len,  # type: ignore[arg-type]
+                      **(GROUND if ground else {}))  # type: ignore[arg-type]
     return build_vla(tokenizer, spec, cfg).eval()
 
 
@@ -46,14 +51,16 @@ def scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), state
 
 
-def test_hfvla_jacobi_equals_greedy_token_for_token(tokenizer: object) -> None:
+@pytest.mark.parametrize("ground", [False, True])
+def test_hfvla_jacobi_equals_greedy_token_for_token(tokenizer: object, ground: bool) -> None:
     for seed in range(3):
-        model = tiny_vla(tokenizer, seed)
+        model = tiny_vla(tokenizer, seed, ground)
         policy = HFPolicy(PolicyConfig(decoding="ar"), model=model)
         image, state = scene(seed)
         prompt = policy.prompt(image, state, "touch the red cube")
         ids = model.config.action_ids
-        n = model.config.chunk_tokens
+        n = model.config.block_tokens
+        assert n == 32 + (3 if ground else 0)
         greedy = greedy_decode(policy.runner, prompt, n, action_ids=ids)
         guess = torch.randint(ids[0], ids[1], (n - 1,), generator=torch.Generator().manual_seed(seed)).tolist()
         for init in (None, guess):
@@ -63,8 +70,40 @@ def test_hfvla_jacobi_equals_greedy_token_for_token(tokenizer: object) -> None:
         # the policies' chunks agree as well (jacobi guesses from the previous chunk on the second call)
         jac = HFPolicy(PolicyConfig(decoding="jacobi"), model=model)
         for _ in range(2):
-            assert np.array_equal(policy.act(image, state, "touch the red cube")[0],
-                                  jac.act(image, state, "touch the red cube")[0])
+            chunk = policy.act(image, state, "touch the red cube")[0]
+            assert chunk.shape == (8, 4) and np.array_equal(chunk, jac.act(image, state, "touch the red cube")[0])
+        # the chunk is the block's last 32 tokens; the grounding tokens before it say a place, not an action
+        assert policy._previous == jac._previous == greedy.tokens
+        assert np.array_equal(chunk, policy.actions.decode(greedy.tokens[n - 32 :]))
+        if ground:
+            assert policy.ground is not None and np.array_equal(policy.ground, jac.ground)
+            assert np.all(policy.ground >= GROUND["ground_lo"]) and np.all(policy.ground <= GROUND["ground_hi"])
+        else:
+            assert policy.ground is None
+
+
+def test_hfvla_grounding_bins_round_trip_and_bad_ranges_are_refused() -> None:
+    spec = ActionSpec(vocab_size=1000, image_seq_len=16, **GROUND)  # type: ignore[arg-type]
+    xyz = np.array([[0.3, -0.3, 0.0], [0.55, 0.01, 0.07], [0.8 - 1e-9, 0.3 - 1e-9, 0.2 - 1e-9], [2.0, -2.0, 0.1]])
+    bins = spec.ground_bins(xyz)
+    assert bins.min() >= 0 and bins.max() <= 255 and bins[0].tolist() == [0, 0, 0] and bins[2].tolist() == [255] * 3
+    back = np.stack([spec.ground_values((b + spec.action_start).tolist()) for b in bins])
+    width = (np.array(GROUND["ground_hi"]) - np.array(GROUND["ground_lo"])) / 256
+    assert np.all(np.abs(back[:3] - xyz[:3]) <= width / 2 + 1e-6)  # within half a bin
+    assert back[3, 0] < 0.8 and back[3, 1] > -0.3  # outside the range: the edge bins
+    with pytest.raises(ConfigError, match="ground_lo and ground_hi"):
+        ActionSpec(vocab_size=1000, image_seq_len=16, ground_dims=2, ground_lo=[0.0, 0.0], ground_hi=[1.0, 0.0])
+
+
+def test_hfvla_token_loss_weighs_the_grounding_tokens() -> None:
+    from policies.hfvla.train import token_loss
+
+    bins = torch.tensor([[3, 4, 5, 6]])
+    logits = torch.full((1, 4, 256), -10.0)
+    logits[0, torch.arange(4), bins[0]] = 10.0  # every token right ...
+    logits[0, 0] = 0.0  # ... but the first (a grounding token) a uniform guess
+    assert token_loss(logits, bins, 1, 0.0).item() < 1e-6  # weight 0: not counted
+    assert token_loss(logits, bins, 1, 1.0).item() == pytest.approx(np.log(256) / 4, rel=1e-3)
 
 
 def test_hfvla_prompt_embeddings_are_transformers_own(tokenizer: object) -> None:
@@ -145,11 +184,13 @@ def test_hfvla_train_and_distill_smoke(tmp_path: Path) -> None:
     summary = train_vla(HFTrainConfig(data_dir=str(tmp_path / "data"), out=str(out), tokenizer=str(SHIPPED), steps=2,
                                       batch_size=2, model=model))
     assert summary["steps"] == 2 and (out / SPEC_FILE).exists() and (out / "training.json").exists()
+    spec = json.loads((out / SPEC_FILE).read_text())  # grounding tokens by default, their bins from the data
+    assert spec["ground_dims"] == 3 and all(lo < hi for lo, hi in zip(spec["ground_lo"], spec["ground_hi"], strict=True))
     cd = distill_vla(HFDistillConfig(teacher=str(out), data_dir=str(tmp_path / "data"), out=str(tmp_path / "cd"),
                                      steps=2, batch_size=2))
     assert cd["steps"] == 2
     policy = load_policy(PolicyConfig(weights=f"hf:{tmp_path / 'cd'}", decoding="consistency"))
-    assert policy.act(*scene(4), "touch the red cube")[0].shape == (8, 4)
+    assert policy.act(*scene(4), "touch the red cube")[0].shape == (8, 4) and policy.ground.shape == (3,)
 
 
 @pytest.mark.skipif(not (SHIPPED_CD / SPEC_FILE).exists(), reason="no shipped distilled checkpoint")
