@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ground", type=int, default=3, choices=(0, 2, 3),
                         help="train: grounding tokens, the named object's table x, y(, z) said before the actions "
                              "(default 3; 0: none)")
+    parser.add_argument("--state-dropout", type=float, default=0.0,
+                        help="train: share of prompts that say 'State: unknown' (the image must carry the target)")
+    parser.add_argument("--init", default="", help="train: start from this checkpoint folder, not a random init")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="train: a TinyVLAConfig override (width, depth, patch_size, ...)")
 
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         tcfg = HFTrainConfig(data_dir=args.data, out=args.out or "runs/hfvla", tokenizer=args.tokenizer,
                              steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr or 1e-3,
                              seed=args.seed, threads=args.threads, ground_dims=args.ground,
+                             state_dropout=args.state_dropout, init=args.init,
                              model=_overrides(args.set))
         summary = train_vla(tcfg, on_step)
         out = tcfg.out

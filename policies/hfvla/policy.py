@@ -44,10 +44,10 @@ def hf_folder(weights: str) -> Path | None:
         return None
     folder = Path(weights[len(HF_PREFIX) :]).expanduser()
     if not folder.is_dir() and not folder.is_absolute() and (REPO / folder).is_dir():
-        folder = REPO / folder  # the shipped folder, named as in the repository, from any working directory
+        folder = REPO / folder  # a folder named as in the repository (runs/hfvla), from any working directory
     if not folder.is_dir():
         raise ConfigError(f"{weights}: no such folder; hf: takes a local checkpoint folder (this backend never "
-                          f"downloads), e.g. hf:policies/weights/hfvla_reach")
+                          f"downloads), e.g. hf:runs/hfvla from `agentrt train-hfvla`")
     return folder
 
 

@@ -121,9 +121,11 @@ def state_text(state: np.ndarray) -> str:
     return f"x {round(100 * x)} y {round(100 * y)} z {round(100 * z)} gripper {round(100 * g)}"
 
 
-def prompt_text(instruction: str, state: np.ndarray, image_seq_len: int) -> str:
+def prompt_text(instruction: str, state: np.ndarray | None, image_seq_len: int) -> str:
     """SmolVLM's chat layout with the instruction and state first, then the image, then the answer
-    (the actions). The words come first so the image tokens can attend to what to look for."""
+    (the actions). The words come first so the image tokens can attend to what to look for.
+    ``state`` None writes "State: unknown" (training drops the state so the image must carry the target)."""
     image = IMAGE_OPEN + GLOBAL_IMAGE + IMAGE_TOKEN * image_seq_len + IMAGE_OPEN
-    return (f"<|im_start|>User: {instruction.strip()}. State: {state_text(state)}.{image}"
+    said = "unknown" if state is None else state_text(state)
+    return (f"<|im_start|>User: {instruction.strip()}. State: {said}.{image}"
             f"{END_OF_UTTERANCE}\nAssistant:")

