@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-qa": ("agentrt.cli.train_qa", "train the nano video-QA model (resumable, seeded)"),
     "qa-domain": ("agentrt.cli.qa_domain", "calibrate or measure the nano QA model's out-of-domain check"),
     "distill": ("agentrt.cli.distill", "consistency-distil the nano VLA for early-exit Jacobi decoding"),
+    "train-hfvla": ("agentrt.cli.train_hfvla", "train or distil a small SmolVLM-architecture VLA (Hugging Face format)"),
     "eval": ("agentrt.cli.eval", "evaluate a policy: tasks x decoding x clock, success and speed"),
     "ask": ("agentrt.cli.ask", "ask a question about a live stream, a file or a running `agentrt serve`"),
     "policy-server": ("agentrt.cli.policy_server", "the nano VLA's policy server for a fleet: one or R replicas (processes or Ray actors)"),

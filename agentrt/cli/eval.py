@@ -70,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=10, help="episodes per row (default 10)")
     add_seed(parser, None, "first seed (default: the test range, 500000 for vla, 1000000 for qa)")
     parser.add_argument("--reworded", action="store_true", help="also rows with reworded instructions (lockstep)")
-    parser.add_argument("--weights", default="", help="AR weights (default: the shipped ones)")
-    parser.add_argument("--cd-weights", default="", help="consistency-distilled weights (default: the shipped ones)")
+    parser.add_argument("--weights", default="", help="AR weights (default: the shipped ones; hf:FOLDER: a Hugging Face VLA)")
+    parser.add_argument("--cd-weights", default="",
+                        help="consistency-distilled weights (default: the shipped ones; hf:FOLDER: a Hugging Face VLA)")
     parser.add_argument("--max-iterations", type=int, default=4, help="consistency: cap on Jacobi passes (default 4)")
     parser.add_argument("--tolerance", type=int, default=3, help="consistency: early exit tolerance in bins (default 3)")
     parser.add_argument("--execute-steps", type=int, default=4,
@@ -100,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
     from agentrt.engine.device import Placement
     from agentrt.errors import ConfigError
     from agentrt.progress import ProgressLine, duration
+    from policies.hfvla.policy import load_policy  # hf:FOLDER weights: a Hugging Face VLA, else the nano VLA
     from policies.vla.evaluate import EvalSpec, evaluate_policy, sweep_rows
-    from policies.vla.policy import DECODINGS, NanoPolicy, PolicyConfig
+    from policies.vla.policy import DECODINGS, PolicyConfig
 
     for d in args.decodings:
         if d not in DECODINGS:
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                                       tolerance_bins=args.tolerance, device=args.device, dtype=args.dtype)
                for decoding in args.decodings}
     # every model loads before the table starts: a bad --weights is one line, not half a table
-    policies = {decoding: NanoPolicy(config) for decoding, config in configs.items()}
+    policies = {decoding: load_policy(config) for decoding, config in configs.items()}
     print(_line(COLUMNS), flush=True)
     progress.update(0)
     specs = [EvalSpec(task=task, decoding=decoding, clock=clock, reworded=reworded, execute_steps=args.execute_steps)

@@ -259,7 +259,9 @@ class EvalWorker:
         spec, seed = job
         if spec not in self.runners:
             if spec.decoding not in self.policies:
-                self.policies[spec.decoding] = NanoPolicy(self.configs[spec.decoding])
+                from policies.hfvla.policy import load_policy  # hf:FOLDER weights: a Hugging Face VLA
+
+                self.policies[spec.decoding] = load_policy(self.configs[spec.decoding])
             self.runners[spec] = EpisodeRunner(self.policies[spec.decoding], spec)
         return self.runners[spec].run(seed)
 

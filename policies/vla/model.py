@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ from policies.vla.state import robot_state
 from policies.vocabulary import WordCheck, check_words, split_words
 
 __all__ = ["NanoVLAConfig", "NanoVLA", "Percept", "Keypoints", "ActionTokenizer", "TextTokenizer", "save_model", "load_model",
-           "trained_robot", "LEGACY_ROBOT", "robot_state"]
+           "trained_robot", "LEGACY_ROBOT", "robot_state", "ActionSpace"]
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,22 @@ class TextTokenizer:
         return check_words(text, self.index, self.config.text_len - 2)  # specials are never written words
 
 
+class ActionSpace(Protocol):
+    """What the action tokenizer reads of a config (``NanoVLAConfig``, or a Hugging Face VLA's action spec)."""
+
+    action_q01: list[float]
+    action_q99: list[float]
+    chunk_steps: int
+    action_dims: int
+
+    @property
+    def action_start(self) -> int: ...
+
+
 class ActionTokenizer:
     """(K, D) actions <-> K*D action-bin ids; xyz by q01/q99, the gripper binarised."""
 
-    def __init__(self, config: NanoVLAConfig) -> None:
+    def __init__(self, config: ActionSpace) -> None:
         self.config = config
         self.q01 = np.asarray(config.action_q01, dtype=np.float64)
         self.q99 = np.asarray(config.action_q99, dtype=np.float64)

@@ -70,7 +70,7 @@ class NanoVLANodeConfig:
     clock: str = "lockstep"  # lockstep | realtime; in a launch file: the sim's (the node wired to `state`)
     control_hz: float = 20.0  # in a launch file: the sim's
     decoding: str = "consistency"  # ar | jacobi | consistency
-    weights: str = ""  # empty: the shipped weights for the decoding mode
+    weights: str = ""  # empty: the shipped weights for the decoding mode; hf:FOLDER: a Hugging Face VLA checkpoint
     vit_cache: bool = False
     lead_steps: int = 4  # real time: plan when the chunk in flight has this many steps left
     execute_steps: int = 4  # lockstep: send this many steps of each chunk (0 = all), so the sim asks again sooner
@@ -99,10 +99,11 @@ class NanoVLANode(Node):
     params_from_inputs = {"state": ("clock", "control_hz")}  # plan at the robot's clock and rate: set on the sim
 
     def setup(self) -> None:
-        from policies.vla.policy import NanoPolicy, PolicyConfig
+        from policies.hfvla.policy import load_policy  # weights hf:FOLDER: a Hugging Face VLA
+        from policies.vla.policy import PolicyConfig
 
         c = self.config
-        self.policy = NanoPolicy(PolicyConfig(weights=c.weights, decoding=c.decoding, vit_cache=c.vit_cache, threads=c.threads,
+        self.policy = load_policy(PolicyConfig(weights=c.weights, decoding=c.decoding, vit_cache=c.vit_cache, threads=c.threads,
                                               device=c.device, dtype=c.dtype))
         self.log.info("nano VLA (%s decoding) on %s, %s", c.decoding, self.policy.device, c.dtype)
         size = self.policy.model.config.image_size
