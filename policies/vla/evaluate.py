@@ -58,7 +58,7 @@ class EvalRow:
     decoding: str
     clock: str
     episodes: int
-    success_rate: float
+    successes: int
     control_hz: float
     latency_p50_ms: float
     latency_p99_ms: float
@@ -68,7 +68,10 @@ class EvalRow:
     unknown_word_share: float = 0.0  # of the instructions' words, the share the model does not know (read as unk)
     unknown_words: list[str] = field(default_factory=list)  # which, each once
     details: dict[str, Any] = field(default_factory=dict)
-    successes: int = 0
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / max(self.episodes, 1)
 
     @property
     def success_ci95(self) -> tuple[float, float]:
@@ -172,7 +175,6 @@ def summarize(spec: EvalSpec, outcomes: list[EpisodeOutcome]) -> EvalRow:
     checks = [o.check for o in outcomes]
     return EvalRow(
         task=spec.task, decoding=spec.decoding, clock=spec.clock, episodes=len(outcomes),
-        success_rate=sum(o.success for o in outcomes) / max(len(outcomes), 1),
         successes=sum(o.success for o in outcomes),
         control_hz=statistics.median(rates) if rates else 0.0,
         latency_p50_ms=float(np.percentile(lat, 50)) if lat else 0.0,
