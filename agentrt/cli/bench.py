@@ -47,6 +47,8 @@ ON_DEVICE = frozenset({"engine", "qa", "vla", "device"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from policies.sweep import ENGINES
+
     parser.add_argument("name", help=f"one of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="reduced run (within 60 s on 2 cores)")
     parser.add_argument("--json", metavar="PATH", help="write the raw figures, machine and versions here")
@@ -56,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bench fleet: the fleet sizes to measure (default 1 2 4 8; --quick: 1 2)")
     parser.add_argument("--replicas", type=int, default=1, metavar="R",
                         help="bench fleet: policy-server replicas, robot i on replica i mod R (default 1)")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+    parser.add_argument("--engine", choices=ENGINES, default="local",
                         help="bench fleet: replicas as local processes (default) or Ray actors (needs agentrt[ray])")
     add_device(parser)
 

@@ -53,7 +53,9 @@ def add_device(parser: argparse.ArgumentParser, default: str = "auto", *, dtype:
 
 def add_engine(parser: argparse.ArgumentParser) -> None:
     """Where the work runs: processes on this machine or Ray actors (`policies.sweep`, `policies.vla.replicas`)."""
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+    from policies.sweep import ENGINES
+
+    parser.add_argument("--engine", choices=ENGINES, default="local",
                         help="local: processes on this machine (default); ray: Ray actors (needs agentrt[ray])")
     parser.add_argument("--address", default="", metavar="auto|ray://HOST:PORT",
                         help="ray: the cluster to join (default: a private Ray on this machine for this run)")

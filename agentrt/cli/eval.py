@@ -16,7 +16,7 @@ distillation or model selection; training used 0 .., selection 100000 ..). Decod
 ar (greedy, AR weights), jacobi (exact Jacobi, AR weights), consistency
 (early-exit Jacobi on the consistency-distilled weights). --reworded adds rows
 with instructions in wording the model never saw. Rows: task, decoding, clock,
-split, episodes, success_rate, success_95ci (the 95 % Wilson interval of the
+split, episodes, success_rate, success_ci95 (the 95 % Wilson interval of the
 rate: 20 episodes cannot tell 0.9 from 1.0), control_hz, latency_p50_ms / p99 (frame capture
 to chunk ready), decode_ms (the action block, median), iterations (passes per
 chunk, mean), unknown_word_share (of the words the policy was told, the share
@@ -55,7 +55,7 @@ from sims.tasks import TASK_NAMES
 
 __all__ = ["add_arguments", "run"]
 
-COLUMNS = ("task", "decoding", "clock", "split", "episodes", "success_rate", "success_95ci", "control_hz",
+COLUMNS = ("task", "decoding", "clock", "split", "episodes", "success_rate", "success_ci95", "control_hz",
            "latency_p50_ms", "latency_p99_ms", "decode_ms", "iterations", "unknown_word_share")
 
 
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cell(row: dict[str, Any], column: str) -> str:
-    if column == "success_95ci":
+    if column == "success_ci95":  # a [low, high] pair: printed as low-high
         low, high = row["success_ci95"]
         return f"{low:.2f}-{high:.2f}"
     return str(row[column])

@@ -194,15 +194,17 @@ def _train(config: TrainQAConfig, model_config: NanoQAConfig | None, ranks: dist
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        losses += distributed.mean(ranks, loss)
+        losses.append(loss.item())
         _tally(exact, batch.kinds, tally)
         if step % config.log_every == 0 or step == config.steps:
             tally = _merged(distributed.gather(tally, ranks))
+            # every rank ran the same steps: the mean of the ranks' means is the global batches' mean loss
+            loss_mean, = distributed.mean(ranks, float(np.mean(losses)))
             elapsed = time.perf_counter() - start
             rate = (step - start_step) / max(elapsed, 1e-9)
             acc = sum(v[0] for v in tally.values()) / max(sum(v[1] for v in tally.values()), 1)
             per = " ".join(f"{k[:4]} {v[0] / max(v[1], 1):.2f}" for k, v in sorted(tally.items()))
-            report(f"step {step}/{config.steps} loss {np.mean(losses):.3f} acc {acc:.3f} [{per}] lr {lr:.1e} "
+            report(f"step {step}/{config.steps} loss {loss_mean:.3f} acc {acc:.3f} [{per}] lr {lr:.1e} "
                    f"{rate * config.batch * config.questions:.0f} q/s, eta {(config.steps - step) / max(rate, 1e-9) / 60:.1f} min")
             tally, losses = {}, []
         if ranks.main and val_maker is not None and (step % config.val_every == 0 or step == config.steps):

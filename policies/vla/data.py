@@ -173,16 +173,17 @@ def collect(config: CollectConfig, on_episode: Callable[[Episode], None] | None 
     (root / "meta").mkdir(parents=True, exist_ok=True)
     index_path = root / "meta" / "episodes.jsonl"
     done = [json.loads(line) for line in index_path.read_text().splitlines()] if index_path.exists() else []
-    next_index = [max((d["episode_index"] for d in done), default=-1) + 1]
+    next_index = max((d["episode_index"] for d in done), default=-1) + 1
 
     def save(ep: Episode) -> None:
-        _write_episode(root, next_index[0], ep, config.control_hz)
+        nonlocal next_index
+        _write_episode(root, next_index, ep, config.control_hz)
         with index_path.open("a") as f:
             f.write(json.dumps({
-                "episode_index": next_index[0], "task": ep.task, "seed": ep.seed, "instruction": ep.instruction,
+                "episode_index": next_index, "task": ep.task, "seed": ep.seed, "instruction": ep.instruction,
                 "length": len(ep.actions), "success": ep.success, **ep.meta,
             }) + "\n")
-        next_index[0] += 1
+        next_index += 1
 
     record_all(config, {(d["task"], d["seed"]) for d in done}, save, on_episode, sweep_config)
     return write_meta(root, config)
@@ -352,7 +353,7 @@ def load_episodes(root: str | Path, *, images: bool = True, tasks: tuple[str, ..
         return
     root = Path(root)
     if (root / "meta" / "info.json").exists():
-        _not_lerobot(root, json.loads((root / "meta" / "info.json").read_text()))
+        load_info(root)  # a LeRobot folder given without lerobot: is one line
     index_path = root / "meta" / "episodes.jsonl"
     if not index_path.exists():
         raise ConfigError(f"no dataset at {root}: expected {index_path} (make one with `agentrt collect`)")

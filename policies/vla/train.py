@@ -105,7 +105,7 @@ class Samples:
         return int(self.actions.shape[0])
 
     def places(self, idx: torch.Tensor) -> torch.Tensor:
-        """[B, 2, 3]: the target's and the goal's ranks positions (keypoints 0 and 1)."""
+        """[B, 2, 3]: the target's and the goal's world positions (keypoints 0 and 1)."""
         return torch.stack([self.targets[idx], self.goals[idx]], dim=1)
 
 
@@ -205,7 +205,7 @@ def keypoint_loss(model: NanoVLA, keypoints: Keypoints, places: torch.Tensor,
                   count: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (heatmap cross-entropy, table-position mean squared error), keypoint k against place k.
 
-    ``places`` [B, n_kp, 3]: ranks positions (keypoint 0 the target, 1 the goal); all zeros where a
+    ``places`` [B, n_kp, 3]: world positions (keypoint 0 the target, 1 the goal); all zeros where a
     sample has none. ``count``: what the sums are divided by (default the known places here; a rank
     of a distributed run passes the global batch's count / ranks, so that the ranks' mean is the
     global batch's loss). The heatmap learns against a Gaussian around the place's projection into the
