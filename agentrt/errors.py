@@ -29,6 +29,7 @@ __all__ = [
     "ActionError",
     "ModelError",
     "is_permanent",
+    "first_line",
 ]
 
 
@@ -115,3 +116,10 @@ def is_permanent(exc: BaseException) -> bool:
     if isinstance(exc, ImportError):  # a module that is not installed stays missing
         return True
     return isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message, at most ``limit`` characters (its type's name when it has none):
+    what a one-line error quotes of a library's exception."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

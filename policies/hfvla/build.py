@@ -20,16 +20,16 @@ from typing import Any
 
 import torch
 
-from agentrt.errors import ConfigError, MissingDependencyError
-from policies.hfvla.model import HFVLA
+from agentrt.errors import ConfigError
+from policies.hfvla.model import HFVLA, _transformers
 from policies.hfvla.spec import PROMPT_TOKENS, ActionSpec
+from policies.vla.model import N_BINS
 
 __all__ = ["TinyVLAConfig", "load_tokenizer", "build_vla", "save_vla", "SMOLLM2_GGUF"]
 
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-N_BINS = 256
 
 
 @dataclass
@@ -50,14 +50,6 @@ class TinyVLAConfig:
     @property
     def image_seq_len(self) -> int:
         return (self.image_size // self.patch_size) ** 2 // self.scale_factor**2
-
-
-def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise MissingDependencyError("transformers", "Hugging Face VLAs") from exc
-    return transformers
 
 
 def load_tokenizer(source: str = "") -> Any:

@@ -29,8 +29,8 @@ from agentrt.errors import ConfigError
 from agentrt.pixels import fit
 from policies.hfvla.model import HFVLA, load_vla
 from policies.vla.model import ActionTokenizer
-from policies.vla.policy import ActInfo, InstructionCheck, NanoPolicy, PolicyConfig
-from policies.vocabulary import WordCheck, check_words
+from policies.vla.policy import ActInfo, InstructionCheck, NanoPolicy, PolicyConfig, shifted_guess
+from policies.vocabulary import WordCheck, written_words
 
 __all__ = ["HF_PREFIX", "HFPolicy", "load_policy", "hf_folder"]
 
@@ -63,18 +63,7 @@ class _Words:
     """A subword tokenizer reads every word: nothing is unknown or cut (the nano policy's ``text.check``)."""
 
     def check(self, text: str) -> WordCheck:
-        return check_words(text, _Everything())
-
-
-class _Everything:
-    def __contains__(self, word: object) -> bool:
-        return True
-
-    def __len__(self) -> int:  # pragma: no cover - Collection's other half
-        return 0
-
-    def __iter__(self) -> Any:  # pragma: no cover
-        return iter(())
+        return WordCheck(tuple(written_words(text)), (), 0)
 
 
 class HFPolicy:
@@ -164,8 +153,6 @@ class HFPolicy:
         """The previous block as the next one's guess: its grounding tokens as they were (the object has not
         moved), its chunk moved on by ``guess_shift_steps`` steps as ``NanoPolicy`` moves it."""
         assert self._previous is not None
-        g, D = self.model.config.ground_dims, self.model.config.action_dims
-        steps = [self._previous[i : i + D] for i in range(g, len(self._previous), D)]
-        shift = min(self.config.guess_shift_steps, len(steps) - 1)
-        moved = steps[shift:] + [steps[-1]] * shift
-        return self._previous[:g] + [token for step in moved for token in step]
+        g = self.model.config.ground_dims
+        return self._previous[:g] + shifted_guess(self._previous[g:], self.model.config.action_dims,
+                                                  self.config.guess_shift_steps)

@@ -133,12 +133,12 @@ class Aux(nn.Module):
         self.heat = nn.Linear(width, 1)
         self.xy = nn.Linear(width, 2)
 
-    def loss(self, model: HFVLA, hidden: torch.Tensor, ids: torch.Tensor, prompt_len: int, heat: torch.Tensor,
+    def loss(self, model: HFVLA, hidden: torch.Tensor, ids: torch.Tensor, heat: torch.Tensor,
              xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows = hidden[:, : ids.shape[1]][ids == model.image_token_id].view(len(ids), -1, hidden.shape[-1])
         logits = self.heat(rows).squeeze(-1)  # [B, image tokens]
         ce = -(heat * logits.log_softmax(-1)).sum(-1).mean()
-        mse = (self.xy(hidden[:, prompt_len - 1]) - xy).pow(2).mean()
+        mse = (self.xy(hidden[:, ids.shape[1] - 1]) - xy).pow(2).mean()  # the prompt's last row
         return ce, mse
 
 
@@ -214,7 +214,7 @@ def train_vla(cfg: HFTrainConfig, on_step: Any = None) -> dict[str, Any]:
         logits, hidden = model.teacher_forced(prompts, mask, model.pixels(data.samples.images[idx]),
                                               data.actions[idx])
         ce = token_loss(logits, data.actions[idx] - spec.action_start, spec.ground_dims, cfg.ground_weight)
-        heat, xy = aux.loss(model, hidden, prompts, prompts.shape[1], data.heat[idx], data.target_xy[idx])
+        heat, xy = aux.loss(model, hidden, prompts, data.heat[idx], data.target_xy[idx])
         loss = ce + cfg.aux_weight * (heat + 10 * xy)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, time.monotonic() - started, cfg)

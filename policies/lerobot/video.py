@@ -43,9 +43,13 @@ class CameraVideo:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fps = fps
-        self.frames = 0
         self._writer = Mp4Writer(path, Mp4Options(fps=fps, codec=config.codec, crf=config.crf, preset=config.preset,
                                                   time_base=Fraction(1, fps), gop=config.gop, kill_safe=False))
+
+    @property
+    def frames(self) -> int:
+        """Frames written to the file so far (the writer counts them)."""
+        return self._writer.frames
 
     @property
     def codec(self) -> str:
@@ -66,7 +70,6 @@ class CameraVideo:
         start = self.start_s
         for image in images:
             self._writer.write(image, pts=self.frames)
-            self.frames += 1
         return start, self.start_s
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from agentrt.errors import ModelError
+from agentrt.errors import ModelError, first_line
 
 __all__ = ["is_hub_name", "resolve_hf_path", "local_folder_hint"]
 
@@ -87,6 +87,5 @@ def resolve_hf_path(path: str) -> Path:
         raise ModelError(f"hf:{path}: the Hugging Face hub is not reachable from here (offline); "
                          f"{local_folder_hint(path)}") from None
     except _network_errors() as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ModelError(f"hf:{path}: the download from the Hugging Face hub failed ({first}); "
+        raise ModelError(f"hf:{path}: the download from the Hugging Face hub failed ({first_line(exc, 160)}); "
                          f"{local_folder_hint(path)}") from None

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from agentrt.engine.hf import HFCausalLMRunner
-from agentrt.errors import ConfigError, ModelError
+from agentrt.errors import ConfigError, ModelError, first_line
 from policies.qa.hf.window import Builder, text_deltas
 
 if TYPE_CHECKING:  # annotations only: policies.qa.hf.vlm imports this module
@@ -56,13 +56,13 @@ def load_processor(folder: Path) -> Any:
         processor = transformers.AutoProcessor.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # transformers raises many kinds: one line for all
         if importlib.util.find_spec("torchvision") is not None:
-            raise ModelError(f"hf:{folder}: the processor did not load ({_first_line(exc)}); {_SAVE_HINT}") from None
+            raise ModelError(f"hf:{folder}: the processor did not load ({first_line(exc)}); {_SAVE_HINT}") from None
         try:
             processor = without_video(_processor_class(folder)).from_pretrained(str(folder), local_files_only=True)
         except ModelError:
             raise
         except Exception as again:
-            raise ModelError(f"hf:{folder}: the processor did not load ({_first_line(again)}); {_SAVE_HINT}") from None
+            raise ModelError(f"hf:{folder}: the processor did not load ({first_line(again)}); {_SAVE_HINT}") from None
     template = getattr(processor, "chat_template", None) or getattr(processor.tokenizer, "chat_template", None)
     if getattr(processor, "image_processor", None) is None or not template:
         raise ModelError(f"hf:{folder}: the processor here has no image processor or no chat template; {_SAVE_HINT}")
@@ -114,10 +114,6 @@ def _check_tile_tokens(processor: Any, qa: HFVideoQA) -> None:
         raise ModelError(f"hf:{qa.folder}: the processor puts {given} tokens per image tile and the model gives "
                          f"{wanted}; set \"image_seq_len\": {wanted} in processor_config.json")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 class HFReferenceQA:

@@ -27,7 +27,7 @@ import torch
 from agentrt.engine.device import Placement
 from agentrt.engine.slowfast import SlowFastConfig, build_slowfast
 from agentrt.engine.vit_cache import ViTCacheConfig
-from agentrt.errors import ConfigError, ModelError
+from agentrt.errors import ConfigError, ModelError, first_line
 from policies.qa.hf.reference import HFReferenceQA
 from policies.qa.hf.vision import QwenVision, SmolVision
 from policies.qa.hf.window import Builder, Chunk, KVWindow, TextLM, join, text_deltas
@@ -294,7 +294,7 @@ def load_hf_videoqa(path: str, device: str = "auto", dtype: str = "float32", *,
     try:
         hf_config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"hf:{path}: config.json not understood ({_first_line(exc)})") from None
+        raise ModelError(f"hf:{path}: config.json not understood ({first_line(exc)})") from None
     model_type = str(getattr(hf_config, "model_type", ""))
     if model_type not in FAMILIES:
         raise ModelError(f"hf:{path}: model_type {model_type!r} is not supported; expected one of "
@@ -305,14 +305,10 @@ def load_hf_videoqa(path: str, device: str = "auto", dtype: str = "float32", *,
                                                                   dtype=placement.dtype)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     except Exception as exc:  # torch, safetensors and transformers raise many kinds: one line for all
-        raise ModelError(f"hf:{path}: could not load {class_name} ({_first_line(exc)})") from None
+        raise ModelError(f"hf:{path}: could not load {class_name} ({first_line(exc)})") from None
     target = placement.device
     model = model.to(target).eval()
     log.info("loaded %s (%s) from %s on %s", class_name, model_type, folder, target)
     qa = HFVideoQA(model, tokenizer, family, folder, config or HFVideoQAConfig(), target)
     return HFReferenceQA(qa) if reference else qa
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
