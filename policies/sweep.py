@@ -36,7 +36,7 @@ from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from agentrt.errors import AgentRTError, ConfigError, MissingDependencyError
 
-__all__ = ["ENGINES", "LOOPBACK", "SweepConfig", "Worker", "WorkerSpec", "InOrder", "sweep", "import_ray", "connect_ray",
+__all__ = ["ENGINES", "check_engine", "LOOPBACK", "SweepConfig", "Worker", "WorkerSpec", "InOrder", "sweep", "import_ray", "connect_ray",
            "cpu_share", "raise_cause"]
 
 ENGINES = ("local", "ray")
@@ -64,14 +64,19 @@ class SweepConfig:
     address: str = ""  # ray: "" starts a private one; "auto" joins the one running here; "ray://HOST:PORT" a remote one
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ConfigError(f"--engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.workers < 1:
             raise ConfigError(f"--workers: expected >= 1, got {self.workers}")
-        if self.address and self.engine != "ray":
-            raise ConfigError(f"--address {self.address}: only with --engine ray (local workers need no address)")
-        if self.address and self.address != "auto" and not self.address.startswith("ray://"):
-            raise ConfigError(f"--address: expected auto or ray://HOST:PORT, got {self.address!r}")
+        check_engine(self.engine, self.address, "workers")
+
+
+def check_engine(engine: str, address: str, what: str) -> None:
+    """--engine and --address as the sweeps and the replicas take them; ``what`` runs there (workers, replicas)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if address and engine != "ray":
+        raise ConfigError(f"--address {address}: only with --engine ray (local {what} need no address)")
+    if address and address != "auto" and not address.startswith("ray://"):
+        raise ConfigError(f"--address: expected auto or ray://HOST:PORT, got {address!r}")
 
 
 class InOrder(Generic[T]):

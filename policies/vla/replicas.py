@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agentrt.errors import AgentRTError, ConfigError
-from policies.sweep import ENGINES, connect_ray, cpu_share, import_ray, raise_cause
+from policies.sweep import check_engine, connect_ray, cpu_share, import_ray, raise_cause
 from policies.vla.server import PolicyServer, PolicyServerNodeConfig
 
 __all__ = ["ReplicaConfig", "ReplicaError", "Replicas"]
@@ -47,12 +47,7 @@ class ReplicaConfig:
     def __post_init__(self) -> None:
         if self.replicas < 1:
             raise ConfigError(f"--replicas: expected >= 1, got {self.replicas}")
-        if self.engine not in ENGINES:
-            raise ConfigError(f"--engine: expected one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.address and self.engine != "ray":
-            raise ConfigError(f"--address {self.address}: only with --engine ray (local replicas need no address)")
-        if self.address and self.address != "auto" and not self.address.startswith("ray://"):
-            raise ConfigError(f"--address: expected auto or ray://HOST:PORT, got {self.address!r}")
+        check_engine(self.engine, self.address, "replicas")
         if self.port != 0 and not 1024 <= self.port <= 65535 - self.replicas + 1:
             raise ConfigError(f"--port: expected 0 (free ports) or 1024..{65536 - self.replicas} for "
                               f"{self.replicas} replica(s), got {self.port}")
