@@ -81,14 +81,17 @@ def decode_video(path: Path, transform: Callable[[np.ndarray], np.ndarray] | Non
     """All frames of ``path`` in presentation order: (timestamps in s, RGB uint8 frames, ``transform``-ed)."""
     import av
 
+    from streams.video import frame_to_array
+
     times: list[float] = []
     frames: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            reformatter = av.video.reformatter.VideoReformatter()  # one swscale context for the file
             for frame in container.decode(stream):
-                image = frame.to_ndarray(format="rgb24")
+                image = frame_to_array(reformatter, frame)
                 pts, base = frame.pts, frame.time_base
                 times.append(float(pts * base) if pts is not None and base is not None
                              else len(times) / float(stream.average_rate or 1))
