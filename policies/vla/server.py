@@ -138,10 +138,15 @@ class PolicyServer:
         self._sock = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)  # tcp://HOST:* -> the port it got
         self._socket_file = runfiles.bound_socket(endpoint)  # ZeroMQ leaves an ipc socket file: we remove it
-        size = self.batch.policy.model.config.image_size  # first-call costs now, not in the first robot's batch
-        warm = BatchRequest("warm-up", np.zeros((size, size, 3), np.uint8), np.zeros(4, np.float32), "warm up")
-        self.batch.act_batch([warm])
-        self.batch.reset("warm-up")
+        # first-call costs now, not in the first robots' batches: one row (act_batch's single-row path) and two
+        # (the batched prefill and decoders)
+        size = self.batch.policy.model.config.image_size
+        warm = [BatchRequest(f"warm-up{i}", np.zeros((size, size, 3), np.uint8), np.zeros(4, np.float32), "warm up")
+                for i in range(2)]
+        for rows in (warm[:1], warm):
+            self.batch.act_batch(rows)
+        for request in warm:
+            self.batch.reset(request.robot)
 
     @property
     def robots(self) -> list[str]:
