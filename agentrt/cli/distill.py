@@ -2,6 +2,7 @@
 
     agentrt distill --data data/nano --trajectories 2000 --steps 400     # -> runs/distill/nano_vla_cd.safetensors
     agentrt distill --teacher runs/train/nano_vla.safetensors --data data/nano --out runs/cd/nano_vla_cd.safetensors
+    agentrt distill --data data/reach,data/pick --task-weight pick_place=2 --word-dropout 0.15   # more of the hard task
     agentrt distill --data /tmp/tiny --teacher /tmp/tiny.safetensors --out /tmp/tiny_cd.safetensors \\
         --trajectories 16 --steps 3
     torchrun --nproc-per-node 2 -m agentrt.cli distill --data data/nano --batch-size 32   # 2 processes (CPU, gloo)
@@ -9,7 +10,8 @@
 Collects Jacobi trajectories from the AR teacher (random initial guesses), mixes
 labels (the teacher's fixed point where it is within --delta bins of the
 demonstration, the demonstration elsewhere) and trains the student with the
-consistency loss plus the AR loss (CEED-VLA / CLLM; docs/policies.md). The
+consistency loss plus the AR loss (CEED-VLA / CLLM; docs/policies.md), the
+instruction's words dropped to unk as in training (--word-dropout). The
 student goes to --out (default runs/distill/nano_vla_cd.safetensors): the
 shipped policies/weights/nano_vla_cd.safetensors is replaced only when named.
 Under torchrun the processes split the trajectory collection, then each trains
@@ -46,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ar-weight", type=float, default=1.0,
                         help="weight of the AR loss beside the consistency loss (default 1.0)")
     parser.add_argument("--delta", type=float, default=6.0, help="mixed labels: mean bin error for the teacher's label")
+    parser.add_argument("--word-dropout", type=float, default=None, metavar="P",
+                        help="instruction words replaced by unk with probability P, as in training (default 0.15)")
+    parser.add_argument("--task-weight", action="append", default=[], metavar="TASK=W",
+                        help="draw TASK's samples W times as often for the trajectories (repeatable; e.g. pick_place=2)")
     add_seed(parser, 0, "seed of the trajectories, initial guesses and batches (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
 
@@ -54,9 +60,27 @@ def config(args: argparse.Namespace) -> DistillConfig:
     """The run's DistillConfig from the parsed command line."""
     from policies.vla.distill import DistillConfig
 
+    extra = {} if args.word_dropout is None else {"word_dropout": args.word_dropout}
     return DistillConfig(teacher=args.teacher, data_dir=args.data, out=args.out, tasks=tuple(args.tasks),
                          trajectories=args.trajectories, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         ar_weight=args.ar_weight, delta_bins=args.delta, seed=args.seed, threads=args.threads)
+                         ar_weight=args.ar_weight, delta_bins=args.delta, seed=args.seed, threads=args.threads,
+                         task_weights=task_weights(args.task_weight), **extra)
+
+
+def task_weights(pairs: list[str]) -> dict[str, float]:
+    """``["pick_place=2", ...]`` -> ``{"pick_place": 2.0}``; a malformed pair is a one-line ConfigError."""
+    from agentrt.errors import ConfigError
+
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        task, _, value = pair.partition("=")
+        try:
+            weights[task.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--task-weight {pair!r}: expected TASK=WEIGHT, e.g. pick_place=2") from None
+        if not task.strip():
+            raise ConfigError(f"--task-weight {pair!r}: expected TASK=WEIGHT, e.g. pick_place=2")
+    return weights
 
 
 def run(args: argparse.Namespace) -> int:

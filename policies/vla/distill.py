@@ -5,15 +5,24 @@
    the fixed point y* (== the teacher's greedy output), keeping every state
    y(0) .. y(K). A Jacobi pass over a batch is one forward: row i of the block
    is predicted from the prompt and the guess's tokens before i.
+   ``task_weights`` draws the samples of a task that many times as often (more
+   trajectories of the hard task: pick_place).
 2. Labels, mixed: y* where the teacher's fixed point is within ``delta_bins``
    (mean |bin error| over the xyz tokens) of the demonstration and its gripper
    tokens agree; the ground-truth tokens elsewhere.
 3. Student (initialised from the teacher), per step, a random state y of a
    random trajectory::
 
-       L_C  = mean_i KL( stopgrad Q(. | x, y*_<i) || Q(. | x, y_<i) )
+       L_C  = mean_i KL( stopgrad Q(. | x, label_<i) || Q(. | x, y_<i) )
        L_AR = CE( Q(label_i | x, label_<i) )
        L    = L_C + ar_weight * L_AR
+
+   The consistency target is conditioned on the mixed label, not on y*: where the
+   teacher is off, a y* target would pull the student towards the teacher's
+   error while L_AR pulls it to the demonstration. Instruction words drop to
+   ``unk`` with ``word_dropout``, as in the teacher's training, so the student
+   keeps the teacher's tolerance of unknown wording (the labels and trajectories
+   come from the full instruction).
 
 Trajectories whose fixed point repeats one xyz token all along the block are
 dropped (the collapse CLLM warns about).
@@ -27,9 +36,10 @@ gradients; rank 0 alone reports and writes the student.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -38,9 +48,17 @@ import torch.nn.functional as F
 from agentrt import distributed
 from agentrt.errors import ConfigError
 from policies.vla.model import N_BINS, NanoVLA, load_model, pixels, save_model, trained_robot
-from policies.vla.train import Samples, TrainConfig, keypoint_loss, known_places, load_samples, seed_all
+from policies.vla.train import (
+    Samples,
+    TrainConfig,
+    drop_words,
+    keypoint_loss,
+    known_places,
+    load_samples,
+    seed_all,
+)
 
-__all__ = ["DistillConfig", "Trajectories", "collect_trajectories", "mixed_labels", "distill"]
+__all__ = ["DistillConfig", "Trajectories", "choose_samples", "collect_trajectories", "mixed_labels", "distill"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +78,8 @@ class DistillConfig:
     lr: float = 3e-4
     ar_weight: float = 1.0
     delta_bins: float = 6.0  # mixed labels: teacher fixed point within this mean bin error -> use it
+    word_dropout: float = TrainConfig.word_dropout  # instruction words -> unk, as the teacher was trained
+    task_weights: dict[str, float] = field(default_factory=dict)  # trajectories: a task's samples drawn w times as often
     seed: int = 0
     threads: int = 2
 
@@ -73,6 +93,10 @@ class DistillConfig:
                 f"DistillConfig: expected trajectories, collect_batch, steps, batch_size >= 1 and lr > 0, got "
                 f"{self.trajectories}, {self.collect_batch}, {self.steps}, {self.batch_size}, {self.lr}"
             )
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ConfigError(f"DistillConfig: word_dropout must be in [0, 1), got {self.word_dropout}")
+        if not all(0.0 <= w < math.inf for w in self.task_weights.values()):
+            raise ConfigError(f"DistillConfig: task weights must be finite and >= 0, got {self.task_weights}")
 
 
 @dataclass
@@ -86,15 +110,16 @@ class Trajectories:
 @torch.no_grad()
 def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch.Generator, batch: int = 128,
                          on_batch: Callable[[int], None] | None = None,
-                         ranks: distributed.Ranks | None = None) -> Trajectories:
-    """Jacobi trajectories of ``count`` random samples, ``batch`` at a time. With ``ranks`` (a distributed
-    run), batch b is decoded by rank b mod size and every rank gets them all: the same trajectories
-    as one process, in 1/size of the time."""
+                         ranks: distributed.Ranks | None = None,
+                         task_weights: Mapping[str, float] | None = None) -> Trajectories:
+    """Jacobi trajectories of ``count`` random samples (``choose_samples``), ``batch`` at a time. With
+    ``ranks`` (a distributed run), batch b is decoded by rank b mod size and every rank gets them all:
+    the same trajectories as one process, in 1/size of the time."""
     ranks = ranks or distributed.Ranks()
     c = teacher.config
     lo, hi = c.action_ids
     n = c.chunk_tokens
-    index = torch.randperm(len(data), generator=gen)[:count]
+    index = choose_samples(data, count, gen, task_weights)
     mine: dict[int, tuple[list[torch.Tensor], torch.Tensor]] = {}  # batch number -> (states, passes)
     for number, start in enumerate(range(0, len(index), batch)):
         idx = index[start : start + batch]
@@ -123,6 +148,25 @@ def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch
                         torch.cat([every[k][1] for k in sorted(every)]))
 
 
+def choose_samples(data: Samples, count: int, gen: torch.Generator,
+                   task_weights: Mapping[str, float] | None = None) -> torch.Tensor:
+    """``count`` distinct sample indices, uniformly, or with ``task_weights`` a sample of task t
+    ``task_weights[t]`` times as likely as one of weight 1 (tasks not named: 1; weight 0: never)."""
+    if not task_weights:
+        return torch.randperm(len(data), generator=gen)[:count]
+    weight = torch.tensor([float(task_weights.get(task, 1.0)) for task in data.tasks], dtype=torch.float64)
+    count = min(count, int((weight > 0).sum()))
+    if count == 0:
+        raise ConfigError(f"task weights {dict(task_weights)} leave no sample of the tasks {sorted(set(data.tasks))}")
+    return torch.multinomial(weight, count, replacement=False, generator=gen)
+
+
+def task_share(data: Samples, index: torch.Tensor) -> dict[str, float]:
+    """The share of each task among the samples ``index``."""
+    tasks = [data.tasks[int(i)] for i in index]
+    return {task: round(tasks.count(task) / max(len(tasks), 1), 3) for task in sorted(set(tasks))}
+
+
 def mixed_labels(teacher: NanoVLA, data: Samples, traj: Trajectories, delta_bins: float) -> tuple[torch.Tensor, torch.Tensor]:
     """-> labels [M, N] and a mask [M] of samples that took the teacher's fixed point."""
     D = teacher.config.action_dims
@@ -149,15 +193,16 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
 
 
 def _distill_loss(student: NanoVLA, images: torch.Tensor, states: torch.Tensor, text: torch.Tensor, y: torch.Tensor,
-                  y_star: torch.Tensor, label: torch.Tensor, places: torch.Tensor, count: torch.Tensor,
-                  ar_weight: float) -> torch.Tensor:
-    """L_C + ar_weight * L_AR (+ the keypoint loss) of a batch (a rank's slice of one)."""
+                  label: torch.Tensor, places: torch.Tensor, count: torch.Tensor, ar_weight: float) -> torch.Tensor:
+    """L_C + ar_weight * L_AR (+ the keypoint loss) of a batch (a rank's slice of one). The consistency
+    target is the student's own prediction after the label's prefix, with no gradient."""
     lo, hi = student.config.action_ids
     prompt, keypoints = student.prompt(student.perceive(pixels(images)), states, text)
     B = len(images)
-    logits = student.action_logits(prompt.repeat(3, 1, 1), torch.cat([y, y_star, label]))[..., lo:hi]
-    lg_y, lg_star, lg_label = logits[:B], logits[B : 2 * B].detach(), logits[2 * B :]
-    loss_c = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_star, -1), log_target=True, reduction="none").sum(-1).mean()
+    logits = student.action_logits(prompt.repeat(2, 1, 1), torch.cat([y, label]))[..., lo:hi]
+    lg_y, lg_label = logits[:B], logits[B:]
+    loss_c = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_label.detach(), -1), log_target=True,
+                      reduction="none").sum(-1).mean()
     loss_ar = F.cross_entropy(lg_label.reshape(-1, N_BINS), (label - lo).reshape(-1))
     loss = loss_c + ar_weight * loss_ar
     if keypoints.xy.shape[1]:  # keep the grounding where the teacher had it
@@ -181,7 +226,7 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
             on_progress("trajectories", got[0], min(cfg.trajectories, len(data)), float("nan"))
 
     traj = collect_trajectories(teacher, data, min(cfg.trajectories, len(data)), gen, cfg.collect_batch,
-                                on_batch=on_batch, ranks=ranks)
+                                on_batch=on_batch, ranks=ranks, task_weights=cfg.task_weights)
     collect_s = time.monotonic() - started
     keep = ~_collapsed(traj.fixed, teacher.config.action_dims)
     labels, from_teacher = mixed_labels(teacher, data, traj, cfg.delta_bins)
@@ -201,10 +246,11 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
         pick = kept[torch.randint(len(kept), (cfg.batch_size,), generator=gen)]  # the global batch
         y = torch.stack([traj.states[int(m)][int(torch.randint(len(traj.states[int(m)]), (1,), generator=gen))] for m in pick])
         count = known_places(data.places(traj.index[pick]), student.config.keypoints).sum().clamp(min=1) / ranks.size
-        pick, y = pick[mine], y[mine]  # this rank's slice (all of it in one process)
+        text = drop_words(data.text[traj.index[pick]], cfg.word_dropout, gen)
+        pick, y, text = pick[mine], y[mine], text[mine]  # this rank's slice (all of it in one process)
         idx = traj.index[pick]
-        loss = batch_loss(data.images[idx], data.states[idx], data.text[idx], y, traj.fixed[pick], labels[pick],
-                          data.places(idx), count, cfg.ar_weight)
+        loss = batch_loss(data.images[idx], data.states[idx], text, y, labels[pick], data.places(idx), count,
+                          cfg.ar_weight)
         for group in opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, step / 20)
         opt.zero_grad(set_to_none=True)
@@ -219,6 +265,7 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
     summary = {
         "teacher": cfg.teacher, "trajectories": len(traj.index), "kept": len(kept),
         "teacher_label_share": round(float(from_teacher.float().mean()), 3),
+        "task_share": task_share(data, traj.index[kept]),
         "teacher_passes_mean": round(float(traj.passes.float().mean()), 2),
         "collect_s": round(collect_s, 1), "train_s": round(time.monotonic() - t_train, 1),
         "steps": cfg.steps, "loss": round(loss_avg, 4), "processes": ranks.size,

@@ -96,6 +96,7 @@ class Samples:
     text: torch.Tensor
     actions: torch.Tensor
     instructions: list[str]
+    tasks: list[str]  # the task of each sample
     episode: torch.Tensor  # [N] episode of each sample
     targets: torch.Tensor  # [N, 3] the target's position (privileged, for the auxiliary loss)
     goals: torch.Tensor  # [N, 3] where it must go (privileged; zeros: the task has no such place)
@@ -151,6 +152,7 @@ def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = 
     text_tok, act_tok = TextTokenizer(config), ActionTokenizer(config)
     K = config.chunk_steps
     images, states, text, actions, raw, instructions, episode, targets, goals = [], [], [], [], [], [], [], [], []
+    sample_tasks: list[str] = []
     for e, ep in enumerate(_episodes(data_dir, images=True, tasks=tasks, keys=keys, image_size=config.image_size)):
         steps = ep.image_steps
         T = len(steps)
@@ -166,6 +168,7 @@ def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = 
         actions.append(np.stack([act_tok.encode(c) for c in chunks]))
         text.append(np.tile(text_tok.encode(ep.instruction), (T, 1)))
         instructions += [ep.instruction] * T
+        sample_tasks += [ep.task] * T
         episode.append(np.full(T, e))
     return Samples(
         targets=torch.from_numpy(np.concatenate(targets)),
@@ -175,6 +178,7 @@ def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = 
         text=torch.from_numpy(np.concatenate(text)),
         actions=torch.from_numpy(np.concatenate(actions)),
         instructions=instructions,
+        tasks=sample_tasks,
         episode=torch.from_numpy(np.concatenate(episode)),
         raw_actions=np.concatenate(raw),
     )

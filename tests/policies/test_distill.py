@@ -1,0 +1,96 @@
+"""Consistency distillation's choices: which samples give trajectories, what the consistency loss aims at,
+the instruction's word dropout, and the command line's task weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agentrt.errors import ConfigError
+from policies.vla.distill import DistillConfig, _distill_loss, choose_samples, distill, task_share
+from policies.vla.model import NanoVLA, NanoVLAConfig
+from policies.vla.train import Samples
+
+TINY = {"image_size": 32, "patch_size": 8, "vit_width": 32, "vit_depth": 1, "vit_heads": 2, "pool": 2,
+        "width": 32, "depth": 1, "heads": 2, "chunk_steps": 2, "keypoints": 0}
+
+
+def fake_samples(tasks: list[str]) -> Samples:
+    n = len(tasks)
+    zeros = torch.zeros(n, 3)
+    return Samples(images=torch.zeros(n, 32, 32, 3, dtype=torch.uint8), states=torch.zeros(n, 4),
+                   text=torch.zeros(n, 8, dtype=torch.long), actions=torch.zeros(n, 8, dtype=torch.long),
+                   instructions=[""] * n, tasks=tasks, episode=torch.zeros(n, dtype=torch.long),
+                   targets=zeros, goals=zeros, raw_actions=np.zeros((n, 2, 4), np.float32))
+
+
+def test_choose_samples_without_weights_is_a_plain_permutation() -> None:
+    data = fake_samples(["reach"] * 50 + ["pick_place"] * 50)
+    got = choose_samples(data, 30, torch.Generator().manual_seed(3))
+    assert torch.equal(got, torch.randperm(100, generator=torch.Generator().manual_seed(3))[:30])
+
+
+def test_task_weights_draw_the_hard_task_more_often_and_zero_never() -> None:
+    data = fake_samples(["reach"] * 100 + ["pick_place"] * 100)
+    only = choose_samples(data, 60, torch.Generator().manual_seed(0), {"reach": 0.0})
+    assert len(set(only.tolist())) == 60 and task_share(data, only) == {"pick_place": 1.0}
+    shares = [task_share(data, choose_samples(data, 40, torch.Generator().manual_seed(s), {"pick_place": 4.0}))
+              for s in range(20)]
+    assert np.mean([s["pick_place"] for s in shares]) > 0.7  # 4:1 odds, drawn without replacement
+    plain = [task_share(data, choose_samples(data, 40, torch.Generator().manual_seed(s))) for s in range(20)]
+    assert abs(np.mean([s["pick_place"] for s in plain]) - 0.5) < 0.1
+    # fewer samples of weight > 0 than asked: all of them, once each
+    assert sorted(choose_samples(data, 500, torch.Generator().manual_seed(0), {"reach": 0.0}).tolist()) == list(range(100, 200))
+    with pytest.raises(ConfigError, match="leave no sample"):
+        choose_samples(data, 10, torch.Generator(), {"reach": 0.0, "pick_place": 0.0})
+
+
+@pytest.mark.parametrize("bad", [{"word_dropout": 1.0}, {"task_weights": {"push": -1.0}},
+                                 {"task_weights": {"push": float("inf")}},
+                                 {"task_weights": {"push": float("nan")}}])
+def test_distill_config_rejects_bad_dropout_and_weights(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="DistillConfig"):
+        DistillConfig(teacher="x.safetensors", **bad)  # type: ignore[arg-type]
+
+
+def test_consistency_loss_aims_at_the_mixed_label() -> None:
+    """With the state y equal to the label, the consistency term is zero: the target is the student's own
+    prediction after the label's prefix (not after the teacher's fixed point)."""
+    torch.manual_seed(0)
+    model = NanoVLA(NanoVLAConfig(words=["touch", "red", "cube"], **TINY)).eval()
+    lo, hi = model.config.action_ids
+    B, n = 3, model.config.chunk_tokens
+    images = torch.randint(0, 255, (B, 32, 32, 3), dtype=torch.uint8)
+    states, text = torch.randn(B, 4), torch.full((B, model.config.text_len), 5)
+    label = torch.randint(lo, hi, (B, n))
+    places, count = torch.zeros(B, 2, 3), torch.tensor(1.0)
+    same = _distill_loss(model, images, states, text, label, label, places, count, ar_weight=0.0)
+    assert float(same.detach()) == pytest.approx(0.0, abs=1e-6)
+    other = _distill_loss(model, images, states, text, torch.randint(lo, hi, (B, n)), label, places, count, 0.0)
+    assert float(other.detach()) > 1e-4
+
+
+def test_distill_records_word_dropout_and_the_task_share(tmp_path: Path) -> None:
+    from policies.vla.data import CollectConfig, collect
+    from policies.vla.train import TrainConfig, train
+
+    data = tmp_path / "data"
+    collect(CollectConfig(tasks=("reach", "push"), episodes=1, image_size=32, out_dir=str(data)))
+    weights = tmp_path / "w.safetensors"
+    train(TrainConfig(data_dir=str(data), out_dir=str(tmp_path / "run"), weights=str(weights), steps=1,
+                      batch_size=4, model={k: v for k, v in TINY.items() if k != "keypoints"}))
+    out = distill(DistillConfig(teacher=str(weights), data_dir=str(data), out=str(tmp_path / "cd.safetensors"),
+                                trajectories=12, steps=2, batch_size=4, word_dropout=0.5, task_weights={"reach": 0.0}))
+    assert out["task_share"] == {"push": 1.0} and out["config"]["word_dropout"] == 0.5
+
+
+def test_cli_task_weights_parse_and_reject_malformed_pairs() -> None:
+    from agentrt.cli.distill import task_weights
+
+    assert task_weights(["pick_place=2", "reach=0.5"]) == {"pick_place": 2.0, "reach": 0.5}
+    for bad in ("pick_place", "=2", "pick_place=lots"):
+        with pytest.raises(ConfigError, match="TASK=WEIGHT"):
+            task_weights([bad])
