@@ -6,6 +6,8 @@
     agentrt eval --tasks reach --weights policies/weights/nano_vla.safetensors --cd-weights runs/cd.safetensors
     agentrt eval --tasks reach --clocks lockstep --device cuda --dtype bfloat16   # the policy on a GPU
     agentrt eval --tasks reach --clocks lockstep --episodes 100 --workers 2       # 2 processes, one queue of seeds
+    agentrt eval --decodings consistency --clocks lockstep --seed 100000 --max-iterations 3 4 6 --tolerance 0 3
+                                                             # a row per early-exit setting (cap x tolerance)
     agentrt eval --tasks reach --episodes 1000 --engine ray --address auto --workers 16   # Ray actors
     agentrt eval qa --questions 500 --reworded --json runs/eval_qa.json       # the nano video-QA model
     agentrt eval qa --model nano:runs/qa/train/nano_qa.safetensors --questions 200
@@ -15,7 +17,9 @@ Seeds start at --seed (default 500000: the test range, read by no training,
 distillation or model selection; training used 0 .., selection 100000 ..). Decoding:
 ar (greedy, AR weights), jacobi (exact Jacobi, AR weights), consistency
 (early-exit Jacobi on the consistency-distilled weights). --reworded adds rows
-with instructions in wording the model never saw. Rows: task, decoding, clock,
+with instructions in wording the model never saw. Several --max-iterations or
+--tolerance values give consistency a row per (cap, tolerance) pair, labelled
+``consistency c4 t3``: what early exit costs in success, side by side. Rows: task, decoding, clock,
 split, episodes, success_rate, success_ci95 (the 95 % Wilson interval of the
 rate: 20 episodes cannot tell 0.9 from 1.0), control_hz, latency_p50_ms / p99 (frame capture
 to chunk ready), decode_ms (the action block, median), iterations (passes per
@@ -73,8 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="", help="AR weights (default: the shipped ones; hf:FOLDER: a Hugging Face VLA)")
     parser.add_argument("--cd-weights", default="",
                         help="consistency-distilled weights (default: the shipped ones; hf:FOLDER: a Hugging Face VLA)")
-    parser.add_argument("--max-iterations", type=int, default=4, help="consistency: cap on Jacobi passes (default 4)")
-    parser.add_argument("--tolerance", type=int, default=3, help="consistency: early exit tolerance in bins (default 3)")
+    parser.add_argument("--max-iterations", type=int, nargs="+", default=[4], metavar="CAP",
+                        help="consistency: cap on Jacobi passes (default 4; several: a row per setting)")
+    parser.add_argument("--tolerance", type=int, nargs="+", default=[3], metavar="BINS",
+                        help="consistency: early exit tolerance in bins (default 3; several: a row per setting)")
     parser.add_argument("--execute-steps", type=int, default=4,
                         help="lockstep: steps of each chunk run before planning again, 0 = all (default 4, as real time)")
     parser.add_argument("--json", metavar="PATH", help="write the rows, the machine and versions as JSON")
@@ -114,9 +120,15 @@ def run(args: argparse.Namespace) -> int:
     sweep = sweep_config(args)
     rows: list[dict[str, Any]] = []
     plans = [(clock, False) for clock in args.clocks] + ([("lockstep", True)] if args.reworded else [])
-    total = len(args.decodings) * len(args.tasks) * len(plans) * args.episodes
+    configs = {label: PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
+                                   decoding=decoding, max_iterations=cap, tolerance_bins=tolerance,
+                                   device=args.device, dtype=args.dtype)
+               for decoding in args.decodings
+               for label, cap, tolerance in early_exit_settings(decoding, args.max_iterations, args.tolerance)}
+    # every model loads before the table starts: a bad --weights is one line, not half a table
+    policies = {label: load_policy(config) for label, config in configs.items()}
     # every episode counts on stderr, with an estimate of the time left: 20 episodes a row run for minutes
-    progress = ProgressLine("eval", total=total, unit="episodes")
+    progress = ProgressLine("eval", total=len(configs) * len(args.tasks) * len(plans) * args.episodes, unit="episodes")
     finished = 0
 
     def episode_done(spec: EvalSpec) -> None:
@@ -124,16 +136,10 @@ def run(args: argparse.Namespace) -> int:
         finished += 1
         progress.update(finished, note=f"{spec.task} {spec.decoding} {spec.clock}{' reworded' if spec.reworded else ''}")
 
-    configs = {decoding: PolicyConfig(weights=args.cd_weights if decoding == "consistency" else args.weights,
-                                      decoding=decoding, max_iterations=args.max_iterations,
-                                      tolerance_bins=args.tolerance, device=args.device, dtype=args.dtype)
-               for decoding in args.decodings}
-    # every model loads before the table starts: a bad --weights is one line, not half a table
-    policies = {decoding: load_policy(config) for decoding, config in configs.items()}
     print(_line(COLUMNS), flush=True)
     progress.update(0)
     specs = [EvalSpec(task=task, decoding=decoding, clock=clock, reworded=reworded, execute_steps=args.execute_steps)
-             for decoding in args.decodings for task in args.tasks for clock, reworded in plans]
+             for decoding in configs for task in args.tasks for clock, reworded in plans]
 
     def show(row: dict[str, Any]) -> None:
         rows.append(row)
@@ -163,6 +169,15 @@ def run(args: argparse.Namespace) -> int:
         out.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {out}")
     return 0
+
+
+def early_exit_settings(decoding: str, caps: list[int], tolerances: list[int]) -> list[tuple[str, int, int]]:
+    """(row label, cap, tolerance) per setting of a decoding: consistency gets one per (cap, tolerance) pair,
+    labelled ``consistency c4 t3`` when there are several; the others one (the cap and tolerance unused)."""
+    pairs = [(cap, tolerance) for cap in caps for tolerance in tolerances]
+    if decoding != "consistency" or len(pairs) == 1:
+        return [(decoding, *pairs[0])]
+    return [(f"{decoding} c{cap} t{tolerance}", cap, tolerance) for cap, tolerance in pairs]
 
 
 def _cell(row: dict[str, Any], column: str) -> str:
