@@ -5,6 +5,8 @@
     agentrt train --data data/nano --steps 1500 --eval-every 500 --eval-episodes 5
     agentrt train --data /tmp/tiny --steps 5 --set width=32 --set depth=1 --weights /tmp/tiny.safetensors
     agentrt train --data lerobot:data/lr --steps 3000                     # a LeRobotDataset v3.0
+    agentrt train --data data/pick --init policies/weights/nano_vla.safetensors --set keypoint_height=true \
+        --steps 2500 --lr 5e-4 --out runs/train_h                         # fine-tune, with keypoint heights
     agentrt train --data lerobot:~/so100_ee --camera laptop --map-state observation.ee --map-action action.ee
     torchrun --nproc-per-node 2 -m agentrt.cli train --data data/nano --batch-size 64   # 2 processes, DDP
 
@@ -55,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the final weights go (default OUT/nano_vla.safetensors; the shipped ones only when named)")
     parser.add_argument("--eval-every", type=int, default=0, help="lockstep evaluation every N steps (default off)")
     parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per task in each evaluation (default 5)")
+    parser.add_argument("--init", default="", metavar="WEIGHTS",
+                        help="start from these weights (fine-tuning); --set may add inputs or parts, e.g. "
+                             "--set keypoint_height=true, which start with no effect")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="model size override, e.g. --set depth=4 --set chunk_steps=8")
 
@@ -72,6 +77,7 @@ def config(args: argparse.Namespace) -> TrainConfig:
     from policies.vla.train import TrainConfig
 
     return TrainConfig(keys=LeRobotKeys(args.camera, args.map_state, args.map_action), data_dir=args.data, out_dir=args.out, weights=args.weights, tasks=tuple(args.tasks),
+                       init=args.init,
                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        eval_every=args.eval_every, eval_episodes=args.eval_episodes, model=overrides(args),
                        threads=args.threads, device=args.device)

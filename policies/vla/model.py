@@ -13,7 +13,12 @@ each cell's match with a query made from the instruction's words. Keypoint 0
 is the named object, keypoint 1 the place it must go (the tray); each becomes
 a table position (normalised like the state), trained with an auxiliary loss
 on the sim's privileged positions, and enters the prompt as one token holding
-the position and its offset from the tool.
+the position and its offset from the tool. With ``keypoint_height`` each
+keypoint also predicts its height above the table (from the heatmap-weighted
+features and the tool's height), the image -> table map takes that height, and
+the token holds it and its offset from the tool's: the camera looks down at an
+angle, so a lifted object mapped as if on the floor lands ~7 cm off, and a
+policy that sees its held object away from the tool goes back to pick it up.
 
 Vocabulary: 4 specials (pad, bos, sep, unk), the instruction words, then 256
 action bins (id = ``action_start + bin``). Unknown words become ``unk``
@@ -76,6 +81,7 @@ class NanoVLAConfig:
     text_len: int = 10  # bos + words + pad + sep
     keypoints: int = 2  # grounding tokens: 0 the named object, 1 where it must go (0 = none)
     keypoint_channels: int = 32
+    keypoint_height: bool = False  # each keypoint predicts its height too (module docstring); False: older weights
     words: list[str] = field(default_factory=list)
     action_q01: list[float] = field(default_factory=lambda: [-0.02, -0.02, -0.02])  # metres per step
     action_q99: list[float] = field(default_factory=lambda: [0.02, 0.02, 0.02])
@@ -140,6 +146,7 @@ class Percept(NamedTuple):
 class Keypoints(NamedTuple):
     xy: torch.Tensor  # [B, n_kp, 2] table positions, normalised like the state
     logits: torch.Tensor  # [B, n_kp, h*w] the heatmaps they are the soft-argmax of
+    z: torch.Tensor | None = None  # [B, n_kp, 1] heights, normalised like the state's z (keypoint_height only)
 
 
 class TextTokenizer:
@@ -236,28 +243,43 @@ class Grounding(nn.Module):
         self.conv2 = nn.Conv2d(k, k, 3, padding=1)
         self.words_norm = nn.LayerNorm(c.width)  # word embeddings start tiny (std 0.02): without it the query ignores them
         self.query = nn.Linear(c.width, c.keypoints * k)
-        # The scene camera is fixed, so image -> table is one smooth map (a homography on the floor).
-        self.to_table = nn.Sequential(nn.Linear(2, 64), nn.GELU(), nn.Linear(64, 2))
-        self.token = nn.Linear(4, c.width)  # (x, y, x - tool x, y - tool y) -> a prompt token
+        # The scene camera is fixed, so image -> table is one smooth map (a homography on the floor; with
+        # the height, the ray through the pixel cut at that height).
+        height = int(c.keypoint_height)
+        self.to_table = nn.Sequential(nn.Linear(2 + height, 64), nn.GELU(), nn.Linear(64, 2))
+        # heatmap-weighted features + the tool's height -> the keypoint's height
+        self.height = nn.Sequential(nn.Linear(k + 1, 32), nn.GELU(), nn.Linear(32, 1)) if height else None
+        # (x, y, x - tool x, y - tool y [, z, z - tool z]) -> a prompt token
+        self.token = nn.Linear(4 + 2 * height, c.width)
 
     def features(self, stem_full: torch.Tensor) -> torch.Tensor:
         """Full-resolution stem features [B, C/2, S, S] -> keypoint features [B, k, S/2, S/2]."""
         return F.gelu(self.conv2(F.gelu(self.conv1(stem_full))))
 
-    def locate(self, features: torch.Tensor, words: torch.Tensor) -> Keypoints:
-        """Features [B, k, h, w] and the instruction's mean word embedding [B, C] -> keypoints: table xy
-        [B, n_kp, 2] (normalised like the state) and the heatmap logits [B, n_kp, h*w] behind them."""
+    def locate(self, features: torch.Tensor, words: torch.Tensor, tool_z: torch.Tensor) -> Keypoints:
+        """Features [B, k, h, w], the instruction's mean word embedding [B, C] and the tool's normalised
+        height [B] -> keypoints: table xy [B, n_kp, 2] (normalised like the state), the heatmap logits
+        [B, n_kp, h*w] behind them and (keypoint_height) their heights [B, n_kp, 1]."""
         B, k, h, w = features.shape
         query = self.query(self.words_norm(words)).view(B, self.keypoints, k)
         logits = torch.einsum("bnk,bkp->bnp", query, features.flatten(2)) / k**0.5
         xs, ys = coordinates(1, h, w, features)
         grid = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # [h*w, 2]
-        uv = logits.softmax(-1) @ grid  # [B, n_kp, 2]: the expected image position
-        return Keypoints(self.to_table(uv), logits)
+        attention = logits.softmax(-1)
+        uv = attention @ grid  # [B, n_kp, 2]: the expected image position
+        if self.height is None:
+            return Keypoints(self.to_table(uv), logits)
+        seen = torch.einsum("bnp,bkp->bnk", attention, features.flatten(2))  # what the keypoint looks at
+        z = self.height(torch.cat([seen, tool_z[:, None, None].expand(B, self.keypoints, 1)], dim=-1))
+        return Keypoints(self.to_table(torch.cat([uv, z], dim=-1)), logits, z)
 
-    def tokens(self, xy: torch.Tensor, tool_xy: torch.Tensor) -> torch.Tensor:
-        """Keypoints [B, n_kp, 2] and the tool's xy [B, 2] (both normalised) -> prompt tokens [B, n_kp, C]."""
-        return self.token(torch.cat([xy, xy - tool_xy[:, None]], dim=-1))
+    def tokens(self, keypoints: Keypoints, tool: torch.Tensor) -> torch.Tensor:
+        """Keypoints and the tool's normalised xyz [B, 3] -> prompt tokens [B, n_kp, C]."""
+        xy, tool = keypoints.xy, tool[:, None]
+        parts = [xy, xy - tool[..., :2]]
+        if keypoints.z is not None:
+            parts += [keypoints.z, keypoints.z - tool[..., 2:3]]
+        return self.token(torch.cat(parts, dim=-1))
 
 
 class NanoVLA(nn.Module):
@@ -306,8 +328,8 @@ class NanoVLA(nn.Module):
         if self.grounding is not None and percept.keypoint_features is not None:
             is_word = (text >= UNK).unsqueeze(-1).to(words.dtype)  # unknown words count: they still say "a word was here"
             mean_word = (words * is_word).sum(1) / is_word.sum(1).clamp(min=1.0)
-            keypoints = self.grounding.locate(percept.keypoint_features, mean_word)
-            parts.append(self.grounding.tokens(keypoints.xy, state[:, :2]))
+            keypoints = self.grounding.locate(percept.keypoint_features, mean_word, state[:, 2])
+            parts.append(self.grounding.tokens(keypoints, state[:, :3]))
         parts.append(self.state_proj(state)[:, None])
         return torch.cat(parts, dim=1), keypoints
 

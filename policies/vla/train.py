@@ -43,13 +43,14 @@ from policies.vla.model import (
     NanoVLA,
     NanoVLAConfig,
     TextTokenizer,
+    load_model,
     pixels,
     save_model,
     split_words,
 )
 from sims.camera import project_scene
 
-__all__ = ["TrainConfig", "Samples", "load_samples", "train"]
+__all__ = ["TrainConfig", "Samples", "load_samples", "grow_from", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class TrainConfig:
     out_dir: str = "runs/train"
     weights: str = ""  # the final weights; empty: out_dir/nano_vla.safetensors (the shipped ones only when named)
     tasks: tuple[str, ...] = ()  # empty: every task in the dataset
+    init: str = ""  # start from these weights (their config, ``model`` overrides on top; ``grow_from``)
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
@@ -200,6 +202,29 @@ def drop_words(text: torch.Tensor, p: float, generator: torch.Generator) -> torc
     return torch.where(drop, torch.full_like(text, UNK), text)
 
 
+def grow_from(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy ``state`` into ``model``, whose config may add inputs or parts: a tensor of the same shape is
+    copied; one grown along its last dimension (a layer with new inputs) gets the old values in front and
+    zeros after, so the new inputs start with no effect; a part absent from ``state`` keeps its fresh
+    initialisation. -> the names grown or new. Any other mismatch is a ConfigError."""
+    grown = []
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            old = state.get(name)
+            if old is None:
+                grown.append(name)
+            elif old.shape == tensor.shape:
+                tensor.copy_(old)
+            elif old.shape[:-1] == tensor.shape[:-1] and old.shape[-1] < tensor.shape[-1]:
+                tensor.zero_()
+                tensor[..., : old.shape[-1]] = old
+                grown.append(name)
+            else:
+                raise ConfigError(f"--init: {name} is {tuple(old.shape)} in the weights but {tuple(tensor.shape)} in this "
+                                  "model; only new inputs and new parts can be added (leave the sizes as they were)")
+    return grown
+
+
 def known_places(places: torch.Tensor, n: int) -> torch.Tensor:
     """[B, n] bool: the samples' places that exist (all zeros: the task has none)."""
     return places[:, :n].abs().sum(-1) > 0
@@ -207,7 +232,7 @@ def known_places(places: torch.Tensor, n: int) -> torch.Tensor:
 
 def keypoint_loss(model: NanoVLA, keypoints: Keypoints, places: torch.Tensor,
                   count: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (heatmap cross-entropy, table-position mean squared error), keypoint k against place k.
+    """-> (heatmap cross-entropy, table-position mean squared error, with the height where the model predicts it), keypoint k against place k.
 
     ``places`` [B, n_kp, 3]: world positions (keypoint 0 the target, 1 the goal); all zeros where a
     sample has none. ``count``: what the sums are divided by (default the known places here; a rank
@@ -227,7 +252,8 @@ def keypoint_loss(model: NanoVLA, keypoints: Keypoints, places: torch.Tensor,
     target = (gy[..., :, None] * gx[..., None, :]).flatten(2)
     target = target / target.sum(-1, keepdim=True).clamp(min=1e-12)
     ce = -(target * keypoints.logits.log_softmax(-1)).sum(-1)  # [B, n]
-    err = (keypoints.xy - model.normalise_position(places[:, :n, :2])).pow(2).mean(-1)
+    predicted = keypoints.xy if keypoints.z is None else torch.cat([keypoints.xy, keypoints.z], dim=-1)
+    err = (predicted - model.normalise_position(places[:, :n, : predicted.shape[-1]])).pow(2).mean(-1)
     count = known.sum().clamp(min=1) if count is None else count
     return (ce * known).sum() / count, (err * known).sum() / count
 
@@ -291,11 +317,21 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, device: torch.device,
         out.mkdir(parents=True, exist_ok=True)
         ckpt = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
     ckpt = distributed.broadcast(ckpt, ranks)  # only rank 0's disk need hold it
-    mcfg = NanoVLAConfig(**ckpt["model_config"]) if ckpt is not None else model_config(cfg.data_dir, cfg.tasks, cfg.model, cfg.keys)
+    start = load_model(cfg.init)[0] if cfg.init and ckpt is None else None
+    if ckpt is not None:
+        mcfg = NanoVLAConfig(**ckpt["model_config"])
+    elif start is not None:
+        mcfg = NanoVLAConfig(**{**asdict(start.config), **cfg.model})
+    else:
+        mcfg = model_config(cfg.data_dir, cfg.tasks, cfg.model, cfg.keys)
     t_load = time.monotonic()
     data = load_samples(cfg.data_dir, mcfg, cfg.tasks, cfg.keys)
     log.info("%d samples from %s in %.1f s", len(data), cfg.data_dir, time.monotonic() - t_load)
-    model = NanoVLA(mcfg).to(device)
+    model = NanoVLA(mcfg)
+    if start is not None:
+        grown = grow_from(model, start.state_dict())
+        log.info("initialised from %s%s", cfg.init, f" (grown: {', '.join(grown)})" if grown else "")
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     step, history, elapsed = 0, [], 0.0
     if ckpt is not None:
