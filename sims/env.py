@@ -141,6 +141,7 @@ class SimEnv:
         self.robot.enforce_watchdog()
         self.world.step(self.substeps)
         self.steps += 1
+        self.task.observe()
         success = bool(self.task.success())  # tasks may compute it in numpy; callers get a plain bool
         truncated = not success and self.steps >= self.task.max_steps
         info = {"steps": self.steps, "sim_time_s": self.world.time_ns / 1e9}

@@ -30,7 +30,10 @@ whole run and an estimate of the time left (a line every 10 s when not on a
 terminal). --workers N runs the episodes N at a time (processes; Ray actors with --engine ray), each
 worker taking the next (row, seed) when done; on the lockstep clock every episode's success, steps
 and passes per chunk are those of a one-process run (--json lists them per row: per_episode); the
-timings, and everything on the realtime clock, depend on the machine's load as always.
+timings, and everything on the realtime clock, depend on the machine's load as always. --json
+also says how each episode ended (per_episode: outcome; per row: outcomes, counted), as the task
+tells it: pick_place says "not lifted", "held at the end", "released outside the tray" or
+"released above the tray"; reach and push say "success" or "not done".
 
 `eval qa` measures a video-QA model (`run_qa` here, the measuring in policies/qa/evaluate.py): templated questions
 on unseen sim scenes (seeds from 1000000), accuracy per question type and

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import statistics
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,11 +121,13 @@ class EpisodeOutcome:
     decode_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # capture -> chunk ready
+    outcome: str = ""  # how it ended, as the task tells it (``Task.outcome``: "success", "not lifted", ...)
 
     def figures(self) -> dict[str, Any]:
-        """What does not depend on the wall clock (lockstep): success, steps, sim time, passes per chunk."""
-        return {"seed": self.seed, "success": self.success, "steps": self.steps, "sim_time_s": self.sim_time_s,
-                "told": self.told, "iterations": list(self.iterations)}
+        """What does not depend on the wall clock (lockstep): success, how it ended, steps, sim time, passes
+        per chunk."""
+        return {"seed": self.seed, "success": self.success, "outcome": self.outcome, "steps": self.steps,
+                "sim_time_s": self.sim_time_s, "told": self.told, "iterations": list(self.iterations)}
 
 
 class EpisodeRunner:
@@ -158,7 +161,7 @@ class EpisodeRunner:
                               sim_time_s=result.sim_time_s, time_s=result.time_s, told=told,
                               check=self.policy.text.check(told), iterations=[i.iterations for i in infos],
                               decode_ms=[i.decode_ms for i in infos], total_ms=[i.total_ms for i in infos],
-                              latencies_ms=source.latencies_ms[first[1]:])
+                              latencies_ms=source.latencies_ms[first[1]:], outcome=self.env.task.outcome())
 
     def close(self) -> None:
         self.source.close()
@@ -184,6 +187,7 @@ def summarize(spec: EvalSpec, outcomes: list[EpisodeOutcome]) -> EvalRow:
         split="reworded" if spec.reworded else "held-out seeds",
         unknown_word_share=unknown_share(checks), unknown_words=sorted({w for c in checks for w in c.unknown}),
         details={"inference_ms_p50": round(statistics.median(total), 2) if total else 0.0,
+                 "outcomes": dict(Counter(o.outcome for o in outcomes).most_common()),
                  "per_episode": [o.figures() for o in outcomes]},
     )
 

@@ -123,6 +123,14 @@ class Task(abc.ABC):
     def expert(self) -> WaypointExpert:
         """A fresh scripted expert for the current episode (uses privileged sim state)."""
 
+    def observe(self) -> None:
+        """Called after every control step: a task that tells how an episode failed follows it here."""
+        return  # most tasks tell success from the end state alone
+
+    def outcome(self) -> str:
+        """How the episode ended, in a few words: "success", or what went wrong where the task can tell."""
+        return "success" if self.success() else "not done"
+
     # -- helpers for subclasses ----------------------------------------------------------------
     def _attach(self, world: World, robot: SimRobot) -> None:
         self.world, self.robot = world, robot

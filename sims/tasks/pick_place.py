@@ -35,8 +35,12 @@ class PickPlaceTask(Task):
     needs_gripper = True
     tray_inner_m = 0.12
 
+    LIFTED_M = 0.03  # above its start: the target was picked up
+
     def build(self, world: World, robot: SimRobot, rng: np.random.Generator) -> str:
         self._attach(world, robot)
+        self.lifted, self.held = False, False
+        self.released_at: np.ndarray | None = None  # where the target last left the gripper after a lift
         planner = ScenePlanner(rng)
         colours = planner.colours(2)
         tray_xy = planner.place(0.12)
@@ -60,6 +64,28 @@ class PickPlaceTask(Task):
     def success(self) -> bool:
         assert self.world is not None and self.robot is not None and self.target is not None
         return self.in_tray() and not self.world.in_contact(self.robot.body, self.target.body)
+
+    def observe(self) -> None:
+        assert self.world is not None and self.robot is not None and self.target is not None
+        pos = self.target_position()
+        held = self.world.in_contact(self.robot.body, self.target.body)
+        self.lifted = self.lifted or pos[2] - self.target.start[2] > self.LIFTED_M
+        if self.held and not held and self.lifted:
+            self.released_at = pos
+        self.held = held
+
+    def outcome(self) -> str:
+        """success | not lifted | held at the end | released outside the tray | released above the tray (not settled
+        inside: on a wall, or bounced out)."""
+        if self.success():
+            return "success"
+        if not self.lifted:
+            return "not lifted"
+        if self.held or self.released_at is None:
+            return "held at the end"
+        half = self.tray_inner_m / 2
+        off = np.abs(self.released_at[:2] - np.array(self.tray_center))
+        return "released above the tray" if bool(np.all(off <= half)) else "released outside the tray"
 
     def expert(self) -> WaypointExpert:
         obj = self.target_position()

@@ -35,3 +35,7 @@ def test_eval_gives_a_row_per_early_exit_setting(tmp_path, capsys: pytest.Captur
     assert 1.0 < rows["consistency c4 t0"]["iterations"] <= 4.0
     assert rows["ar"]["iterations"] == 31.0  # one pass per token after the prefill's first
     assert "consistency c1 t0" in capsys.readouterr().out
+    # how each episode ended, per episode and counted per row
+    for row in rows.values():
+        assert sum(row["outcomes"].values()) == 1 and row["per_episode"][0]["outcome"] in row["outcomes"]
+        assert (row["per_episode"][0]["outcome"] == "success") == row["per_episode"][0]["success"]

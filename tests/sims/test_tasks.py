@@ -119,3 +119,41 @@ def test_pick_place_needs_a_gripper() -> None:
 def test_unknown_task_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="reach, push, pick_place"):
         make_env("juggle")
+
+
+def pick_then(env: SimEnv, seed: int, after_lift: str) -> str:
+    """The expert until the target is lifted and carried a little, then ``after_lift``: "open" (let go where
+    it is) or "hold" (keep it, still); -> the task's outcome at the end of the episode."""
+    obs, _ = env.reset(seed=seed)
+    expert = env.expert()
+    lifted_for = 0
+    while True:
+        action = expert.act(obs)
+        if env.task.lifted:  # type: ignore[attr-defined]
+            lifted_for += 1
+        if lifted_for > 8:
+            action = np.array([0.0, 0.0, 0.0, 0.0 if after_lift == "open" else 1.0], np.float32)
+        result = env.step(Action("ee_delta", action))
+        obs = result.observation
+        if result.terminated or result.truncated:
+            return env.task.outcome()
+
+
+def test_pick_place_tells_how_an_episode_failed() -> None:
+    with make_env("pick_place") as env:
+        assert rollout(env, 3) and env.task.outcome() == "success"
+        env.reset(seed=3)
+        for _ in range(env.task.max_steps):
+            result = env.step(Action("ee_delta", np.zeros(4, np.float32)))
+        assert result.truncated and env.task.outcome() == "not lifted"
+        assert pick_then(env, 3, "hold") == "held at the end"
+        assert pick_then(env, 3, "open") == "released outside the tray"  # the tray is never where the target starts
+
+
+def test_tasks_without_a_breakdown_say_success_or_not_done() -> None:
+    with make_env("reach") as env:
+        rollout(env, 0)
+        assert env.task.outcome() == "success"
+        env.reset(seed=0)
+        env.step(Action("ee_delta", np.zeros(4, np.float32)))
+        assert env.task.outcome() == "not done"
