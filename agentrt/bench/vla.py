@@ -47,15 +47,15 @@ Observation = tuple[np.ndarray, np.ndarray, str]  # (image (H, W, 3) uint8, stat
 class Mode:
     name: str
     decoding: str
-    max_iterations: int = 4
+    max_iterations: int = 3
     tolerance_bins: int = 3
 
 
 MODES = (
     Mode("ar", "ar"),
     Mode("jacobi", "jacobi"),
-    Mode("consistency", "consistency"),  # the shipped default: cap 4 passes, tolerance 3 bins
-    Mode("consistency-cap6", "consistency", max_iterations=6, tolerance_bins=2),
+    Mode("consistency", "consistency"),  # the shipped default: cap 3 passes, tolerance 3 bins
+    Mode("consistency-cap4", "consistency", max_iterations=4),  # the default before 2026-12-06
 )
 
 

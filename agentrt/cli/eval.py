@@ -80,8 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="", help="AR weights (default: the shipped ones; hf:FOLDER: a Hugging Face VLA)")
     parser.add_argument("--cd-weights", default="",
                         help="consistency-distilled weights (default: the shipped ones; hf:FOLDER: a Hugging Face VLA)")
-    parser.add_argument("--max-iterations", type=int, nargs="+", default=[4], metavar="CAP",
-                        help="consistency: cap on Jacobi passes (default 4; several: a row per setting)")
+    parser.add_argument("--max-iterations", type=int, nargs="+", default=[3], metavar="CAP",
+                        help="consistency: cap on Jacobi passes (default 3; several: a row per setting)")
     parser.add_argument("--tolerance", type=int, nargs="+", default=[3], metavar="BINS",
                         help="consistency: early exit tolerance in bins (default 3; several: a row per setting)")
     parser.add_argument("--execute-steps", type=int, default=4,

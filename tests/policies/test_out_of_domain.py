@@ -20,11 +20,11 @@ from policies.vla.policy import default_weights
 
 shipped = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
 
-# sha256 of the tensor bytes (everything after the safetensors header) of the shipped nano VLA weights, as trained;
-# naming their robot rewrote only the header
+# sha256 of the tensor bytes (everything after the safetensors header) of the shipped nano VLA weights, as trained
+# (2026-12-06: fine-tuned with keypoint heights, distilled again; MODEL_CARD.md)
 SHIPPED_TENSORS_SHA256 = {
-    "nano_vla.safetensors": "4ec46cc264b842eceec4dbb5d81b9c26a47037732e3c25f43e683d4734978774",
-    "nano_vla_cd.safetensors": "cbdb7a040ad61bf21dfc7cfaf8e4dd5fd3d044285e1255a88a3e0ffdeb9149e5",
+    "nano_vla.safetensors": "c9a05168ea3dd4cd587788d3adaea86be20c98afc9b22b5cc8e98a06850fd57d",
+    "nano_vla_cd.safetensors": "23d599a6a4227dc12db79eb7bae3ce5f5d93c4cf26ccd54b01ced375123cb6b1",
 }
 
 

@@ -93,7 +93,7 @@ def test_bench_vla_replays_episodes_through_every_decoding_and_jacobi_stays_exac
 
     result = measure(episodes=1, max_plans=3)
     modes = result["modes"]
-    assert result["chunks"] == 9 and set(modes) == {"ar", "jacobi", "consistency", "consistency-cap6"}
+    assert result["chunks"] == 9 and set(modes) == {"ar", "jacobi", "consistency", "consistency-cap4"}
     assert modes["jacobi"]["same_as_ar"] == 1.0 and modes["jacobi"]["bins_from_ar"] == 0.0
     assert modes["ar"]["passes"] == 31 and modes["consistency"]["passes"] <= 4
 
