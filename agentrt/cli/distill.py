@@ -10,7 +10,8 @@
 Collects Jacobi trajectories from the AR teacher (random initial guesses), mixes
 labels (the teacher's fixed point where it is within --delta bins of the
 demonstration, the demonstration elsewhere) and trains the student with the
-consistency loss plus the AR loss (CEED-VLA / CLLM; docs/policies.md), the
+consistency loss (aimed at the teacher's fixed point, or with --consistency-target
+label at the mixed label) plus the AR loss (CEED-VLA / CLLM; docs/policies.md), the
 instruction's words dropped to unk as in training (--word-dropout). The
 student goes to --out (default runs/distill/nano_vla_cd.safetensors): the
 shipped policies/weights/nano_vla_cd.safetensors is replaced only when named.
@@ -50,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delta", type=float, default=6.0, help="mixed labels: mean bin error for the teacher's label")
     parser.add_argument("--word-dropout", type=float, default=None, metavar="P",
                         help="instruction words replaced by unk with probability P, as in training (default 0.15)")
+    parser.add_argument("--consistency-target", choices=("fixed_point", "label"), default="fixed_point",
+                        help="what the consistency loss aims at: the teacher's fixed point y* (default) or the mixed label")
     parser.add_argument("--task-weight", action="append", default=[], metavar="TASK=W",
                         help="draw TASK's samples W times as often for the trajectories (repeatable; e.g. pick_place=2)")
     add_seed(parser, 0, "seed of the trajectories, initial guesses and batches (default 0)")
@@ -64,7 +67,8 @@ def config(args: argparse.Namespace) -> DistillConfig:
     return DistillConfig(teacher=args.teacher, data_dir=args.data, out=args.out, tasks=tuple(args.tasks),
                          trajectories=args.trajectories, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          ar_weight=args.ar_weight, delta_bins=args.delta, seed=args.seed, threads=args.threads,
-                         task_weights=task_weights(args.task_weight), **extra)
+                         task_weights=task_weights(args.task_weight), consistency_target=args.consistency_target,
+                         **extra)
 
 
 def task_weights(pairs: list[str]) -> dict[str, float]:

@@ -13,16 +13,18 @@
 3. Student (initialised from the teacher), per step, a random state y of a
    random trajectory::
 
-       L_C  = mean_i KL( stopgrad Q(. | x, label_<i) || Q(. | x, y_<i) )
+       L_C  = mean_i KL( stopgrad Q(. | x, y*_<i) || Q(. | x, y_<i) )
        L_AR = CE( Q(label_i | x, label_<i) )
        L    = L_C + ar_weight * L_AR
 
-   The consistency target is conditioned on the mixed label, not on y*: where the
-   teacher is off, a y* target would pull the student towards the teacher's
-   error while L_AR pulls it to the demonstration. Instruction words drop to
-   ``unk`` with ``word_dropout``, as in the teacher's training, so the student
-   keeps the teacher's tolerance of unknown wording (the labels and trajectories
-   come from the full instruction).
+   ``consistency_target="label"`` conditions L_C on the mixed label instead of y*
+   (where the teacher is off, y* pulls towards its error while L_AR pulls to the
+   demonstration); measured, it made no better student and, trained longer, one
+   that stops short of the target in real time (policies/MODEL_CARD.md), so y*
+   stays the default. Instruction words drop to ``unk`` with ``word_dropout``,
+   as in the teacher's training, so the student keeps the teacher's tolerance
+   of unknown wording (the labels and trajectories come from the full
+   instruction).
 
 Trajectories whose fixed point repeats one xyz token all along the block are
 dropped (the collapse CLLM warns about).
@@ -63,6 +65,7 @@ __all__ = ["DistillConfig", "Trajectories", "choose_samples", "collect_trajector
 log = logging.getLogger(__name__)
 
 KEYPOINT_WEIGHT = TrainConfig.keypoint_weight
+CONSISTENCY_TARGETS = ("fixed_point", "label")
 
 
 @dataclass
@@ -80,6 +83,7 @@ class DistillConfig:
     delta_bins: float = 6.0  # mixed labels: teacher fixed point within this mean bin error -> use it
     word_dropout: float = TrainConfig.word_dropout  # instruction words -> unk, as the teacher was trained
     task_weights: dict[str, float] = field(default_factory=dict)  # trajectories: a task's samples drawn w times as often
+    consistency_target: str = "fixed_point"  # the prefix L_C aims at: fixed_point (y*) | label (the mixed label)
     seed: int = 0
     threads: int = 2
 
@@ -95,6 +99,9 @@ class DistillConfig:
             )
         if not 0.0 <= self.word_dropout < 1.0:
             raise ConfigError(f"DistillConfig: word_dropout must be in [0, 1), got {self.word_dropout}")
+        if self.consistency_target not in CONSISTENCY_TARGETS:
+            raise ConfigError(f"DistillConfig.consistency_target: expected one of {', '.join(CONSISTENCY_TARGETS)}, "
+                              f"got {self.consistency_target!r}")
         if not all(0.0 <= w < math.inf for w in self.task_weights.values()):
             raise ConfigError(f"DistillConfig: task weights must be finite and >= 0, got {self.task_weights}")
 
@@ -193,15 +200,20 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
 
 
 def _distill_loss(student: NanoVLA, images: torch.Tensor, states: torch.Tensor, text: torch.Tensor, y: torch.Tensor,
-                  label: torch.Tensor, places: torch.Tensor, count: torch.Tensor, ar_weight: float) -> torch.Tensor:
+                  target: torch.Tensor, label: torch.Tensor, places: torch.Tensor, count: torch.Tensor,
+                  ar_weight: float) -> torch.Tensor:
     """L_C + ar_weight * L_AR (+ the keypoint loss) of a batch (a rank's slice of one). The consistency
-    target is the student's own prediction after the label's prefix, with no gradient."""
+    target is the student's own prediction after ``target``'s prefix (y* or the mixed label), with no
+    gradient; when ``target`` is ``label`` one pass serves both terms."""
     lo, hi = student.config.action_ids
     prompt, keypoints = student.prompt(student.perceive(pixels(images)), states, text)
     B = len(images)
-    logits = student.action_logits(prompt.repeat(2, 1, 1), torch.cat([y, label]))[..., lo:hi]
-    lg_y, lg_label = logits[:B], logits[B:]
-    loss_c = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_label.detach(), -1), log_target=True,
+    same = target is label
+    inputs = [y, label] if same else [y, label, target]
+    logits = student.action_logits(prompt.repeat(len(inputs), 1, 1), torch.cat(inputs))[..., lo:hi]
+    lg_y, lg_label = logits[:B], logits[B : 2 * B]
+    lg_target = lg_label if same else logits[2 * B :]
+    loss_c = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_target.detach(), -1), log_target=True,
                       reduction="none").sum(-1).mean()
     loss_ar = F.cross_entropy(lg_label.reshape(-1, N_BINS), (label - lo).reshape(-1))
     loss = loss_c + ar_weight * loss_ar
@@ -249,7 +261,8 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
         text = drop_words(data.text[traj.index[pick]], cfg.word_dropout, gen)
         pick, y, text = pick[mine], y[mine], text[mine]  # this rank's slice (all of it in one process)
         idx = traj.index[pick]
-        loss = batch_loss(data.images[idx], data.states[idx], text, y, labels[pick], data.places(idx), count,
+        target = labels[pick] if cfg.consistency_target == "label" else traj.fixed[pick]
+        loss = batch_loss(data.images[idx], data.states[idx], text, y, target, labels[pick], data.places(idx), count,
                           cfg.ar_weight)
         for group in opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, step / 20)

@@ -50,27 +50,30 @@ def test_task_weights_draw_the_hard_task_more_often_and_zero_never() -> None:
 
 @pytest.mark.parametrize("bad", [{"word_dropout": 1.0}, {"task_weights": {"push": -1.0}},
                                  {"task_weights": {"push": float("inf")}},
-                                 {"task_weights": {"push": float("nan")}}])
+                                 {"task_weights": {"push": float("nan")}}, {"consistency_target": "teacher"}])
 def test_distill_config_rejects_bad_dropout_and_weights(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="DistillConfig"):
         DistillConfig(teacher="x.safetensors", **bad)  # type: ignore[arg-type]
 
 
-def test_consistency_loss_aims_at_the_mixed_label() -> None:
-    """With the state y equal to the label, the consistency term is zero: the target is the student's own
-    prediction after the label's prefix (not after the teacher's fixed point)."""
+def test_consistency_loss_aims_at_its_target() -> None:
+    """With the state y equal to the target, the consistency term is zero: the target is the student's own
+    prediction after the target's prefix (the teacher's fixed point y*, or the mixed label)."""
     torch.manual_seed(0)
     model = NanoVLA(NanoVLAConfig(words=["touch", "red", "cube"], **TINY)).eval()
     lo, hi = model.config.action_ids
     B, n = 3, model.config.chunk_tokens
     images = torch.randint(0, 255, (B, 32, 32, 3), dtype=torch.uint8)
     states, text = torch.randn(B, 4), torch.full((B, model.config.text_len), 5)
-    label = torch.randint(lo, hi, (B, n))
+    label, fixed = torch.randint(lo, hi, (B, n)), torch.randint(lo, hi, (B, n))
     places, count = torch.zeros(B, 2, 3), torch.tensor(1.0)
-    same = _distill_loss(model, images, states, text, label, label, places, count, ar_weight=0.0)
-    assert float(same.detach()) == pytest.approx(0.0, abs=1e-6)
-    other = _distill_loss(model, images, states, text, torch.randint(lo, hi, (B, n)), label, places, count, 0.0)
-    assert float(other.detach()) > 1e-4
+
+    def loss(y: torch.Tensor, target: torch.Tensor) -> float:
+        return float(_distill_loss(model, images, states, text, y, target, label, places, count, ar_weight=0.0).detach())
+
+    assert loss(label, label) == pytest.approx(0.0, abs=1e-6)  # --consistency-target label
+    assert loss(fixed, fixed) == pytest.approx(0.0, abs=1e-6)  # fixed_point: y* apart from the label
+    assert loss(label, fixed) > 1e-4 and loss(fixed, label) > 1e-4
 
 
 def test_distill_records_word_dropout_and_the_task_share(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ shipped = pytest.mark.skipif(not default_weights("ar").exists(), reason="no ship
 # (2026-12-06: fine-tuned with keypoint heights, distilled again; MODEL_CARD.md)
 SHIPPED_TENSORS_SHA256 = {
     "nano_vla.safetensors": "c9a05168ea3dd4cd587788d3adaea86be20c98afc9b22b5cc8e98a06850fd57d",
-    "nano_vla_cd.safetensors": "23d599a6a4227dc12db79eb7bae3ce5f5d93c4cf26ccd54b01ced375123cb6b1",
+    "nano_vla_cd.safetensors": "5e4e558585249e00a521b7fdc03849cdf4fe798bdfbab16f20ca70aee460dc51",
 }
 
 
