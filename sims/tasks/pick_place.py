@@ -54,9 +54,12 @@ class PickPlaceTask(Task):
 
     def in_tray(self) -> bool:
         pos = self.target_position()
+        return self.over_tray(pos) and pos[2] < 0.05
+
+    def over_tray(self, pos: np.ndarray) -> bool:
+        """Is ``pos`` (x, y[, z]) within the tray's walls, seen from above?"""
         half = self.tray_inner_m / 2
-        inside = abs(pos[0] - self.tray_center[0]) <= half and abs(pos[1] - self.tray_center[1]) <= half
-        return inside and pos[2] < 0.05
+        return bool(abs(pos[0] - self.tray_center[0]) <= half and abs(pos[1] - self.tray_center[1]) <= half)
 
     def goal_position(self) -> np.ndarray:
         return np.array([self.tray_center[0], self.tray_center[1], 0.0])
@@ -83,9 +86,7 @@ class PickPlaceTask(Task):
             return "not lifted"
         if self.held or self.released_at is None:
             return "held at the end"
-        half = self.tray_inner_m / 2
-        off = np.abs(self.released_at[:2] - np.array(self.tray_center))
-        return "released above the tray" if bool(np.all(off <= half)) else "released outside the tray"
+        return "released above the tray" if self.over_tray(self.released_at) else "released outside the tray"
 
     def expert(self) -> WaypointExpert:
         obj = self.target_position()
