@@ -24,15 +24,15 @@ from agentrt.errors import ConfigError
 __all__ = ["parse_set", "type_ok"]
 
 
-def parse_set(pairs: Iterable[str] | None, form: str = "KEY=VALUE like fps=15") -> dict[str, Any]:
+def parse_set(pairs: Iterable[str] | None, form: str = "KEY=VALUE like fps=15", flag: str = "--set") -> dict[str, Any]:
     """``["fps=15", "loop=true"]`` -> {"fps": 15, "loop": True}; a later KEY wins. ``form`` is what
-    the error says a pair should look like."""
+    the error says a pair should look like, ``flag`` the option it came from."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set: expected {form}, got {pair!r}")
+            raise ConfigError(f"{flag}: expected {form}, got {pair!r}")
         try:
             out[key] = yaml.safe_load(text) if text.strip() else ""
         except yaml.YAMLError:

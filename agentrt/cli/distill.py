@@ -72,19 +72,17 @@ def config(args: argparse.Namespace) -> DistillConfig:
 
 
 def task_weights(pairs: list[str]) -> dict[str, float]:
-    """``["pick_place=2", ...]`` -> ``{"pick_place": 2.0}``; a malformed pair is a one-line ConfigError."""
+    """``["pick_place=2", ...]`` -> ``{"pick_place": 2.0}`` (the KEY=VALUE grammar of ``--set``); a malformed
+    pair is a one-line ConfigError."""
+    from agentrt.configs import parse_set
     from agentrt.errors import ConfigError
 
-    weights: dict[str, float] = {}
-    for pair in pairs:
-        task, _, value = pair.partition("=")
-        try:
-            weights[task.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--task-weight {pair!r}: expected TASK=WEIGHT, e.g. pick_place=2") from None
-        if not task.strip():
-            raise ConfigError(f"--task-weight {pair!r}: expected TASK=WEIGHT, e.g. pick_place=2")
-    return weights
+    form = "TASK=WEIGHT, e.g. pick_place=2"
+    weights = parse_set(pairs, form, flag="--task-weight")
+    for task, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"--task-weight: expected {form}, got {task}={value}")
+    return {task: float(value) for task, value in weights.items()}
 
 
 def run(args: argparse.Namespace) -> int:

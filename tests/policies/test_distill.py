@@ -94,6 +94,6 @@ def test_cli_task_weights_parse_and_reject_malformed_pairs() -> None:
     from agentrt.cli.distill import task_weights
 
     assert task_weights(["pick_place=2", "reach=0.5"]) == {"pick_place": 2.0, "reach": 0.5}
-    for bad in ("pick_place", "=2", "pick_place=lots"):
-        with pytest.raises(ConfigError, match="TASK=WEIGHT"):
+    for bad in ("pick_place", "=2", "pick_place=lots", "pick_place=", "push=true"):
+        with pytest.raises(ConfigError, match="^--task-weight: expected TASK=WEIGHT"):
             task_weights([bad])
