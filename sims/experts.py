@@ -10,7 +10,7 @@ demonstrations as they are.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -69,6 +69,20 @@ class WaypointExpert:
             return _action(_capped(error, wp.max_step_m), wp.gripper)
         last = self.waypoints[-1].gripper if self.waypoints else 0.0
         return _action(np.zeros(3), last)
+
+    def rollout(self, obs: RobotObservation, steps: int) -> np.ndarray:
+        """(steps, 4): the next ``steps`` actions from ``obs`` had the episode gone on, the tool moved exactly
+        as commanded (no physics). A demonstration ends at success, often inside a task's margin (2 cm from
+        the reach target, 8 cm of a 14 cm push): its last chunks padded with these rather than with zero
+        motion teach a policy to go on to the goal, not to stop at the margin. Advances the expert."""
+        actions = []
+        for _ in range(steps):
+            action = self.act(obs)
+            pose = obs.ee_pose.copy()
+            pose[:3] += action[:3]
+            obs = replace(obs, ee_pose=pose, gripper=float(action[3]))
+            actions.append(action)
+        return np.stack(actions) if actions else np.zeros((0, EXPERT_ACTION_DIMS), np.float32)
 
 
 def _capped(error: np.ndarray, max_step: float) -> np.ndarray:

@@ -17,6 +17,8 @@ extra dependency is needed)::
          observation.goal          (T, 3) float32      where the target must go (the tray's centre), zeros when
                                                         the task has no such place: privileged, like the target
          action                    (T, 4) float32      ee_delta dx, dy, dz (m/step) + gripper command
+         action.after_end          (A, 4) float32      the expert's next A actions had the episode gone on past its
+                                                        end (``WaypointExpert.rollout``): pad the last chunks
          frame_index, timestamp    (T,)                step index, seconds at the control rate
 
 Episodes are drawn from seeded scenes (``seed``, ``seed + 1``, ...). With
@@ -46,11 +48,12 @@ from policies.vla.state import robot_state  # not from the model: a collection w
 from sims.tasks import TASK_NAMES
 
 __all__ = ["CollectConfig", "collect", "Episode", "load_episodes", "load_info", "action_stats", "data_robot", "STATE_DIMS",
-           "ACTION_DIMS", "COLLECT_ROBOT"]
+           "ACTION_DIMS", "COLLECT_ROBOT", "AFTER_END_STEPS", "chunk_padding"]
 
 log = logging.getLogger(__name__)
 
 STATE_DIMS = 4  # x, y, z (m), gripper
+AFTER_END_STEPS = 16  # expert actions recorded past an episode's end: two chunks of the nano VLA's 8
 ACTION_DIMS = 4  # dx, dy, dz (m / step), gripper
 COLLECT_ROBOT = "panda"  # the arm the scripted experts drive; info.json names it, and so do weights trained on it
 
@@ -100,6 +103,8 @@ class Episode:
     targets: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))  # (T, 3) privileged
     goals: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))  # (T, 3) privileged, zeros: none
     wrist_images: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.uint8))  # (T_img, H, W, 3) or empty
+    # (A, 4): the expert's actions past the end (empty: a dataset from before they were recorded, or LeRobot)
+    after_end: np.ndarray = field(default_factory=lambda: np.zeros((0, ACTION_DIMS), np.float32))
     success: bool = True
     meta: dict[str, object] = field(default_factory=dict)
 
@@ -140,6 +145,7 @@ def record_episode(
         if result.terminated or result.truncated:
             success = result.success
             break
+    after_end = expert.rollout(obs, AFTER_END_STEPS)
     return Episode(
         task=env.task.name,  # type: ignore[attr-defined]
         seed=seed,
@@ -152,6 +158,7 @@ def record_episode(
         targets=np.stack(targets),
         goals=np.stack(goals),
         wrist_images=np.stack(wrist_images) if wrist_images else np.zeros((0,), np.uint8),
+        after_end=after_end,
     )
 
 
@@ -263,6 +270,7 @@ def _write_episode(root: Path, index: int, ep: Episode, fps: float) -> None:
         "observation.target": ep.targets,
         "observation.goal": ep.goals,
         "action": ep.actions,
+        "action.after_end": ep.after_end,
         "frame_index": np.arange(T, dtype=np.int64),
         "timestamp": (np.arange(T) / fps).astype(np.float32),
     }
@@ -295,6 +303,7 @@ def write_meta(root: Path, config: CollectConfig) -> dict[str, object]:
             "observation.target": {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"], "privileged": True},
             "observation.goal": {"dtype": "float32", "shape": [3], "names": ["x", "y", "z"], "privileged": True},
             "action": {"dtype": "float32", "shape": [ACTION_DIMS], "names": ["dx", "dy", "dz", "gripper"]},
+            "action.after_end": {"dtype": "float32", "shape": [ACTION_DIMS], "per_episode": AFTER_END_STEPS},
         },
         "image_every": config.image_every,
         "wrist": config.wrist,
@@ -370,9 +379,20 @@ def load_episodes(root: str | Path, *, images: bool = True, tasks: tuple[str, ..
                 targets=z["observation.target"] if "observation.target" in z else np.zeros((len(z["action"]), 3), np.float32),
                 goals=z["observation.goal"] if "observation.goal" in z else np.zeros((len(z["action"]), 3), np.float32),
                 wrist_images=z["observation.images.wrist"] if images and "observation.images.wrist" in z else np.zeros((0,), np.uint8),
+                after_end=z["action.after_end"] if "action.after_end" in z else np.zeros((0, ACTION_DIMS), np.float32),
             )
 
 
 def action_stats(root: str | Path) -> dict[str, list[float]]:
     path = Path(root) / "meta" / "stats.json"
     return dict(json.loads(path.read_text())["action"])
+
+
+def chunk_padding(ep: Episode, steps: int) -> np.ndarray:
+    """(steps, 4): what follows an episode's last action in its last chunks: the expert's actions past the end
+    where recorded, then holding still with the last gripper command."""
+    tail = ep.after_end[:steps]
+    pad = np.zeros((steps, ep.actions.shape[1]), np.float32)
+    pad[:, -1] = (tail if len(tail) else ep.actions)[-1, -1]
+    pad[: len(tail)] = tail
+    return pad

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from agentrt import distributed
 from agentrt.errors import ConfigError
 from policies.lerobot.nano import LeRobotKeys
-from policies.vla.data import Episode, data_robot, load_episodes, load_info
+from policies.vla.data import Episode, chunk_padding, data_robot, load_episodes, load_info
 from policies.vla.model import (
     UNK,
     ActionTokenizer,
@@ -158,9 +158,7 @@ def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = 
     for e, ep in enumerate(_episodes(data_dir, images=True, tasks=tasks, keys=keys, image_size=config.image_size)):
         steps = ep.image_steps
         T = len(steps)
-        pad = np.zeros((K, ep.actions.shape[1]), np.float32)
-        pad[:, -1] = ep.actions[-1, -1]
-        padded = np.concatenate([ep.actions, pad])
+        padded = np.concatenate([ep.actions, chunk_padding(ep, K)])
         chunks = np.stack([padded[t : t + K] for t in steps])  # [T, K, D]
         images.append(ep.images)
         states.append(ep.states[steps])

@@ -136,3 +136,23 @@ def test_collect_train_distill_smoke(tmp_path: Path) -> None:
     assert out["trajectories"] == 8 and (tmp_path / "cd.safetensors").exists()
     # the weights name the robot that recorded the data, and the student its teacher's
     assert load_model(weights)[1]["robot"] == load_model(tmp_path / "cd.safetensors")[1]["robot"] == "panda"
+
+
+def test_demonstrations_end_with_the_experts_next_moves(tmp_path: Path) -> None:
+    """A push ends at 8 cm of a 14 cm push: the last chunks go on pushing (the expert's moves past the end),
+    not stop at the success margin; a dataset without them (recorded before, or LeRobot) holds still."""
+    from dataclasses import replace
+
+    from policies.vla.data import AFTER_END_STEPS, CollectConfig, chunk_padding, collect, load_episodes
+    from policies.vla.train import load_samples
+
+    collect(CollectConfig(tasks=("push",), episodes=1, image_size=32, image_every=1, noise_m=0.0, out_dir=str(tmp_path)))
+    ep = next(load_episodes(tmp_path))
+    assert ep.after_end.shape == (AFTER_END_STEPS, 4)
+    push = ep.actions[-1, :3]
+    np.testing.assert_allclose(ep.after_end[0, :3], push, atol=2e-3)  # still pushing the same way
+    config = NanoVLAConfig(**{**TINY, "image_size": 32, "words": ["push"]})
+    last = load_samples(str(tmp_path), config).raw_actions[-1]  # [K, 4], starting at the last recorded step
+    np.testing.assert_array_equal(last[1:], ep.after_end[: config.chunk_steps - 1])
+    held = chunk_padding(replace(ep, after_end=np.zeros((0, 4), np.float32)), 3)
+    np.testing.assert_array_equal(held, [[0.0, 0.0, 0.0, ep.actions[-1, 3]]] * 3)

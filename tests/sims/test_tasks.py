@@ -157,3 +157,21 @@ def test_tasks_without_a_breakdown_say_success_or_not_done() -> None:
         env.reset(seed=0)
         env.step(Action("ee_delta", np.zeros(4, np.float32)))
         assert env.task.outcome() == "not done"
+
+
+def test_expert_rollout_goes_on_to_the_goal_then_holds() -> None:
+    """What the expert would do past an episode's end (the padding of a demonstration's last chunks): keep
+    going to its last waypoint at its speed, then hold still with that waypoint's gripper."""
+    from dataclasses import replace
+
+    from sims.experts import Waypoint, WaypointExpert
+
+    with make_env("reach") as env:
+        obs, _ = env.reset(seed=0)
+    goal = obs.ee_pose[:3] + np.array([0.0, 0.0, -0.035])
+    expert = WaypointExpert([Waypoint(goal, gripper=1.0, tolerance_m=0.001, max_step_m=0.01)])
+    actions = expert.rollout(replace(obs, gripper=0.0), 6)
+    assert actions.shape == (6, 4) and np.all(actions[:, 3] == 1.0)
+    np.testing.assert_allclose(actions[:4, 2], [-0.01, -0.01, -0.01, -0.005], atol=1e-6)  # 3.5 cm at 1 cm per step
+    assert np.all(actions[4:, :3] == 0.0)
+    assert WaypointExpert([]).rollout(obs, 0).shape == (0, 4)
