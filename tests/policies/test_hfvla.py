@@ -50,9 +50,10 @@ def tokenizer(tokenizer_dir: Path) -> object:
 GROUND = {"ground_dims": 3, "ground_lo": [0.3, -0.3, 0.0], "ground_hi": [0.8, 0.3, 0.2]}
 
 
-def tiny_vla(tokenizer: object, seed: int = 0, ground: bool = False) -> HFVLA:
-    """ground: the block starts with 3 grounding tokens (the named object's table xyz) before the chunk."""
-    cfg = TinyVLAConfig(**{**TINY.__dict__, "seed": seed})
+def tiny_vla(tokenizer: object, seed: int = 0, ground: bool = False, scale_factor: int = 2) -> HFVLA:
+    """ground: the block starts with 3 grounding tokens (the named object's table xyz) before the chunk;
+    scale_factor 1: no pixel shuffle, one image token per patch (64, as runs/hfvla5)."""
+    cfg = TinyVLAConfig(**{**TINY.__dict__, "seed": seed, "scale_factor": scale_factor})
     spec = ActionSpec(vocab_size=len(tokenizer), image_seq_len=cfg.image_seq_len,  # type: ignore[arg-type]
                       **(GROUND if ground else {}))  # type: ignore[arg-type]
     return build_vla(tokenizer, spec, cfg).eval()
@@ -132,10 +133,12 @@ def test_hfvla_token_loss_weighs_the_grounding_tokens() -> None:
     assert token_loss(logits, bins, 1, 1.0).item() == pytest.approx(np.log(256) / 4, rel=1e-3)
 
 
-def test_hfvla_prompt_embeddings_are_transformers_own(tokenizer: object) -> None:
+@pytest.mark.parametrize("scale_factor", [2, 1])
+def test_hfvla_prompt_embeddings_are_transformers_own(tokenizer: object, scale_factor: int) -> None:
     """The backend's prefill (image rows put in place by hand) gives the logits of the model's own forward
-    on input_ids + pixel_values."""
-    model = tiny_vla(tokenizer, 1)
+    on input_ids + pixel_values, with SmolVLM's pixel shuffle (16 image tokens) and without it (64)."""
+    model = tiny_vla(tokenizer, 1, scale_factor=scale_factor)
+    assert model.config.image_seq_len == 64 // scale_factor**2
     policy = HFPolicy(PolicyConfig(), model=model)
     image, state = scene(1)
     _, last = prefill(policy.runner, policy.prompt(image, state, "touch the blue sphere"))
