@@ -21,10 +21,10 @@ from policies.vla.policy import default_weights
 shipped = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
 
 # sha256 of the tensor bytes (everything after the safetensors header) of the shipped nano VLA weights, as trained
-# (2026-12-06: fine-tuned with keypoint heights, distilled again; MODEL_CARD.md)
+# (2026-12-06: fine-tuned with keypoint heights, then on demonstrations padded with the expert's next moves; MODEL_CARD.md)
 SHIPPED_TENSORS_SHA256 = {
-    "nano_vla.safetensors": "c9a05168ea3dd4cd587788d3adaea86be20c98afc9b22b5cc8e98a06850fd57d",
-    "nano_vla_cd.safetensors": "5e4e558585249e00a521b7fdc03849cdf4fe798bdfbab16f20ca70aee460dc51",
+    "nano_vla.safetensors": "0cc009f940995d9f7595b0cdab14265806bfd51c9df4f8cbc0c8550b213d2dee",
+    "nano_vla_cd.safetensors": "5cc6f418ea37a793a9ca3f436f54ebe5021d43b33a0259315acf10322c432d42",
 }
 
 
