@@ -3,6 +3,8 @@
     agentrt distill --data data/nano --trajectories 2000 --steps 400     # -> runs/distill/nano_vla_cd.safetensors
     agentrt distill --teacher runs/train/nano_vla.safetensors --data data/nano --out runs/cd/nano_vla_cd.safetensors
     agentrt distill --data data/reach,data/pick --task-weight pick_place=2 --word-dropout 0.15   # more of the hard task
+    agentrt distill --data data/pick --init runs/cd/nano_vla_cd.safetensors --teacher-weight 1 --steps 300
+                                  # go on from an earlier student, the teacher's distribution as a third term
     agentrt distill --data /tmp/tiny --teacher /tmp/tiny.safetensors --out /tmp/tiny_cd.safetensors \\
         --trajectories 16 --steps 3
     torchrun --nproc-per-node 2 -m agentrt.cli distill --data data/nano --batch-size 32   # 2 processes (CPU, gloo)
@@ -55,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the consistency loss aims at: the teacher's fixed point y* (default) or the mixed label")
     parser.add_argument("--task-weight", action="append", default=[], metavar="TASK=W",
                         help="draw TASK's samples W times as often for the trajectories (repeatable; e.g. pick_place=2)")
+    parser.add_argument("--teacher-weight", type=float, default=0.0, metavar="W",
+                        help="weight of a third term: KL from the teacher's distribution (full instruction) to the "
+                             "student's (words dropped) after the label's prefix (default 0: off)")
+    parser.add_argument("--init", default="",
+                        help="the student's starting weights, e.g. an earlier student (default: the teacher's)")
     add_seed(parser, 0, "seed of the trajectories, initial guesses and batches (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
 
@@ -68,7 +75,7 @@ def config(args: argparse.Namespace) -> DistillConfig:
                          trajectories=args.trajectories, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          ar_weight=args.ar_weight, delta_bins=args.delta, seed=args.seed, threads=args.threads,
                          task_weights=task_weights(args.task_weight), consistency_target=args.consistency_target,
-                         **extra)
+                         teacher_weight=args.teacher_weight, init=args.init, **extra)
 
 
 def task_weights(pairs: list[str]) -> dict[str, float]:

@@ -25,6 +25,16 @@
    as in the teacher's training, so the student keeps the teacher's tolerance
    of unknown wording (the labels and trajectories come from the full
    instruction).
+4. Optionally (``teacher_weight`` > 0), the teacher's own distribution as a
+   third term, on the mixed label's prefix::
+
+       L_T = mean_i KL( P_teacher(. | x, label_<i) || Q(. | x~, label_<i) )
+
+   where the teacher reads the full instruction and the student the one with
+   words dropped (x~): the teacher's tolerance of unknown wording, taught
+   directly rather than through the argmax labels alone. The teacher's log
+   probabilities are computed once, before training. ``init`` starts the
+   student from other weights (an earlier student) instead of the teacher.
 
 Trajectories whose fixed point repeats one xyz token all along the block are
 dropped (the collapse CLLM warns about).
@@ -60,7 +70,8 @@ from policies.vla.train import (
     seed_all,
 )
 
-__all__ = ["DistillConfig", "Trajectories", "choose_samples", "collect_trajectories", "mixed_labels", "distill"]
+__all__ = ["DistillConfig", "Trajectories", "choose_samples", "collect_trajectories", "mixed_labels", "teacher_log_probs",
+           "distill"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +95,8 @@ class DistillConfig:
     word_dropout: float = TrainConfig.word_dropout  # instruction words -> unk, as the teacher was trained
     task_weights: dict[str, float] = field(default_factory=dict)  # trajectories: a task's samples drawn w times as often
     consistency_target: str = "fixed_point"  # the prefix L_C aims at: fixed_point (y*) | label (the mixed label)
+    teacher_weight: float = 0.0  # weight of L_T, the teacher's distribution (full instruction) on the label prefix
+    init: str = ""  # the student's starting weights (same architecture); empty: the teacher's
     seed: int = 0
     threads: int = 2
 
@@ -102,6 +115,8 @@ class DistillConfig:
         if self.consistency_target not in CONSISTENCY_TARGETS:
             raise ConfigError(f"DistillConfig.consistency_target: expected one of {', '.join(CONSISTENCY_TARGETS)}, "
                               f"got {self.consistency_target!r}")
+        if not 0.0 <= self.teacher_weight < math.inf:
+            raise ConfigError(f"DistillConfig: teacher_weight must be finite and >= 0, got {self.teacher_weight}")
         if not all(0.0 <= w < math.inf for w in self.task_weights.values()):
             raise ConfigError(f"DistillConfig: task weights must be finite and >= 0, got {self.task_weights}")
 
@@ -185,6 +200,21 @@ def mixed_labels(teacher: NanoVLA, data: Samples, traj: Trajectories, delta_bins
     return torch.where(use_teacher[:, None], traj.fixed, gt), use_teacher
 
 
+@torch.no_grad()
+def teacher_log_probs(teacher: NanoVLA, data: Samples, index: torch.Tensor, labels: torch.Tensor,
+                      batch: int = 128) -> torch.Tensor:
+    """[M, N, N_BINS] float16: the teacher's log probabilities of each action token after the label's
+    prefix (teacher forcing), from the full instruction: L_T's target, computed once."""
+    lo, hi = teacher.config.action_ids
+    out = []
+    for start in range(0, len(index), batch):
+        idx = index[start : start + batch]
+        prompt, _ = teacher.prompt(teacher.perceive(pixels(data.images[idx])), data.states[idx], data.text[idx])
+        logits = teacher.action_logits(prompt, labels[start : start + batch])[..., lo:hi]
+        out.append(F.log_softmax(logits.float(), -1).half())
+    return torch.cat(out)
+
+
 def _collapsed(fixed: torch.Tensor, D: int) -> torch.Tensor:
     """Trajectories whose fixed point holds one token for every xyz position (degenerate)."""
     xyz = fixed.view(len(fixed), -1, D)[..., :-1].reshape(len(fixed), -1)
@@ -201,10 +231,12 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
 
 def _distill_loss(student: NanoVLA, images: torch.Tensor, states: torch.Tensor, text: torch.Tensor, y: torch.Tensor,
                   target: torch.Tensor, label: torch.Tensor, places: torch.Tensor, count: torch.Tensor,
-                  ar_weight: float) -> torch.Tensor:
-    """L_C + ar_weight * L_AR (+ the keypoint loss) of a batch (a rank's slice of one). The consistency
-    target is the student's own prediction after ``target``'s prefix (y* or the mixed label), with no
-    gradient; when ``target`` is ``label`` one pass serves both terms."""
+                  ar_weight: float, teacher_logp: torch.Tensor | None = None,
+                  teacher_weight: float = 0.0) -> torch.Tensor:
+    """L_C + ar_weight * L_AR (+ teacher_weight * L_T, + the keypoint loss) of a batch (a rank's slice of
+    one). The consistency target is the student's own prediction after ``target``'s prefix (y* or the
+    mixed label), with no gradient; when ``target`` is ``label`` one pass serves both terms.
+    ``teacher_logp``: the teacher's log probabilities after the label's prefix (``teacher_log_probs``)."""
     lo, hi = student.config.action_ids
     prompt, keypoints = student.prompt(student.perceive(pixels(images)), states, text)
     B = len(images)
@@ -217,10 +249,26 @@ def _distill_loss(student: NanoVLA, images: torch.Tensor, states: torch.Tensor, 
                       reduction="none").sum(-1).mean()
     loss_ar = F.cross_entropy(lg_label.reshape(-1, N_BINS), (label - lo).reshape(-1))
     loss = loss_c + ar_weight * loss_ar
+    if teacher_logp is not None and teacher_weight > 0:
+        loss_t = F.kl_div(F.log_softmax(lg_label, -1), teacher_logp.float(), log_target=True,
+                          reduction="none").sum(-1).mean()
+        loss = loss + teacher_weight * loss_t
     if keypoints.xy.shape[1]:  # keep the grounding where the teacher had it
         heat, err = keypoint_loss(student, keypoints, places, count)
         loss = loss + heat + KEYPOINT_WEIGHT * err
     return loss
+
+
+def _student(cfg: DistillConfig, teacher: NanoVLA) -> NanoVLA:
+    """The model to train: the teacher itself, or ``cfg.init``'s weights, which must share its architecture."""
+    if not cfg.init:
+        return teacher.train()
+    student, _ = load_model(cfg.init)
+    if asdict(student.config) != asdict(teacher.config):
+        differ = sorted(k for k, v in asdict(student.config).items() if asdict(teacher.config).get(k) != v)
+        raise ConfigError(f"distill --init {cfg.init}: its model differs from the teacher's ({', '.join(differ)}); "
+                          "start from weights of the teacher's architecture")
+    return student.train()
 
 
 def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
@@ -248,7 +296,9 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
         kept = torch.arange(len(traj.index))
     log.info("%d trajectories in %.0f s, mean %.1f passes to the fixed point; %d kept; %.0f%% teacher labels",
              len(traj.index), collect_s, traj.passes.float().mean(), len(kept), 100 * from_teacher.float().mean())
-    student = teacher.train()
+    teacher_logp = (teacher_log_probs(teacher, data, traj.index, labels, cfg.collect_batch)
+                    if cfg.teacher_weight > 0 else None)  # before the student (maybe the teacher itself) trains
+    student = _student(cfg, teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
     batch_loss = distributed.data_parallel(student, _distill_loss, ranks, torch.device("cpu"))
     mine = ranks.shard(cfg.batch_size)
@@ -263,7 +313,7 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
         idx = traj.index[pick]
         target = labels[pick] if cfg.consistency_target == "label" else traj.fixed[pick]
         loss = batch_loss(data.images[idx], data.states[idx], text, y, target, labels[pick], data.places(idx), count,
-                          cfg.ar_weight)
+                          cfg.ar_weight, None if teacher_logp is None else teacher_logp[pick], cfg.teacher_weight)
         for group in opt.param_groups:
             group["lr"] = cfg.lr * min(1.0, step / 20)
         opt.zero_grad(set_to_none=True)

@@ -10,8 +10,15 @@ import pytest
 import torch
 
 from agentrt.errors import ConfigError
-from policies.vla.distill import DistillConfig, _distill_loss, choose_samples, distill, task_share
-from policies.vla.model import NanoVLA, NanoVLAConfig
+from policies.vla.distill import (
+    DistillConfig,
+    _distill_loss,
+    choose_samples,
+    distill,
+    task_share,
+    teacher_log_probs,
+)
+from policies.vla.model import SPECIALS, NanoVLA, NanoVLAConfig, save_model
 from policies.vla.train import Samples
 
 TINY = {"image_size": 32, "patch_size": 8, "vit_width": 32, "vit_depth": 1, "vit_heads": 2, "pool": 2,
@@ -48,7 +55,8 @@ def test_task_weights_draw_the_hard_task_more_often_and_zero_never() -> None:
         choose_samples(data, 10, torch.Generator(), {"reach": 0.0, "pick_place": 0.0})
 
 
-@pytest.mark.parametrize("bad", [{"word_dropout": 1.0}, {"task_weights": {"push": -1.0}},
+@pytest.mark.parametrize("bad", [{"word_dropout": 1.0}, {"teacher_weight": -0.5}, {"teacher_weight": float("inf")},
+                                 {"task_weights": {"push": -1.0}},
                                  {"task_weights": {"push": float("inf")}},
                                  {"task_weights": {"push": float("nan")}}, {"consistency_target": "teacher"}])
 def test_distill_config_rejects_bad_dropout_and_weights(bad: dict[str, object]) -> None:
@@ -76,6 +84,50 @@ def test_consistency_loss_aims_at_its_target() -> None:
     assert loss(label, fixed) > 1e-4 and loss(fixed, label) > 1e-4
 
 
+def test_teacher_term_is_the_kl_from_the_teachers_distribution() -> None:
+    """L_T is zero when the teacher is the student reading the same instruction, and grows when the
+    student reads it with its words dropped or is another model."""
+    torch.manual_seed(0)
+    model = NanoVLA(NanoVLAConfig(words=["touch", "red", "cube"], **TINY)).eval()
+    lo, hi = model.config.action_ids
+    B, n = 3, model.config.chunk_tokens
+    data = fake_samples(["reach"] * B)
+    data.images = torch.randint(0, 255, (B, 32, 32, 3), dtype=torch.uint8)
+    data.states, data.text = torch.randn(B, 4), torch.full((B, model.config.text_len), 5)
+    label = torch.randint(lo, hi, (B, n))
+    logp = teacher_log_probs(model, data, torch.arange(B), label, batch=2)  # two batches, joined in order
+    assert logp.shape == (B, n, hi - lo) and logp.dtype == torch.float16
+    places, count = torch.zeros(B, 2, 3), torch.tensor(1.0)
+
+    def loss(text: torch.Tensor, teacher_logp: torch.Tensor, weight: float = 1.0) -> float:
+        return float(_distill_loss(model, data.images, data.states, text, label, label, label, places, count,
+                                   ar_weight=0.0, teacher_logp=teacher_logp, teacher_weight=weight).detach())
+
+    same = loss(data.text, logp)
+    assert same == pytest.approx(0.0, abs=1e-4)  # float16 targets: not exactly 0
+    unknown = torch.full_like(data.text, SPECIALS.index("<unk>"))  # every word dropped
+    assert loss(unknown, logp) > 10 * same
+    other = NanoVLA(NanoVLAConfig(words=["touch", "red", "cube"], **TINY)).eval()
+    assert loss(data.text, teacher_log_probs(other, data, torch.arange(B), label)) > 1e-2
+    assert loss(data.text, teacher_log_probs(other, data, torch.arange(B), label), weight=0.0) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distill_init_must_share_the_teachers_architecture(tmp_path: Path) -> None:
+    teacher = tmp_path / "teacher.safetensors"
+    save_model(NanoVLA(NanoVLAConfig(words=["touch"], **TINY)), teacher, robot="panda")
+    wider = tmp_path / "wider.safetensors"
+    save_model(NanoVLA(NanoVLAConfig(words=["touch"], **{**TINY, "width": 64})), wider, robot="panda")
+    from policies.vla.distill import _student
+    from policies.vla.model import load_model
+
+    model, _ = load_model(teacher)
+    with pytest.raises(ConfigError, match=r"^distill --init .*wider.safetensors: its model differs from the teacher's \(width\)"):
+        _student(DistillConfig(teacher=str(teacher), init=str(wider)), model)
+    assert _student(DistillConfig(teacher=str(teacher)), model) is model  # no init: the teacher itself trains
+    started = _student(DistillConfig(teacher=str(teacher), init=str(teacher)), model)
+    assert started is not model and started.training
+
+
 def test_distill_records_word_dropout_and_the_task_share(tmp_path: Path) -> None:
     from policies.vla.data import CollectConfig, collect
     from policies.vla.train import TrainConfig, train
@@ -88,6 +140,10 @@ def test_distill_records_word_dropout_and_the_task_share(tmp_path: Path) -> None
     out = distill(DistillConfig(teacher=str(weights), data_dir=str(data), out=str(tmp_path / "cd.safetensors"),
                                 trajectories=12, steps=2, batch_size=4, word_dropout=0.5, task_weights={"reach": 0.0}))
     assert out["task_share"] == {"push": 1.0} and out["config"]["word_dropout"] == 0.5
+    again = distill(DistillConfig(teacher=str(weights), data_dir=str(data), out=str(tmp_path / "cd2.safetensors"),
+                                  trajectories=8, steps=2, batch_size=4, init=str(tmp_path / "cd.safetensors"),
+                                  teacher_weight=1.0))
+    assert again["config"]["init"].endswith("cd.safetensors") and again["config"]["teacher_weight"] == 1.0
 
 
 def test_cli_task_weights_parse_and_reject_malformed_pairs() -> None:
