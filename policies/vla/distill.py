@@ -259,16 +259,18 @@ def _distill_loss(student: NanoVLA, images: torch.Tensor, states: torch.Tensor, 
     return loss
 
 
-def _student(cfg: DistillConfig, teacher: NanoVLA) -> NanoVLA:
-    """The model to train: the teacher itself, or ``cfg.init``'s weights, which must share its architecture."""
+def _student(cfg: DistillConfig, teacher: NanoVLA) -> tuple[NanoVLA, dict[str, Any]]:
+    """The model to train: the teacher itself, or ``cfg.init``'s weights, which must share its architecture;
+    and what the student was before (``{}``, or ``cfg.init``'s own distillation record: the lineage stays
+    in the metadata when the file it came from is replaced)."""
     if not cfg.init:
-        return teacher.train()
-    student, _ = load_model(cfg.init)
+        return teacher.train(), {}
+    student, meta = load_model(cfg.init)
     if asdict(student.config) != asdict(teacher.config):
         differ = sorted(k for k, v in asdict(student.config).items() if asdict(teacher.config).get(k) != v)
         raise ConfigError(f"distill --init {cfg.init}: its model differs from the teacher's ({', '.join(differ)}); "
                           "start from weights of the teacher's architecture")
-    return student.train()
+    return student.train(), {"path": cfg.init, "distillation": meta.get("distillation")}
 
 
 def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
@@ -298,7 +300,7 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
              len(traj.index), collect_s, traj.passes.float().mean(), len(kept), 100 * from_teacher.float().mean())
     teacher_logp = (teacher_log_probs(teacher, data, traj.index, labels, cfg.collect_batch)
                     if cfg.teacher_weight > 0 else None)  # before the student (maybe the teacher itself) trains
-    student = _student(cfg, teacher)
+    student, init_record = _student(cfg, teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
     batch_loss = distributed.data_parallel(student, _distill_loss, ranks, torch.device("cpu"))
     mine = ranks.shard(cfg.batch_size)
@@ -333,6 +335,7 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
         "collect_s": round(collect_s, 1), "train_s": round(time.monotonic() - t_train, 1),
         "steps": cfg.steps, "loss": round(loss_avg, 4), "processes": ranks.size,
         "config": {k: v for k, v in asdict(cfg).items()},
+        **({"init": init_record} if init_record else {}),
     }
     if ranks.main:
         save_model(student, cfg.out, {"distillation": summary}, robot=trained_robot(teacher_meta, cfg.teacher))  # the teacher's

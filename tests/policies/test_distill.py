@@ -123,9 +123,9 @@ def test_distill_init_must_share_the_teachers_architecture(tmp_path: Path) -> No
     model, _ = load_model(teacher)
     with pytest.raises(ConfigError, match=r"^distill --init .*wider.safetensors: its model differs from the teacher's \(width\)"):
         _student(DistillConfig(teacher=str(teacher), init=str(wider)), model)
-    assert _student(DistillConfig(teacher=str(teacher)), model) is model  # no init: the teacher itself trains
-    started = _student(DistillConfig(teacher=str(teacher), init=str(teacher)), model)
-    assert started is not model and started.training
+    assert _student(DistillConfig(teacher=str(teacher)), model) == (model, {})  # no init: the teacher itself trains
+    started, before = _student(DistillConfig(teacher=str(teacher), init=str(teacher)), model)
+    assert started is not model and started.training and before == {"path": str(teacher), "distillation": None}
 
 
 def test_distill_records_word_dropout_and_the_task_share(tmp_path: Path) -> None:
@@ -144,6 +144,7 @@ def test_distill_records_word_dropout_and_the_task_share(tmp_path: Path) -> None
                                   trajectories=8, steps=2, batch_size=4, init=str(tmp_path / "cd.safetensors"),
                                   teacher_weight=1.0))
     assert again["config"]["init"].endswith("cd.safetensors") and again["config"]["teacher_weight"] == 1.0
+    assert again["init"]["distillation"]["config"]["word_dropout"] == 0.5  # the earlier student's record, kept
 
 
 def test_cli_task_weights_parse_and_reject_malformed_pairs() -> None:
