@@ -24,7 +24,7 @@ shipped = pytest.mark.skipif(not default_weights("ar").exists(), reason="no ship
 # (2026-12-06: fine-tuned with keypoint heights, then on demonstrations padded with the expert's next moves; MODEL_CARD.md)
 SHIPPED_TENSORS_SHA256 = {
     "nano_vla.safetensors": "0cc009f940995d9f7595b0cdab14265806bfd51c9df4f8cbc0c8550b213d2dee",
-    "nano_vla_cd.safetensors": "5cc6f418ea37a793a9ca3f436f54ebe5021d43b33a0259315acf10322c432d42",
+    "nano_vla_cd.safetensors": "eadb3931aae6b92e775982da9c55ddccd9e1c9d55148091e26dfd00a371d9ff2",
 }
 
 
