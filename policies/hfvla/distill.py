@@ -31,6 +31,7 @@ from agentrt.errors import ConfigError
 from policies.hfvla.build import save_vla
 from policies.hfvla.model import load_vla
 from policies.hfvla.train import make_batches
+from policies.vla.distill import token_kl
 from policies.vla.train import load_samples, model_config, seed_all
 
 __all__ = ["HFDistillConfig", "jacobi_states", "distill_vla"]
@@ -92,8 +93,7 @@ def distill_vla(cfg: HFDistillConfig, on_step: Any = None) -> dict[str, Any]:
         logits, _ = student.teacher_forced(data.prompts[idx].repeat(2, 1), data.mask[idx].repeat(2, 1),
                                            pixels.repeat(2, 1, 1, 1), torch.cat([y, labels]))
         lg_y, lg_star = logits[:B], logits[B:]
-        consistency = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_star.detach(), -1), log_target=True,
-                               reduction="none").sum(-1).mean()
+        consistency = token_kl(F.log_softmax(lg_star.detach(), -1), lg_y)
         ar = F.cross_entropy(lg_star.reshape(-1, spec.n_bins), (labels - lo).reshape(-1))
         loss = consistency + cfg.ar_weight * ar
         for group in opt.param_groups:

@@ -71,7 +71,7 @@ from policies.vla.train import (
 )
 
 __all__ = ["DistillConfig", "Trajectories", "choose_samples", "collect_trajectories", "mixed_labels", "teacher_log_probs",
-           "distill"]
+           "token_kl", "distill"]
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,12 @@ def distill(cfg: DistillConfig, *, on_progress: Callable[[str, int, int, float],
         return _distill(cfg, ranks, on_progress if ranks.main else None)
 
 
+def token_kl(target_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """mean over tokens of KL(target || softmax(logits)), the target given as log probabilities: the
+    consistency term (target: the student's own prediction after y*) and the teacher's term."""
+    return F.kl_div(F.log_softmax(logits, -1), target_logp, log_target=True, reduction="none").sum(-1).mean()
+
+
 def _distill_loss(student: NanoVLA, images: torch.Tensor, states: torch.Tensor, text: torch.Tensor, y: torch.Tensor,
                   target: torch.Tensor, label: torch.Tensor, places: torch.Tensor, count: torch.Tensor,
                   ar_weight: float, teacher_logp: torch.Tensor | None = None,
@@ -245,14 +251,11 @@ def _distill_loss(student: NanoVLA, images: torch.Tensor, states: torch.Tensor, 
     logits = student.action_logits(prompt.repeat(len(inputs), 1, 1), torch.cat(inputs))[..., lo:hi]
     lg_y, lg_label = logits[:B], logits[B : 2 * B]
     lg_target = lg_label if same else logits[2 * B :]
-    loss_c = F.kl_div(F.log_softmax(lg_y, -1), F.log_softmax(lg_target.detach(), -1), log_target=True,
-                      reduction="none").sum(-1).mean()
+    loss_c = token_kl(F.log_softmax(lg_target.detach(), -1), lg_y)
     loss_ar = F.cross_entropy(lg_label.reshape(-1, N_BINS), (label - lo).reshape(-1))
     loss = loss_c + ar_weight * loss_ar
     if teacher_logp is not None and teacher_weight > 0:
-        loss_t = F.kl_div(F.log_softmax(lg_label, -1), teacher_logp.float(), log_target=True,
-                          reduction="none").sum(-1).mean()
-        loss = loss + teacher_weight * loss_t
+        loss = loss + teacher_weight * token_kl(teacher_logp.float(), lg_label)
     if keypoints.xy.shape[1]:  # keep the grounding where the teacher had it
         heat, err = keypoint_loss(student, keypoints, places, count)
         loss = loss + heat + KEYPOINT_WEIGHT * err
@@ -266,8 +269,9 @@ def _student(cfg: DistillConfig, teacher: NanoVLA) -> tuple[NanoVLA, dict[str, A
     if not cfg.init:
         return teacher.train(), {}
     student, meta = load_model(cfg.init)
-    if asdict(student.config) != asdict(teacher.config):
-        differ = sorted(k for k, v in asdict(student.config).items() if asdict(teacher.config).get(k) != v)
+    mine, theirs = asdict(student.config), asdict(teacher.config)
+    if mine != theirs:
+        differ = sorted(k for k, v in mine.items() if theirs.get(k) != v)
         raise ConfigError(f"distill --init {cfg.init}: its model differs from the teacher's ({', '.join(differ)}); "
                           "start from weights of the teacher's architecture")
     return student.train(), {"path": cfg.init, "distillation": meta.get("distillation")}
