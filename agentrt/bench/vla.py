@@ -17,15 +17,27 @@ lack it) the observations come from ``RECORDED``: the full run's episodes
 result says which; re-record after retraining the shipped weights).
 
 Figures per mode: ``decode_ms`` (median, the 32-token action block after the
-prefill), ``passes`` (mean model passes), ``speedup`` (AR's median decode_ms /
-the mode's), ``same_as_ar`` (share of chunks token-identical to AR: 1.0 for
-exact Jacobi), ``bins_from_ar`` (mean |bin difference| of the xyz tokens).
+prefill), ``mean_ms``, ``passes`` (mean model passes), ``pass_share`` (share
+of chunks per pass count), ``speedup`` (AR's median decode_ms / the mode's),
+``speedup_mean`` (the same of the means: total decoding time, what a robot
+spends), ``same_as_ar`` (share of chunks token-identical to AR: 1.0 for exact
+Jacobi), ``bins_from_ar`` (mean |bin difference| of the xyz tokens).
+
+Early exit makes consistency decoding's times bimodal (one pass when the
+first guess is already within tolerance, the cap of three otherwise), so its
+median sits in one mode or the other as the share of capped chunks crosses
+one half: a few chunks more or fewer move the median ratio by 20 %, the mean
+ratio by a few %. ``pass_share`` shows where it sits. ``cd_weights`` adds
+the consistency default on other weights (a candidate student) as a further
+mode, so students compare side by side in one run rather than across runs of
+a noisy machine.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +47,7 @@ import numpy as np
 from agentrt.bench.report import print_rows
 from sims.tasks import TASK_NAMES
 
-__all__ = ["run", "print_table", "MODES", "RECORDED", "record_observations", "load_observations"]
+__all__ = ["run", "measure", "candidate_modes", "print_table", "MODES", "RECORDED", "record_observations", "load_observations"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +61,7 @@ class Mode:
     decoding: str
     max_iterations: int = 3
     tolerance_bins: int = 3
+    weights: str = ""  # empty: the shipped weights for the decoding
 
 
 MODES = (
@@ -59,8 +72,25 @@ MODES = (
 )
 
 
-def run(quick: bool, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
-    return measure(episodes=1 if quick else 4, max_plans=12 if quick else 40, device=device, dtype=dtype)
+def run(quick: bool, device: str = "cpu", dtype: str = "float32", cd_weights: tuple[str, ...] = ()) -> dict[str, Any]:
+    return measure(episodes=1 if quick else 4, max_plans=12 if quick else 40, device=device, dtype=dtype,
+                   modes=MODES + candidate_modes(cd_weights))
+
+
+def candidate_modes(cd_weights: tuple[str, ...]) -> tuple[Mode, ...]:
+    """The consistency default on each of ``cd_weights``, named ``consistency:<file stem>`` (with the folder,
+    ``consistency:<folder>/<stem>``, where two files share a stem)."""
+    from agentrt.errors import ConfigError
+
+    paths = [Path(p) for p in cd_weights]
+    for path in paths:
+        if not path.is_file():
+            raise ConfigError(f"bench vla --cd-weights: no weights file at {path}; give the path of a distilled student")
+    stems = [p.stem for p in paths]
+    names = [s if stems.count(s) == 1 else f"{p.parent.name}/{s}" for p, s in zip(paths, stems, strict=True)]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"bench vla --cd-weights: two files share a folder and name ({', '.join(cd_weights)}); give each once")
+    return tuple(Mode(f"consistency:{n}", "consistency", weights=str(p)) for n, p in zip(names, paths, strict=True))
 
 
 def _observations(task: str, episodes: int, max_plans: int) -> list[list[Observation]]:
@@ -136,18 +166,21 @@ def _all_observations(episodes: int, max_plans: int) -> tuple[dict[str, list[lis
     return {task: _observations(task, episodes, max_plans) for task in TASK_NAMES}, "simulator (lockstep, CPU)"
 
 
-def measure(*, episodes: int, max_plans: int, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
+def measure(*, episodes: int, max_plans: int, device: str = "cpu", dtype: str = "float32",
+            modes: tuple[Mode, ...] = MODES) -> dict[str, Any]:
     from policies.vla.policy import NanoPolicy, PolicyConfig
 
+    if modes[0].name != "ar":
+        raise ValueError("bench vla: the first mode must be ar, the reference of every ratio")
     observed, source = _all_observations(episodes, max_plans)
-    policies = {m.name: NanoPolicy(PolicyConfig(decoding=m.decoding, max_iterations=m.max_iterations,
+    policies = {m.name: NanoPolicy(PolicyConfig(weights=m.weights, decoding=m.decoding, max_iterations=m.max_iterations,
                                                 tolerance_bins=m.tolerance_bins, device=device, dtype=dtype))
-                for m in MODES}
+                for m in modes}
     c = policies["ar"].model.config
-    decode: dict[str, list[float]] = {m.name: [] for m in MODES}
-    passes: dict[str, list[int]] = {m.name: [] for m in MODES}
-    same: dict[str, list[bool]] = {m.name: [] for m in MODES}
-    bins: dict[str, list[float]] = {m.name: [] for m in MODES}
+    decode: dict[str, list[float]] = {m.name: [] for m in modes}
+    passes: dict[str, list[int]] = {m.name: [] for m in modes}
+    same: dict[str, list[bool]] = {m.name: [] for m in modes}
+    bins: dict[str, list[float]] = {m.name: [] for m in modes}
     chunks = 0
     for task in observed:
         for episode in observed[task]:
@@ -155,33 +188,44 @@ def measure(*, episodes: int, max_plans: int, device: str = "cpu", dtype: str = 
                 policy.reset()
             for image, state, instruction in episode:
                 tokens: dict[str, np.ndarray] = {}
-                for m in MODES:
+                for m in modes:
                     chunk, info = policies[m.name].act(image, state, instruction)
                     decode[m.name].append(info.decode_ms)
                     passes[m.name].append(info.iterations)
                     tokens[m.name] = policies[m.name].actions.to_bins(chunk)  # bin centres map back exactly
-                for m in MODES:
+                for m in modes:
                     same[m.name].append(bool(np.array_equal(tokens[m.name], tokens["ar"])))
                     xyz = (tokens[m.name] - tokens["ar"])[:, :-1]
                     bins[m.name].append(float(np.abs(xyz).mean()))
                 chunks += 1
-    ar_ms = statistics.median(decode["ar"])
-    modes = {}
-    for m in MODES:
-        ms = statistics.median(decode[m.name])
-        modes[m.name] = {
-            "decoding": m.decoding, "max_iterations": m.max_iterations if m.decoding == "consistency" else None,
+    ar_ms, ar_mean = statistics.median(decode["ar"]), statistics.fmean(decode["ar"])
+    figures = {}
+    for m in modes:
+        ms, mean = statistics.median(decode[m.name]), statistics.fmean(decode[m.name])
+        counts = Counter(passes[m.name])
+        figures[m.name] = {
+            "decoding": m.decoding, "weights": m.weights or None,
+            "max_iterations": m.max_iterations if m.decoding == "consistency" else None,
             "tolerance_bins": m.tolerance_bins if m.decoding == "consistency" else None,
-            "decode_ms": ms, "passes": statistics.fmean(passes[m.name]), "speedup": ar_ms / ms if ms > 0 else float("nan"),
+            "decode_ms": ms, "mean_ms": mean, "passes": statistics.fmean(passes[m.name]),
+            "pass_share": {str(k): counts[k] / len(passes[m.name]) for k in sorted(counts)},
+            "speedup": ar_ms / ms if ms > 0 else float("nan"), "speedup_mean": ar_mean / mean if mean > 0 else float("nan"),
             "same_as_ar": statistics.fmean(same[m.name]), "bins_from_ar": statistics.fmean(bins[m.name]),
         }
     return {"chunks": chunks, "tasks": list(observed), "episodes_per_task": episodes, "chunk_tokens": c.chunk_tokens,
-            "observations": source, "modes": modes}
+            "observations": source, "modes": figures}
 
 
 def print_table(result: dict[str, Any]) -> None:
-    rows = [[name, f["decode_ms"], f["passes"], f["speedup"], f["same_as_ar"], f["bins_from_ar"]]
-            for name, f in result["modes"].items()]
+    rows = [[name, f["decode_ms"], f["speedup"], f["mean_ms"], f["speedup_mean"], f["passes"], _shares(f["pass_share"]),
+             f["same_as_ar"], f["bins_from_ar"]] for name, f in result["modes"].items()]
     print_rows(f"vla: the {result['chunk_tokens']}-token action block, {result['chunks']} chunks from "
-               f"{', '.join(result['tasks'])} (medians, side by side)",
-               ["mode", "decode ms", "passes", "x AR", "same as AR", "bins from AR"], rows)
+               f"{', '.join(result['tasks'])} (side by side)",
+               ["mode", "median ms", "x AR", "mean ms", "x AR (mean)", "passes", "chunks by passes",
+                "same as AR", "bins from AR"], rows)
+
+
+def _shares(share: dict[str, float]) -> str:
+    """``{"1": 0.39, "3": 0.57, ...}`` -> "1: 39% 3: 57%" (at most four counts; AR's one count of 31 too)."""
+    top = sorted(share.items(), key=lambda kv: int(kv[0]))
+    return " ".join(f"{k}: {v:.0%}" for k, v in (top if len(top) <= 4 else top[:3] + [("more", sum(v for _, v in top[3:]))]))

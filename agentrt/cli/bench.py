@@ -11,6 +11,7 @@ Every benchmark takes ``--quick`` (a reduced run, within 60 s on 2 cores) and
     agentrt bench vla --quick --threads 1          # the nano VLA's action decoding: ar, jacobi, consistency
     agentrt bench engine --quick --threads 1      # steadier ratios on a busy machine
     agentrt bench vla --device cuda --dtype bfloat16 --json vla-gpu.json
+    agentrt bench vla --threads 1 --cd-weights runs/distill/nano_vla_cd.safetensors   # a candidate student beside the shipped one
     agentrt bench device --device cuda --json device.json   # vla, engine and qa on one device: one table
     agentrt bench fleet --robots 1 2 4 8 --json fleet.json     # one policy server, N simulated robots
 
@@ -60,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bench fleet: policy-server replicas, robot i on replica i mod R (default 1)")
     parser.add_argument("--engine", choices=ENGINES, default="local",
                         help="bench fleet: replicas as local processes (default) or Ray actors (needs agentrt[ray])")
+    parser.add_argument("--cd-weights", nargs="+", default=[], metavar="PATH",
+                        help="bench vla: also the consistency default on these distilled weights, side by side "
+                             "with the shipped ones (students compared in one run)")
     add_device(parser)
 
 
@@ -87,9 +91,14 @@ def run(args: argparse.Namespace) -> int:
     module = importlib.import_module(module_name)
     if (args.replicas != 1 or args.engine != "local") and args.name != "fleet":
         raise ConfigError("--replicas and --engine are for bench fleet only")
+    if args.cd_weights and args.name != "vla":
+        raise ConfigError("--cd-weights is for bench vla only")
     if args.name == "fleet":
         result = module.run(quick=args.quick, robots=tuple(args.robots) if args.robots else None,
                             replicas=args.replicas, engine=args.engine)
+    elif args.name == "vla":
+        result = module.run(quick=args.quick, device=str(placement.device), dtype=args.dtype,
+                            cd_weights=tuple(args.cd_weights))
     elif on_device:
         result = module.run(quick=args.quick, device=str(placement.device), dtype=args.dtype)
     else:

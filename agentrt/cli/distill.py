@@ -62,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "student's (words dropped) after the label's prefix (default 0: off)")
     parser.add_argument("--init", default="",
                         help="the student's starting weights, e.g. an earlier student (default: the teacher's)")
+    parser.add_argument("--warm-guesses", type=float, default=0.0, metavar="P",
+                        help="share of trajectories that start from a guess like the policy's first one (the "
+                             "demonstration moved on, the last step repeated, xyz jittered) instead of a random one (default 0)")
+    parser.add_argument("--warm-jitter", type=float, default=3.0, metavar="BINS",
+                        help="std of the warm guesses' noise on xyz tokens, in bins (default 3)")
     add_seed(parser, 0, "seed of the trajectories, initial guesses and batches (default 0)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
 
@@ -75,7 +80,8 @@ def config(args: argparse.Namespace) -> DistillConfig:
                          trajectories=args.trajectories, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          ar_weight=args.ar_weight, delta_bins=args.delta, seed=args.seed, threads=args.threads,
                          task_weights=task_weights(args.task_weight), consistency_target=args.consistency_target,
-                         teacher_weight=args.teacher_weight, init=args.init, **extra)
+                         teacher_weight=args.teacher_weight, init=args.init, warm_share=args.warm_guesses,
+                         warm_jitter_bins=args.warm_jitter, **extra)
 
 
 def task_weights(pairs: list[str]) -> dict[str, float]:

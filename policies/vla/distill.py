@@ -70,8 +70,8 @@ from policies.vla.train import (
     seed_all,
 )
 
-__all__ = ["DistillConfig", "Trajectories", "choose_samples", "collect_trajectories", "mixed_labels", "teacher_log_probs",
-           "token_kl", "distill"]
+__all__ = ["DistillConfig", "Trajectories", "WarmStart", "choose_samples", "collect_trajectories", "warm_guesses",
+           "mixed_labels", "teacher_log_probs", "token_kl", "distill"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ class DistillConfig:
     consistency_target: str = "fixed_point"  # the prefix L_C aims at: fixed_point (y*) | label (the mixed label)
     teacher_weight: float = 0.0  # weight of L_T, the teacher's distribution (full instruction) on the label prefix
     init: str = ""  # the student's starting weights (same architecture); empty: the teacher's
+    warm_share: float = 0.0  # share of trajectories from a warm guess (``warm_guesses``) instead of a random one
+    warm_jitter_bins: float = 3.0  # warm guesses: std of the noise on their xyz tokens, in bins
+    warm_shift_steps: int = 4  # warm guesses: steps the previous chunk moved on (PolicyConfig.guess_shift_steps)
     seed: int = 0
     threads: int = 2
 
@@ -117,6 +120,9 @@ class DistillConfig:
                               f"got {self.consistency_target!r}")
         if not 0.0 <= self.teacher_weight < math.inf:
             raise ConfigError(f"DistillConfig: teacher_weight must be finite and >= 0, got {self.teacher_weight}")
+        if not 0.0 <= self.warm_share <= 1.0 or not 0.0 <= self.warm_jitter_bins < math.inf or self.warm_shift_steps < 0:
+            raise ConfigError(f"DistillConfig: expected warm_share in [0, 1], warm_jitter_bins finite and >= 0, "
+                              f"warm_shift_steps >= 0, got {self.warm_share}, {self.warm_jitter_bins}, {self.warm_shift_steps}")
         if not all(0.0 <= w < math.inf for w in self.task_weights.values()):
             raise ConfigError(f"DistillConfig: task weights must be finite and >= 0, got {self.task_weights}")
 
@@ -129,12 +135,21 @@ class Trajectories:
     passes: torch.Tensor  # [M] Jacobi passes to the fixed point
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    share: float  # of the trajectories
+    jitter_bins: float
+    shift_steps: int
+
+
 @torch.no_grad()
 def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch.Generator, batch: int = 128,
                          on_batch: Callable[[int], None] | None = None,
                          ranks: distributed.Ranks | None = None,
-                         task_weights: Mapping[str, float] | None = None) -> Trajectories:
-    """Jacobi trajectories of ``count`` random samples (``choose_samples``), ``batch`` at a time. With
+                         task_weights: Mapping[str, float] | None = None,
+                         warm: WarmStart | None = None) -> Trajectories:
+    """Jacobi trajectories of ``count`` random samples (``choose_samples``), ``batch`` at a time, each from
+    a random guess, or with ``warm`` a share of them from a warm one (``warm_guesses``). With
     ``ranks`` (a distributed run), batch b is decoded by rank b mod size and every rank gets them all:
     the same trajectories as one process, in 1/size of the time."""
     ranks = ranks or distributed.Ranks()
@@ -146,6 +161,9 @@ def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch
     for number, start in enumerate(range(0, len(index), batch)):
         idx = index[start : start + batch]
         y = torch.randint(lo, hi, (len(idx), n), generator=gen)  # every rank draws every guess: one generator
+        if warm is not None and warm.share > 0:
+            chosen = torch.rand(len(idx), generator=gen) < warm.share
+            y = torch.where(chosen[:, None], warm_guesses(data.actions[idx], c.action_dims, warm, gen, (lo, hi)), y)
         if number % ranks.size != ranks.rank:
             continue
         prompt, _ = teacher.prompt(teacher.perceive(pixels(data.images[idx])), data.states[idx], data.text[idx])
@@ -168,6 +186,24 @@ def collect_trajectories(teacher: NanoVLA, data: Samples, count: int, gen: torch
     states = [s for k in sorted(every) for s in every[k][0]]
     return Trajectories(index, states, torch.stack([s[-1] for s in states]),  # the last state is the fixed point
                         torch.cat([every[k][1] for k in sorted(every)]))
+
+
+def warm_guesses(actions: torch.Tensor, action_dims: int, warm: WarmStart, gen: torch.Generator,
+                 action_ids: tuple[int, int]) -> torch.Tensor:
+    """[B, N] guesses like Jacobi's first one at inference (the previous chunk moved on by ``shift_steps``,
+    its last step repeated behind: ``policies.vla.policy.shifted_guess``), made from the demonstration's
+    chunk ``actions`` [B, N]: the previous plan meant the same first steps, give or take its error, so its
+    first K - shift steps are kept, the last of them repeated, and every xyz token moved by rounded Gaussian
+    noise of ``jitter_bins`` (gripper tokens kept). A random guess alone never looks like this: trained
+    only on those, the student leaves the real first guesses slowly (more passes at inference)."""
+    B, N = actions.shape
+    K = N // action_dims
+    steps = actions.view(B, K, action_dims)
+    keep = K - min(warm.shift_steps, K - 1)
+    guess = torch.cat([steps[:, :keep], steps[:, keep - 1 : keep].expand(B, K - keep, action_dims)], 1).clone()
+    noise = torch.round(torch.randn(B, K, action_dims - 1, generator=gen) * warm.jitter_bins).long()
+    guess[..., :-1] = (guess[..., :-1] + noise).clamp(action_ids[0], action_ids[1] - 1)
+    return guess.reshape(B, N)
 
 
 def choose_samples(data: Samples, count: int, gen: torch.Generator,
@@ -292,7 +328,8 @@ def _distill(cfg: DistillConfig, ranks: distributed.Ranks,
             on_progress("trajectories", got[0], min(cfg.trajectories, len(data)), float("nan"))
 
     traj = collect_trajectories(teacher, data, min(cfg.trajectories, len(data)), gen, cfg.collect_batch,
-                                on_batch=on_batch, ranks=ranks, task_weights=cfg.task_weights)
+                                on_batch=on_batch, ranks=ranks, task_weights=cfg.task_weights,
+                                warm=WarmStart(cfg.warm_share, cfg.warm_jitter_bins, cfg.warm_shift_steps))
     collect_s = time.monotonic() - started
     keep = ~_collapsed(traj.fixed, teacher.config.action_dims)
     labels, from_teacher = mixed_labels(teacher, data, traj, cfg.delta_bins)

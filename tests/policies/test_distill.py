@@ -12,11 +12,13 @@ import torch
 from agentrt.errors import ConfigError
 from policies.vla.distill import (
     DistillConfig,
+    WarmStart,
     _distill_loss,
     choose_samples,
     distill,
     task_share,
     teacher_log_probs,
+    warm_guesses,
 )
 from policies.vla.model import SPECIALS, NanoVLA, NanoVLAConfig, save_model
 from policies.vla.train import Samples
@@ -58,10 +60,40 @@ def test_task_weights_draw_the_hard_task_more_often_and_zero_never() -> None:
 @pytest.mark.parametrize("bad", [{"word_dropout": 1.0}, {"teacher_weight": -0.5}, {"teacher_weight": float("inf")},
                                  {"task_weights": {"push": -1.0}},
                                  {"task_weights": {"push": float("inf")}},
-                                 {"task_weights": {"push": float("nan")}}, {"consistency_target": "teacher"}])
+                                 {"task_weights": {"push": float("nan")}}, {"consistency_target": "teacher"},
+                                 {"warm_share": 1.5}, {"warm_jitter_bins": -1.0}, {"warm_shift_steps": -1}])
 def test_distill_config_rejects_bad_dropout_and_weights(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="DistillConfig"):
         DistillConfig(teacher="x.safetensors", **bad)  # type: ignore[arg-type]
+
+
+def test_warm_guesses_look_like_the_policys_first_guess() -> None:
+    from policies.vla.policy import shifted_guess
+
+    chunk = torch.arange(100, 132).view(1, 32)  # 8 steps of 4 tokens
+    exact = warm_guesses(chunk, 4, WarmStart(1.0, 0.0, 4), torch.Generator(), (100, 356))
+    # the demonstration's first 4 steps, the 4th repeated: shifted_guess of the chunk planned 4 steps earlier
+    earlier = list(range(84, 100)) + chunk[0, :16].tolist()
+    assert exact[0].tolist() == shifted_guess(earlier, 4, 4)
+    noisy = warm_guesses(chunk.repeat(200, 1), 4, WarmStart(1.0, 3.0, 4), torch.Generator().manual_seed(0), (100, 356))
+    moved = (noisy - exact).view(200, 8, 4)
+    assert torch.all(moved[..., 3] == 0)  # gripper tokens kept
+    assert 2.5 < moved[..., :3].float().std() < 3.5 and noisy.min() >= 100 and noisy.max() < 356  # clamped to action ids
+
+
+def test_warm_trajectories_start_from_warm_guesses_and_random_ones_stay_as_they_were() -> None:
+    from policies.vla.distill import collect_trajectories
+
+    teacher = NanoVLA(NanoVLAConfig(words=["touch"], **TINY)).eval()
+    lo, hi = teacher.config.action_ids
+    data = fake_samples(["reach"] * 6)
+    data.actions = torch.randint(lo, hi, (6, 8), generator=torch.Generator().manual_seed(1))
+    warm = collect_trajectories(teacher, data, 6, torch.Generator().manual_seed(0), warm=WarmStart(1.0, 0.0, 1))
+    for m, states in zip(warm.index, warm.states, strict=True):
+        assert torch.equal(states[0], warm_guesses(data.actions[m][None], 4, WarmStart(1.0, 0.0, 1), torch.Generator(), (lo, hi))[0])
+    off = collect_trajectories(teacher, data, 6, torch.Generator().manual_seed(0), warm=WarmStart(0.0, 3.0, 1))
+    plain = collect_trajectories(teacher, data, 6, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(off.states, plain.states, strict=True))  # share 0: no draw, as before
 
 
 def test_consistency_loss_aims_at_its_target() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from agentrt.errors import ConfigError
 from policies.vla.policy import NanoPolicy, PolicyConfig, default_weights
 
 pytestmark = pytest.mark.skipif(not default_weights("ar").exists(), reason="no shipped weights")
@@ -96,6 +99,19 @@ def test_bench_vla_replays_episodes_through_every_decoding_and_jacobi_stays_exac
     assert result["chunks"] == 9 and set(modes) == {"ar", "jacobi", "consistency", "consistency-cap4"}
     assert modes["jacobi"]["same_as_ar"] == 1.0 and modes["jacobi"]["bins_from_ar"] == 0.0
     assert modes["ar"]["passes"] == 31 and modes["consistency"]["passes"] <= 4
+    assert modes["ar"]["pass_share"] == {"31": 1.0} and abs(sum(modes["consistency"]["pass_share"].values()) - 1) < 1e-9
+
+
+def test_bench_vla_candidate_weights_run_beside_the_shipped_ones(tmp_path: Path) -> None:
+    from agentrt.bench.vla import MODES, candidate_modes, measure
+    shipped = default_weights("consistency")
+    result = measure(episodes=1, max_plans=3, modes=MODES[:1] + MODES[2:3] + candidate_modes((str(shipped),)))
+    ours, theirs = result["modes"]["consistency"], result["modes"]["consistency:nano_vla_cd"]
+    assert theirs["weights"] == str(shipped) and ours["weights"] is None
+    for key in ("passes", "pass_share", "same_as_ar", "bins_from_ar"):  # the same file decodes the same tokens
+        assert theirs[key] == ours[key]
+    with pytest.raises(ConfigError, match="^bench vla --cd-weights: no weights file at .*missing.safetensors"):
+        candidate_modes((str(tmp_path / "missing.safetensors"),))
 
 
 def test_jacobi_guess_moves_the_previous_chunk_on_by_whole_steps() -> None:
