@@ -49,6 +49,7 @@ class StepRecord:
     image: np.ndarray | None  # scene camera (H, W, 3) uint8 when the source should get a frame this tick
     t_capture_ns: int  # time.monotonic_ns() when the image (or state) was taken
     needs_actions: bool  # the current chunk is used up: a new plan is wanted
+    wrist: np.ndarray | None = None  # wrist camera (H, W, 3) uint8 beside ``image``, when the source wants it
 
 
 class Observer(Protocol):
@@ -209,7 +210,8 @@ class EpisodeStepper:
             self.on_frame(image)
         if due and self.video is not None:  # the viewer's frame: the state goes to its process, no image here
             self.video.show(self.env, wait=self.lockstep)
-        return StepRecord(step, obs, image if for_source else None, t_capture_ns, needs_actions)
+        wrist = self.env.render("wrist") if for_source and getattr(self.source, "wants_wrist", False) else None
+        return StepRecord(step, obs, image if for_source else None, t_capture_ns, needs_actions, wrist)
 
 
 def run_episode(

@@ -20,6 +20,7 @@ import torch
 
 from agentrt.engine import ViTFeatureCache, batched_greedy, batched_jacobi, batched_prefill
 from agentrt.engine.device import synchronize
+from agentrt.errors import ConfigError
 from policies.vla.policy import ActInfo, NanoPolicy, shifted_guess
 
 __all__ = ["BatchRequest", "BatchPolicy"]
@@ -39,6 +40,9 @@ class BatchPolicy:
     """Wraps a loaded ``NanoPolicy`` (its model, tokenizers and decoding config); no weights of its own."""
 
     def __init__(self, policy: NanoPolicy) -> None:
+        if policy.wants_wrist:
+            raise ConfigError("policy server: these weights take the wrist camera too, which a robot's request does not "
+                              "carry; serve scene-only weights")
         self.policy = policy
         self._previous: dict[str, list[int]] = {}
         self._text: OrderedDict[str, list[int]] = OrderedDict()

@@ -69,7 +69,7 @@ class CollectConfig:
     noise_share: float = 0.5  # share of episodes with noise
     renderer: str = "tiny"
     image_every: int = 2  # render (and keep a training sample) every n-th step; actions are kept for every step
-    wrist: bool = False  # also record the wrist camera (doubles the rendering cost; the nano VLA uses the scene camera)
+    wrist: bool = False  # also record the wrist camera (doubles the rendering cost; models with wrist=true take it)
     out_dir: str = "data/nano"
     format: str = "npz"  # "npz" (below) or "lerobot" (a LeRobotDataset v3.0: every frame, MP4 per camera)
 

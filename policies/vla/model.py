@@ -2,8 +2,14 @@
 
 Sequence (one sample)::
 
-    [ image tokens (ViT, pooled) | bos  instruction words  pad..  sep | keypoints | state | a(0,0) ... a(K-1,D-1) ]
-      grid/pool² embeddings        text_len ids                         n_kp        1       K x D action-bin ids
+    [ image tokens (ViT, pooled) | bos  instruction words  pad..  sep | keypoints | (wrist) | state | a(0,0) ... a(K-1,D-1) ]
+      grid/pool² embeddings        text_len ids                         n_kp        grid/pool²  1     K x D action-bin ids
+
+With ``wrist`` the wrist camera is a second image: stacked behind the scene's
+channels (uint8 (H, W, 6), scene then wrist), run through the same stem and
+ViT, its pooled tokens (plus a learned camera embedding) placed before the
+state, after the keypoints, so a model grown from scene-only weights keeps
+its image, words and keypoints where they were.
 
 Grounding: the ViT's pooled tokens are too coarse to put a 4 cm object within
 the 2 cm a task needs (a 64 px scene camera shows it as ~4 px). So the model
@@ -82,6 +88,7 @@ class NanoVLAConfig:
     keypoints: int = 2  # grounding tokens: 0 the named object, 1 where it must go (0 = none)
     keypoint_channels: int = 32
     keypoint_height: bool = False  # each keypoint predicts its height too (module docstring); False: older weights
+    wrist: bool = False  # the wrist camera as a second image (module docstring); False: the scene camera alone
     words: list[str] = field(default_factory=list)
     action_q01: list[float] = field(default_factory=lambda: [-0.02, -0.02, -0.02])  # metres per step
     action_q99: list[float] = field(default_factory=lambda: [0.02, 0.02, 0.02])
@@ -119,7 +126,12 @@ class NanoVLAConfig:
 
     @property
     def prompt_len(self) -> int:
-        return self.image_tokens + self.text_len + self.keypoints + 1
+        return self.image_tokens * (2 if self.wrist else 1) + self.text_len + self.keypoints + 1
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of an input image: RGB, or scene RGB then wrist RGB."""
+        return 6 if self.wrist else 3
 
     @property
     def chunk_tokens(self) -> int:
@@ -141,6 +153,7 @@ class NanoVLAConfig:
 class Percept(NamedTuple):
     vit_tokens: torch.Tensor  # [B, grid², Cv]
     keypoint_features: torch.Tensor | None  # [B, k, S/2, S/2], None without grounding
+    wrist_tokens: torch.Tensor | None = None  # [B, grid², Cv] the wrist camera's ViT tokens (wrist only)
 
 
 class Keypoints(NamedTuple):
@@ -294,20 +307,33 @@ class NanoVLA(nn.Module):
         self.state_proj = nn.Linear(c.state_dims, c.width)
         self.decoder = Decoder(DecoderConfig(vocab_size=c.vocab_size, width=c.width, depth=c.depth, heads=c.heads))
         self.grounding = Grounding(c) if c.keypoints else None
+        # tells the wrist camera's tokens from the scene's; zeros: a model grown from scene-only weights starts neutral
+        self.wrist_embed = nn.Parameter(torch.zeros(c.width)) if c.wrist else None
         self.state_center: torch.Tensor
         self.state_scale: torch.Tensor
         self.register_buffer("state_center", torch.tensor(c.state_center, dtype=torch.float32), persistent=False)
         self.register_buffer("state_scale", torch.tensor(c.state_scale, dtype=torch.float32), persistent=False)
 
     def perceive(self, images: torch.Tensor, vit: Any = None) -> Percept:
-        """Pixels [B, 3, S, S] in [-1, 1] -> ViT tokens (through ``vit``: the engine's feature cache, or
-        by default the plain ViT) and keypoint features."""
+        """Pixels [B, C, S, S] in [-1, 1] (C = ``config.image_channels``) -> ViT tokens (the scene's through
+        ``vit``: the engine's feature cache, or by default the plain ViT), keypoint features (the scene's) and,
+        with ``wrist``, the wrist camera's ViT tokens (always the plain ViT: the cache follows one stream)."""
+        if images.shape[1] != self.config.image_channels:
+            raise ConfigError(f"NanoVLA: expected images with {self.config.image_channels} channels "
+                              f"({'scene and wrist' if self.config.wrist else 'the scene camera'}), got {images.shape[1]}")
         vit = vit if vit is not None else self.vit
+        scene = images[:, :3]
+        wrist = self._vit_input(images[:, 3:])[1] if self.config.wrist else None
+        wrist_tokens = self.vit(wrist) if wrist is not None else None
+        full, quarter = self._vit_input(scene)
+        keypoint_features = self.grounding.features(full) if self.grounding is not None and full is not None else None
+        return Percept(vit(quarter), keypoint_features, wrist_tokens)
+
+    def _vit_input(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """-> (the stem's full-resolution features or None without a stem, the ViT's input)."""
         if self.stem is None:
-            return Percept(vit(images), None)
-        full, quarter = self.stem(images)
-        keypoint_features = self.grounding.features(full) if self.grounding is not None else None
-        return Percept(vit(quarter), keypoint_features)
+            return None, images
+        return self.stem(images)
 
     def image_features(self, vit_tokens: torch.Tensor) -> torch.Tensor:
         """ViT tokens [B, grid², Cv] -> pooled, projected [B, image_tokens, C]."""
@@ -330,6 +356,10 @@ class NanoVLA(nn.Module):
             mean_word = (words * is_word).sum(1) / is_word.sum(1).clamp(min=1.0)
             keypoints = self.grounding.locate(percept.keypoint_features, mean_word, state[:, 2])
             parts.append(self.grounding.tokens(keypoints, state[:, :3]))
+        if self.wrist_embed is not None:
+            if percept.wrist_tokens is None:
+                raise ConfigError("NanoVLA: this model takes the wrist camera too; perceive scene and wrist images")
+            parts.append(self.image_features(percept.wrist_tokens) + self.wrist_embed)
         parts.append(self.state_proj(state)[:, None])
         return torch.cat(parts, dim=1), keypoints
 

@@ -105,6 +105,9 @@ class NanoVLANode(Node):
         c = self.config
         self.policy = load_policy(PolicyConfig(weights=c.weights, decoding=c.decoding, vit_cache=c.vit_cache, threads=c.threads,
                                               device=c.device, dtype=c.dtype))
+        if getattr(self.policy, "wants_wrist", False):
+            raise ConfigError(f"policy node: {c.weights} take the wrist camera too, which the sim node does not stream; "
+                              "run them with `agentrt eval` (in-process) or use scene-only weights")
         self.log.info("nano VLA (%s decoding) on %s, %s", c.decoding, self.policy.device, c.dtype)
         size = self.policy.model.config.image_size
         self.policy.act(np.zeros((size, size, 3), np.uint8), np.zeros(4, np.float32), "warm up")  # first-call costs now

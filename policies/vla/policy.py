@@ -170,6 +170,11 @@ class NanoPolicy:
 
         return frozenset(self.model.config.words) & {*COLOURS, *SHAPES}
 
+    @property
+    def wants_wrist(self) -> bool:
+        """The weights take the wrist camera as a second image."""
+        return self.model.config.wrist
+
     def check_instruction(self, instruction: str) -> InstructionCheck:
         """What the model makes of ``instruction``: its unknown and unread words, and whether a word it knows
         still names the object (without one, the grounding has nothing to look for)."""
@@ -201,8 +206,12 @@ class NanoPolicy:
         return pixels(fit(image, self.model.config.image_size, self.config.fit), device=self.device, dtype=self.dtype)
 
     @torch.inference_mode()
-    def act(self, image: np.ndarray, state: np.ndarray, instruction: str) -> tuple[np.ndarray, ActInfo]:
-        """image (H, W, 3) RGB uint8 of any size (see ``prepare``), state (4,) -> chunk (K, D) float32 and timings."""
+    def act(self, image: np.ndarray, state: np.ndarray, instruction: str,
+            wrist: np.ndarray | None = None) -> tuple[np.ndarray, ActInfo]:
+        """image (H, W, 3) RGB uint8 of any size (see ``prepare``), state (4,) -> chunk (K, D) float32 and timings.
+        ``wrist``: the wrist camera's image, for a model that takes it (``wants_wrist``)."""
+        if self.wants_wrist and wrist is None:
+            raise ConfigError("NanoPolicy: these weights take the wrist camera too (wrist=true); give act(..., wrist=image)")
         info = ActInfo()
         c = self.model.config
         device = self.device
@@ -211,6 +220,8 @@ class NanoPolicy:
         t0 = time.perf_counter()
         device = self.runner.device  # the model's, wherever it was moved after construction
         x = self.prepare(image).to(device)
+        if self.wants_wrist:
+            x = torch.cat([x, self.prepare(wrist).to(device)], dim=1)  # type: ignore[arg-type]
         percept = self.model.perceive(x, self.vit)
         synchronize(device)
         t1 = time.perf_counter()
@@ -271,13 +282,18 @@ class PolicySource:
     infos: list[ActInfo] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # capture -> chunk ready
     told: list[str] = field(default_factory=list)  # the instruction of each episode, as the policy was told it
-    _frame: tuple[np.ndarray, np.ndarray, int] | None = None
+    _frame: tuple[np.ndarray, np.ndarray, int, np.ndarray | None] | None = None  # image, state, t_capture, wrist
     _pending: tuple[np.ndarray, int] | None = None
     _busy: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _worker: threading.Thread | None = None
     _wake: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
+
+    @property
+    def wants_wrist(self) -> bool:
+        """The loop renders the wrist camera beside each frame (``StepRecord.wrist``) for a model that takes it."""
+        return self.policy.wants_wrist
 
     def start_episode(self, instruction: str) -> None:
         self.instruction = instruction
@@ -293,14 +309,14 @@ class PolicySource:
         if tick.image is not None:
             state = robot_state(tick.observation.ee_pose, tick.observation.gripper)
             with self._lock:
-                self._frame = (tick.image, state, tick.t_capture_ns)
+                self._frame = (tick.image, state, tick.t_capture_ns, tick.wrist)
 
     def _plan(self) -> tuple[np.ndarray, int] | None:
         with self._lock:
             frame = self._frame
         if frame is None:
             return None
-        chunk, info = self.policy.act(frame[0], frame[1], self.instruction)
+        chunk, info = self.policy.act(frame[0], frame[1], self.instruction, wrist=frame[3])
         self.infos.append(info)
         self.latencies_ms.append((time.monotonic_ns() - frame[2]) / 1e6)
         return chunk, frame[2]

@@ -160,7 +160,7 @@ def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = 
         T = len(steps)
         padded = np.concatenate([ep.actions, chunk_padding(ep, K)])
         chunks = np.stack([padded[t : t + K] for t in steps])  # [T, K, D]
-        images.append(ep.images)
+        images.append(_with_wrist(ep, data_dir) if config.wrist else ep.images)
         states.append(ep.states[steps])
         targets.append(ep.targets[steps])
         goals.append(ep.goals[steps] if len(ep.goals) else np.zeros((T, 3), np.float32))
@@ -182,6 +182,14 @@ def load_samples(data_dir: str, config: NanoVLAConfig, tasks: tuple[str, ...] = 
         episode=torch.from_numpy(np.concatenate(episode)),
         raw_actions=np.concatenate(raw),
     )
+
+
+def _with_wrist(ep: Episode, data_dir: str) -> np.ndarray:
+    """The episode's images for a wrist model: (T, H, W, 6), scene then wrist channels."""
+    if ep.wrist_images.shape[:1] != ep.images.shape[:1]:
+        raise ConfigError(f"{data_dir}: episode {ep.task} seed {ep.seed} has no wrist images, and the model takes "
+                          "the wrist camera (wrist=true); collect with `agentrt collect --wrist`")
+    return np.concatenate([ep.images, ep.wrist_images], axis=-1)
 
 
 def _episodes(data_dir: str, *, images: bool, tasks: tuple[str, ...], keys: LeRobotKeys | None = None,
