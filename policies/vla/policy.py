@@ -293,7 +293,7 @@ class PolicySource:
     @property
     def wants_wrist(self) -> bool:
         """The loop renders the wrist camera beside each frame (``StepRecord.wrist``) for a model that takes it."""
-        return self.policy.wants_wrist
+        return bool(getattr(self.policy, "wants_wrist", False))  # the HF VLA's policy has no wrist camera
 
     def start_episode(self, instruction: str) -> None:
         self.instruction = instruction
@@ -316,7 +316,8 @@ class PolicySource:
             frame = self._frame
         if frame is None:
             return None
-        chunk, info = self.policy.act(frame[0], frame[1], self.instruction, wrist=frame[3])
+        wrist = {} if frame[3] is None else {"wrist": frame[3]}  # only a policy that wants it (an HF VLA takes none)
+        chunk, info = self.policy.act(frame[0], frame[1], self.instruction, **wrist)
         self.infos.append(info)
         self.latencies_ms.append((time.monotonic_ns() - frame[2]) / 1e6)
         return chunk, frame[2]
