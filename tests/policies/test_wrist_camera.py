@@ -86,3 +86,14 @@ def test_the_policy_server_refuses_wrist_weights(tmp_path: Path) -> None:
     save_model(NanoVLA(NanoVLAConfig(words=["touch"], wrist=True, **TINY)), weights, robot="panda")
     with pytest.raises(ConfigError, match="^policy server: these weights take the wrist camera too"):
         BatchPolicy(NanoPolicy(PolicyConfig(weights=str(weights), device="cpu")))
+
+
+def test_the_policy_node_refuses_wrist_weights(tmp_path: Path) -> None:
+    from agentrt.testing import MockNode
+    from policies.vla.node import NanoVLANode
+
+    weights = tmp_path / "w.safetensors"
+    save_model(NanoVLA(NanoVLAConfig(words=["touch"], wrist=True, **TINY)), weights, robot="panda")
+    with pytest.raises(ConfigError, match="^policy node: .*w.safetensors take the wrist camera too, which the sim node"):
+        with MockNode(NanoVLANode, params={"weights": str(weights), "decoding": "ar", "device": "cpu"}) as harness:
+            harness.run(inputs=[])
