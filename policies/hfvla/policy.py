@@ -72,6 +72,8 @@ class HFPolicy:
     ``model`` given in memory (an ``HFVLA`` being trained or a test's) runs where it is.
     """
 
+    wants_wrist = False  # as ``NanoPolicy.wants_wrist``: these VLAs read the scene camera alone
+
     def __init__(self, config: PolicyConfig | None = None, model: HFVLA | None = None, *,
                  folder: str | Path | None = None) -> None:
         self.config = cfg = config or PolicyConfig()

@@ -322,11 +322,9 @@ class NanoVLA(nn.Module):
             raise ConfigError(f"NanoVLA: expected images with {self.config.image_channels} channels "
                               f"({'scene and wrist' if self.config.wrist else 'the scene camera'}), got {images.shape[1]}")
         vit = vit if vit is not None else self.vit
-        scene = images[:, :3]
-        wrist = self._vit_input(images[:, 3:])[1] if self.config.wrist else None
-        wrist_tokens = self.vit(wrist) if wrist is not None else None
-        full, quarter = self._vit_input(scene)
+        full, quarter = self._vit_input(images[:, :3])
         keypoint_features = self.grounding.features(full) if self.grounding is not None and full is not None else None
+        wrist_tokens = self.vit(self._vit_input(images[:, 3:])[1]) if self.config.wrist else None
         return Percept(vit(quarter), keypoint_features, wrist_tokens)
 
     def _vit_input(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:

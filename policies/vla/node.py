@@ -105,7 +105,7 @@ class NanoVLANode(Node):
         c = self.config
         self.policy = load_policy(PolicyConfig(weights=c.weights, decoding=c.decoding, vit_cache=c.vit_cache, threads=c.threads,
                                               device=c.device, dtype=c.dtype))
-        if getattr(self.policy, "wants_wrist", False):
+        if self.policy.wants_wrist:
             raise ConfigError(f"policy node: {c.weights} take the wrist camera too, which the sim node does not stream; "
                               "run them with `agentrt eval` (in-process) or use scene-only weights")
         self.log.info("nano VLA (%s decoding) on %s, %s", c.decoding, self.policy.device, c.dtype)

@@ -293,7 +293,7 @@ class PolicySource:
     @property
     def wants_wrist(self) -> bool:
         """The loop renders the wrist camera beside each frame (``StepRecord.wrist``) for a model that takes it."""
-        return bool(getattr(self.policy, "wants_wrist", False))  # the HF VLA's policy has no wrist camera
+        return self.policy.wants_wrist
 
     def start_episode(self, instruction: str) -> None:
         self.instruction = instruction
